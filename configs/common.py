@@ -1,0 +1,87 @@
+"""Shared config sections and model-size presets.
+
+Every tunable value lives here as a config field; `configs/metaworld.py` and
+`configs/kitchen.py` fill in the domain-specific parts. Presets are chosen by
+argument: `configs/metaworld.py:drawer-open,small`.
+"""
+import ml_collections
+
+PRESETS = ('paper', 'small', 'debug')
+
+
+def model_config(preset: str) -> ml_collections.ConfigDict:
+  """World model (ALGORITHM.md Sec. 1): encoder, decoder, ensembled RSSM, reward head."""
+  sizes = {
+      # DreamerV2 dmc_vision sizes (ALGORITHM.md Sec. 8).
+      'paper': dict(depth=48, deter=200, hidden=200, groups=32, classes=32, ensemble=7, head_units=400, head_layers=2),
+      # Sized so a world-model step at batch 16 x 32 runs well under a second on a 2-core CPU.
+      'small': dict(depth=16, deter=128, hidden=128, groups=16, classes=16, ensemble=7, head_units=128, head_layers=2),
+      # Tiny: tests only.
+      'debug': dict(depth=4, deter=16, hidden=16, groups=4, classes=4, ensemble=3, head_units=16, head_layers=1),
+  }[preset]
+  c = ml_collections.ConfigDict()
+  c.encoder = dict(depth=sizes['depth'], kernel=4, layers=4)
+  c.decoder = dict(kind='subpixel' if preset != 'paper' else 'transpose', depth=sizes['depth'], kernel=4, layers=4)
+  c.rssm = dict(deter=sizes['deter'], hidden=sizes['hidden'], groups=sizes['groups'], classes=sizes['classes'],
+                ensemble=sizes['ensemble'], unimix=0.01)
+  c.reward_head = dict(units=sizes['head_units'], layers=sizes['head_layers'])
+  c.kl_alpha = 0.8          # KL balancing (Eq. 1)
+  c.kl_scale = 1.0          # beta_kl
+  c.free_nats = 0.0
+  c.image_scale = 1.0       # weight of the image log-likelihood
+  c.reward_scale = 1.0      # weight of the reward log-likelihood
+  c.lr = 3e-4
+  c.eps = 1e-5
+  c.grad_clip = 100.0
+  return c
+
+
+def agent_config(preset: str) -> ml_collections.ConfigDict:
+  """Actor-critic (ALGORITHM.md Secs. 3-7)."""
+  units, layers = {'paper': (400, 4), 'small': (128, 2), 'debug': (16, 1)}[preset]
+  c = ml_collections.ConfigDict()
+  c.mode = 'moto'             # 'moto' | 'dreamerv2' (lambda-returns, no BC, no penalty, no L_data)
+  c.horizon = 5               # H (MVE horizon); DreamerV2 mode uses dreamer_horizon
+  c.dreamer_horizon = 15
+  c.lambda_ = 0.95            # DreamerV2 mode only
+  c.gamma = 0.99
+  c.tau = 0.005               # Polyak rate of the target critics
+  c.penalty_scale = 1.0       # lambda_u (Eq. 3); 0 = "No Unc." ablation
+  c.bc_scale = 1.0            # beta_bc (Eq. 10); 0 = "No BC" ablation
+  c.data_critic_loss = True   # L_data (Eq. 8); False = ablation
+  c.actor = dict(units=units, layers=layers, min_std=0.1, max_std=1.0)
+  c.critic = dict(units=units, layers=layers)
+  c.actor_lr = 8e-5
+  c.critic_lr = 8e-5
+  c.grad_clip = 100.0
+  c.bc_eps = 1e-4             # dataset actions are clipped to [-1+eps, 1-eps] for log pi
+  c.explore_noise = 0.0       # extra Gaussian action noise when exploring (policy is stochastic anyway)
+  return c
+
+
+def train_config(preset: str) -> ml_collections.ConfigDict:
+  """The main job's schedule (issue: offline then online)."""
+  c = ml_collections.ConfigDict()
+  if preset == 'paper':
+    c.batch_size, c.seq_len = 16, 50
+    c.offline_steps, c.env_steps = 10_000, 500_000
+    c.updates_per_episode = 100
+    c.eval_every_episodes, c.eval_episodes = 10, 10
+  elif preset == 'small':
+    c.batch_size, c.seq_len = 16, 32
+    c.offline_steps, c.env_steps = 1_000, 4_000
+    c.updates_per_episode = 25
+    c.eval_every_episodes, c.eval_episodes = 5, 5
+  else:
+    c.batch_size, c.seq_len = 2, 8
+    c.offline_steps, c.env_steps = 4, 40
+    c.updates_per_episode = 2
+    c.eval_every_episodes, c.eval_episodes = 1, 1
+  c.online_fraction = 0.5          # share of each online batch drawn from online episodes
+  c.log_every = 50 if preset != 'debug' else 1
+  c.checkpoint_every_minutes = 10.0
+  c.checkpoint_every_steps = 1000 if preset != 'debug' else 2
+  c.keep_checkpoints = 3
+  c.max_nonfinite = 10             # consecutive non-finite updates before the run stops
+  c.video_every_evals = 2
+  return c

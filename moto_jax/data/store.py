@@ -1,0 +1,148 @@
+"""A NumPy episode store: offline episodes plus online ones, sampled as [B, T] windows.
+
+Offline episodes are loaded from dataset directories; online episodes are added as
+they finish and persisted immediately to the store's own directory (so a crash loses
+none). Batches are windows of `seq_len` consecutive steps drawn uniformly over all
+valid windows of a part (offline or online), never across an episode boundary, with a
+configurable share from the online part. Images stay uint8.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from moto_jax.data import episodes as ep_lib
+
+PARTS = ('offline', 'online')
+
+
+class EpisodeStore:
+  """Holds episodes in memory and samples fixed-length sequences.
+
+  Args:
+    seq_len: T, the length of sampled windows (episodes shorter than T are kept on
+      disk but never sampled; they are counted in `stats()`).
+    online_dir: where online episodes are written; existing files are loaded as
+      online episodes (a resumed run continues where it stopped).
+    online_fraction: share of each batch drawn from online episodes when both parts
+      have data.
+    skip_corrupt: skip unreadable files with a warning (counted) instead of raising.
+  """
+
+  def __init__(self, seq_len: int, online_dir: str | None = None, online_fraction: float = 0.5,
+               skip_corrupt: bool = False):
+    if not 0.0 <= online_fraction <= 1.0:
+      raise ValueError(f'online_fraction={online_fraction}; expected a value in [0, 1]')
+    self.seq_len = int(seq_len)
+    self.online_dir = online_dir
+    self.online_fraction = float(online_fraction)
+    self.skip_corrupt = skip_corrupt
+    self._episodes = {p: [] for p in PARTS}
+    self._windows = {p: [] for p in PARTS}   # valid window starts per episode
+    self.skipped_files: list[str] = []
+    self.too_short = 0
+    if online_dir:
+      os.makedirs(online_dir, exist_ok=True)
+      self.load_directory(online_dir, part='online')
+
+  # --- filling -------------------------------------------------------------
+
+  def load_directory(self, directory: str, part: str = 'offline') -> int:
+    """Loads every episode file of `directory` into `part`; returns how many were loaded."""
+    files = ep_lib.episode_files(directory)
+    loaded = 0
+    for path in files:
+      try:
+        episode = ep_lib.load_episode(path)
+      except ep_lib.CorruptEpisodeError as e:
+        if not self.skip_corrupt:
+          raise
+        logging.warning('Skipping corrupt episode: %s', e)
+        self.skipped_files.append(path)
+        continue
+      self._insert(episode, part)
+      loaded += 1
+    return loaded
+
+  def add(self, episode: dict, part: str = 'online') -> str | None:
+    """Adds a finished episode; online episodes are written to `online_dir` first."""
+    episode = ep_lib.validate(episode)
+    path = None
+    if part == 'online' and self.online_dir:
+      path = os.path.join(self.online_dir, ep_lib.episode_name(len(self._episodes['online'])))
+      if os.path.exists(path):
+        raise FileExistsError(f'{path} exists: the online directory has files this store did not load')
+      ep_lib.save_episode(path, episode)
+    self._insert(episode, part)
+    return path
+
+  def _insert(self, episode: dict, part: str):
+    if part not in PARTS:
+      raise ValueError(f'part={part!r}; expected one of {PARTS}')
+    episode = {k: v for k, v in episode.items()}
+    self._episodes[part].append(episode)
+    n = len(episode['image']) - self.seq_len + 1
+    if n <= 0:
+      self.too_short += 1
+    self._windows[part].append(max(n, 0))
+
+  # --- reading -------------------------------------------------------------
+
+  def num_episodes(self, part: str | None = None) -> int:
+    return sum(len(self._episodes[p]) for p in (PARTS if part is None else (part,)))
+
+  def num_steps(self, part: str | None = None) -> int:
+    return sum(ep_lib.num_steps(e) for p in (PARTS if part is None else (part,))
+               for e in self._episodes[p])
+
+  def episodes(self, part: str) -> list[dict]:
+    return list(self._episodes[part])
+
+  def num_windows(self, part: str) -> int:
+    return int(sum(self._windows[part]))
+
+  def bytes_per_frame(self) -> float:
+    """Memory held per stored step (image, action and the rest)."""
+    total = frames = 0
+    for p in PARTS:
+      for e in self._episodes[p]:
+        total += sum(v.nbytes for v in e.values())
+        frames += len(e['image'])
+    return total / max(frames, 1)
+
+  def stats(self) -> dict:
+    return dict(offline_episodes=self.num_episodes('offline'), online_episodes=self.num_episodes('online'),
+                offline_steps=self.num_steps('offline'), online_steps=self.num_steps('online'),
+                bytes_per_frame=self.bytes_per_frame(), skipped_corrupt=len(self.skipped_files),
+                too_short=self.too_short)
+
+  def sample(self, batch_size: int, rng: np.random.Generator) -> dict:
+    """Returns a batch of `batch_size` windows, arrays [B, T, ...], plus `bc_weight` [B, T]."""
+    counts = self._split(batch_size)
+    parts = [self._sample_part(p, n, rng) for p, n in zip(PARTS, counts) if n]
+    return {k: np.concatenate([b[k] for b in parts]) for k in parts[0]}
+
+  def _split(self, batch_size: int) -> tuple[int, int]:
+    has = [self.num_windows(p) > 0 for p in PARTS]
+    if not any(has):
+      raise ValueError(f'The store has no episode of at least seq_len={self.seq_len} steps '
+                       f'({self.num_episodes()} episodes, {self.too_short} too short)')
+    if not has[1]:
+      return batch_size, 0
+    if not has[0]:
+      return 0, batch_size
+    n_online = int(round(self.online_fraction * batch_size))
+    return batch_size - n_online, n_online
+
+  def _sample_part(self, part: str, n: int, rng: np.random.Generator) -> dict:
+    windows = np.asarray(self._windows[part], np.float64)
+    ep_idx = rng.choice(len(windows), size=n, p=windows / windows.sum())
+    starts = [int(rng.integers(windows[i])) for i in ep_idx]
+    eps = self._episodes[part]
+    keys = [k for k in eps[ep_idx[0]] if k in ep_lib.STEP_KEYS]
+    batch = {k: np.stack([eps[i][k][s:s + self.seq_len] for i, s in zip(ep_idx, starts)]) for k in keys}
+    batch['bc_weight'] = np.repeat(
+        np.array([eps[i]['bc_weight'] for i in ep_idx], np.float32)[:, None], self.seq_len, axis=1)
+    return batch
