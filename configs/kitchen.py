@@ -1,0 +1,61 @@
+"""Franka Kitchen from pixels. Usage: `--config=configs/kitchen.py:<task>[,<preset>]`.
+
+`<task>` is the paper's task name: `mixed` (microwave, kettle, light switch, slide
+cabinet; D4RL's complete/partial goal set) or `partial` (microwave, kettle, bottom
+burner, light switch; D4RL's mixed goal set). `<preset>` is one of `paper`, `small`
+(default, fits a CPU) and `debug` (tests).
+"""
+import ml_collections
+
+from configs import common
+
+TASKS = ('mixed', 'partial')
+
+
+def parse_arg(arg, default_task):
+  parts = [p.strip() for p in (arg or '').split(',') if p.strip()]
+  task, preset = default_task, 'small'
+  for p in parts:
+    if p in common.PRESETS:
+      preset = p
+    elif p in TASKS:
+      task = p
+    else:
+      raise ValueError(f'configs/kitchen.py: unknown argument {p!r}; expected a task in {TASKS} '
+                       f'and/or a preset in {common.PRESETS}')
+  return task, preset
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  task, preset = parse_arg(arg, 'mixed')
+  c = ml_collections.ConfigDict()
+  c.domain = 'kitchen'
+  c.task = task
+  c.preset = preset
+  c.seed = 0
+
+  c.env = ml_collections.ConfigDict(dict(
+      image_size=64,
+      camera='rpl',           # 'rpl' (the env's default free camera, the original RPL view) or 'd5rl'
+      action_repeat=1,
+      episode_length=280 if preset != 'debug' else 20,   # agent steps
+      render_quality='fast',  # 'fast' (no MSAA/shadows/reflections) or 'shipped'
+  ))
+  c.data = ml_collections.ConfigDict(dict(
+      dir='',                 # offline dataset directory; empty = generate into cache_dir
+      cache_dir='~/.cache/moto_jax/datasets',
+      num_episodes=300 if preset != 'debug' else 2,
+      action_noise=0.1,       # std of Gaussian noise added to the scripted actions
+      waypoint_noise=0.01,    # std (m) of the noise on every scripted waypoint
+      fail_prob=0.1,          # probability that a scripted sub-task attempt is abandoned half-way
+      full_share=0.1,         # 'mixed': share of episodes that attempt all four target tasks
+      # Episodes get bc_weight 1 when these target tasks are all in goal state at some step;
+      # empty = all four. 'partial' has no full solutions, so it uses the first three (paper).
+      bc_tasks=('microwave', 'kettle', 'bottom burner') if task == 'partial' else (),
+      workers=2,              # generator processes
+      skip_corrupt=False,     # skip (and count) unreadable episode files instead of failing
+  ))
+  c.model = common.model_config(preset)
+  c.agent = common.agent_config(preset)
+  c.train = common.train_config(preset)
+  return c.lock()
