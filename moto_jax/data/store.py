@@ -141,7 +141,7 @@ class EpisodeStore:
     ep_idx = rng.choice(len(windows), size=n, p=windows / windows.sum())
     starts = [int(rng.integers(windows[i])) for i in ep_idx]
     eps = self._episodes[part]
-    keys = [k for k in eps[ep_idx[0]] if k in ep_lib.STEP_KEYS]
+    keys = [k for k, v in eps[ep_idx[0]].items() if k not in ep_lib.EPISODE_KEYS and v.ndim >= 1]
     batch = {k: np.stack([eps[i][k][s:s + self.seq_len] for i, s in zip(ep_idx, starts)]) for k in keys}
     batch['bc_weight'] = np.repeat(
         np.array([eps[i]['bc_weight'] for i in ep_idx], np.float32)[:, None], self.seq_len, axis=1)

@@ -1,0 +1,151 @@
+"""Episode files, scripted collection, the episode store."""
+import os
+
+import numpy as np
+import pytest
+from configs import metaworld as mw_config
+
+from moto_jax.data import collect, episodes as ep_lib, manifest, store as store_lib
+
+
+def fake_episode(length, action_dim=4, success=False, seed=0):
+  rng = np.random.default_rng(seed)
+  n = length + 1
+  return dict(image=rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8),
+              action=np.concatenate([np.zeros((1, action_dim)), rng.uniform(-1, 1, (length, action_dim))]).astype(np.float32),
+              reward=np.concatenate([[0.0], rng.uniform(0, 1, length)]).astype(np.float32),
+              discount=np.ones(n, np.float32), is_first=np.arange(n) == 0, is_terminal=np.zeros(n, bool),
+              success=np.array(success), bc_weight=np.float32(success),
+              step_index=np.arange(n))   # extra per-step key: lets tests see where windows come from
+
+
+@pytest.fixture(scope='module')
+def drawer_dataset(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp('data') / 'drawer-open')
+  config = mw_config.get_config('drawer-open')
+  m = collect.collect_metaworld(config, out, num_episodes=10, progress=False)
+  return out, m
+
+
+def test_scripted_drawer_open_succeeds(drawer_dataset):
+  out, m = drawer_dataset
+  assert m['episodes'] == 10 and m['transitions'] == 2000
+  eps = [ep_lib.load_episode(p) for p in ep_lib.episode_files(out)]
+  assert len(eps) == 10
+  assert sum(bool(e['success']) for e in eps) >= 8
+  for e in eps:
+    assert e['image'].shape == (201, 64, 64, 3) and e['image'].dtype == np.uint8
+    assert np.all(e['action'][0] == 0) and e['reward'][0] == 0 and e['is_first'][0]
+    assert bool(e['success']) == (e['reward'].sum() > 0) == bool(e['bc_weight'])
+  assert m['success_rate'] == np.mean([bool(e['success']) for e in eps])
+  assert m['env']['render']['quality'] == 'fast'
+  assert os.path.exists(os.path.join(out, 'contact_sheet.png'))
+
+
+def test_collection_is_reproducible_and_resumes(drawer_dataset, tmp_path):
+  out, _ = drawer_dataset
+  config = mw_config.get_config('drawer-open')
+  again = str(tmp_path / 'again')
+  collect.collect_metaworld(config, again, num_episodes=2, progress=False)
+  os.remove(os.path.join(again, ep_lib.episode_name(1)))       # as if interrupted
+  collect.collect_metaworld(config, again, num_episodes=2, progress=False)
+  for i in range(2):
+    a = ep_lib.load_episode(os.path.join(out, ep_lib.episode_name(i)))
+    b = ep_lib.load_episode(os.path.join(again, ep_lib.episode_name(i)))
+    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(a['action'], b['action'])
+
+
+def test_dataset_settings_mismatch_is_refused(drawer_dataset):
+  out, m = drawer_dataset
+  settings = dict(m['env'], action_repeat=1)
+  with pytest.raises(ValueError, match='action_repeat'):
+    manifest.check_settings(out, settings)
+
+
+def test_round_trip_is_exact(tmp_path):
+  e = fake_episode(30, success=True)
+  path = ep_lib.save_episode(str(tmp_path / 'ep.npz'), e)
+  back = ep_lib.load_episode(path)
+  assert set(back) == set(e)
+  for k in e:
+    np.testing.assert_array_equal(back[k], e[k])
+    assert back[k].dtype == ep_lib.DTYPES.get(k, np.asarray(e[k]).dtype)
+  assert not [f for f in os.listdir(tmp_path) if 'tmp' in f]   # no temp file left behind
+
+
+def test_store_add_persists_and_reloads(tmp_path):
+  s = store_lib.EpisodeStore(seq_len=5, online_dir=str(tmp_path / 'online'))
+  for i in range(3):
+    s.add(fake_episode(10 + i, seed=i))
+  assert len(os.listdir(tmp_path / 'online')) == 3
+  s2 = store_lib.EpisodeStore(seq_len=5, online_dir=str(tmp_path / 'online'))
+  assert s2.num_episodes('online') == 3 and s2.num_steps('online') == 10 + 11 + 12
+  np.testing.assert_array_equal(s2.episodes('online')[2]['image'], fake_episode(12, seed=2)['image'])
+  s2.add(fake_episode(4))
+  assert sorted(os.listdir(tmp_path / 'online'))[-1] == ep_lib.episode_name(3)
+
+
+def test_windows_never_cross_boundaries_and_cover_uniformly(tmp_path):
+  s = store_lib.EpisodeStore(seq_len=4)
+  lengths = [3, 5, 12]                      # 4, 6 and 13 steps: 1, 3 and 10 windows; the first too short
+  for i, n in enumerate(lengths):
+    e = fake_episode(n, seed=i)
+    e['image'][:] = i                        # episode id in every pixel
+    s.add(e, part='offline')
+  s.add(fake_episode(2, seed=9), part='offline')   # 3 steps < seq_len: never sampled
+  assert s.too_short == 1
+  rng = np.random.default_rng(0)
+  batch = s.sample(4000, rng)
+  assert batch['image'].shape == (4000, 4, 8, 8, 3) and batch['image'].dtype == np.uint8
+  assert batch['bc_weight'].shape == (4000, 4)
+  ep_id = batch['image'][:, :, 0, 0, 0]
+  assert np.all(ep_id == ep_id[:, :1])                      # one episode per window
+  assert np.all(np.diff(batch['step_index'], axis=1) == 1)     # consecutive steps
+  first = batch['is_first']
+  assert np.all(first[:, 1:] == False)                       # an episode start only at t=0
+  windows = np.array([1, 3, 10])
+  counts = np.bincount(ep_id[:, 0], minlength=3)
+  np.testing.assert_allclose(counts / 4000, windows / windows.sum(), atol=0.03)
+
+
+def test_offline_online_share(tmp_path):
+  s = store_lib.EpisodeStore(seq_len=4, online_fraction=0.25)
+  off, on = fake_episode(20), fake_episode(20)
+  off['reward'][:] = 0.0
+  on['reward'][:] = 1.0
+  s.add(off, part='offline')
+  b = s.sample(8, np.random.default_rng(0))
+  assert b['reward'].sum() == 0                              # no online data yet: all offline
+  s.add(on, part='online')
+  b = s.sample(8, np.random.default_rng(0))
+  assert (b['reward'][:, 0] == 1).sum() == 2                  # 25% of 8
+
+
+def test_corrupt_file_named_or_skipped(tmp_path):
+  d = tmp_path / 'data'
+  ep_lib.save_episode(str(d / ep_lib.episode_name(0)), fake_episode(10))
+  path = ep_lib.save_episode(str(d / ep_lib.episode_name(1)), fake_episode(10))
+  data = open(path, 'rb').read()
+  open(path, 'wb').write(data[:len(data) // 2])              # truncated
+  with pytest.raises(ep_lib.CorruptEpisodeError, match='episode_000001.npz'):
+    store_lib.EpisodeStore(seq_len=4).load_directory(str(d))
+  s = store_lib.EpisodeStore(seq_len=4, skip_corrupt=True)
+  assert s.load_directory(str(d)) == 1
+  assert s.stats()['skipped_corrupt'] == 1
+  assert s.sample(3, np.random.default_rng(0))['image'].shape[0] == 3
+
+
+def test_malformed_episode_rejected(tmp_path):
+  e = fake_episode(5)
+  e['reward'] = e['reward'][:-1]
+  with pytest.raises(ep_lib.CorruptEpisodeError, match="'reward'"):
+    ep_lib.save_episode(str(tmp_path / 'x.npz'), e)
+  assert not os.path.exists(tmp_path / 'x.npz')
+
+
+def test_memory_per_frame_reported():
+  s = store_lib.EpisodeStore(seq_len=2)
+  s.add(fake_episode(9), part='offline')
+  bpf = s.stats()['bytes_per_frame']
+  assert 8 * 8 * 3 <= bpf < 8 * 8 * 3 + 100

@@ -1,0 +1,103 @@
+"""Pixel MetaWorld: observations, reward, action repeat, seeding, errors."""
+import numpy as np
+import pytest
+
+from moto_jax.envs.metaworld_env import MetaWorldEnv, TASKS, check_task
+
+
+@pytest.fixture(scope='module')
+def env():
+  e = MetaWorldEnv('drawer-open', seed=0, episode_length=20)
+  yield e
+  e.close()
+
+
+def test_all_fifty_tasks_listed():
+  assert len(TASKS) == 50
+  assert 'drawer-open' in TASKS and 'assembly' in TASKS
+
+
+def test_unknown_task_lists_valid_names():
+  with pytest.raises(ValueError, match='Unknown MetaWorld task .*drawer-open'):
+    check_task('drawer-opn')
+  assert check_task('door-open-v3') == 'door-open'
+
+
+def test_observation_shape_dtype_range(env):
+  obs, info = env.reset(seed=1)
+  img = obs['image']
+  assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+  assert img.max() > img.min()            # not a blank frame
+  assert set(obs) == {'image'}             # no proprioception
+  assert env.observation_space.contains(obs)
+
+
+def test_reward_is_exactly_success(env):
+  from metaworld.policies import ENV_POLICY_MAP
+  expert = ENV_POLICY_MAP['drawer-open-v3']()
+  long_env = MetaWorldEnv('drawer-open', seed=0, episode_length=120)
+  try:
+    obs, info = long_env.reset(seed=3)
+    rewards, successes = [], []
+    for _ in range(120):
+      obs, r, term, trunc, info = long_env.step(expert.get_action(info['state']))
+      rewards.append(r)
+      successes.append(info['success'])
+    assert rewards == [float(s) for s in successes]
+    assert set(rewards) <= {0.0, 1.0}
+    assert max(rewards) == 1.0               # the expert opens the drawer within 120 steps
+    assert trunc and not term
+  finally:
+    long_env.close()
+
+
+def test_action_repeat_and_episode_length(env):
+  env.reset(seed=0)
+  start = env._env.curr_path_length
+  for i in range(20):
+    _, _, _, trunc, _ = env.step(np.zeros(4))
+    assert trunc == (i == 19)
+  assert env._env.curr_path_length - start == 20 * env.action_repeat == 40
+
+
+def test_same_seed_same_images_different_seed_differs(env):
+  def run(seed):
+    obs, _ = env.reset(seed=seed)
+    frames = [obs['image']]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+      frames.append(env.step(rng.uniform(-1, 1, 4))[0]['image'])
+    return np.stack(frames)
+  a = run(7)
+  env.reset(seed=123)                      # whatever happens in between
+  env.step(np.ones(4))
+  b = run(7)
+  c = run(8)
+  np.testing.assert_array_equal(a, b)
+  assert np.abs(a[0].astype(int) - c[0].astype(int)).sum() > 0
+
+
+def test_settings_recorded(env):
+  s = env.settings()
+  assert s['task'] == 'drawer-open' and s['action_repeat'] == 2
+  assert s['render']['quality'] == 'fast' and s['render']['size'] == 64
+
+
+def test_bad_render_quality_and_camera():
+  with pytest.raises(ValueError, match='render_quality'):
+    MetaWorldEnv('drawer-open', render_quality='ultra')
+  with pytest.raises(ValueError, match="camera='nope'"):
+    MetaWorldEnv('drawer-open', camera='nope')
+
+
+def test_corner_cameras_are_flipped_upright():
+  from moto_jax.envs.rendering import FastRenderer
+  e = MetaWorldEnv('drawer-open', seed=0, camera='corner')
+  try:
+    e.reset(seed=0)
+    assert e.renderer.settings()['flip']
+    raw = FastRenderer(e._env.model, e._env.data, 64, 'corner', flip=False)
+    np.testing.assert_array_equal(e.render(), raw.render()[::-1, ::-1])
+    raw.close()
+  finally:
+    e.close()
