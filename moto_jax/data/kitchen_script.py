@@ -1,0 +1,296 @@
+"""A scripted Franka Kitchen controller: Cartesian waypoints through a Jacobian controller.
+
+`ArmController` turns an end-effector target (position of the site `end_effector`,
+rotation about world +y, gripper open/closed) into one normalised joint-velocity action
+with damped least squares, gravity feed-forward and a posture term in the null space.
+`SubtaskScript` drives one sub-task through a list of `Phase`s whose waypoints are read
+from the model's sites when the sub-task starts (plus optional noise). `PlayScript`
+chains sub-tasks, the way the RPL play data does.
+
+Supported sub-tasks: microwave, kettle, light switch, slide cabinet, bottom burner.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import mujoco
+import numpy as np
+
+SCRIPTED_SUBTASKS = ('microwave', 'kettle', 'light switch', 'slide cabinet', 'bottom burner')
+
+ARM_DOFS = 7
+ACTUATOR_KP = np.array([870.0] * 4 + [120.0] * 3)   # position gains of the arm's actuators
+LIMIT_MARGIN = 0.03                                  # rad
+STALL_SPEED = 0.002                                  # m per step
+ROT_TOL = 0.2                                        # rad
+ACTION_SCALE = 2.0                                   # action 1.0 = 2 rad/s joint velocity
+
+
+def rot_y(angle: float) -> np.ndarray:
+  c, s = np.cos(angle), np.sin(angle)
+  return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def rot_x(angle: float) -> np.ndarray:
+  c, s = np.cos(angle), np.sin(angle)
+  return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def rot_z(angle: float) -> np.ndarray:
+  c, s = np.cos(angle), np.sin(angle)
+  return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+# The hand points +y (into the kitchen) with the fingers spread along x at reset. TOP_DOWN
+# points it down (-z) with the fingers spread along y.
+TOP_DOWN = rot_z(-np.pi / 2) @ rot_x(-np.pi / 2)
+
+
+def _clip_norm(x: np.ndarray, limit: float) -> np.ndarray:
+  n = np.linalg.norm(x)
+  return x if n <= limit else x * (limit / n)
+
+
+class ArmController:
+  """Damped-least-squares Cartesian controller of the site `end_effector`.
+
+  Args:
+    model, data: the kitchen simulation (gymnasium-robotics `FrankaKitchen-v1`).
+    dt: seconds per environment step.
+    kp: Cartesian P gain (1/s); vmax: speed cap (m/s).
+    damping: lambda of the damped least squares.
+  """
+
+  def __init__(self, model, data, dt: float = 0.08, kp: float = 8.0, vmax: float = 0.8,
+               kr: float = 4.0, damping: float = 0.08, posture_gain: float = 0.5):
+    self.model, self.data, self.dt = model, data, dt
+    self.kp, self.vmax, self.kr, self.damping, self.posture_gain = kp, vmax, kr, damping, posture_gain
+    self.site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, 'end_effector')
+    self._jacp = np.zeros((3, model.nv))
+    self._jacr = np.zeros((3, model.nv))
+    self.lo, self.hi = model.jnt_range[:ARM_DOFS, 0], model.jnt_range[:ARM_DOFS, 1]
+    self.reset()
+
+  def reset(self) -> None:
+    """Takes the current pose as the home orientation and posture."""
+    self.home_rot = self.data.site_xmat[self.site].reshape(3, 3).copy()
+    self.home_qpos = self.data.qpos[:ARM_DOFS].copy()
+
+  def _solve(self, jac, twist, q, free):
+    jjt = jac @ jac.T + self.damping ** 2 * np.eye(6)
+    dq = jac.T @ np.linalg.solve(jjt, twist)
+    null = np.eye(ARM_DOFS) - jac.T @ np.linalg.solve(jjt, jac)
+    return dq + null @ (self.posture_gain * (self.home_qpos - q) * free)
+
+  def rot_error(self, rot: np.ndarray | None = None) -> float:
+    """Angle (rad) between the hand's orientation and the home orientation turned by `rot`."""
+    want = self.home_rot if rot is None else rot @ self.home_rot
+    now = self.data.site_xmat[self.site].reshape(3, 3)
+    return float(np.arccos(np.clip((np.trace(want.T @ now) - 1.0) / 2.0, -1.0, 1.0)))
+
+  @property
+  def position(self) -> np.ndarray:
+    return self.data.site_xpos[self.site].copy()
+
+  def action(self, target: np.ndarray, rot: np.ndarray | None = None, grip: bool = False,
+             vmax: float | None = None) -> np.ndarray:
+    """The action [9] that moves the end effector toward `target`, with the hand turned by
+    `rot` (a world-frame rotation of the home orientation; None = home orientation)."""
+    d = self.data
+    v = _clip_norm(self.kp * (target - d.site_xpos[self.site]), self.vmax if vmax is None else vmax)
+    now = d.site_xmat[self.site].reshape(3, 3)
+    want = self.home_rot if rot is None else rot @ self.home_rot
+    w = _clip_norm(self.kr * 0.5 * np.cross(now, want, axisa=0, axisb=0).sum(0), 2.0)
+    mujoco.mj_jacSite(self.model, d, self._jacp, self._jacr, self.site)
+    jac = np.concatenate([self._jacp[:, :ARM_DOFS], self._jacr[:, :ARM_DOFS]])
+    twist = np.concatenate([v, w])
+    q = d.qpos[:ARM_DOFS]
+    free = np.ones(ARM_DOFS, bool)
+    for _ in range(3):   # joints at a limit and pushed into it are taken out and the rest re-solved
+      dq = self._solve(jac * free, twist, q, free)
+      blocked = free & (((q < self.lo + LIMIT_MARGIN) & (dq < 0)) | ((q > self.hi - LIMIT_MARGIN) & (dq > 0)))
+      if not blocked.any():
+        break
+      free &= ~blocked
+    dq = dq * free
+    dq += d.qfrc_bias[:ARM_DOFS] / ACTUATOR_KP / self.dt    # gravity feed-forward
+    fingers = np.full(2, -1.0 if grip else 1.0)
+    return np.clip(np.concatenate([dq / ACTION_SCALE, fingers]), -1.0, 1.0)
+
+
+@dataclasses.dataclass
+class Phase:
+  """One segment of a sub-task: move toward `target()` until within `tol` or `max_steps` pass."""
+  target: Callable[[], np.ndarray]
+  grip: bool = False
+  rot: np.ndarray | None = None
+  tol: float = 0.02
+  max_steps: int = 40
+  vmax: float | None = None
+  min_steps: int = 0
+
+
+class SubtaskScript:
+  """Drives one sub-task. `done` once its last phase ends; `abort_at` cuts it short (a failed attempt)."""
+
+  def __init__(self, name: str, ctrl: ArmController, rng: np.random.Generator | None = None,
+               waypoint_noise: float = 0.0, abort_at: int | None = None):
+    if name not in SCRIPTED_SUBTASKS:
+      raise ValueError(f'No script for sub-task {name!r}; scripted sub-tasks: {SCRIPTED_SUBTASKS}')
+    self.name, self.ctrl = name, ctrl
+    rng = rng or np.random.default_rng(0)
+    self._noise = lambda: waypoint_noise * rng.standard_normal(3)
+    self.phases = _PROGRAMS[name](ctrl, self._noise)
+    if abort_at is not None:
+      self.phases = self.phases[:max(1, min(abort_at, len(self.phases) - 1))] + [
+          _release(ctrl, self._noise)]
+    self._index, self._steps, self._last = 0, 0, None
+
+  @property
+  def done(self) -> bool:
+    return self._index >= len(self.phases)
+
+  def action(self) -> np.ndarray:
+    phase = self.phases[self._index]
+    target = phase.target()
+    pos = self.ctrl.position
+    act = self.ctrl.action(target, phase.rot, phase.grip, phase.vmax)
+    self._steps += 1
+    reached = np.linalg.norm(target - pos) < phase.tol and self.ctrl.rot_error(phase.rot) < ROT_TOL
+    # Blocked by contact: the hand stopped moving short of the waypoint.
+    stalled = (phase.tol > 0 and self._last is not None and self._steps > 4
+               and np.linalg.norm(pos - self._last) < STALL_SPEED)
+    self._last = pos
+    if (reached or stalled) and self._steps >= phase.min_steps or self._steps >= phase.max_steps:
+      self._index, self._steps, self._last = self._index + 1, 0, None
+    return act
+
+
+def _site(ctrl, name):
+  return ctrl.data.site_xpos[mujoco.mj_name2id(ctrl.model, mujoco.mjtObj.mjOBJ_SITE, name)].copy()
+
+
+def _fixed(point):
+  point = np.asarray(point, float).copy()
+  return lambda: point
+
+
+def _release(ctrl, noise):
+  """Open the gripper and back off toward the robot."""
+  start = ctrl.position + np.array([0.0, -0.12, 0.03]) + noise()
+  return Phase(lambda: start, grip=False, tol=0.04, max_steps=12)
+
+
+def _retreat(ctrl, offset=(0.0, -0.12, 0.0), grip=False, rot=None):
+  """Back off from wherever the previous phase ended (read when this phase starts)."""
+  state = {}
+
+  def target():
+    if 'p' not in state:
+      state['p'] = ctrl.position + np.asarray(offset)
+    return state['p']
+  return Phase(target, grip=grip, rot=rot, tol=0.04, max_steps=12)
+
+
+def _slide_cabinet(ctrl, noise):
+  h = _site(ctrl, 'slide_site') + noise()
+  return [Phase(_fixed(h + [-0.10, -0.14, -0.02]), tol=0.05, max_steps=40),
+          Phase(_fixed(h + [-0.07, 0.0, -0.02]), tol=0.02, max_steps=25),
+          Phase(_fixed(h + [0.30, 0.0, -0.02]), tol=0.03, max_steps=30, vmax=0.5),
+          _retreat(ctrl)]
+
+
+def _light_switch(ctrl, noise):
+  h = _site(ctrl, 'light_site') + noise()
+  return [Phase(_fixed(h + [0.05, -0.12, 0.0]), tol=0.05, max_steps=40),
+          Phase(_fixed(h + [0.05, 0.01, 0.0]), tol=0.02, max_steps=25),
+          Phase(_fixed(h + [-0.15, 0.01, 0.0]), tol=0.03, max_steps=30, vmax=0.5),
+          _retreat(ctrl)]
+
+
+TURN = rot_y(1.0)   # turning the bottom-burner knob: 1 rad about world +y
+
+
+def _bottom_burner(ctrl, noise):
+  k = _site(ctrl, 'knob2_site') + noise()
+  return [Phase(_fixed(k + [0.0, -0.12, 0.0]), tol=0.04, max_steps=40),
+          Phase(_fixed(k + [0.0, 0.01, 0.0]), tol=0.015, max_steps=25),
+          Phase(_fixed(k + [0.0, 0.01, 0.0]), grip=True, tol=0.0, max_steps=6),
+          Phase(_fixed(k + [0.0, 0.01, 0.0]), grip=True, rot=TURN, tol=0.0, max_steps=16),
+          Phase(_fixed(k + [0.0, 0.01, 0.0]), grip=False, rot=TURN, tol=0.0, max_steps=4),
+          _retreat(ctrl, rot=TURN)]
+
+
+def _microwave(ctrl, noise):
+  h = _site(ctrl, 'microhandle_site') + noise()
+  jid = mujoco.mj_name2id(ctrl.model, mujoco.mjtObj.mjOBJ_JOINT, 'microwave')
+  hinge = ctrl.data.xanchor[jid].copy()
+
+  def along_arc():
+    # Target a point further along the door's arc (rotation about +z, opening = negative angle).
+    p = ctrl.position
+    r = p[:2] - hinge[:2]
+    c, s = np.cos(-0.25), np.sin(-0.25)
+    xy = hinge[:2] + np.array([c * r[0] - s * r[1], s * r[0] + c * r[1]])
+    return np.array([xy[0], xy[1], h[2]])
+
+  return [Phase(_fixed(h + [0.0, -0.12, 0.0]), tol=0.04, max_steps=45),
+          Phase(_fixed(h + [0.0, 0.0, 0.0]), tol=0.015, max_steps=25),
+          Phase(_fixed(h), grip=True, tol=0.0, max_steps=5),
+          Phase(along_arc, grip=True, tol=0.0, max_steps=22, vmax=0.5),
+          _retreat(ctrl, offset=(0.05, -0.05, 0.0))]
+
+
+def _kettle(ctrl, noise):
+  # Grip the top bar of the handle from above, lift, carry +y onto the back burner, put down.
+  k = _site(ctrl, 'kettle_site') + noise()
+  return [Phase(_fixed(k + [0.0, 0.0, 0.14]), rot=TOP_DOWN, tol=0.04, max_steps=40, min_steps=8),
+          Phase(_fixed(k + [0.0, 0.0, 0.02]), rot=TOP_DOWN, tol=0.015, max_steps=20),
+          Phase(_fixed(k + [0.0, 0.0, 0.02]), rot=TOP_DOWN, grip=True, tol=0.0, max_steps=5),
+          Phase(_fixed(k + [0.0, 0.0, 0.10]), rot=TOP_DOWN, grip=True, tol=0.03, max_steps=15),
+          Phase(_fixed(k + [0.04, 0.40, 0.10]), rot=TOP_DOWN, grip=True, tol=0.03, max_steps=30, vmax=0.4),
+          Phase(_fixed(k + [0.04, 0.40, 0.03]), rot=TOP_DOWN, grip=True, tol=0.02, max_steps=10),
+          Phase(_fixed(k + [0.04, 0.40, 0.03]), rot=TOP_DOWN, grip=False, tol=0.0, max_steps=3),
+          _retreat(ctrl, offset=(0.0, 0.0, 0.15), rot=TOP_DOWN)]
+
+
+_PROGRAMS = {'microwave': _microwave, 'kettle': _kettle, 'light switch': _light_switch,
+             'slide cabinet': _slide_cabinet, 'bottom burner': _bottom_burner}
+
+
+class PlayScript:
+  """Runs sub-tasks in order, then holds still. `policy(obs, info) -> action` for `rollout`.
+
+  Args:
+    env: a `KitchenEnv` (reads `env.model` / `env.data`).
+    sequence: sub-task names, in order.
+    rng: noise source.
+    action_noise: std of Gaussian noise added to every action.
+    waypoint_noise: std (m) of the noise on every waypoint.
+    aborts: per sub-task, None or the phase at which the attempt is abandoned.
+  """
+
+  def __init__(self, env, sequence, rng: np.random.Generator, action_noise: float = 0.0,
+               waypoint_noise: float = 0.0, aborts=None):
+    self.env, self.sequence, self.rng = env, list(sequence), rng
+    self.action_noise, self.waypoint_noise = action_noise, waypoint_noise
+    self.aborts = list(aborts) if aborts is not None else [None] * len(self.sequence)
+    self.ctrl = None
+    self._current, self._next = None, 0
+
+  def __call__(self, obs, info) -> np.ndarray:
+    del obs, info
+    if self.ctrl is None:
+      self.ctrl = ArmController(self.env.model, self.env.data, dt=0.08)
+    while self._current is None or self._current.done:
+      if self._next >= len(self.sequence):
+        hold = self.ctrl.action(self.ctrl.position)
+        return hold
+      self._current = SubtaskScript(self.sequence[self._next], self.ctrl, self.rng,
+                                    self.waypoint_noise, self.aborts[self._next])
+      self._next += 1
+    act = self._current.action()
+    if self.action_noise > 0:
+      act = act + self.action_noise * self.rng.standard_normal(act.shape)
+    return np.clip(act, -1.0, 1.0)
