@@ -1,0 +1,71 @@
+"""Checkpoints of the whole train state and the run's counters (orbax).
+
+Orbax writes each checkpoint to a temporary directory and renames it when complete,
+so a run killed mid-save never leaves a checkpoint that `latest_step()` would pick.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+
+@dataclasses.dataclass
+class Counters:
+  """Progress of a run; everything else (rng streams, episode seeds) derives from these."""
+  grad_steps: int = 0
+  env_steps: int = 0
+  episodes: int = 0
+  evals: int = 0
+  phase: str = 'offline'      # 'offline' | 'online' | 'done'
+  nonfinite_skipped: int = 0
+
+  def to_json(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_json(cls, d: dict) -> 'Counters':
+    return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
+
+class Checkpointer:
+  """Saves and restores `(train_state, counters)` under `workdir/checkpoints`."""
+
+  def __init__(self, workdir: str, keep: int = 3):
+    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+    self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=('state', 'counters'))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def save(self, step: int, state, counters: Counters) -> None:
+    if step in self._manager.all_steps():
+      return
+    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                     counters=ocp.args.JsonSave(counters.to_json())))
+    self._manager.wait_until_finished()
+
+  def restore(self, abstract_state, step: int | None = None):
+    """Returns `(state, counters, step)` of `step` (default: latest), or None if there is none.
+
+    `abstract_state` is a train state (or its `jax.ShapeDtypeStruct` tree) that fixes the
+    structure, dtypes and shardings of the restored arrays.
+    """
+    step = self._manager.latest_step() if step is None else step
+    if step is None:
+      return None
+    if step not in self._manager.all_steps():
+      raise FileNotFoundError(f'No checkpoint {step} in {self.directory}; have {self.all_steps()}')
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), counters=ocp.args.JsonRestore()))
+    return restored['state'], Counters.from_json(restored['counters']), step
+
+  def close(self):
+    self._manager.close()

@@ -1,0 +1,130 @@
+"""Config validation and the workdir's config record.
+
+A bad field fails here, before anything is compiled or collected, with a message
+that names the field and its value.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+
+CONFIG_FILE = 'config.json'
+
+
+class ConfigError(ValueError):
+  """A config field with a bad value, or a workdir whose config differs."""
+
+
+def _require(cond: bool, field: str, value, expect: str):
+  if not cond:
+    raise ConfigError(f'config.{field}={value!r}: {expect}')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises `ConfigError` naming the first bad field."""
+  _require(config.domain in ('metaworld', 'kitchen'), 'domain', config.domain, 'expected "metaworld" or "kitchen"')
+  if config.domain == 'metaworld':
+    from moto_jax.envs.metaworld_env import check_task
+    try:
+      check_task(config.task)
+    except ValueError as e:
+      raise ConfigError(f'config.task: {e}') from None
+  else:
+    from configs.kitchen import TASKS as KITCHEN_TASKS
+    _require(config.task in KITCHEN_TASKS, "task", config.task, f"expected one of {KITCHEN_TASKS}")
+  env, data, model, agent, train = config.env, config.data, config.model, config.agent, config.train
+  _require(env.image_size == 64, 'env.image_size', env.image_size, 'the conv encoder/decoder expect 64')
+  _require(env.action_repeat >= 1, 'env.action_repeat', env.action_repeat, 'expected >= 1')
+  _require(env.episode_length >= 1, 'env.episode_length', env.episode_length, 'expected >= 1')
+  _require(env.render_quality in ('fast', 'shipped'), 'env.render_quality', env.render_quality,
+           'expected "fast" or "shipped"')
+  _require(data.num_episodes >= 1, 'data.num_episodes', data.num_episodes, 'expected >= 1')
+  _require(not data.dir or os.path.isdir(os.path.expanduser(data.dir)), 'data.dir', data.dir,
+           'not a directory')
+  _require(model.decoder.kind in ('transpose', 'subpixel'), 'model.decoder.kind', model.decoder.kind,
+           'expected "transpose" or "subpixel"')
+  for f in ('deter', 'hidden', 'groups', 'classes', 'ensemble'):
+    _require(model.rssm[f] >= 1, f'model.rssm.{f}', model.rssm[f], 'expected >= 1')
+  _require(0.0 <= model.kl_alpha <= 1.0, 'model.kl_alpha', model.kl_alpha, 'expected a value in [0, 1]')
+  _require(0.0 <= model.rssm.unimix < 1.0, 'model.rssm.unimix', model.rssm.unimix, 'expected a value in [0, 1)')
+  _require(agent.mode in ('moto', 'dreamerv2'), 'agent.mode', agent.mode, 'expected "moto" or "dreamerv2"')
+  _require(agent.horizon >= 0, 'agent.horizon', agent.horizon, 'expected >= 0')
+  _require(0.0 < agent.gamma <= 1.0, 'agent.gamma', agent.gamma, 'expected a value in (0, 1]')
+  _require(0.0 < agent.tau <= 1.0, 'agent.tau', agent.tau, 'expected a value in (0, 1]')
+  _require(agent.penalty_scale >= 0, 'agent.penalty_scale', agent.penalty_scale, 'expected >= 0')
+  _require(agent.bc_scale >= 0, 'agent.bc_scale', agent.bc_scale, 'expected >= 0')
+  for f in ('lr',):
+    _require(model[f] > 0, f'model.{f}', model[f], 'expected > 0')
+  for f in ('actor_lr', 'critic_lr'):
+    _require(agent[f] > 0, f'agent.{f}', agent[f], 'expected > 0')
+  _require(train.batch_size >= 1, 'train.batch_size', train.batch_size, 'expected >= 1')
+  _require(2 <= train.seq_len <= env.episode_length + 1, 'train.seq_len', train.seq_len,
+           f'expected 2 .. env.episode_length + 1 = {env.episode_length + 1}')
+  _require(train.offline_steps >= 0, 'train.offline_steps', train.offline_steps, 'expected >= 0')
+  _require(train.env_steps >= 0, 'train.env_steps', train.env_steps, 'expected >= 0')
+  _require(train.updates_per_episode >= 0, 'train.updates_per_episode', train.updates_per_episode, 'expected >= 0')
+  _require(train.eval_every_episodes >= 1, 'train.eval_every_episodes', train.eval_every_episodes, 'expected >= 1')
+  _require(train.eval_episodes >= 0, 'train.eval_episodes', train.eval_episodes, 'expected >= 0')
+  _require(0.0 <= train.online_fraction <= 1.0, 'train.online_fraction', train.online_fraction,
+           'expected a value in [0, 1]')
+  _require(train.log_every >= 1, 'train.log_every', train.log_every, 'expected >= 1')
+  _require(train.keep_checkpoints >= 1, 'train.keep_checkpoints', train.keep_checkpoints, 'expected >= 1')
+  _require(train.max_nonfinite >= 1, 'train.max_nonfinite', train.max_nonfinite, 'expected >= 1')
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json_best_effort())
+
+
+def _flatten(d: dict, prefix: str = '') -> dict:
+  out = {}
+  for k, v in d.items():
+    key = f'{prefix}{k}'
+    if isinstance(v, dict):
+      out.update(_flatten(v, key + '.'))
+    else:
+      out[key] = v
+  return out
+
+
+def config_diff(old: dict, new: dict) -> list[str]:
+  """Dotted names of the fields whose values differ (or exist in only one)."""
+  a, b = _flatten(old), _flatten(new)
+  return sorted(k for k in set(a) | set(b) if a.get(k, '<absent>') != b.get(k, '<absent>'))
+
+
+def record(config: ml_collections.ConfigDict, workdir: str, allow_change: bool = False) -> None:
+  """Writes the config to `workdir/config.json`, or checks it against the one there.
+
+  Raises `ConfigError` listing the differing fields when the workdir holds a run with
+  another config, unless `allow_change`.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, CONFIG_FILE)
+  new = to_dict(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    diff = config_diff(old, new)
+    if diff and not allow_change:
+      detail = ', '.join(f'{k}: {_flatten(old).get(k, "<absent>")!r} -> {_flatten(new).get(k, "<absent>")!r}'
+                         for k in diff)
+      raise ConfigError(f'{workdir} holds a run with a different config ({detail}). Use another --workdir, '
+                        'or pass --allow_config_change to resume with the new values.')
+    if not diff:
+      return
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(new, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def load_recorded(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir's run was started with."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} not found: is {workdir} the workdir of a run?')
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))

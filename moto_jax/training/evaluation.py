@@ -1,0 +1,79 @@
+"""Running the agent in the environment: exploring episodes, evaluation, videos and plots."""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from moto_jax.agent import policy as policy_lib
+from moto_jax.data import collect
+
+
+class AgentActor:
+  """Steps a jitted policy through single-environment episodes."""
+
+  def __init__(self, config, action_dim: int):
+    self._config = config
+    self._action_dim = action_dim
+    self._act = policy_lib.make_act_fn(config, action_dim)
+
+  def policy_fn(self, params, rng: jax.Array, explore: bool):
+    """A `policy_fn(obs, info) -> action` for `collect.rollout`, fresh carry per episode."""
+    carry = policy_lib.init_carry(self._config, 1, self._action_dim)
+    first = [True]
+    key = [rng]
+
+    def fn(obs, info):
+      nonlocal carry
+      del info
+      key[0], sub = jax.random.split(key[0])
+      carry, action = self._act(params, carry, obs['image'][None], np.array([first[0]]), sub, explore=explore)
+      first[0] = False
+      return np.asarray(action[0])
+    return fn
+
+  def episode(self, env, params, seed: int, rng: jax.Array, explore: bool) -> dict:
+    return collect.rollout(env, self.policy_fn(params, rng, explore), seed)
+
+
+def evaluate(actor: AgentActor, env, params, seeds: list[int], rng: jax.Array) -> tuple[dict, list[dict]]:
+  """Deterministic-policy episodes from fixed start seeds; returns (summary, episodes)."""
+  episodes = [actor.episode(env, params, s, jax.random.fold_in(rng, i), explore=False)
+              for i, s in enumerate(seeds)]
+  returns = [float(e['reward'].sum()) for e in episodes]
+  summary = {'eval/success_rate': float(np.mean([bool(e['success']) for e in episodes])),
+             'eval/return': float(np.mean(returns)), 'eval/episodes': float(len(episodes))}
+  return summary, episodes
+
+
+def write_video(frames: np.ndarray, path: str, scale: int = 4, fps: int = 20) -> str:
+  """Writes uint8 frames [N, H, W, 3] as an upscaled, looping GIF."""
+  import imageio.v3 as iio
+  frames = np.repeat(np.repeat(np.asarray(frames, np.uint8), scale, axis=1), scale, axis=2)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  iio.imwrite(path, frames, duration=1000 / fps, loop=0)
+  return path
+
+
+def plot_learning_curve(evals: list[dict], path: str, title: str = '') -> str:
+  """Success rate and return against env steps; the offline/online boundary is at 0 env steps."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  steps = [e['env_steps'] for e in evals]
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+  for ax, key, label in zip(axes, ('eval/success_rate', 'eval/return'), ('success rate', 'return')):
+    ax.plot(steps, [e[key] for e in evals], marker='o')
+    ax.axvline(0, color='gray', linestyle='--', linewidth=1)
+    ax.text(0, 1.0, ' online ->', transform=ax.get_xaxis_transform(), va='top', fontsize=8, color='gray')
+    ax.set_xlabel('environment steps (0 = end of offline pre-training)')
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+  axes[0].set_ylim(-0.05, 1.05)
+  fig.suptitle(title)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

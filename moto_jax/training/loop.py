@@ -1,0 +1,275 @@
+"""The main job: offline pre-training, then online fine-tuning with periodic evaluation.
+
+`train_and_evaluate(config, workdir)` is idempotent: run it again on the same workdir
+and it resumes from the last complete checkpoint. Online episodes are persisted as
+they finish and the env-step and episode counters are recounted from them on resume,
+so no finished episode is lost or collected twice. Every random stream derives from
+`(config.seed, counter)`, so a resumed run draws the numbers it would have drawn.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import jax
+import numpy as np
+import tqdm
+
+from moto_jax import agent
+from moto_jax.data import collect
+from moto_jax.data import manifest as manifest_lib
+from moto_jax.data.store import EpisodeStore
+from moto_jax.envs import make_env
+from moto_jax.training import checkpoint as ckpt_lib
+from moto_jax.training import config_check, evaluation, offline_data
+from moto_jax.training.logger import MetricWriter, read_metrics
+
+EVAL_SEED_OFFSET = 1_000_000    # evaluation starts never coincide with training episodes
+
+
+class NonFiniteError(RuntimeError):
+  """Too many consecutive updates with non-finite losses."""
+
+
+class _StopRequested:
+  """Turns SIGINT/SIGTERM into a flag the loop checks between steps."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.requested:       # a second signal: stop now
+      raise KeyboardInterrupt
+    self.requested = True
+    tqdm.tqdm.write(f'Received {signal.Signals(signum).name}: checkpointing and exiting.')
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+class Trainer:
+  """Holds the run's state between phases; see `train_and_evaluate`."""
+
+  def __init__(self, config, workdir: str, log=print):
+    self.config, self.workdir, self.log = config, workdir, log
+    t = config.train
+    self.env = make_env(config)
+    self.action_dim = int(self.env.action_space.shape[0])
+    n_dev = jax.device_count()
+    if t.batch_size % n_dev:
+      raise config_check.ConfigError(f'config.train.batch_size={t.batch_size} is not divisible by the '
+                                     f'{n_dev} devices of the data-parallel mesh')
+    self.mesh = agent.default_mesh()
+    self.offline_dir = offline_data.resolve(config, log=log)
+    manifest_lib.check_settings(self.offline_dir, self.env.settings())
+    self.store = EpisodeStore(t.seq_len, online_dir=os.path.join(workdir, 'episodes'),
+                              online_fraction=t.online_fraction, skip_corrupt=config.data.skip_corrupt)
+    n = self.store.load_directory(self.offline_dir, part='offline')
+    stats = self.store.stats()
+    log(f'Episode store: {n} offline episodes ({stats["offline_steps"]} steps), '
+        f'{stats["online_episodes"]} online ({stats["online_steps"]} steps), '
+        f'{stats["bytes_per_frame"] / 1024:.1f} KiB per stored frame'
+        + (f', {stats["skipped_corrupt"]} corrupt files skipped' if stats['skipped_corrupt'] else ''))
+    self.rng = jax.random.PRNGKey(config.seed)
+    state = agent.create_train_state(config, jax.random.fold_in(self.rng, 0), self.action_dim)
+    self.state = agent.replicate(state, self.mesh)
+    self.checkpointer = ckpt_lib.Checkpointer(workdir, keep=t.keep_checkpoints)
+    restored = self.checkpointer.restore(self.state)
+    self.counters = ckpt_lib.Counters()
+    if restored is not None:
+      self.state, self.counters, step = restored
+      log(f'Resumed from checkpoint {step}: {self.counters.to_json()}')
+    # The episodes on disk are the truth for the online counters.
+    self.counters.episodes = self.store.num_episodes('online')
+    self.counters.env_steps = self.store.num_steps('online')
+    counts = agent.param_count(state)
+    log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()))
+    self.update = agent.make_update_fn(config, self.action_dim, self.mesh)
+    self.actor = evaluation.AgentActor(config, self.action_dim)
+    self.writer = MetricWriter(workdir)
+    self.pending = []           # device metrics since the last log step
+    self.nonfinite_run = 0
+    self.last_ckpt_time = time.time()
+    self.last_ckpt_grad = self.counters.grad_steps
+    self.evals = [r for r in read_metrics(workdir) if r.get('phase') == 'eval']
+
+  # --- updates ---------------------------------------------------------------
+
+  def _batch(self):
+    step = self.counters.grad_steps
+    rng = np.random.default_rng([self.config.seed, step])
+    return agent.shard_batch(self.store.sample(self.config.train.batch_size, rng), self.mesh)
+
+  def compile(self):
+    """Compiles the update ahead of time and reports the compile time and its cost."""
+    t0 = time.time()
+    batch = self._batch()
+    lowered = self.update.lower(self.state, batch, jax.random.fold_in(self.rng, 1))
+    compiled = lowered.compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = (cost or {}).get('flops', float('nan'))
+    self.log(f'Compiled update in {time.time() - t0:.1f} s ({flops / 1e9:.1f} GFLOP per update, '
+             f'{jax.device_count()} {jax.devices()[0].platform} device(s)).')
+    self.update = compiled
+
+  def train_steps(self, n: int, phase: str, bar=None):
+    t = self.config.train
+    for _ in range(n):
+      step = self.counters.grad_steps
+      self.state, metrics = self.update(self.state, self._batch(), jax.random.fold_in(self.rng, 10 + step))
+      if bool(metrics.get('nonfinite', False)):
+        self.counters.nonfinite_skipped += 1
+        self.nonfinite_run += 1
+        if self.nonfinite_run >= t.max_nonfinite:
+          raise NonFiniteError(
+              f'{self.nonfinite_run} consecutive updates had non-finite losses (last at gradient step {step}); '
+              f'stopping. The last good checkpoint in {self.checkpointer.directory} is intact.')
+        continue
+      self.nonfinite_run = 0
+      self.counters.grad_steps += 1
+      self.pending.append(metrics)
+      if bar is not None:
+        bar.update(1)
+      if self.counters.grad_steps % t.log_every == 0:
+        self.flush_metrics(phase)
+      if self.stop.requested:
+        return
+
+  def flush_metrics(self, phase: str):
+    if not self.pending:
+      return
+    host = jax.device_get(self.pending)
+    self.pending = []
+    mean = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+    mean['train/nonfinite_skipped'] = self.counters.nonfinite_skipped
+    mean['train/env_steps'] = self.counters.env_steps
+    self.writer.write(self.counters.grad_steps, phase, mean, console=True, echo=tqdm.tqdm.write)
+
+  def maybe_checkpoint(self, force: bool = False):
+    t = self.config.train
+    due = (time.time() - self.last_ckpt_time > 60 * t.checkpoint_every_minutes
+           or self.counters.grad_steps - self.last_ckpt_grad >= t.checkpoint_every_steps)
+    if force or due:
+      self.checkpointer.save(self.counters.grad_steps + self.counters.env_steps, self.state, self.counters)
+      self.last_ckpt_time, self.last_ckpt_grad = time.time(), self.counters.grad_steps
+
+  # --- phases ------------------------------------------------------------------
+
+  def offline_phase(self):
+    t = self.config.train
+    remaining = t.offline_steps - self.counters.grad_steps
+    with tqdm.tqdm(total=t.offline_steps, initial=self.counters.grad_steps, desc='offline', unit='step',
+                   dynamic_ncols=True) as bar:
+      while remaining > 0 and not self.stop.requested:
+        chunk = min(remaining, t.checkpoint_every_steps)
+        self.train_steps(chunk, 'offline', bar)
+        remaining = t.offline_steps - self.counters.grad_steps
+        self.maybe_checkpoint()
+    self.flush_metrics('offline')
+    if not self.stop.requested:
+      self.run_evaluation()
+      self.counters.phase = 'online'
+      self.maybe_checkpoint(force=True)
+
+  def online_phase(self):
+    t = self.config.train
+    with tqdm.tqdm(total=t.env_steps, initial=self.counters.env_steps, desc='online', unit='env step',
+                   dynamic_ncols=True) as bar:
+      while self.counters.env_steps < t.env_steps and not self.stop.requested:
+        i = self.counters.episodes
+        seed = collect.episode_seed(self.config.seed + 1, i)
+        episode = self.actor.episode(self.env, self.state.params, seed,
+                                     jax.random.fold_in(self.rng, 2_000_000_000 + i), explore=True)
+        self.store.add(episode, part='online')
+        steps = len(episode['image']) - 1
+        self.counters.episodes += 1
+        self.counters.env_steps += steps
+        bar.update(steps)
+        self.writer.write(self.counters.env_steps, 'online',
+                          {'episode/return': float(episode['reward'].sum()),
+                           'episode/success': float(bool(episode['success']))})
+        self.train_steps(t.updates_per_episode, 'online')
+        if self.counters.episodes % t.eval_every_episodes == 0 and not self.stop.requested:
+          self.run_evaluation()
+        self.maybe_checkpoint()
+    self.flush_metrics('online')
+    if not self.stop.requested:
+      self.counters.phase = 'done'
+      if not self.evals or self.evals[-1]['env_steps'] != self.counters.env_steps:
+        self.run_evaluation()
+      self.maybe_checkpoint(force=True)
+
+  def run_evaluation(self):
+    t = self.config.train
+    if t.eval_episodes == 0:
+      return
+    seeds = [collect.episode_seed(self.config.seed, EVAL_SEED_OFFSET + k) for k in range(t.eval_episodes)]
+    summary, episodes = evaluation.evaluate(self.actor, self.env, self.state.params, seeds,
+                                            jax.random.fold_in(self.rng, 3_000_000_000))
+    summary['env_steps'] = self.counters.env_steps
+    summary['grad_steps'] = self.counters.grad_steps
+    self.writer.write(self.counters.env_steps, 'eval', summary, console=True, echo=tqdm.tqdm.write)
+    self.evals.append(summary)
+    if self.counters.evals % t.video_every_evals == 0:
+      frames = np.concatenate([e['image'] for e in episodes[:2]])
+      evaluation.write_video(frames, os.path.join(self.workdir, 'videos',
+                                                  f'eval_{self.counters.env_steps:08d}.gif'))
+    self.counters.evals += 1
+    evaluation.plot_learning_curve(self.evals, os.path.join(self.workdir, 'learning_curve.png'),
+                                   title=f'{self.config.domain}/{self.config.task} ({self.config.preset})')
+
+  def summary(self) -> dict:
+    last = self.evals[-1] if self.evals else {}
+    s = dict(task=self.config.task, preset=self.config.preset, **self.counters.to_json(),
+             final_success_rate=last.get('eval/success_rate'), final_return=last.get('eval/return'),
+             eval_episodes=int(last.get('eval/episodes', 0)))
+    with open(os.path.join(self.workdir, 'summary.json'), 'w') as f:
+      json.dump(s, f, indent=2)
+    return s
+
+  def close(self):
+    self.flush_metrics(self.counters.phase)
+    self.writer.close()
+    self.checkpointer.close()
+    self.env.close()
+
+
+def train_and_evaluate(config, workdir: str, allow_config_change: bool = False, log=print) -> dict:
+  """Runs (or resumes) the whole job in `workdir`; returns the summary."""
+  config_check.validate(config)
+  config_check.record(config, workdir, allow_change=allow_config_change)
+  trainer = Trainer(config, workdir, log=log)
+  t0 = time.time()
+  try:
+    with _StopRequested() as stop:
+      trainer.stop = stop
+      if trainer.counters.phase != 'done':
+        trainer.compile()
+      if trainer.counters.phase == 'offline':
+        trainer.offline_phase()
+      if trainer.counters.phase == 'online' and not stop.requested:
+        trainer.online_phase()
+      if stop.requested:
+        trainer.flush_metrics(trainer.counters.phase)
+        trainer.maybe_checkpoint(force=True)
+        log(f'Stopped at {trainer.counters.to_json()}; run the same command to resume.')
+      summary = trainer.summary()
+  finally:
+    trainer.close()
+  if summary['phase'] == 'done':
+    rate = summary['final_success_rate']
+    log(f'Done in {(time.time() - t0) / 60:.1f} min: success rate {rate:.2f} over {summary["eval_episodes"]} '
+        f'evaluation episodes after {summary["grad_steps"]} gradient steps and {summary["env_steps"]} env steps. '
+        f'Learning curve: {os.path.join(workdir, "learning_curve.png")}')
+  return summary
