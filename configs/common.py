@@ -21,7 +21,8 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
   }[preset]
   c = ml_collections.ConfigDict()
   c.encoder = dict(depth=sizes['depth'], kernel=4, layers=4)
-  c.decoder = dict(kind='subpixel' if preset != 'paper' else 'transpose', depth=sizes['depth'], kernel=4, layers=4)
+  c.decoder = dict(kind='subpixel' if preset != 'paper' else 'transpose', depth=sizes['depth'], kernel=4, layers=4,
+                   subpixel_kernel=3)   # kernel of the 'subpixel' kind's stride-1 convs
   c.rssm = dict(deter=sizes['deter'], hidden=sizes['hidden'], groups=sizes['groups'], classes=sizes['classes'],
                 ensemble=sizes['ensemble'], unimix=0.01)
   c.reward_head = dict(units=sizes['head_units'], layers=sizes['head_layers'])
@@ -54,6 +55,7 @@ def agent_config(preset: str) -> ml_collections.ConfigDict:
   c.actor_lr = 8e-5
   c.critic_lr = 8e-5
   c.grad_clip = 100.0
+  c.entropy_scale = 0.0       # weight of the policy entropy bonus in the actor loss (DreamerV2: 1e-4)
   c.bc_eps = 1e-4             # dataset actions are clipped to [-1+eps, 1-eps] for log pi
   c.explore_noise = 0.0       # extra Gaussian action noise when exploring (policy is stochastic anyway)
   return c

@@ -1,0 +1,134 @@
+"""Actor and critic losses on imagined rollouts and real posterior states (Eqs. 3-10).
+
+`mode='moto'`: mixed-horizon value expansion (Eqs. 5-7), BC prior (Eq. 10), data critic loss
+(Eq. 8). `mode='dreamerv2'`: lambda-returns in imagination; no BC, penalty or L_data.
+
+Real-data pairing: in the stored convention the transition out of z_i is (a_{i+1}, r_{i+1},
+z_{i+1}), so Eqs. 8 and 10 use pairs i = 0..T-2, masked where step i+1 starts an episode.
+"""
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from moto_jax.agent import returns
+from moto_jax.networks.world_model import Networks
+
+sg = jax.lax.stop_gradient
+
+
+def effective(cfg: ml_collections.ConfigDict) -> dict:
+  """Horizon and switches after applying the mode (config.agent)."""
+  if cfg.mode == 'moto':
+    return dict(horizon=cfg.horizon, penalty_scale=cfg.penalty_scale, bc_scale=cfg.bc_scale,
+                data_critic_loss=cfg.data_critic_loss)
+  if cfg.mode == 'dreamerv2':
+    return dict(horizon=cfg.dreamer_horizon, penalty_scale=0.0, bc_scale=0.0, data_critic_loss=False)
+  raise ValueError(f'Unknown agent mode {cfg.mode!r}.')
+
+
+def real_pairs(post_feat: jax.Array, batch: dict) -> dict:
+  """Transitions (z_i, a_{i+1}, r_{i+1}, discount_{i+1}, z_{i+1}) of the batch, i = 0..T-2.
+
+  Args: post_feat [B, T, F]. Returns arrays with leading axes [B, T-1]; `mask` is 0 where
+  step i+1 is an episode start (no transition) and 1 elsewhere.
+  """
+  b, t = batch['reward'].shape
+  chex.assert_shape(post_feat, (b, t, None))
+  return {
+      'feat': post_feat[:, :-1], 'next_feat': post_feat[:, 1:],
+      'action': batch['action'][:, 1:], 'reward': batch['reward'][:, 1:],
+      'discount': batch['discount'][:, 1:].astype(jnp.float32),
+      'bc_weight': batch['bc_weight'][:, :-1].astype(jnp.float32),
+      'mask': 1.0 - batch['is_first'][:, 1:].astype(jnp.float32),
+  }
+
+
+def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
+  return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def actor_loss(actor_params, nets: Networks, wm, critic_params, start: dict, pairs: dict,
+               key: jax.Array, cfg: ml_collections.ConfigDict):
+  """L_pi = L_pi_MB + beta_bc * L_BC (Eqs. 6 and 10).
+
+  Gradients reach only `actor_params`; they flow through the world model's and the critics'
+  activations, whose parameters are fixed here.
+
+  Args: start state with rows [N] (stop-gradiented posterior states); pairs from `real_pairs`;
+    cfg = config.agent. Returns (loss, (metrics, rollout)) where rollout holds the stopped
+    'feat' [H+1, N, F], 'action' [H+1, N, A] and penalised 'reward' [H, N] for the critics.
+  """
+  eff = effective(cfg)
+  k_imag, k_ent = jax.random.split(key)
+  policy = lambda feat, k: nets.policy(actor_params, feat).sample(k)
+  traj = nets.imagine(wm, start, policy, eff['horizon'], k_imag)
+  reward = nets.predict_reward(wm, traj['feat'][1:])                          # r^(z_{k+1}) [H, N]
+  reward = returns.penalised_reward(reward, traj['disagreement'], eff['penalty_scale'])   # Eq. 3
+  q = jnp.min(nets.q_values(critic_params, traj['feat'], traj['action']), axis=0)  # [H+1, N]
+  if cfg.mode == 'moto':
+    vhat, _ = returns.value_expansion(reward, q, cfg.gamma)                   # Eq. 5
+    objective = vhat[0]
+  else:
+    objective = returns.lambda_returns(reward, q, cfg.gamma, cfg.lambda_)
+  mb_loss = -jnp.mean(objective)                                              # Eq. 6
+
+  # Eq. 10: behaviour prior on successful episodes, states stopped.
+  logp = nets.policy(actor_params, sg(pairs['feat'])).log_prob(pairs['action'], cfg.bc_eps)
+  bc_loss = masked_mean(-pairs['bc_weight'] * logp, pairs['mask'])
+  # Entropy estimate on the imagined states (regulariser; entropy_scale = 0 by default).
+  _, sample_logp = nets.policy(actor_params, sg(traj['feat'][:-1])).sample_and_log_prob(k_ent)
+  entropy = -jnp.mean(sample_logp)
+
+  loss = mb_loss + eff['bc_scale'] * bc_loss - cfg.entropy_scale * entropy
+  bc_mask = pairs['mask'] * pairs['bc_weight']
+  metrics = {
+      'actor/loss': loss,
+      'actor/mb_loss': mb_loss,
+      'actor/bc_loss': bc_loss,
+      'actor/bc_loglik': masked_mean(logp, bc_mask),
+      'actor/entropy': entropy,
+      'actor/vhat_abs': jnp.mean(jnp.abs(objective)),
+      'actor/penalty': jnp.mean(traj['disagreement']),
+      'actor/imag_reward': jnp.mean(reward),
+      'data/bc_share': jnp.mean(pairs['bc_weight']),
+  }
+  rollout = sg({'feat': traj['feat'], 'action': traj['action'], 'reward': reward})
+  return loss, (metrics, rollout)
+
+
+def critic_loss(critic_params, nets: Networks, target_params, actor_params, rollout: dict,
+                pairs: dict, key: jax.Array, cfg: ml_collections.ConfigDict):
+  """L_critic = L_model (Eq. 7) + L_data (Eq. 8) (Eq. 9); targets from the target critics.
+
+  The critics see stopped states: no gradient reaches the world model or the actor.
+  Args: rollout from `actor_loss`; pairs from `real_pairs`. Returns (loss, metrics).
+  """
+  eff = effective(cfg)
+  feat, action, reward = sg(rollout['feat']), sg(rollout['action']), sg(rollout['reward'])
+  horizon = reward.shape[0]
+  chex.assert_shape(feat, (horizon + 1, None, None))
+  qbar = jnp.min(nets.q_values(target_params, feat, action), axis=0)         # [H+1, N]
+  if cfg.mode == 'moto':
+    _, target = returns.value_expansion(reward, qbar, cfg.gamma)              # y of Eq. 7
+  else:
+    target = returns.lambda_returns(reward, qbar, cfg.gamma, cfg.lambda_)
+  q_imag = nets.q_values(critic_params, feat[:-1], action[:-1])               # [2, H, N]
+  model_loss = jnp.sum(jnp.mean((q_imag - sg(target)) ** 2, axis=(1, 2)))
+
+  z = sg(pairs['feat'])
+  q_data = nets.q_values(critic_params, z, pairs['action'])                   # Q_j(z_i, a_{i+1}) [2, B, T-1]
+  metrics = {'critic/model_loss': model_loss, 'critic/q_imag': jnp.mean(q_imag),
+             'critic/target_imag': jnp.mean(target),
+             'critic/q_data': masked_mean(jnp.mean(q_data, 0), pairs['mask'])}
+  loss = model_loss
+  if eff['data_critic_loss']:                                                 # Eq. 8
+    z_next = sg(pairs['next_feat'])
+    a_next = nets.policy(actor_params, z_next).sample(key)                    # a' ~ pi(z_{i+1})
+    q_next = jnp.min(nets.q_values(target_params, z_next, a_next), axis=0)    # [B, T-1]
+    y = pairs['reward'] + cfg.gamma * pairs['discount'] * q_next
+    data_loss = jnp.sum(jax.vmap(masked_mean, (0, None))((q_data - sg(y)) ** 2, pairs['mask']))
+    loss = loss + data_loss
+    metrics.update({'critic/data_loss': data_loss, 'critic/target_data': masked_mean(y, pairs['mask'])})
+  metrics['critic/loss'] = loss
+  return loss, metrics

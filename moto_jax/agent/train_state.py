@@ -1,0 +1,60 @@
+"""The agent's whole training state as one pytree, and its optimisers."""
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from moto_jax.networks import layers
+from moto_jax.networks.world_model import make_networks
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """params = {'wm', 'actor', 'critic'}; opt_state has the same keys; step is an int32 scalar."""
+  step: jax.Array
+  params: dict
+  target_critic: dict
+  opt_state: dict
+
+
+def make_optimizers(config: ml_collections.ConfigDict) -> dict:
+  """Adam with global-norm clipping for the world model, actor and critics (ALGORITHM.md Sec. 7)."""
+  m, a = config.model, config.agent
+
+  def adam(lr, clip, eps):
+    return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr, eps=eps))
+
+  return {'wm': adam(m.lr, m.grad_clip, m.eps),
+          'actor': adam(a.actor_lr, a.grad_clip, m.eps),
+          'critic': adam(a.critic_lr, a.grad_clip, m.eps)}
+
+
+def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array, action_dim: int,
+                       image_shape: tuple[int, int, int] = (64, 64, 3), mesh: Mesh | None = None) -> TrainState:
+  """Fresh parameters, optimiser states and target critics (a copy of the critics).
+
+  The state is placed replicated on `mesh` (default: every device), the layout the jitted
+  updates take and return, so the first update call does not compile a second variant.
+  """
+  nets = make_networks(config, action_dim, image_shape)
+  params = nets.init(rng)
+  opts = make_optimizers(config)
+  state = TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      target_critic=jax.tree.map(jnp.copy, params['critic']),
+      opt_state={k: opts[k].init(params[k]) for k in params},
+  )
+  mesh = mesh if mesh is not None else Mesh(np.asarray(jax.devices()), ('data',))
+  return jax.device_put(state, NamedSharding(mesh, P()))
+
+
+def param_count(state: TrainState) -> dict:
+  """Number of parameters per part: {'encoder', 'rssm', 'decoder', 'reward', 'actor', 'critic', 'total'}."""
+  counts = {k: layers.num_params(v) for k, v in state.params['wm'].items()}
+  counts['actor'] = layers.num_params(state.params['actor'])
+  counts['critic'] = layers.num_params(state.params['critic'])
+  counts['total'] = sum(counts.values())
+  return counts
