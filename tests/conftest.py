@@ -1,0 +1,53 @@
+"""Shared test set-up: fast XLA compiles, the debug config and synthetic batches."""
+import jax
+import numpy as np
+import pytest
+
+from configs import metaworld
+
+# Compile time dominates at the debug sizes.
+jax.config.update('jax_disable_most_optimizations', True)
+
+ACTION_DIM = 4
+
+
+def debug_config(**agent_overrides):
+  """The debug preset, unlocked, with `config.agent` fields overridden."""
+  config = metaworld.get_config('drawer-open,debug').unlock()
+  for k, v in agent_overrides.items():
+    config.agent[k] = v
+  return config
+
+
+def synthetic_batch(seed: int, batch: int, length: int, action_dim: int = ACTION_DIM) -> dict:
+  """A batch in the episode-store layout. Row 0 starts at a reset, the others mid-episode.
+
+  Images are smooth colour gradients whose brightness follows the actions (learnable);
+  rewards are a function of the image brightness.
+  """
+  rng = np.random.default_rng(seed)
+  action = rng.uniform(-1, 1, (batch, length, action_dim)).astype(np.float32)
+  action[0, 0] = 0.0
+  level = np.cumsum(action[..., 0], axis=1) * 0.1 + rng.uniform(0.3, 0.7, (batch, 1))
+  ramp = np.linspace(0.0, 1.0, 64, dtype=np.float32)
+  image = level[..., None, None, None] * ramp[None, None, :, None, None] + 0.1 * ramp[None, None, None, :, None]
+  image = image + np.array([0.0, 0.2, 0.4], np.float32)
+  image = (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+  reward = level.astype(np.float32)
+  reward[0, 0] = 0.0
+  is_first = np.zeros((batch, length), bool)
+  is_first[0, 0] = True
+  return {
+      'image': image,
+      'action': action,
+      'reward': reward,
+      'discount': np.ones((batch, length), np.float32),
+      'is_first': is_first,
+      'is_terminal': np.zeros((batch, length), bool),
+      'bc_weight': np.repeat((np.arange(batch) % 2 == 0).astype(np.float32)[:, None], length, 1),
+  }
+
+
+@pytest.fixture(scope='module')
+def config():
+  return debug_config()

@@ -1,0 +1,130 @@
+"""Shapes, dtypes and basic properties of every module at the debug sizes."""
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import ACTION_DIM
+from moto_jax.networks import conv
+from moto_jax.networks import layers
+from moto_jax.networks import rssm as rssm_lib
+from moto_jax.networks.actor_critic import TanhGaussian
+from moto_jax.networks.world_model import make_networks
+
+
+@pytest.fixture(scope='module')
+def nets(config):
+  return make_networks(config, ACTION_DIM)
+
+
+@pytest.fixture(scope='module')
+def params(nets):
+  return nets.init(jax.random.key(0))
+
+
+def test_encoder_shape(nets, params, config):
+  image = jnp.zeros((2, 3, 64, 64, 3), jnp.uint8)
+  embed = nets.encode(params['wm'], image)
+  depth = config.model.encoder.depth
+  # VALID stride-2 kernel-4 convs: 64 -> 31 -> 14 -> 6 -> 2; last depth 8 * depth.
+  chex.assert_shape(embed, (2, 3, 2 * 2 * 8 * depth))
+  chex.assert_type(embed, jnp.float32)
+
+
+@pytest.mark.parametrize('kind', ['transpose', 'subpixel'])
+def test_decoder_shape(kind, nets):
+  decoder = conv.Decoder(kind=kind, depth=4, kernel=4, layers=4)
+  feat = jnp.ones((2, 3, nets.feat_dim))
+  p = decoder.init(jax.random.key(0), feat)
+  out = decoder.apply(p, feat)
+  chex.assert_shape(out, (2, 3, 64, 64, 3))
+  chex.assert_type(out, jnp.float32)
+  chex.assert_tree_all_finite(out)
+
+
+def test_depth_to_space_matches_tf_layout():
+  # Channel index c = (i * 2 + j) * out + k goes to pixel (2h + i, 2w + j), channel k.
+  x = jnp.arange(8, dtype=jnp.float32).reshape(1, 1, 1, 8)
+  y = conv.depth_to_space(x, 2)
+  chex.assert_shape(y, (1, 2, 2, 2))
+  np.testing.assert_array_equal(y[0, :, :, 0], [[0, 2], [4, 6]])
+  np.testing.assert_array_equal(y[0, :, :, 1], [[1, 3], [5, 7]])
+
+
+def test_rssm_steps_shapes(nets, params, config):
+  r = config.model.rssm
+  n = 5
+  state = rssm_lib.initial_state(nets.rssm, n)
+  action = jnp.ones((n, ACTION_DIM))
+  embed = jnp.ones((n, 2 * 2 * 8 * config.model.encoder.depth))
+  post, logits = nets.obs_step(params['wm'], state, action, embed, jnp.zeros(n, bool), jax.random.key(1))
+  chex.assert_shape(post['deter'], (n, r.deter))
+  chex.assert_shape([post['stoch'], logits], (n, r.groups, r.classes))
+  # Logits are normalised log-probs with at least unimix / C mass on every class.
+  np.testing.assert_allclose(jax.scipy.special.logsumexp(logits, -1), 0.0, atol=1e-5)
+  assert np.all(np.exp(logits) >= r.unimix / r.classes - 1e-6)
+  # Samples are exactly one-hot in value.
+  np.testing.assert_allclose(post['stoch'].sum(-1), 1.0, atol=1e-6)
+  assert set(np.unique(np.round(np.asarray(post['stoch']), 5))) <= {0.0, 1.0}
+
+  nxt, all_logits = nets.img_step(params['wm'], post, action, jax.random.key(2), jnp.zeros(n, jnp.int32))
+  chex.assert_shape(all_logits, (r.ensemble, n, r.groups, r.classes))
+  chex.assert_shape(rssm_lib.feature(nxt), (n, nets.feat_dim))
+
+
+def test_ensemble_heads_initialised_differently(nets, params):
+  prior = params['wm']['rssm']['prior']
+  kernel = prior['mlp']['dense0']['kernel']
+  assert kernel.shape[0] == nets.rssm.ensemble
+  for i in range(1, kernel.shape[0]):
+    assert not np.allclose(kernel[0], kernel[i])
+  logits = nets.prior_logits(params['wm'], jnp.ones((3, nets.rssm.deter)))
+  assert float(jnp.min(layers.ensemble_disagreement(logits))) > 1e-3
+
+
+def test_critic_twins_differ(nets, params):
+  feat = jax.random.normal(jax.random.key(0), (6, nets.feat_dim))
+  q = nets.q_values(params['critic'], feat, jnp.zeros((6, ACTION_DIM)))
+  chex.assert_shape(q, (2, 6))
+  assert not np.allclose(q[0], q[1])
+
+
+def test_straight_through_gradient_reaches_encoder(nets, params):
+  image = jax.random.randint(jax.random.key(0), (2, 3, 64, 64, 3), 0, 255).astype(jnp.uint8)
+  action = jnp.zeros((2, 3, ACTION_DIM))
+  weights = jax.random.normal(jax.random.key(1), (nets.rssm.groups, nets.rssm.classes))
+
+  def f(encoder_params):
+    wm = {**params['wm'], 'encoder': encoder_params}
+    post = nets.observe(wm, nets.encode(wm, image), action, jnp.zeros((2, 3), bool), jax.random.key(2))
+    return jnp.sum(post['stoch'] * weights)   # depends on the encoder only through the samples
+
+  grads = jax.grad(f)(params['wm']['encoder'])
+  assert float(jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(grads)))) > 0.0
+
+
+def test_actor_distribution(nets, params, config):
+  feat = jax.random.normal(jax.random.key(0), (7, nets.feat_dim))
+  dist = nets.policy(params['actor'], feat)
+  assert isinstance(dist, TanhGaussian)
+  chex.assert_shape([dist.mean, dist.std], (7, ACTION_DIM))
+  assert np.all(dist.std >= config.agent.actor.min_std) and np.all(dist.std <= config.agent.actor.max_std)
+  np.testing.assert_allclose(dist.mode(), jnp.tanh(dist.mean))
+  action, logp = dist.sample_and_log_prob(jax.random.key(1))
+  chex.assert_shape(action, (7, ACTION_DIM))
+  chex.assert_shape(logp, (7,))
+  assert np.all(np.abs(action) <= 1.0)
+  # The stable sample log-density agrees with the atanh form away from the bounds.
+  inside = np.all(np.abs(action) < 0.99, -1)
+  np.testing.assert_allclose(logp[inside], dist.log_prob(action)[inside], rtol=1e-3, atol=1e-3)
+
+
+def test_actor_log_prob_safe_at_bounds():
+  dist = TanhGaussian(jnp.zeros((3, 2)), jnp.full((3, 2), 0.5))
+  action = jnp.array([[1.0, -1.0], [1.0, 1.0], [0.0, -1.0]])
+  logp, grad = jax.value_and_grad(lambda m: jnp.sum(TanhGaussian(m, dist.std).log_prob(action)))(dist.mean)
+  assert np.isfinite(logp)
+  chex.assert_tree_all_finite(grad)
+  # Clipping: +1 and 1 - eps give the same value.
+  np.testing.assert_allclose(dist.log_prob(action), dist.log_prob(jnp.clip(action, -1 + 1e-4, 1 - 1e-4)))
