@@ -46,7 +46,9 @@ class Checkpointer:
 
   def save(self, step: int, state, counters: Counters) -> None:
     if step in self._manager.all_steps():
-      return
+      # Same progress, new counters (e.g. the phase changed): replace it. Older
+      # checkpoints stay, so a crash between delete and save loses nothing.
+      self._manager.delete(step)
     self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                      counters=ocp.args.JsonSave(counters.to_json())))
     self._manager.wait_until_finished()

@@ -1,0 +1,34 @@
+"""Restoring a run's config and train state from its workdir, on any machine (CPU included)."""
+from __future__ import annotations
+
+import jax
+import ml_collections
+
+from moto_jax import agent
+from moto_jax.training import checkpoint as ckpt_lib
+from moto_jax.training import config_check
+
+
+def action_dim_of(config) -> int:
+  from moto_jax.envs import make_env
+  env = make_env(config)
+  try:
+    return int(env.action_space.shape[0])
+  finally:
+    env.close()
+
+
+def load_run(workdir: str, step: int | None = None):
+  """Returns `(config, state, counters, step, action_dim)` of a workdir's checkpoint."""
+  config = ml_collections.ConfigDict(config_check.load_recorded(workdir).to_dict())
+  action_dim = action_dim_of(config)
+  template = agent.create_train_state(config, jax.random.PRNGKey(0), action_dim)
+  checkpointer = ckpt_lib.Checkpointer(workdir)
+  try:
+    restored = checkpointer.restore(template, step=step)
+  finally:
+    checkpointer.close()
+  if restored is None:
+    raise FileNotFoundError(f'No checkpoint in {checkpointer.directory}')
+  state, counters, step = restored
+  return config, state, counters, step, action_dim
