@@ -100,7 +100,7 @@ def test_straight_through_gradient_reaches_encoder(nets, params):
     post = nets.observe(wm, nets.encode(wm, image), action, jnp.zeros((2, 3), bool), jax.random.key(2))
     return jnp.sum(post['stoch'] * weights)   # depends on the encoder only through the samples
 
-  grads = jax.grad(f)(params['wm']['encoder'])
+  grads = jax.jit(jax.grad(f))(params['wm']['encoder'])
   assert float(jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(grads)))) > 0.0
 
 

@@ -33,7 +33,10 @@ class Networks:
     return self.rssm.deter + self.rssm.groups * self.rssm.classes
 
   def init(self, key: jax.Array) -> dict:
-    """Parameters of every network, each from its own key."""
+    """Parameters of every network, each from its own key (one compiled computation)."""
+    return jax.jit(self._init)(key)
+
+  def _init(self, key: jax.Array) -> dict:
     keys = jax.random.split(key, 6)
     n = 1
     image = jnp.zeros((n,) + self.image_shape, jnp.uint8)
