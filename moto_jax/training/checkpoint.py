@@ -53,6 +53,12 @@ class Checkpointer:
                                                      counters=ocp.args.JsonSave(counters.to_json())))
     self._manager.wait_until_finished()
 
+  def read_counters(self, step: int | None = None) -> dict:
+    """The counters of a checkpoint (default: the latest), without restoring the state."""
+    step = self._manager.latest_step() if step is None else step
+    restored = self._manager.restore(step, args=ocp.args.Composite(counters=ocp.args.JsonRestore()))
+    return restored['counters']
+
   def restore(self, abstract_state, step: int | None = None):
     """Returns `(state, counters, step)` of `step` (default: latest), or None if there is none.
 

@@ -1,0 +1,163 @@
+"""The main job end to end on the debug preset: files, metrics, resume after kill -9 and SIGTERM."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from configs import metaworld as mw_config
+
+from moto_jax.data import episodes as ep_lib
+from moto_jax.training import checkpoint as ckpt_lib
+from moto_jax.training import config_check, loop
+from moto_jax.training.logger import read_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def debug_config(cache_dir, **train):
+  c = mw_config.get_config('drawer-open,debug').unlock()
+  c.data.cache_dir = str(cache_dir)
+  for k, v in train.items():
+    c.train[k] = v
+  return c.lock()
+
+
+@pytest.fixture(scope='module')
+def cache(tmp_path_factory):
+  return tmp_path_factory.mktemp('cache')
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory, cache):
+  workdir = str(tmp_path_factory.mktemp('run'))
+  config = debug_config(cache, offline_steps=4, env_steps=30, updates_per_episode=2, eval_every_episodes=2)
+  summary = loop.train_and_evaluate(config, workdir, log=lambda *a: None)
+  return config, workdir, summary
+
+
+def test_run_counters_and_files(finished_run):
+  config, workdir, summary = finished_run
+  # 3 online episodes of 10 steps; 4 offline + 2 per episode gradient steps.
+  assert summary['phase'] == 'done'
+  assert summary['episodes'] == 3 and summary['env_steps'] == 30
+  assert summary['grad_steps'] == 4 + 3 * 2
+  for name in ('config.json', 'metrics.jsonl', 'learning_curve.png', 'summary.json'):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert len(ep_lib.episode_files(os.path.join(workdir, 'episodes'))) == 3
+  assert os.listdir(os.path.join(workdir, 'tensorboard'))
+  assert [f for f in os.listdir(os.path.join(workdir, 'videos')) if f.endswith('.gif')]
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['train']['env_steps'] == 30
+
+
+def test_metrics_logged_by_phase(finished_run):
+  _, workdir, _ = finished_run
+  records = read_metrics(workdir)
+  offline = [r for r in records if r['phase'] == 'offline' and 'wm/loss' in r]
+  online = [r for r in records if r['phase'] == 'online' and 'wm/loss' in r]
+  evals = [r for r in records if r['phase'] == 'eval']
+  assert [r['step'] for r in offline] == [1, 2, 3, 4]        # log_every = 1 in the debug preset
+  assert len(online) == 6
+  for key in ('wm/image_loss', 'wm/kl', 'actor/loss', 'critic/loss'):
+    assert all(np.isfinite(r[key]) for r in offline + online), key
+  # After offline phase (0 env steps), every 2 episodes (20), and at the end (30).
+  assert [r['env_steps'] for r in evals] == [0, 20, 30]
+  assert all(0.0 <= r['eval/success_rate'] <= 1.0 for r in evals)
+
+
+def test_rerun_of_finished_run_changes_nothing(finished_run):
+  config, workdir, summary = finished_run
+  again = loop.train_and_evaluate(config, workdir, log=lambda *a: None)
+  assert again['grad_steps'] == summary['grad_steps'] and again['episodes'] == summary['episodes']
+
+
+def test_changed_config_is_refused_naming_fields(finished_run, cache):
+  _, workdir, _ = finished_run
+  config = debug_config(cache, offline_steps=5, env_steps=30, updates_per_episode=2, eval_every_episodes=2)
+  with pytest.raises(config_check.ConfigError, match=r'train\.offline_steps: 4 -> 5'):
+    loop.train_and_evaluate(config, workdir)
+
+
+def test_bad_config_fails_before_compile(tmp_path):
+  c = mw_config.get_config('drawer-open,debug').unlock()
+  c.model.decoder.kind = 'deconv'
+  t0 = time.time()
+  with pytest.raises(config_check.ConfigError, match=r"model\.decoder\.kind='deconv'"):
+    loop.train_and_evaluate(c, str(tmp_path / 'w'))
+  assert not os.path.exists(tmp_path / 'w')        # nothing written
+  c.model.decoder.kind = 'subpixel'
+  c.task = 'drawer-close-please'
+  with pytest.raises(config_check.ConfigError, match='Unknown MetaWorld task'):
+    config_check.validate(c)
+  c.task = 'drawer-open'
+  c.train.seq_len = 50
+  with pytest.raises(config_check.ConfigError, match='train.seq_len=50'):
+    config_check.validate(c)
+
+
+def _launch(workdir, cache, env_steps, extra_env=None):
+  env = dict(os.environ, MUJOCO_GL='egl', JAX_DISABLE_MOST_OPTIMIZATIONS='true',
+             JAX_COMPILATION_CACHE_DIR=str(cache / 'jax_cache'), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+             **(extra_env or {}))
+  cmd = [sys.executable, '-m', 'launch.main', '--config=configs/metaworld.py:drawer-open,debug',
+         f'--workdir={workdir}', f'--config.data.cache_dir={cache}', f'--config.train.env_steps={env_steps}',
+         '--config.train.eval_every_episodes=1000', '--config.train.checkpoint_every_steps=4']
+  return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_episodes(workdir, n, proc, timeout=600):
+  t0 = time.time()
+  while time.time() - t0 < timeout:
+    if len(ep_lib.episode_files(os.path.join(workdir, 'episodes'))) >= n:
+      return
+    if proc.poll() is not None:
+      raise AssertionError('run ended early:\n' + proc.stdout.read()[-3000:])
+    time.sleep(0.05)
+  raise AssertionError('timed out waiting for episodes')
+
+
+@pytest.mark.slow
+def test_kill_and_sigterm_then_resume(tmp_path, cache):
+  workdir = str(tmp_path / 'run')
+  episodes_dir = os.path.join(workdir, 'episodes')
+  # kill -9 in the middle of the online phase.
+  proc = _launch(workdir, cache, env_steps=400)
+  _wait_for_episodes(workdir, 3, proc)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  killed_at = len(ep_lib.episode_files(episodes_dir))
+  ckpt = ckpt_lib.Checkpointer(workdir)
+  assert ckpt.latest_step() is not None
+  ckpt.close()
+  # Resume; SIGTERM it a few episodes later: it checkpoints and exits cleanly.
+  proc = _launch(workdir, cache, env_steps=400)
+  _wait_for_episodes(workdir, killed_at + 3, proc)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out[-3000:]
+  assert 'Resumed from checkpoint' in out and 'Stopped at' in out
+  assert 'offline:' not in out.split('Resumed from checkpoint')[1].split('\n', 1)[1]   # offline not repeated
+  files = ep_lib.episode_files(episodes_dir)
+  stopped_at = len(files)
+  assert stopped_at >= killed_at + 3
+  ckpt = ckpt_lib.Checkpointer(workdir)
+  counters = ckpt.read_counters()
+  ckpt.close()
+  assert counters['phase'] == 'online' and counters['episodes'] == stopped_at
+  assert counters['env_steps'] == 10 * stopped_at
+  # Run to the end: episodes continue from where they stopped, none duplicated.
+  proc = _launch(workdir, cache, env_steps=400)
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0, out[-3000:]
+  files = ep_lib.episode_files(episodes_dir)
+  assert [os.path.basename(f) for f in files] == [ep_lib.episode_name(i) for i in range(40)]
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    summary = json.load(f)
+  assert summary['phase'] == 'done' and summary['episodes'] == 40 and summary['env_steps'] == 400
+  # Each episode started from its own seed: no two identical first frames.
+  firsts = {ep_lib.load_episode(f)['image'][0].tobytes() for f in files}
+  assert len(firsts) == 40
