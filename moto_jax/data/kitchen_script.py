@@ -279,6 +279,11 @@ class PlayScript:
     self.ctrl = None
     self._current, self._next = None, 0
 
+  @property
+  def finished(self) -> bool:
+    """All sub-tasks have run; the arm now holds still."""
+    return self._next >= len(self.sequence) and (self._current is None or self._current.done)
+
   def __call__(self, obs, info) -> np.ndarray:
     del obs, info
     if self.ctrl is None:
