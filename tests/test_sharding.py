@@ -1,0 +1,56 @@
+"""Data parallelism: `update` over a 4-device mesh matches the same update on one device.
+
+Runs in a subprocess, because the number of virtual CPU devices is fixed when JAX starts.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPT = textwrap.dedent('''
+    import json
+    import jax
+    import numpy as np
+    from jax.sharding import Mesh
+    jax.config.update('jax_disable_most_optimizations', True)
+    from conftest import ACTION_DIM, debug_config, synthetic_batch
+    from moto_jax import agent
+
+    assert jax.device_count() == 4, jax.devices()
+    config = debug_config()
+    batch = synthetic_batch(0, 4, config.train.seq_len)   # global batch B = 4
+    results = {}
+    for name, devices in (('one', jax.devices()[:1]), ('four', jax.devices())):
+      mesh = Mesh(np.asarray(devices), ('data',))
+      state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM, mesh=mesh)
+      update = agent.make_update_fn(config, ACTION_DIM, mesh=mesh)
+      sharded = agent.shard_batch(batch, mesh)
+      assert len(sharded['image'].sharding.device_set) == len(devices)
+      for step in range(2):
+        state, metrics = update(state, sharded, jax.random.key(step))
+      results[name] = (jax.tree.map(np.asarray, state.params), float(metrics['wm/loss']))
+    (p1, l1), (p4, l4) = results['one'], results['four']
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p4)))
+    scale = max(float(np.max(np.abs(a))) for a in jax.tree.leaves(p1))
+    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(
+        jax.tree.leaves(p1), jax.tree.leaves(agent.create_train_state(config, jax.random.key(0), ACTION_DIM).params)))
+    print(json.dumps({'max_diff': diff, 'scale': scale, 'moved': moved, 'loss_one': l1, 'loss_four': l4}))
+''')
+
+
+@pytest.mark.slow
+def test_four_devices_match_one():
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu',
+             PYTHONPATH=os.pathsep.join([os.path.join(ROOT, 'tests'), ROOT]))
+  out = subprocess.run([sys.executable, '-c', SCRIPT], env=env, capture_output=True, text=True,
+                       timeout=600, cwd=ROOT)
+  assert out.returncode == 0, out.stderr[-4000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result['moved'] > 1e-4                   # the updates changed the parameters
+  assert result['max_diff'] < 1e-4, result        # ... identically on 1 and 4 devices
+  assert abs(result['loss_one'] - result['loss_four']) < 1e-3 * abs(result['loss_one'])
