@@ -45,6 +45,8 @@ def rot_z(angle: float) -> np.ndarray:
 # The hand points +y (into the kitchen) with the fingers spread along x at reset. TOP_DOWN
 # points it down (-z) with the fingers spread along y.
 TOP_DOWN = rot_z(-np.pi / 2) @ rot_x(-np.pi / 2)
+# Kettle grip: pointing down and tilted 0.5 rad toward +y, so the wrist stays clear of the knobs.
+KETTLE_GRIP = rot_x(0.5) @ TOP_DOWN
 
 
 def _clip_norm(x: np.ndarray, limit: float) -> np.ndarray:
@@ -62,8 +64,8 @@ class ArmController:
     damping: lambda of the damped least squares.
   """
 
-  def __init__(self, model, data, dt: float = 0.08, kp: float = 8.0, vmax: float = 0.8,
-               kr: float = 4.0, damping: float = 0.08, posture_gain: float = 0.5):
+  def __init__(self, model, data, dt: float = 0.08, kp: float = 10.0, vmax: float = 1.0,
+               kr: float = 6.0, damping: float = 0.08, posture_gain: float = 0.5):
     self.model, self.data, self.dt = model, data, dt
     self.kp, self.vmax, self.kr, self.damping, self.posture_gain = kp, vmax, kr, damping, posture_gain
     self.site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, 'end_effector')
@@ -146,6 +148,7 @@ class SubtaskScript:
       self.phases = self.phases[:max(1, min(abort_at, len(self.phases) - 1))] + [
           _release(ctrl, self._noise)]
     self._index, self._steps, self._last = 0, 0, None
+    self.history = []   # (phase index, steps, 'reached' | 'stalled' | 'timeout') per finished phase
 
   @property
   def done(self) -> bool:
@@ -160,9 +163,12 @@ class SubtaskScript:
     reached = np.linalg.norm(target - pos) < phase.tol and self.ctrl.rot_error(phase.rot) < ROT_TOL
     # Blocked by contact: the hand stopped moving short of the waypoint.
     stalled = (phase.tol > 0 and self._last is not None and self._steps > 4
-               and np.linalg.norm(pos - self._last) < STALL_SPEED)
+               and np.linalg.norm(pos - self._last) < STALL_SPEED
+               and self.ctrl.rot_error(phase.rot) < ROT_TOL)
     self._last = pos
     if (reached or stalled) and self._steps >= phase.min_steps or self._steps >= phase.max_steps:
+      how = 'reached' if reached else 'stalled' if stalled else 'timeout'
+      self.history.append((self._index, self._steps, how))
       self._index, self._steps, self._last = self._index + 1, 0, None
     return act
 
@@ -197,7 +203,7 @@ def _slide_cabinet(ctrl, noise):
   h = _site(ctrl, 'slide_site') + noise()
   return [Phase(_fixed(h + [-0.10, -0.14, -0.02]), tol=0.05, max_steps=40),
           Phase(_fixed(h + [-0.07, 0.0, -0.02]), tol=0.02, max_steps=25),
-          Phase(_fixed(h + [0.30, 0.0, -0.02]), tol=0.03, max_steps=30, vmax=0.5),
+          Phase(_fixed(h + [0.30, 0.0, -0.02]), tol=0.05, max_steps=25, vmax=0.6),
           _retreat(ctrl)]
 
 
@@ -209,7 +215,7 @@ def _light_switch(ctrl, noise):
           _retreat(ctrl)]
 
 
-TURN = rot_y(1.0)   # turning the bottom-burner knob: 1 rad about world +y
+TURN = rot_y(0.75)   # turning the bottom-burner knob about world +y
 
 
 def _bottom_burner(ctrl, noise):
@@ -238,21 +244,22 @@ def _microwave(ctrl, noise):
   return [Phase(_fixed(h + [0.0, -0.12, 0.0]), tol=0.04, max_steps=45),
           Phase(_fixed(h + [0.0, 0.0, 0.0]), tol=0.015, max_steps=25),
           Phase(_fixed(h), grip=True, tol=0.0, max_steps=5),
-          Phase(along_arc, grip=True, tol=0.0, max_steps=22, vmax=0.5),
+          Phase(along_arc, grip=True, tol=0.0, max_steps=28, vmax=0.6),
           _retreat(ctrl, offset=(0.05, -0.05, 0.0))]
 
 
 def _kettle(ctrl, noise):
   # Grip the top bar of the handle from above, lift, carry +y onto the back burner, put down.
-  k = _site(ctrl, 'kettle_site') + noise()
-  return [Phase(_fixed(k + [0.0, 0.0, 0.14]), rot=TOP_DOWN, tol=0.04, max_steps=40, min_steps=8),
-          Phase(_fixed(k + [0.0, 0.0, 0.02]), rot=TOP_DOWN, tol=0.015, max_steps=20),
-          Phase(_fixed(k + [0.0, 0.0, 0.02]), rot=TOP_DOWN, grip=True, tol=0.0, max_steps=5),
-          Phase(_fixed(k + [0.0, 0.0, 0.10]), rot=TOP_DOWN, grip=True, tol=0.03, max_steps=15),
-          Phase(_fixed(k + [0.04, 0.40, 0.10]), rot=TOP_DOWN, grip=True, tol=0.03, max_steps=30, vmax=0.4),
-          Phase(_fixed(k + [0.04, 0.40, 0.03]), rot=TOP_DOWN, grip=True, tol=0.02, max_steps=10),
-          Phase(_fixed(k + [0.04, 0.40, 0.03]), rot=TOP_DOWN, grip=False, tol=0.0, max_steps=3),
-          _retreat(ctrl, offset=(0.0, 0.0, 0.15), rot=TOP_DOWN)]
+  k = _site(ctrl, 'kettle_site') + [0.0, -0.015, 0.0] + noise()   # pads centred on the bar
+  return [Phase(_fixed(k + [0.0, 0.0, 0.14]), rot=KETTLE_GRIP, tol=0.04, max_steps=40, min_steps=8),
+          Phase(_fixed(k + [0.0, 0.0, 0.005]), rot=KETTLE_GRIP, tol=0.015, max_steps=20),
+          Phase(_fixed(k + [0.0, 0.0, 0.005]), rot=KETTLE_GRIP, grip=True, tol=0.0, max_steps=5),
+          Phase(_fixed(k + [0.0, 0.0, 0.08]), rot=KETTLE_GRIP, grip=True, tol=0.03, max_steps=15),
+          Phase(_fixed(k + [0.04, 0.34, 0.08]), rot=KETTLE_GRIP, grip=True, tol=0.05, max_steps=25, vmax=0.5),
+          Phase(_fixed(k + [0.04, 0.34, 0.03]), rot=KETTLE_GRIP, grip=True, tol=0.02, max_steps=6),
+          Phase(_fixed(k + [0.04, 0.34, 0.03]), rot=KETTLE_GRIP, grip=False, tol=0.0, max_steps=3),
+          _retreat(ctrl, offset=(0.0, -0.15, 0.06), rot=KETTLE_GRIP),
+          Phase(_fixed(k + [0.0, -0.10, 0.25]), tol=0.06, max_steps=20)]   # hand level again
 
 
 _PROGRAMS = {'microwave': _microwave, 'kettle': _kettle, 'light switch': _light_switch,
