@@ -9,6 +9,7 @@ import pytest
 from conftest import ACTION_DIM, debug_config, synthetic_batch
 from moto_jax import agent
 from moto_jax.agent import update as update_lib
+from moto_jax.networks import rssm as rssm_lib
 from moto_jax.networks.world_model import make_networks
 
 N = 6  # imagination starts
@@ -207,16 +208,14 @@ def test_update_moves_only_what_it_should(updates, config, batch):
   update, wm_update = updates
   rng = jax.random.key(7)
   state_a = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
-  before = jax.tree.map(np.asarray, state_a)
+  before = jax.tree.map(np.array, state_a)   # a copy: the state is donated
   state_a, metrics = update(state_a, batch, rng)
   state_b, _ = wm_update(agent.create_train_state(config, jax.random.key(0), ACTION_DIM), batch, rng)
   # Actor and critic gradients do not change the world model: same WM params as a WM-only step.
   chex.assert_trees_all_close(state_a.params['wm'], state_b.params['wm'], atol=1e-6)
-  for part in ('actor', 'critic'):
-    assert not np.allclose(before.params[part]['mlp' if part == 'actor' else 'q']['mlp']['out']['kernel']
-                           if part == 'critic' else before.params[part]['mlp']['out']['kernel'],
-                           (state_a.params[part]['q']['mlp']['out']['kernel'] if part == 'critic'
-                            else state_a.params[part]['mlp']['out']['kernel']))
+  out_kernel = lambda p: (p['actor']['mlp']['out']['kernel'], p['critic']['q']['mlp']['out']['kernel'])
+  for old, new in zip(out_kernel(before.params), out_kernel(state_a.params)):
+    assert not np.allclose(old, new)   # actor and critics did take a step
   # Polyak (tau): target = tau * new critic + (1 - tau) * old target.
   tau = config.agent.tau
   expected = jax.tree.map(lambda new, old: tau * new + (1 - tau) * old, state_a.params['critic'], before.target_critic)
@@ -243,7 +242,7 @@ def test_update_fits_fixed_batch_without_retracing(updates, config, batch):
 
 # Acting and open-loop prediction.
 
-def test_act(params, config, batch):
+def test_act(nets, params, config, batch):
   act = agent.make_act_fn(config, ACTION_DIM)
   n = 3
   image = batch['image'][0, :n]
@@ -253,11 +252,14 @@ def test_act(params, config, batch):
   chex.assert_shape(a, (n, ACTION_DIM))
   chex.assert_shape(carry['action'], (n, ACTION_DIM))
   assert np.all(np.abs(a) <= 1.0)
-  # Deterministic acting ignores the key; a reset ignores the carry.
-  _, m1 = act(params, carry, image, first, jax.random.key(1), explore=False)
+  # explore=False takes tanh(mean) at the new posterior state; explore=True samples around it.
+  mode = lambda c: nets.policy(params['actor'], rssm_lib.feature(c)).mode()
+  carry1, m1 = act(params, carry, image, first, jax.random.key(1), explore=False)
+  np.testing.assert_allclose(m1, mode(carry1), atol=1e-6)
+  carry2, s2 = act(params, carry, image, first, jax.random.key(1), explore=True)
+  assert not np.allclose(s2, mode(carry2), atol=1e-3)
+  # A reset ignores the carry (same key: same posterior sample).
   _, m2 = act(params, agent.init_carry(config, n, ACTION_DIM), image, first, jax.random.key(1), explore=False)
-  _, m3 = act(params, carry, image, first, jax.random.key(2), explore=False)
-  np.testing.assert_allclose(m1, m3, atol=1e-6)
   np.testing.assert_allclose(m1, m2, atol=1e-6)
   _, m4 = act(params, carry, image, jnp.zeros(n, bool), jax.random.key(1), explore=False)
   assert not np.allclose(m1, m4)

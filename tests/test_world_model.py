@@ -129,7 +129,7 @@ def test_world_model_loss_terms(nets, params, config):
 
 def test_world_model_update_traces_once_and_learns(wm_update, config):
   state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
-  before = jax.tree.map(np.asarray, state.params)
+  before = jax.tree.map(np.array, state.params)   # a copy: the state is donated
   batch = synthetic_batch(1, config.train.batch_size, config.train.seq_len)
   losses = []
   for step in range(200):

@@ -25,7 +25,7 @@ def make_act_fn(config: ml_collections.ConfigDict, action_dim: int,
 
   params: TrainState.params; image uint8 [N, 64, 64, 3]; is_first bool [N] (resets the carry);
   explore (static): True samples from the policy (plus `config.agent.explore_noise` Gaussian
-  noise), False takes tanh(mean). The posterior step uses the previous action in the carry,
+  noise), False takes tanh(mean). The posterior state is sampled either way, as in training. The posterior step uses the previous action in the carry,
   matching the stored convention (action i led to image i). action: float32 [N, A] in [-1, 1].
   """
   nets = make_networks(config, action_dim, image_shape)
