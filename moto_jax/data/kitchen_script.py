@@ -23,7 +23,10 @@ ARM_DOFS = 7
 ACTUATOR_KP = np.array([870.0] * 4 + [120.0] * 3)   # position gains of the arm's actuators
 LIMIT_MARGIN = 0.03                                  # rad
 STALL_SPEED = 0.002                                  # m per step
+POSTURE_TOL = 0.3                                    # rad (largest joint error)
 ROT_TOL = 0.2                                        # rad
+# The joints reach about half the commanded velocity within one 0.08 s step (joint damping).
+TRACKING = 0.5
 ACTION_SCALE = 2.0                                   # action 1.0 = 2 rad/s joint velocity
 
 
@@ -62,16 +65,20 @@ class ArmController:
     dt: seconds per environment step.
     kp: Cartesian P gain (1/s); vmax: speed cap (m/s).
     damping: lambda of the damped least squares.
+    limits: [7, 2] joint-target bounds the env enforces (`KitchenEnv.arm_limits`).
   """
 
   def __init__(self, model, data, dt: float = 0.08, kp: float = 10.0, vmax: float = 1.0,
-               kr: float = 6.0, damping: float = 0.08, posture_gain: float = 0.5):
+               kr: float = 6.0, damping: float = 0.08, posture_gain: float = 0.5,
+               limits: np.ndarray | None = None):
     self.model, self.data, self.dt = model, data, dt
     self.kp, self.vmax, self.kr, self.damping, self.posture_gain = kp, vmax, kr, damping, posture_gain
     self.site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, 'end_effector')
     self._jacp = np.zeros((3, model.nv))
     self._jacr = np.zeros((3, model.nv))
-    self.lo, self.hi = model.jnt_range[:ARM_DOFS, 0], model.jnt_range[:ARM_DOFS, 1]
+    self.lo, self.hi = model.jnt_range[:ARM_DOFS, 0].copy(), model.jnt_range[:ARM_DOFS, 1].copy()
+    if limits is not None:   # the env's own position bounds on its joint targets
+      self.lo, self.hi = np.maximum(self.lo, limits[:, 0]), np.minimum(self.hi, limits[:, 1])
     self.reset()
 
   def reset(self) -> None:
@@ -90,6 +97,17 @@ class ArmController:
     want = self.home_rot if rot is None else rot @ self.home_rot
     now = self.data.site_xmat[self.site].reshape(3, 3)
     return float(np.arccos(np.clip((np.trace(want.T @ now) - 1.0) / 2.0, -1.0, 1.0)))
+
+  def posture_action(self, grip: bool = False, gain: float = 3.0, limit: float = 2.0) -> np.ndarray:
+    """The action [9] that moves the arm's joints toward the home posture."""
+    d = self.data
+    dq = np.clip(gain * (self.home_qpos - d.qpos[:ARM_DOFS]), -limit, limit) / TRACKING
+    dq += d.qfrc_bias[:ARM_DOFS] / ACTUATOR_KP / self.dt
+    fingers = np.full(2, -1.0 if grip else 1.0)
+    return np.clip(np.concatenate([dq / ACTION_SCALE, fingers]), -1.0, 1.0)
+
+  def posture_error(self) -> float:
+    return float(np.abs(self.home_qpos - self.data.qpos[:ARM_DOFS]).max())
 
   @property
   def position(self) -> np.ndarray:
@@ -115,7 +133,7 @@ class ArmController:
       if not blocked.any():
         break
       free &= ~blocked
-    dq = dq * free
+    dq = dq * free / TRACKING
     dq += d.qfrc_bias[:ARM_DOFS] / ACTUATOR_KP / self.dt    # gravity feed-forward
     fingers = np.full(2, -1.0 if grip else 1.0)
     return np.clip(np.concatenate([dq / ACTION_SCALE, fingers]), -1.0, 1.0)
@@ -126,18 +144,19 @@ class Phase:
   """One segment of a sub-task: move toward `target()` until within `tol` or `max_steps` pass."""
   target: Callable[[], np.ndarray]
   grip: bool = False
-  rot: np.ndarray | None = None
+  rot: np.ndarray | Callable[[], np.ndarray] | None = None   # hand turn (see ArmController)
   tol: float = 0.02
   max_steps: int = 40
   vmax: float | None = None
   min_steps: int = 0
+  posture: bool = False   # move in joint space back to the home posture instead (ends within `tol` rad)
 
 
 class SubtaskScript:
   """Drives one sub-task. `done` once its last phase ends; `abort_at` cuts it short (a failed attempt)."""
 
   def __init__(self, name: str, ctrl: ArmController, rng: np.random.Generator | None = None,
-               waypoint_noise: float = 0.0, abort_at: int | None = None):
+               waypoint_noise: float = 0.0, abort_at: int | None = None, home_first: bool = False):
     if name not in SCRIPTED_SUBTASKS:
       raise ValueError(f'No script for sub-task {name!r}; scripted sub-tasks: {SCRIPTED_SUBTASKS}')
     self.name, self.ctrl = name, ctrl
@@ -147,6 +166,8 @@ class SubtaskScript:
     if abort_at is not None:
       self.phases = self.phases[:max(1, min(abort_at, len(self.phases) - 1))] + [
           _release(ctrl, self._noise)]
+    if home_first:   # the previous sub-task may have left the arm in an awkward posture
+      self.phases.insert(0, Phase(lambda: ctrl.position, posture=True, tol=POSTURE_TOL, max_steps=15))
     self._index, self._steps, self._last = 0, 0, None
     self.history = []   # (phase index, steps, 'reached' | 'stalled' | 'timeout') per finished phase
 
@@ -156,15 +177,23 @@ class SubtaskScript:
 
   def action(self) -> np.ndarray:
     phase = self.phases[self._index]
+    if phase.posture:
+      act = self.ctrl.posture_action(phase.grip)
+      self._steps += 1
+      if self.ctrl.posture_error() < phase.tol or self._steps >= phase.max_steps:
+        self.history.append((self._index, self._steps, 'reached' if self._steps < phase.max_steps else 'timeout'))
+        self._index, self._steps, self._last = self._index + 1, 0, None
+      return act
     target = phase.target()
+    rot = phase.rot() if callable(phase.rot) else phase.rot
     pos = self.ctrl.position
-    act = self.ctrl.action(target, phase.rot, phase.grip, phase.vmax)
+    act = self.ctrl.action(target, rot, phase.grip, phase.vmax)
     self._steps += 1
-    reached = np.linalg.norm(target - pos) < phase.tol and self.ctrl.rot_error(phase.rot) < ROT_TOL
+    reached = np.linalg.norm(target - pos) < phase.tol and self.ctrl.rot_error(rot) < ROT_TOL
     # Blocked by contact: the hand stopped moving short of the waypoint.
     stalled = (phase.tol > 0 and self._last is not None and self._steps > 4
                and np.linalg.norm(pos - self._last) < STALL_SPEED
-               and self.ctrl.rot_error(phase.rot) < ROT_TOL)
+               and self.ctrl.rot_error(rot) < ROT_TOL)
     self._last = pos
     if (reached or stalled) and self._steps >= phase.min_steps or self._steps >= phase.max_steps:
       how = 'reached' if reached else 'stalled' if stalled else 'timeout'
@@ -211,7 +240,7 @@ def _light_switch(ctrl, noise):
   h = _site(ctrl, 'light_site') + noise()
   return [Phase(_fixed(h + [0.05, -0.12, 0.0]), tol=0.05, max_steps=40),
           Phase(_fixed(h + [0.05, 0.01, 0.0]), tol=0.02, max_steps=25),
-          Phase(_fixed(h + [-0.15, 0.01, 0.0]), tol=0.03, max_steps=30, vmax=0.5),
+          Phase(_fixed(h + [-0.15, 0.01, 0.0]), tol=0.03, max_steps=15, vmax=0.5),
           _retreat(ctrl)]
 
 
@@ -232,19 +261,22 @@ def _microwave(ctrl, noise):
   h = _site(ctrl, 'microhandle_site') + noise()
   jid = mujoco.mj_name2id(ctrl.model, mujoco.mjtObj.mjOBJ_JOINT, 'microwave')
   hinge = ctrl.data.xanchor[jid].copy()
+  qadr = ctrl.model.jnt_qposadr[jid]
+  lead = 0.3   # rad ahead of the door's current angle
 
   def along_arc():
-    # Target a point further along the door's arc (rotation about +z, opening = negative angle).
-    p = ctrl.position
-    r = p[:2] - hinge[:2]
-    c, s = np.cos(-0.25), np.sin(-0.25)
-    xy = hinge[:2] + np.array([c * r[0] - s * r[1], s * r[0] + c * r[1]])
-    return np.array([xy[0], xy[1], h[2]])
+    # The grasp point carried further along the door's arc (rotation about +z; opening < 0).
+    angle = ctrl.data.qpos[qadr] - lead
+    return hinge + rot_z(angle) @ (h - hinge)
 
-  return [Phase(_fixed(h + [0.0, -0.12, 0.0]), tol=0.04, max_steps=45),
-          Phase(_fixed(h + [0.0, 0.0, 0.0]), tol=0.015, max_steps=25),
-          Phase(_fixed(h), grip=True, tol=0.0, max_steps=5),
-          Phase(along_arc, grip=True, tol=0.0, max_steps=28, vmax=0.6),
+  def hand_turn():
+    # Turning the hand against the door keeps the wrist within reach as the handle swings out.
+    return rot_z(0.5 * lead - ctrl.data.qpos[qadr])
+
+  return [Phase(_fixed(h + [0.0, -0.12, 0.0]), tol=0.04, max_steps=40),
+          Phase(_fixed(h + [0.0, 0.0, 0.0]), tol=0.015, max_steps=15),
+          Phase(_fixed(h), grip=True, tol=0.0, max_steps=4),
+          Phase(along_arc, rot=hand_turn, grip=True, tol=0.0, max_steps=20, vmax=0.6),
           _retreat(ctrl, offset=(0.05, -0.05, 0.0))]
 
 
@@ -259,7 +291,7 @@ def _kettle(ctrl, noise):
           Phase(_fixed(k + [0.04, 0.34, 0.03]), rot=KETTLE_GRIP, grip=True, tol=0.02, max_steps=6),
           Phase(_fixed(k + [0.04, 0.34, 0.03]), rot=KETTLE_GRIP, grip=False, tol=0.0, max_steps=3),
           _retreat(ctrl, offset=(0.0, -0.15, 0.06), rot=KETTLE_GRIP),
-          Phase(_fixed(k + [0.0, -0.10, 0.25]), tol=0.06, max_steps=20)]   # hand level again
+          Phase(_fixed(k + [0.0, -0.10, 0.25]), tol=0.06, max_steps=8)]   # hand level again
 
 
 _PROGRAMS = {'microwave': _microwave, 'kettle': _kettle, 'light switch': _light_switch,
@@ -294,13 +326,15 @@ class PlayScript:
   def __call__(self, obs, info) -> np.ndarray:
     del obs, info
     if self.ctrl is None:
-      self.ctrl = ArmController(self.env.model, self.env.data, dt=0.08)
+      self.ctrl = ArmController(self.env.model, self.env.data, dt=0.08,
+                                limits=getattr(self.env, 'arm_limits', None))
     while self._current is None or self._current.done:
       if self._next >= len(self.sequence):
         hold = self.ctrl.action(self.ctrl.position)
         return hold
       self._current = SubtaskScript(self.sequence[self._next], self.ctrl, self.rng,
-                                    self.waypoint_noise, self.aborts[self._next])
+                                    self.waypoint_noise, self.aborts[self._next],
+                                    home_first=self._next > 0)
       self._next += 1
     act = self._current.action()
     if self.action_noise > 0:

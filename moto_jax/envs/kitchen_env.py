@@ -85,6 +85,8 @@ class KitchenEnv(gym.Env):
                                       terminate_on_tasks_completed=False,
                                       remove_task_when_completed=False)
     self.model, self.data = self._env.model, self._env.data
+    # Bounds the simulator puts on the arm's joint-position targets ([7, 2]).
+    self.arm_limits = self._env.robot_env.robot_pos_bound[:7].copy()
     self.renderer = FastRenderer(self.model, self.data, image_size, CAMERAS[camera],
                                  quality=render_quality)
     self._rng = np.random.default_rng(seed)
