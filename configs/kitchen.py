@@ -48,7 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       action_noise=0.1,       # std of Gaussian noise added to the scripted actions
       waypoint_noise=0.01,    # std (m) of the noise on every scripted waypoint
       fail_prob=0.1,          # probability that a scripted sub-task attempt is abandoned half-way
-      full_share=0.1,         # 'mixed': share of episodes that attempt all four target tasks
+      full_share=0.15,        # share of episodes that attempt all target tasks ('partial': the bc_tasks)
       # Episodes get bc_weight 1 when these target tasks are all in goal state at some step;
       # empty = all four. 'partial' has no full solutions, so it uses the first three (paper).
       bc_tasks=('microwave', 'kettle', 'bottom burner') if task == 'partial' else (),

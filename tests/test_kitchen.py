@@ -1,0 +1,151 @@
+"""Franka Kitchen: pixel env (observations, reward, seeding, errors), scripted sub-tasks, play data."""
+import os
+
+os.environ.setdefault('MUJOCO_GL', 'egl')
+
+import numpy as np
+import pytest
+
+from configs import kitchen as kitchen_config
+from moto_jax.data import episodes as ep_lib
+from moto_jax.data import kitchen_collect
+from moto_jax.data import kitchen_script
+from moto_jax.envs.kitchen_env import ALL_SUBTASKS, TASKS, KitchenEnv, check_task
+
+
+@pytest.fixture(scope='module')
+def env():
+  e = KitchenEnv('mixed', seed=0)
+  yield e
+  e.close()
+
+
+def test_config_presets_and_errors():
+  c = kitchen_config.get_config('partial,debug')
+  assert (c.domain, c.task, c.preset) == ('kitchen', 'partial', 'debug')
+  assert c.env.episode_length == 20 and c.env.action_repeat == 1 and c.env.camera == 'rpl'
+  assert tuple(c.data.bc_tasks) == TASKS['partial'][:3]
+  assert kitchen_config.get_config(None).task == 'mixed'
+  assert kitchen_config.get_config('mixed').data.bc_tasks == ()
+  with pytest.raises(ValueError, match="'complete'"):
+    kitchen_config.get_config('complete')
+
+
+def test_unknown_task_lists_valid_names():
+  with pytest.raises(ValueError, match="Unknown Franka Kitchen task 'complete'.*'mixed'.*'partial'"):
+    check_task('complete')
+  with pytest.raises(ValueError, match="camera='top'"):
+    KitchenEnv('mixed', camera='top')
+
+
+def test_observation_shape_dtype(env):
+  obs, info = env.reset(seed=1)
+  assert set(obs) == {'image'}                        # no proprioception
+  assert obs['image'].shape == (64, 64, 3) and obs['image'].dtype == np.uint8
+  assert obs['image'].max() > obs['image'].min()
+  assert env.observation_space.contains(obs)
+  assert info['tasks_done'].shape == (4,) and info['all_done'].shape == (len(ALL_SUBTASKS),)
+  assert env.settings()['render']['camera']['distance'] == 2.2   # the RPL view
+
+
+def test_same_seed_gives_identical_images(env):
+  actions = np.random.default_rng(0).uniform(-1, 1, (6, 9))
+
+  def run(seed):
+    frames = [env.reset(seed=seed)[0]['image']]
+    frames += [env.step(a)[0]['image'] for a in actions]
+    return np.stack(frames)
+
+  a, b = run(7), run(7)
+  np.testing.assert_array_equal(a, b)
+  assert (a[0] != a[-1]).any()                        # the arm moved
+
+
+def test_reward_counts_target_tasks_in_goal(env):
+  import mujoco
+  env.reset(seed=0)
+  _, reward, _, _, info = env.step(np.zeros(9))
+  assert reward == 0.0 and not info['tasks_done'].any()
+  # Put the microwave (target 0) and slide cabinet (target 3) in goal state, and the
+  # bottom burner knob (not a 'mixed' target) too.
+  env.data.qpos[22] = -0.75
+  env.data.qpos[19] = 0.37
+  env.data.qpos[11] = -0.88
+  mujoco.mj_forward(env.model, env.data)
+  _, reward, terminated, _, info = env.step(np.zeros(9))
+  np.testing.assert_array_equal(info['tasks_done'], [True, False, False, True])
+  assert reward == 2.0 == info['tasks_done'].sum() and info['success'] == 0.0 and not terminated
+  assert info['all_done'][ALL_SUBTASKS.index('bottom burner')]
+  _, reward, _, _, _ = env.step(np.zeros(9))
+  assert reward == 2.0                                # paid at every step, tasks not removed
+
+
+@pytest.mark.parametrize('name', kitchen_script.SCRIPTED_SUBTASKS)
+def test_scripted_subtask_reaches_goal_from_reset(env, name):
+  env.reset(seed=0)
+  policy = kitchen_script.PlayScript(env, [name], np.random.default_rng(0))
+  index = ALL_SUBTASKS.index(name)
+  reached = False
+  for _ in range(env.episode_length):
+    _, _, _, _, info = env.step(policy(None, info=None))
+    reached = reached or bool(info['all_done'][index])
+    if policy.finished:
+      break
+  assert policy.finished, f'{name}: script did not finish within {env.episode_length} steps'
+  assert reached and info['all_done'][index], f'{name}: not in goal state'
+
+
+def test_unknown_subtask_script_raises(env):
+  ctrl = kitchen_script.ArmController(env.model, env.data)
+  with pytest.raises(ValueError, match="'hinge cabinet'"):
+    kitchen_script.SubtaskScript('hinge cabinet', ctrl)
+
+
+def test_plans():
+  rng = np.random.default_rng(0)
+  for task in ('mixed', 'partial'):
+    targets, bc = TASKS[task], kitchen_config.get_config(task).data.bc_tasks
+    for _ in range(300):
+      seq, aborts = kitchen_collect.plan_episode(targets, bc, task, rng, full_share=0.0, fail_prob=0.2)
+      assert 2 <= len(seq) <= 4 and len(set(seq)) == len(seq) and len(aborts) == len(seq)
+      assert not set(targets) <= set(seq)
+    seq, _ = kitchen_collect.plan_episode(targets, bc, task, rng, full_share=1.0, fail_prob=0.0)
+    if task == 'mixed':
+      assert sorted(seq) == sorted(targets)
+    else:
+      assert set(bc) <= set(seq) and not set(targets) <= set(seq)
+
+
+def test_bc_predicate():
+  targets = TASKS['partial']
+  done = np.array([[1, 1, 0, 0], [1, 1, 1, 0], [0, 1, 1, 1]], bool)
+  assert kitchen_collect.bc_predicate(done, targets, targets[:3])      # row 1
+  assert not kitchen_collect.bc_predicate(done, targets, ())           # never all four at once
+  assert not kitchen_collect.bc_predicate(done[[0, 2]], targets, targets[:3])
+  with pytest.raises(ValueError, match='slide cabinet'):
+    kitchen_collect.bc_predicate(done, targets, ('slide cabinet',))
+
+
+def test_partial_dataset_never_solves_all_four(tmp_path):
+  config = kitchen_config.get_config('partial').unlock()
+  config.data.full_share = 1.0      # every episode attempts the three bc tasks
+  config.data.fail_prob = 0.0
+  out = str(tmp_path)
+  m = kitchen_collect.collect_kitchen(config, out, num_episodes=3, workers=2, progress=False)
+  files = ep_lib.episode_files(out)
+  assert [os.path.basename(f) for f in files] == [ep_lib.episode_name(i) for i in range(3)]
+  for f in files:
+    e = ep_lib.load_episode(f)
+    assert e['tasks_done'].shape == (len(e['image']), 4) and e['subtasks_done'].shape[1] == len(ALL_SUBTASKS)
+    np.testing.assert_array_equal(e['reward'][1:], e['tasks_done'][1:].sum(1))
+    assert not e['tasks_done'].all(axis=1).any() and not e['success']
+    assert float(e['bc_weight']) == float(e['tasks_done'][:, :3].all(axis=1).any())
+    assert len(e['image']) <= config.env.episode_length + 1
+  assert m['success_rate'] == 0.0 and m['episodes'] == 3 and m['generated_episodes'] == 3
+  assert m['episodes_by_target_tasks_completed'][4] == 0
+  assert m['average_target_tasks_completed'] > 1.0     # the scripts mostly work
+  assert m['paper_app_c2']['trajectories'] == 3
+  assert os.path.exists(os.path.join(out, 'contact_sheet.png'))
+  # Resumes: nothing left to generate.
+  again = kitchen_collect.collect_kitchen(config, out, num_episodes=3, workers=1, progress=False)
+  assert again['generated_episodes'] == 0 and again['transitions'] == m['transitions']
