@@ -15,7 +15,7 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
       # DreamerV2 dmc_vision sizes (ALGORITHM.md Sec. 8).
       'paper': dict(depth=48, deter=200, hidden=200, groups=32, classes=32, ensemble=7, head_units=400, head_layers=2),
       # Sized so a world-model step at batch 16 x 32 runs well under a second on a 2-core CPU.
-      'small': dict(depth=16, deter=128, hidden=128, groups=16, classes=16, ensemble=7, head_units=128, head_layers=2),
+      'small': dict(depth=8, deter=128, hidden=128, groups=16, classes=16, ensemble=7, head_units=128, head_layers=2),
       # Tiny: tests only.
       'debug': dict(depth=4, deter=16, hidden=16, groups=4, classes=4, ensemble=3, head_units=16, head_layers=1),
   }[preset]

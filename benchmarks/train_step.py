@@ -1,0 +1,115 @@
+"""Cost of the jitted training steps on this machine, per preset and decoder kind.
+
+For each (preset, decoder kind): compile time, steady-state seconds per world-model update
+(at the preset's batch and at 16 x 32) and per full update (preset's batch), updates/s, XLA's
+FLOP count of the compiled step and the GFLOP/s achieved, and memory (XLA's buffer analysis of
+the compiled step; the process's peak RSS at the end). Then the subpixel / transpose ratios.
+
+  python benchmarks/train_step.py --presets=paper,small --steps=5
+"""
+import argparse
+import resource
+import time
+
+import jax
+import numpy as np
+
+from configs import metaworld
+from moto_jax import agent
+
+ACTION_DIM = 4
+
+
+def make_batch(batch: int, length: int) -> dict:
+  rng = np.random.default_rng(0)
+  is_first = np.zeros((batch, length), bool)
+  is_first[:, 0] = True
+  return {
+      'image': rng.integers(0, 256, (batch, length, 64, 64, 3), dtype=np.uint8),
+      'action': rng.uniform(-1, 1, (batch, length, ACTION_DIM)).astype(np.float32),
+      'reward': rng.normal(size=(batch, length)).astype(np.float32),
+      'discount': np.ones((batch, length), np.float32),
+      'is_first': is_first,
+      'is_terminal': np.zeros((batch, length), bool),
+      'bc_weight': np.ones((batch, length), np.float32),
+  }
+
+
+def flops_of(compiled) -> float:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get('flops', float('nan')))
+
+
+def memory_of(compiled) -> float:
+  """Bytes XLA allocates for the step: arguments + outputs + temporaries (minus aliased)."""
+  m = compiled.memory_analysis()
+  if m is None:
+    return float('nan')
+  return float(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+               - m.alias_size_in_bytes)
+
+
+def measure(make_fn, config, batch_shape, steps: int) -> dict:
+  state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
+  batch = make_batch(*batch_shape)
+  rng = jax.random.key(1)
+  start = time.perf_counter()
+  compiled = make_fn(config, ACTION_DIM).lower(state, batch, rng).compile()
+  compile_s = time.perf_counter() - start
+  state, metrics = compiled(state, batch, rng)          # warm-up
+  jax.block_until_ready(metrics)
+  start = time.perf_counter()
+  for i in range(steps):
+    state, metrics = compiled(state, batch, jax.random.key(i))
+  jax.block_until_ready(metrics)
+  step_s = (time.perf_counter() - start) / steps
+  flops = flops_of(compiled)
+  return {'compile_s': compile_s, 'step_s': step_s, 'updates_per_s': 1.0 / step_s,
+          'gflop': flops / 1e9, 'gflops_per_s': flops / 1e9 / step_s, 'xla_mem_mb': memory_of(compiled) / 2 ** 20,
+          'params': agent.param_count(state)['total']}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--presets', default='paper,small')
+  parser.add_argument('--kinds', default='transpose,subpixel')
+  parser.add_argument('--steps', type=int, default=5)
+  args = parser.parse_args()
+  print(f'jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.device_count()}', flush=True)
+  rows = []
+  for preset in args.presets.split(','):
+    for kind in args.kinds.split(','):
+      config = metaworld.get_config(f'drawer-open,{preset}').unlock()
+      config.model.decoder.kind = kind
+      b, t = config.train.batch_size, config.train.seq_len
+      jobs = [('wm', agent.make_world_model_update_fn, (b, t)), ('full', agent.make_update_fn, (b, t))]
+      if (b, t) != (16, 32):
+        jobs.insert(1, ('wm', agent.make_world_model_update_fn, (16, 32)))
+      for step, make_fn, shape in jobs:
+        r = measure(make_fn, config, shape, args.steps)
+        r.update(preset=preset, kind=kind, step=step, batch=f'{shape[0]}x{shape[1]}')
+        rows.append(r)
+        print(f"{preset:6s} {kind:9s} {step:4s} {r['batch']:6s} compile {r['compile_s']:6.1f} s  "
+              f"step {r['step_s']:7.3f} s  {r['updates_per_s']:6.2f} upd/s  {r['gflop']:8.1f} GFLOP  "
+              f"{r['gflops_per_s']:6.1f} GFLOP/s  XLA mem {r['xla_mem_mb']:7.0f} MiB  params {r['params']:,}",
+              flush=True)
+
+  print('\n| preset | decoder | step | batch | compile s | s/update | updates/s | GFLOP | GFLOP/s | XLA mem MiB |')
+  print('|---|---|---|---|---|---|---|---|---|---|')
+  for r in rows:
+    print(f"| {r['preset']} | {r['kind']} | {r['step']} | {r['batch']} | {r['compile_s']:.1f} | {r['step_s']:.3f} | "
+          f"{r['updates_per_s']:.2f} | {r['gflop']:.1f} | {r['gflops_per_s']:.1f} | {r['xla_mem_mb']:.0f} |")
+  print('\nsubpixel / transpose (step time, FLOPs):')
+  index = {(r['preset'], r['kind'], r['step'], r['batch']): r for r in rows}
+  for (preset, kind, step, batch), r in index.items():
+    other = index.get((preset, 'transpose', step, batch))
+    if kind == 'subpixel' and other:
+      print(f"  {preset:6s} {step:4s} {batch:6s} time x{r['step_s'] / other['step_s']:.2f}  "
+            f"FLOPs x{r['gflop'] / other['gflop']:.2f}")
+  print(f"\npeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 10:.0f} MiB")
+
+
+if __name__ == '__main__':
+  main()
