@@ -61,6 +61,7 @@ def train(nets: Networks, opts, config, state: TrainState, batch: dict, rng: jax
   actor, actor_opt = _apply(opts['actor'], grads, state.opt_state['actor'], state.params['actor'])
   actor_metrics['actor/grad_norm'] = optax.global_norm(grads)
 
+  # Eq. 8 draws a' from the actor that produced the rollout (the pre-step actor).
   critic_grad = jax.value_and_grad(ac_loss.critic_loss, has_aux=True)
   (_, critic_metrics), grads = critic_grad(
       state.params['critic'], nets, state.target_critic, state.params['actor'], rollout, pairs,

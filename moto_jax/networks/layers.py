@@ -4,8 +4,6 @@ The stochastic state is G groups of C classes. Its "logits" are always normalise
 log-probabilities (after the optional uniform mix), so that differences between
 distributions, KL terms and the ensemble penalty are invariant to the softmax shift.
 """
-from typing import Sequence
-
 import chex
 import flax.linen as nn
 import jax
@@ -97,7 +95,3 @@ def num_params(tree) -> int:
   """Number of scalars in a pytree of arrays."""
   return int(sum(x.size for x in jax.tree.leaves(tree)))
 
-
-def tree_stack(trees: Sequence) -> object:
-  """Stacks a list of identical pytrees along a new leading axis."""
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
