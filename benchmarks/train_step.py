@@ -5,7 +5,7 @@ For each (preset, decoder kind): compile time, steady-state seconds per world-mo
 FLOP count of the compiled step and the GFLOP/s achieved, and memory (XLA's buffer analysis of
 the compiled step; the process's peak RSS at the end). Then the subpixel / transpose ratios.
 
-  python benchmarks/train_step.py --presets=paper,small --steps=5
+  python benchmarks/train_step.py --presets=paper,small --steps=5 [--kinds=subpixel] [--jobs=wm,full]
 """
 import argparse
 import resource
@@ -76,6 +76,7 @@ def main():
   parser.add_argument('--presets', default='paper,small')
   parser.add_argument('--kinds', default='transpose,subpixel')
   parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--jobs', default='wm,wm16x32,full', help='subset of wm, wm16x32, full')
   args = parser.parse_args()
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.device_count()}', flush=True)
   rows = []
@@ -84,10 +85,12 @@ def main():
       config = metaworld.get_config(f'drawer-open,{preset}').unlock()
       config.model.decoder.kind = kind
       b, t = config.train.batch_size, config.train.seq_len
-      jobs = [('wm', agent.make_world_model_update_fn, (b, t)), ('full', agent.make_update_fn, (b, t))]
-      if (b, t) != (16, 32):
-        jobs.insert(1, ('wm', agent.make_world_model_update_fn, (16, 32)))
-      for step, make_fn, shape in jobs:
+      jobs = {'wm': ('wm', agent.make_world_model_update_fn, (b, t)),
+              'wm16x32': ('wm', agent.make_world_model_update_fn, (16, 32)),
+              'full': ('full', agent.make_update_fn, (b, t))}
+      if (b, t) == (16, 32):
+        del jobs['wm16x32']
+      for step, make_fn, shape in (jobs[j] for j in args.jobs.split(',') if j in jobs):
         r = measure(make_fn, config, shape, args.steps)
         r.update(preset=preset, kind=kind, step=step, batch=f'{shape[0]}x{shape[1]}')
         rows.append(r)
