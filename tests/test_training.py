@@ -161,3 +161,41 @@ def test_kill_and_sigterm_then_resume(tmp_path, cache):
   # Each episode started from its own seed: no two identical first frames.
   firsts = {ep_lib.load_episode(f)['image'][0].tobytes() for f in files}
   assert len(firsts) == 40
+
+
+def test_skip_nonfinite_keeps_state():
+  import jax
+  import jax.numpy as jnp
+  from moto_jax.agent.update import skip_nonfinite
+
+  def step(state, batch, rng):
+    del rng
+    new = state * batch
+    return new, {'loss': jnp.sum(new)}
+  f = jax.jit(skip_nonfinite(step))
+  key = jax.random.PRNGKey(0)
+  s, m = f(jnp.ones(3), jnp.array([1.0, np.nan, 2.0]), key)
+  np.testing.assert_array_equal(s, np.ones(3))
+  assert float(m['nonfinite']) == 1.0
+  s, m = f(jnp.ones(3), jnp.array([1.0, 2.0, 3.0]), key)
+  np.testing.assert_array_equal(s, [1.0, 2.0, 3.0])
+  assert float(m['nonfinite']) == 0.0
+
+
+def test_nonfinite_data_stops_run_with_checkpoint_intact(tmp_path, cache, finished_run):
+  from moto_jax.training import offline_data
+  config, _, _ = finished_run
+  src = offline_data.cache_path(config)
+  bad = tmp_path / 'nan_data'
+  for i, path in enumerate(ep_lib.episode_files(src)):
+    e = ep_lib.load_episode(path)
+    e['reward'][1:] = np.nan
+    ep_lib.save_episode(str(bad / ep_lib.episode_name(i)), e)
+  c = debug_config(cache, offline_steps=20, max_nonfinite=3, checkpoint_every_steps=2).unlock()
+  c.data.dir = str(bad)
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(loop.NonFiniteError, match='3 consecutive updates had non-finite losses'):
+    loop.train_and_evaluate(c, workdir, log=lambda *a: None)
+  ckpt = ckpt_lib.Checkpointer(workdir)
+  assert ckpt.latest_step() is None      # no update ever succeeded: nothing (bad) was saved
+  ckpt.close()

@@ -92,10 +92,24 @@ def replicate(tree, mesh: Mesh):
   return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
+def skip_nonfinite(step_fn):
+  """Wraps a step so that an update with any non-finite metric (loss or gradient norm) is dropped.
+
+  The wrapped step returns the input state unchanged in that case and reports
+  `metrics['nonfinite'] = 1.0` (else 0.0); the training loop counts and limits these.
+  """
+  def wrapped(state, batch, rng):
+    new_state, metrics = step_fn(state, batch, rng)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    return new_state, {**metrics, 'nonfinite': 1.0 - finite.astype(jnp.float32)}
+  return wrapped
+
+
 def _jit(step_fn, nets, config, mesh: Mesh | None):
   mesh = mesh if mesh is not None else default_mesh()
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  fn = functools.partial(step_fn, nets, make_optimizers(config), config)
+  fn = skip_nonfinite(functools.partial(step_fn, nets, make_optimizers(config), config))
   return jax.jit(fn, in_shardings=(replicated, data, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
 

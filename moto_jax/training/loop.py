@@ -128,7 +128,7 @@ class Trainer:
     for _ in range(n):
       step = self.counters.grad_steps
       self.state, metrics = self.update(self.state, self._batch(), jax.random.fold_in(self.rng, 10 + step))
-      if bool(metrics.get('nonfinite', False)):
+      if bool(metrics['nonfinite']):
         self.counters.nonfinite_skipped += 1
         self.nonfinite_run += 1
         if self.nonfinite_run >= t.max_nonfinite:
