@@ -3,7 +3,8 @@
 For each (preset, decoder kind): compile time, steady-state seconds per world-model update
 (at the preset's batch and at 16 x 32) and per full update (preset's batch), updates/s, XLA's
 FLOP count of the compiled step and the GFLOP/s achieved, and memory (XLA's buffer analysis of
-the compiled step; the process's peak RSS at the end). Then the subpixel / transpose ratios.
+the compiled step; the process's peak RSS at the end), and the CPU cores the process actually got
+while timing (less than the core count when other jobs share the machine). Then the subpixel / transpose ratios.
 
   python benchmarks/train_step.py --presets=paper,small --steps=5 [--kinds=subpixel] [--jobs=wm,full]
 """
@@ -60,15 +61,17 @@ def measure(make_fn, config, batch_shape, steps: int) -> dict:
   compile_s = time.perf_counter() - start
   state, metrics = compiled(state, batch, rng)          # warm-up
   jax.block_until_ready(metrics)
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), time.process_time()
   for i in range(steps):
     state, metrics = compiled(state, batch, jax.random.key(i))
   jax.block_until_ready(metrics)
-  step_s = (time.perf_counter() - start) / steps
+  wall = time.perf_counter() - start
+  step_s = wall / steps
+  cores = (time.process_time() - cpu_start) / wall   # < device count when other jobs share the CPU
   flops = flops_of(compiled)
   return {'compile_s': compile_s, 'step_s': step_s, 'updates_per_s': 1.0 / step_s,
           'gflop': flops / 1e9, 'gflops_per_s': flops / 1e9 / step_s, 'xla_mem_mb': memory_of(compiled) / 2 ** 20,
-          'params': agent.param_count(state)['total']}
+          'params': agent.param_count(state)['total'], 'cores': cores}
 
 
 def main():
@@ -96,14 +99,14 @@ def main():
         rows.append(r)
         print(f"{preset:6s} {kind:9s} {step:4s} {r['batch']:6s} compile {r['compile_s']:6.1f} s  "
               f"step {r['step_s']:7.3f} s  {r['updates_per_s']:6.2f} upd/s  {r['gflop']:8.1f} GFLOP  "
-              f"{r['gflops_per_s']:6.1f} GFLOP/s  XLA mem {r['xla_mem_mb']:7.0f} MiB  params {r['params']:,}",
+              f"{r['gflops_per_s']:6.1f} GFLOP/s  XLA mem {r['xla_mem_mb']:7.0f} MiB  params {r['params']:,}  cores used {r['cores']:.2f}",
               flush=True)
 
-  print('\n| preset | decoder | step | batch | compile s | s/update | updates/s | GFLOP | GFLOP/s | XLA mem MiB |')
-  print('|---|---|---|---|---|---|---|---|---|---|')
+  print('\n| preset | decoder | step | batch | compile s | s/update | updates/s | GFLOP | GFLOP/s | XLA mem MiB | cores used |')
+  print('|---|---|---|---|---|---|---|---|---|---|---|')
   for r in rows:
     print(f"| {r['preset']} | {r['kind']} | {r['step']} | {r['batch']} | {r['compile_s']:.1f} | {r['step_s']:.3f} | "
-          f"{r['updates_per_s']:.2f} | {r['gflop']:.1f} | {r['gflops_per_s']:.1f} | {r['xla_mem_mb']:.0f} |")
+          f"{r['updates_per_s']:.2f} | {r['gflop']:.1f} | {r['gflops_per_s']:.1f} | {r['xla_mem_mb']:.0f} | {r['cores']:.2f} |")
   print('\nsubpixel / transpose (step time, FLOPs):')
   index = {(r['preset'], r['kind'], r['step'], r['batch']): r for r in rows}
   for (preset, kind, step, batch), r in index.items():
