@@ -36,5 +36,5 @@ def resolve(config, log=print) -> str:
     collect.collect_metaworld(config, directory)
   else:
     from moto_jax.data import kitchen_collect
-    kitchen_collect.generate(config, directory)
+    kitchen_collect.collect_kitchen(config, directory)
   return directory
