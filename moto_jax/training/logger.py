@@ -37,7 +37,7 @@ class MetricWriter:
         if isinstance(v, float):
           self._tb.add_scalar(k, v, step)
     if console:
-      shown = [f'{k.split("/")[-1]}={clean[k]:.3g}' if isinstance(clean[k], float) else f'{k}={clean[k]}'
+      shown = [f'{k}={clean[k]:.3g}' if isinstance(clean[k], float) else f'{k}={clean[k]}'
                for k in CONSOLE_KEYS if k in clean]
       echo(f'[{phase} {step}] ' + ' '.join(shown))
 
