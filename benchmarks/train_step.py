@@ -3,10 +3,14 @@
 For each (preset, decoder kind): compile time, steady-state seconds per world-model update
 (at the preset's batch and at 16 x 32) and per full update (preset's batch), updates/s, XLA's
 FLOP count of the compiled step and the GFLOP/s achieved, and memory (XLA's buffer analysis of
-the compiled step; the process's peak RSS at the end), and the CPU cores the process actually got
+the compiled step, per device; the process's peak RSS at the end), and the CPU cores the process actually got
 while timing (less than the core count when other jobs share the machine). Then the subpixel / transpose ratios.
 
   python benchmarks/train_step.py --presets=paper,small --steps=5 [--kinds=subpixel] [--jobs=wm,full]
+
+XLA:CPU runs most of a step on one core. With
+XLA_FLAGS=--xla_force_host_platform_device_count=<cores> the default mesh splits the batch over
+that many CPU devices (data parallelism), one core each.
 """
 import argparse
 import resource
@@ -37,14 +41,15 @@ def make_batch(batch: int, length: int) -> dict:
 
 
 def flops_of(compiled) -> float:
+  """FLOPs of one step over all devices (XLA reports those of one SPMD partition)."""
   cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):
     cost = cost[0] if cost else {}
-  return float((cost or {}).get('flops', float('nan')))
+  return float((cost or {}).get('flops', float('nan'))) * jax.device_count()
 
 
 def memory_of(compiled) -> float:
-  """Bytes XLA allocates for the step: arguments + outputs + temporaries (minus aliased)."""
+  """Bytes XLA allocates per device for the step: arguments + outputs + temporaries - aliased."""
   m = compiled.memory_analysis()
   if m is None:
     return float('nan')
