@@ -119,7 +119,7 @@ class Trainer:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = (cost or {}).get('flops', float('nan'))
-    self.log(f'Compiled update in {time.time() - t0:.1f} s ({flops / 1e9:.1f} GFLOP per update, '
+    self.log(f'Compiled update in {time.time() - t0:.1f} s ({flops / 1e9:.1f} GFLOP per update per device, '
              f'{jax.device_count()} {jax.devices()[0].platform} device(s)).')
     self.update = compiled
 
