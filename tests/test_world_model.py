@@ -146,3 +146,26 @@ def test_world_model_update_traces_once_and_learns(wm_update, config):
   # Only the world model moves.
   chex.assert_trees_all_equal(before['actor'], jax.tree.map(np.asarray, state.params['actor']))
   chex.assert_trees_all_equal(before['critic'], jax.tree.map(np.asarray, state.params['critic']))
+
+
+def test_world_model_fits_real_scripted_episodes(wm_update, config, tmp_path):
+  """A few hundred debug-size steps on real drawer-open episodes lower the image and reward losses."""
+  from moto_jax.data import collect
+  from moto_jax.data.store import EpisodeStore
+  real = config.copy_and_resolve_references()
+  real.env.episode_length = 60          # long enough for the expert to open the drawer
+  collect.collect_metaworld(real, str(tmp_path), num_episodes=3, progress=False)
+  store = EpisodeStore(seq_len=config.train.seq_len)
+  store.load_directory(str(tmp_path))
+  rng = np.random.default_rng(0)
+  state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
+  image, reward = [], []
+  for step in range(300):
+    batch = store.sample(config.train.batch_size, rng)
+    batch['bc_weight'] = batch['bc_weight'].astype(np.float32)
+    batch = {k: batch[k] for k in ('image', 'action', 'reward', 'discount', 'is_first', 'is_terminal', 'bc_weight')}
+    state, metrics = wm_update(state, batch, jax.random.fold_in(jax.random.key(2), step))
+    image.append(float(metrics['wm/image_loss']))
+    reward.append(float(metrics['wm/reward_loss']))
+  assert np.mean(image[-20:]) < 0.5 * np.mean(image[:5]), (image[:5], image[-20:])
+  assert np.mean(reward[-50:]) < np.mean(reward[:5]), (reward[:5], reward[-50:])
