@@ -122,7 +122,8 @@ class EpisodeStore:
     """Returns a batch of `batch_size` windows, arrays [B, T, ...], plus `bc_weight` [B, T]."""
     counts = self._split(batch_size)
     parts = [self._sample_part(p, n, rng) for p, n in zip(PARTS, counts) if n]
-    return {k: np.concatenate([b[k] for b in parts]) for k in parts[0]}
+    keys = set.intersection(*(set(b) for b in parts))   # e.g. Kitchen's task flags exist offline only
+    return {k: np.concatenate([b[k] for b in parts]) for k in sorted(keys)}
 
   def _split(self, batch_size: int) -> tuple[int, int]:
     has = [self.num_windows(p) > 0 for p in PARTS]
@@ -141,7 +142,8 @@ class EpisodeStore:
     ep_idx = rng.choice(len(windows), size=n, p=windows / windows.sum())
     starts = [int(rng.integers(windows[i])) for i in ep_idx]
     eps = self._episodes[part]
-    keys = [k for k, v in eps[ep_idx[0]].items() if k not in ep_lib.EPISODE_KEYS and v.ndim >= 1]
+    keys = set.intersection(*({k for k, v in eps[i].items() if k not in ep_lib.EPISODE_KEYS and v.ndim >= 1}
+                               for i in set(ep_idx.tolist())))
     batch = {k: np.stack([eps[i][k][s:s + self.seq_len] for i, s in zip(ep_idx, starts)]) for k in keys}
     batch['bc_weight'] = np.repeat(
         np.array([eps[i]['bc_weight'] for i in ep_idx], np.float32)[:, None], self.seq_len, axis=1)
