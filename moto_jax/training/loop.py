@@ -19,6 +19,7 @@ import tqdm
 
 from moto_jax import agent
 from moto_jax.data import collect
+from moto_jax.data import episodes as ep_lib
 from moto_jax.data import manifest as manifest_lib
 from moto_jax.data.store import EpisodeStore
 from moto_jax.envs import make_env
@@ -27,6 +28,7 @@ from moto_jax.training import config_check, evaluation, offline_data
 from moto_jax.training.logger import MetricWriter, read_metrics
 
 EVAL_SEED_OFFSET = 1_000_000    # evaluation starts never coincide with training episodes
+BATCH_KEYS = ep_lib.STEP_KEYS + ('bc_weight',)
 
 
 class NonFiniteError(RuntimeError):
@@ -108,7 +110,9 @@ class Trainer:
   def _batch(self):
     step = self.counters.grad_steps
     rng = np.random.default_rng([self.config.seed, step])
-    return agent.shard_batch(self.store.sample(self.config.train.batch_size, rng), self.mesh)
+    batch = self.store.sample(self.config.train.batch_size, rng)
+    # The update sees the standard keys only (domains may store more, e.g. Kitchen's task flags).
+    return agent.shard_batch({k: batch[k] for k in BATCH_KEYS}, self.mesh)
 
   def compile(self):
     """Compiles the update ahead of time and reports the compile time and its cost."""
