@@ -199,3 +199,23 @@ def test_nonfinite_data_stops_run_with_checkpoint_intact(tmp_path, cache, finish
   ckpt = ckpt_lib.Checkpointer(workdir)
   assert ckpt.latest_step() is None      # no update ever succeeded: nothing (bad) was saved
   ckpt.close()
+
+
+def test_kitchen_main_job_end_to_end(tmp_path):
+  """Kitchen offline episodes carry task flags that online episodes lack; the run must not care."""
+  from configs import kitchen as kitchen_config
+  c = kitchen_config.get_config('mixed,debug').unlock()
+  c.data.cache_dir = str(tmp_path / 'cache')
+  c.data.workers = 1
+  c.train.offline_steps, c.train.env_steps, c.train.updates_per_episode = 2, 40, 2
+  c.train.eval_every_episodes = 2
+  summary = loop.train_and_evaluate(c.lock(), str(tmp_path / 'run'), log=lambda *a: None)
+  assert summary['phase'] == 'done' and summary['episodes'] == 2 and summary['env_steps'] == 40
+  assert summary['grad_steps'] == 2 + 2 * 2
+  offline = ep_lib.load_episode(ep_lib.episode_files(offline_data_dir(c))[0])
+  assert offline['tasks_done'].shape == (len(offline['image']), 4)
+
+
+def offline_data_dir(config):
+  from moto_jax.training import offline_data
+  return offline_data.cache_path(config)
