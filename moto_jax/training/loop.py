@@ -64,6 +64,7 @@ class Trainer:
 
   def __init__(self, config, workdir: str, log=print):
     self.config, self.workdir, self.log = config, workdir, log
+    self.stop = _StopRequested()   # entered (signals handled) by `train_and_evaluate`
     t = config.train
     self.env = make_env(config)
     self.action_dim = int(self.env.action_space.shape[0])
