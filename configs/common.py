@@ -9,6 +9,44 @@ import ml_collections
 PRESETS = ('paper', 'small', 'debug')
 
 
+def parse_arg(arg: str | None, default_task: str, config_file: str, tasks=None) -> tuple[str, str]:
+  """Splits `'<task>[,<preset>]'` (either order); `tasks` restricts the task names if given."""
+  task, preset = default_task, 'small'
+  for p in (p.strip() for p in (arg or '').split(',')):
+    if not p:
+      continue
+    if p in PRESETS:
+      preset = p
+    elif tasks is None or p in tasks:
+      task = p
+    else:
+      raise ValueError(f'{config_file}: unknown argument {p!r}; expected a task in {tuple(tasks)} '
+                       f'and/or a preset in {PRESETS}')
+  return task, preset
+
+
+def assemble(domain: str, task: str, preset: str, env: dict, data: dict) -> ml_collections.ConfigDict:
+  """The full, locked config: domain sections `env` and `data` plus the shared model/agent/train.
+
+  Every domain's `data` section also has `dir` (offline dataset directory; empty = generate into
+  `cache_dir`), `cache_dir` and `skip_corrupt` (skip and count unreadable episode files instead
+  of failing).
+  """
+  c = ml_collections.ConfigDict()
+  c.domain = domain
+  c.task = task
+  c.preset = preset
+  c.seed = 0
+  # render_quality: 'fast' (no MSAA, shadows or reflections) or 'shipped' (the model's own look).
+  c.env = ml_collections.ConfigDict(dict(image_size=64, render_quality='fast', **env))
+  c.data = ml_collections.ConfigDict(dict(dir='', cache_dir='~/.cache/moto_jax/datasets',
+                                          skip_corrupt=False, **data))
+  c.model = model_config(preset)
+  c.agent = agent_config(preset)
+  c.train = train_config(preset)
+  return c.lock()
+
+
 def model_config(preset: str) -> ml_collections.ConfigDict:
   """World model (ALGORITHM.md Sec. 1): encoder, decoder, ensembled RSSM, reward head."""
   sizes = {

@@ -12,38 +12,14 @@ from configs import common
 TASKS = ('mixed', 'partial')
 
 
-def parse_arg(arg, default_task):
-  parts = [p.strip() for p in (arg or '').split(',') if p.strip()]
-  task, preset = default_task, 'small'
-  for p in parts:
-    if p in common.PRESETS:
-      preset = p
-    elif p in TASKS:
-      task = p
-    else:
-      raise ValueError(f'configs/kitchen.py: unknown argument {p!r}; expected a task in {TASKS} '
-                       f'and/or a preset in {common.PRESETS}')
-  return task, preset
-
-
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  task, preset = parse_arg(arg, 'mixed')
-  c = ml_collections.ConfigDict()
-  c.domain = 'kitchen'
-  c.task = task
-  c.preset = preset
-  c.seed = 0
-
-  c.env = ml_collections.ConfigDict(dict(
-      image_size=64,
+  task, preset = common.parse_arg(arg, 'mixed', 'configs/kitchen.py', tasks=TASKS)
+  env = dict(
       camera='rpl',           # 'rpl' (the env's default free camera, the original RPL view) or 'd5rl'
       action_repeat=1,
       episode_length=280 if preset != 'debug' else 20,   # agent steps
-      render_quality='fast',  # 'fast' (no MSAA/shadows/reflections) or 'shipped'
-  ))
-  c.data = ml_collections.ConfigDict(dict(
-      dir='',                 # offline dataset directory; empty = generate into cache_dir
-      cache_dir='~/.cache/moto_jax/datasets',
+  )
+  data = dict(
       num_episodes=300 if preset != 'debug' else 2,
       action_noise=0.1,       # std of Gaussian noise added to the scripted actions
       waypoint_noise=0.01,    # std (m) of the noise on every scripted waypoint
@@ -53,9 +29,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # empty = all four. 'partial' has no full solutions, so it uses the first three (paper).
       bc_tasks=('microwave', 'kettle', 'bottom burner') if task == 'partial' else (),
       workers=2,              # generator processes
-      skip_corrupt=False,     # skip (and count) unreadable episode files instead of failing
-  ))
-  c.model = common.model_config(preset)
-  c.agent = common.agent_config(preset)
-  c.train = common.train_config(preset)
-  return c.lock()
+  )
+  return common.assemble('kitchen', task, preset, env, data)
