@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from configs import metaworld
+from moto_jax.networks.world_model import make_networks
 
 # Compile time dominates at the debug sizes.
 jax.config.update('jax_disable_most_optimizations', True)
@@ -51,3 +52,14 @@ def synthetic_batch(seed: int, batch: int, length: int, action_dim: int = ACTION
 @pytest.fixture(scope='module')
 def config():
   return debug_config()
+
+
+@pytest.fixture(scope='module')
+def nets(config):
+  """The debug-size networks (built once per test module)."""
+  return make_networks(config, ACTION_DIM)
+
+
+@pytest.fixture(scope='module')
+def params(nets):
+  return nets.init(jax.random.key(0))

@@ -10,19 +10,8 @@ from conftest import ACTION_DIM, debug_config, synthetic_batch
 from moto_jax import agent
 from moto_jax.agent import update as update_lib
 from moto_jax.networks import rssm as rssm_lib
-from moto_jax.networks.world_model import make_networks
 
 N = 6  # imagination starts
-
-
-@pytest.fixture(scope='module')
-def nets(config):
-  return make_networks(config, ACTION_DIM)
-
-
-@pytest.fixture(scope='module')
-def params(nets):
-  return nets.init(jax.random.key(0))
 
 
 @pytest.fixture(scope='module')

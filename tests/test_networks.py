@@ -10,17 +10,6 @@ from moto_jax.networks import conv
 from moto_jax.networks import layers
 from moto_jax.networks import rssm as rssm_lib
 from moto_jax.networks.actor_critic import TanhGaussian
-from moto_jax.networks.world_model import make_networks
-
-
-@pytest.fixture(scope='module')
-def nets(config):
-  return make_networks(config, ACTION_DIM)
-
-
-@pytest.fixture(scope='module')
-def params(nets):
-  return nets.init(jax.random.key(0))
 
 
 def test_encoder_shape(nets, params, config):

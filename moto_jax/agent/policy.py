@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from moto_jax.networks import conv
 from moto_jax.networks import rssm as rssm_lib
 from moto_jax.networks.world_model import make_networks
 
