@@ -85,7 +85,6 @@ def test_changed_config_is_refused_naming_fields(finished_run, cache):
 def test_bad_config_fails_before_compile(tmp_path):
   c = mw_config.get_config('drawer-open,debug').unlock()
   c.model.decoder.kind = 'deconv'
-  t0 = time.time()
   with pytest.raises(config_check.ConfigError, match=r"model\.decoder\.kind='deconv'"):
     loop.train_and_evaluate(c, str(tmp_path / 'w'))
   assert not os.path.exists(tmp_path / 'w')        # nothing written
@@ -214,6 +213,9 @@ def test_kitchen_main_job_end_to_end(tmp_path):
   assert summary['grad_steps'] == 2 + 2 * 2
   offline = ep_lib.load_episode(ep_lib.episode_files(offline_data_dir(c))[0])
   assert offline['tasks_done'].shape == (len(offline['image']), 4)
+  online = ep_lib.load_episode(ep_lib.episode_files(str(tmp_path / 'run' / 'episodes'))[0])
+  assert online['tasks_done'].shape == (21, 4) and online['subtasks_done'].shape[0] == 21
+  np.testing.assert_array_equal(online['reward'][1:], online['tasks_done'][1:].sum(1))
 
 
 def offline_data_dir(config):

@@ -23,7 +23,10 @@ def rollout(env, policy_fn, seed: int) -> dict:
   """Runs one episode; `policy_fn(obs, info) -> action`. Returns it in the episode format."""
   obs, info = env.reset(seed=seed)
   action_dim = env.action_space.shape[0]
-  images, actions, rewards, extras = [obs['image']], [np.zeros(action_dim, np.float32)], [0.0], []
+  images, actions, rewards = [obs['image']], [np.zeros(action_dim, np.float32)], [0.0]
+  # Per-step flags a domain records from `info` (e.g. Kitchen's task completion), episode key -> info key.
+  step_info = getattr(env, 'STEP_INFO', {})
+  recorded = {k: [info[i]] for k, i in step_info.items()}
   success = False
   while True:
     action = np.clip(np.asarray(policy_fn(obs, info), np.float32), -1.0, 1.0)
@@ -31,6 +34,8 @@ def rollout(env, policy_fn, seed: int) -> dict:
     images.append(obs['image'])
     actions.append(action)
     rewards.append(reward)
+    for k, i in step_info.items():
+      recorded[k].append(info[i])
     success = success or bool(info.get('success', 0.0))
     if terminated or truncated:
       break
@@ -39,7 +44,8 @@ def rollout(env, policy_fn, seed: int) -> dict:
   is_terminal[-1] = bool(terminated)
   return dict(image=np.stack(images), action=np.stack(actions), reward=np.asarray(rewards, np.float32),
               discount=(1.0 - is_terminal).astype(np.float32), is_first=np.arange(n) == 0,
-              is_terminal=is_terminal, success=np.array(success), bc_weight=np.float32(success))
+              is_terminal=is_terminal, success=np.array(success), bc_weight=np.float32(success),
+              **{k: np.stack(v) for k, v in recorded.items()})
 
 
 def scripted_policy(task: str, env, rng: np.random.Generator, action_noise: float):

@@ -69,6 +69,8 @@ class KitchenEnv(gym.Env):
   """
 
   metadata = {'render_modes': ['rgb_array']}
+  # Per-step info recorded in every episode (episode key -> info key), as the offline data has them.
+  STEP_INFO = {'tasks_done': 'tasks_done', 'subtasks_done': 'all_done'}
 
   def __init__(self, task: str, seed: int = 0, image_size: int = 64, camera: str = 'rpl',
                action_repeat: int = 1, episode_length: int = 280, render_quality: str = 'fast'):
