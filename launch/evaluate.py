@@ -27,12 +27,13 @@ def main(argv):
   from moto_jax.data import collect
   from moto_jax.envs import make_env
   from moto_jax.training import evaluation, restore
-  config, state, counters, step, action_dim = restore.load_run(_WORKDIR.value, _STEP.value)
-  print(f'Restored checkpoint {step} of {_WORKDIR.value}: {counters.to_json()}')
-  env = make_env(config)
-  actor = evaluation.AgentActor(config, action_dim)
-  seeds = [collect.episode_seed(config.seed, _SEED.value + k) for k in range(_EPISODES.value)]
+  env = make_env(restore.load_config(_WORKDIR.value))
   try:
+    action_dim = int(env.action_space.shape[0])
+    config, state, counters, step, _ = restore.load_run(_WORKDIR.value, _STEP.value, action_dim)
+    print(f'Restored checkpoint {step} of {_WORKDIR.value}: {counters.to_json()}')
+    actor = evaluation.AgentActor(config, action_dim)
+    seeds = [collect.episode_seed(config.seed, _SEED.value + k) for k in range(_EPISODES.value)]
     summary, episodes = evaluation.evaluate(actor, env, state.params, seeds, jax.random.PRNGKey(_SEED.value))
   finally:
     env.close()

@@ -18,10 +18,17 @@ def action_dim_of(config) -> int:
     env.close()
 
 
-def load_run(workdir: str, step: int | None = None):
-  """Returns `(config, state, counters, step, action_dim)` of a workdir's checkpoint."""
-  config = ml_collections.ConfigDict(config_check.load_recorded(workdir).to_dict())
-  action_dim = action_dim_of(config)
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(config_check.load_recorded(workdir).to_dict())
+
+
+def load_run(workdir: str, step: int | None = None, action_dim: int | None = None):
+  """Returns `(config, state, counters, step, action_dim)` of a workdir's checkpoint.
+
+  Pass `action_dim` when an environment is at hand; otherwise one is built to read it.
+  """
+  config = load_config(workdir)
+  action_dim = action_dim_of(config) if action_dim is None else action_dim
   template = agent.create_train_state(config, jax.random.PRNGKey(0), action_dim)
   checkpointer = ckpt_lib.Checkpointer(workdir)
   try:
