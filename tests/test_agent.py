@@ -270,3 +270,75 @@ def test_openloop_predict(params, config, batch):
 def test_param_count(config):
   counts = agent.param_count(agent.create_train_state(config, jax.random.key(0), ACTION_DIM))
   assert counts['total'] == sum(v for k, v in counts.items() if k != 'total') > 0
+
+
+# Eq. 10 on saturated demonstrations.
+
+def _fit_bc(bc_eps: float, steps: int = 1500) -> np.ndarray:
+  """Fits an actor by BC alone; returns the mean |mode - target| per action dimension.
+
+  Targets as in scripted MetaWorld demos: dims 0, 1 smooth in (-1, 1), dim 2 a +-1 switch
+  (saturated in most steps), dim 3 always +1 (the gripper).
+  """
+  from moto_jax.networks.actor_critic import Actor
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(256, 32)).astype(np.float32)
+  w = rng.normal(size=(32, 2)).astype(np.float32) / np.sqrt(32)
+  target = np.concatenate([np.tanh(x @ w), np.sign(x[:, :1]), np.ones((256, 1))], 1).astype(np.float32)
+  actor = Actor(4, units=64, layers=2)
+  params = actor.init(jax.random.key(0), x[:1])['params']
+  opt = optax.adam(8e-5)                                   # the actor's learning rate
+  loss = lambda p: -jnp.mean(actor.apply({'params': p}, x).log_prob(jnp.asarray(target), bc_eps))
+
+  @jax.jit
+  def fit(params):
+    def step(carry, _):
+      p, s = carry
+      updates, s = opt.update(jax.grad(loss)(p), s, p)
+      return (optax.apply_updates(p, updates), s), None
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    return params
+
+  mode = actor.apply({'params': fit(params)}, x).mode()
+  return np.abs(np.asarray(mode) - target).mean(0)
+
+
+def test_bc_on_saturated_demos_fits_the_unsaturated_dimensions():
+  """With the default clip margin the smooth dimensions are fitted; at 1e-4 the saturated ones,
+  whose clipped targets sit at atanh(1 - 1e-4) = 4.95 in pre-tanh space, dominate the gradient."""
+  default = debug_config().agent.bc_eps
+  err = _fit_bc(default)
+  err_tight = _fit_bc(1e-4)
+  assert err[:2].max() < 0.06, err
+  assert err[3] < 0.02, err                               # the always-saturated dim is still +1
+  assert err_tight[:2].mean() > 1.5 * err[:2].mean(), (err_tight, err)
+
+
+def test_diagnostics_on_demos():
+  from moto_jax.training import diagnostics
+  config = debug_config()
+  # Discounted returns by hand: r = [0, 1, 0, 2], gamma = 0.5:
+  # G_0 = 1 + .5 * 0 + .25 * 2 = 1.5, G_1 = 0 + .5 * 2 = 1, G_2 = 2.
+  np.testing.assert_allclose(diagnostics.discounted_returns(np.array([[0.0, 1.0, 0.0, 2.0]]), 0.5),
+                             [[1.5, 1.0, 2.0]])
+  b = synthetic_batch(0, 4, 9)
+  episodes = [{k: b[k][i] for k in ('image', 'action', 'reward', 'is_first')} for i in range(4)]
+  for i, e in enumerate(episodes):
+    e['is_first'] = np.arange(9) == 0
+    e['bc_weight'] = np.float32(i != 1)                  # episode 1 failed: not a demo
+  demos = diagnostics.demo_episodes(episodes)
+  assert demos['image'].shape == (3, 9, 64, 64, 3)
+  np.testing.assert_array_equal(demos['action'][1], episodes[2]['action'])
+  diag = diagnostics.Diagnostics(config, ACTION_DIM, demos)
+  params = agent.create_train_state(config, jax.random.key(0), ACTION_DIM).params
+  out = diag(params, synthetic_batch(1, 2, 8), jax.random.key(1))
+  for k in ('reset', 'start', 'middle', 'end'):
+    assert 0.0 <= out[f'diag/action_err_{k}'] <= 2.0
+  assert 0.0 < out['diag/bc_grad_share'] < 1.0
+  np.testing.assert_allclose(out['diag/return_data'], diagnostics.discounted_returns(demos['reward'], 0.99).mean(),
+                             rtol=1e-5)
+  np.testing.assert_allclose([out[f'diag/demo_first_action_{i}'] for i in range(ACTION_DIM)],
+                             demos['action'][:, 1].mean(0), rtol=1e-6)
+  # No BC (the ablation): the actor gradient is all value expansion.
+  nobc = diagnostics.Diagnostics(debug_config(bc_scale=0.0), ACTION_DIM, demos)
+  assert nobc(params, synthetic_batch(1, 2, 8), jax.random.key(1))['diag/bc_grad_share'] == 0.0

@@ -104,13 +104,41 @@ def test_windows_never_cross_boundaries_and_cover_uniformly(tmp_path):
   assert np.all(np.diff(batch['step_index'], axis=1) == 1)     # consecutive steps
   first = batch['is_first']
   assert np.all(first[:, 1:] == False)                       # an episode start only at t=0
-  windows = np.array([1, 3, 10])
+  raw_starts = np.array([4 + 3, 6 + 3, 13 + 3])            # L + T - 1 raw starts per episode
   counts = np.bincount(ep_id[:, 0], minlength=3)
-  np.testing.assert_allclose(counts / 4000, windows / windows.sum(), atol=0.03)
+  np.testing.assert_allclose(counts / 4000, raw_starts / raw_starts.sum(), atol=0.03)
+
+
+@pytest.mark.parametrize('cover_edges', [True, False])
+def test_every_step_of_an_episode_is_sampled_comparably(cover_edges):
+  """The reset step (where every evaluation starts) is trained on about as often as any other.
+
+  Windows of T=32 from one 201-step episode: with edge-clamped starts every step is covered by
+  between T and 2T-1 of the L+T-1 raw starts; with uniform valid starts only, step 0 is covered
+  by 1 of the L-T+1 starts (the old sampler: 32x rarer than a middle step).
+  """
+  t, length = 32, 201
+  s = store_lib.EpisodeStore(seq_len=t, cover_edges=cover_edges)
+  e = fake_episode(length - 1)
+  s.add(e, part='offline')
+  rng = np.random.default_rng(0)
+  hits = np.zeros(length)
+  b = s.sample(20000, rng)
+  for row in b['step_index']:
+    hits[row] += 1
+  freq = hits / 20000
+  np.testing.assert_allclose(freq, s.step_coverage(length), atol=0.02)   # analytic = sampled
+  middle = freq[length // 2]
+  ratio = freq / middle
+  if cover_edges:
+    assert ratio.min() > 0.85 and ratio.max() < 2.1, (ratio.min(), ratio.max())
+    assert freq[0] > 0.8 * middle
+  else:
+    assert freq[0] < 0.1 * middle                            # what the edge clamp fixes
 
 
 def test_offline_online_share(tmp_path):
-  s = store_lib.EpisodeStore(seq_len=4, online_fraction=0.25)
+  s = store_lib.EpisodeStore(seq_len=4, online_fraction=0.25)   # share = min(0.25, online / all steps)
   off, on = fake_episode(20), fake_episode(20)
   off['reward'][:] = 0.0
   on['reward'][:] = 1.0
@@ -122,6 +150,12 @@ def test_offline_online_share(tmp_path):
   b = s.sample(8, np.random.default_rng(0))
   assert (b['reward'][:, 0] == 1).sum() == 2                  # 25% of 8
   assert 'step_index' not in b and b['image'].shape[0] == 8
+  # A single small online episode among much offline data: its share follows the stored steps.
+  s2 = store_lib.EpisodeStore(seq_len=4, online_fraction=0.5)
+  for i in range(3):
+    s2.add(fake_episode(20, seed=i), part='offline')
+  s2.add(on, part='online')
+  assert s2._split(16) == (12, 4)                             # 21 / 84 of the steps -> 4 of 16
 
 
 def test_corrupt_file_named_or_skipped(tmp_path):

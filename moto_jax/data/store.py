@@ -2,9 +2,15 @@
 
 Offline episodes are loaded from dataset directories; online episodes are added as
 they finish and persisted immediately to the store's own directory (so a crash loses
-none). Batches are windows of `seq_len` consecutive steps drawn uniformly over all
-valid windows of a part (offline or online), never across an episode boundary, with a
-configurable share from the online part. Images stay uint8.
+none). Batches are windows of `seq_len` consecutive steps, never across an episode
+boundary, with a share from the online part.
+
+Window starts (`cover_edges=True`, the default): a raw start is drawn uniformly from
+[-(T-1), L-1] for an episode of L steps and clamped into [0, L-T]. Every step is then
+covered by at least T of the L+T-1 raw starts, and no step by more than 2T-1: the reset
+step, where every evaluation begins, is trained on as often as a middle step. Drawing only
+valid starts uniformly from [0, L-T] (`cover_edges=False`) covers step 0 by a single start,
+T times less often than a middle step. Images stay uint8.
 """
 from __future__ import annotations
 
@@ -26,21 +32,25 @@ class EpisodeStore:
       disk but never sampled; they are counted in `stats()`).
     online_dir: where online episodes are written; existing files are loaded as
       online episodes (a resumed run continues where it stopped).
-    online_fraction: share of each batch drawn from online episodes when both parts
-      have data.
+    online_fraction: the most of each batch drawn from online episodes; the share is
+      min(online_fraction, online steps / all stored steps), so the first online episodes
+      do not fill half of every batch.
+    cover_edges: clamp windows at the episode edges so every step has a comparable
+      chance of being sampled (see the module docstring).
     skip_corrupt: skip unreadable files with a warning (counted) instead of raising.
   """
 
   def __init__(self, seq_len: int, online_dir: str | None = None, online_fraction: float = 0.5,
-               skip_corrupt: bool = False):
+               skip_corrupt: bool = False, cover_edges: bool = True):
     if not 0.0 <= online_fraction <= 1.0:
       raise ValueError(f'online_fraction={online_fraction}; expected a value in [0, 1]')
     self.seq_len = int(seq_len)
     self.online_dir = online_dir
     self.online_fraction = float(online_fraction)
     self.skip_corrupt = skip_corrupt
+    self.cover_edges = bool(cover_edges)
     self._episodes = {p: [] for p in PARTS}
-    self._windows = {p: [] for p in PARTS}   # valid window starts per episode
+    self._windows = {p: [] for p in PARTS}   # raw window starts per episode (0: too short)
     self.skipped_files: list[str] = []
     self.too_short = 0
     if online_dir:
@@ -83,10 +93,13 @@ class EpisodeStore:
       raise ValueError(f'part={part!r}; expected one of {PARTS}')
     episode = {k: v for k, v in episode.items()}
     self._episodes[part].append(episode)
-    n = len(episode['image']) - self.seq_len + 1
-    if n <= 0:
+    length = len(episode['image'])
+    if length < self.seq_len:
       self.too_short += 1
-    self._windows[part].append(max(n, 0))
+      n = 0
+    else:
+      n = length + self.seq_len - 1 if self.cover_edges else length - self.seq_len + 1
+    self._windows[part].append(n)
 
   # --- reading -------------------------------------------------------------
 
@@ -134,14 +147,35 @@ class EpisodeStore:
       return batch_size, 0
     if not has[0]:
       return 0, batch_size
-    n_online = int(round(self.online_fraction * batch_size))
+    share = min(self.online_fraction, self.num_steps('online') / max(self.num_steps(), 1))
+    n_online = int(round(share * batch_size))
     return batch_size - n_online, n_online
+
+  def _start(self, length: int, rng: np.random.Generator) -> int:
+    """A window start in [0, length - T] (see the module docstring)."""
+    t = self.seq_len
+    if not self.cover_edges:
+      return int(rng.integers(length - t + 1))
+    return int(np.clip(rng.integers(-(t - 1), length), 0, length - t))
+
+  def step_coverage(self, length: int) -> np.ndarray:
+    """Probability [length] that a window drawn from an episode of `length` steps holds each step."""
+    t = self.seq_len
+    if self.cover_edges:
+      raw = np.arange(-(t - 1), length)
+      starts = np.clip(raw, 0, length - t)
+    else:
+      starts = np.arange(length - t + 1)
+    cover = np.zeros(length)
+    for s in starts:
+      cover[s:s + t] += 1
+    return cover / len(starts)
 
   def _sample_part(self, part: str, n: int, rng: np.random.Generator) -> dict:
     windows = np.asarray(self._windows[part], np.float64)
     ep_idx = rng.choice(len(windows), size=n, p=windows / windows.sum())
-    starts = [int(rng.integers(windows[i])) for i in ep_idx]
     eps = self._episodes[part]
+    starts = [self._start(len(eps[i]['image']), rng) for i in ep_idx]
     keys = set.intersection(*({k for k, v in eps[i].items() if k not in ep_lib.EPISODE_KEYS and v.ndim >= 1}
                                for i in set(ep_idx.tolist())))
     batch = {k: np.stack([eps[i][k][s:s + self.seq_len] for i, s in zip(ep_idx, starts)]) for k in keys}

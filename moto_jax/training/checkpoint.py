@@ -21,6 +21,7 @@ class Counters:
   evals: int = 0
   phase: str = 'offline'      # 'offline' | 'online' | 'done'
   nonfinite_skipped: int = 0
+  wall_seconds: float = 0.0   # wall clock of the run so far, over all its sessions (data, compile included)
 
   def to_json(self) -> dict:
     return dataclasses.asdict(self)

@@ -57,18 +57,28 @@ def write_video(frames: np.ndarray, path: str, scale: int = 4, fps: int = 20) ->
 
 
 def plot_learning_curve(evals: list[dict], path: str, title: str = '') -> str:
-  """Success rate and return against env steps; the offline/online boundary is at 0 env steps."""
+  """Success rate, return and the learning diagnostics against env steps (0 = end of offline training)."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
   steps = [e['env_steps'] for e in evals]
-  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+  fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
   for ax, key, label in zip(axes, ('eval/success_rate', 'eval/return'), ('success rate', 'return')):
     ax.plot(steps, [e[key] for e in evals], marker='o')
+    ax.set_ylabel(label)
+  diag = (('diag/action_err_reset', 'action error at reset'), ('diag/action_err_middle', 'action error, middle'),
+          ('diag/bc_grad_share', 'BC share of actor gradient'), ('diag/q_return_corr', 'corr(Q, data return)'))
+  for key, label in diag:
+    if any(key in e for e in evals):
+      axes[2].plot([e['env_steps'] for e in evals if key in e], [e[key] for e in evals if key in e],
+                   marker='.', label=label)
+  axes[2].set_ylabel('diagnostics (on the offline demos)')
+  if axes[2].lines:
+    axes[2].legend(fontsize=7)
+  for ax in axes:
     ax.axvline(0, color='gray', linestyle='--', linewidth=1)
     ax.text(0, 1.0, ' online ->', transform=ax.get_xaxis_transform(), va='top', fontsize=8, color='gray')
     ax.set_xlabel('environment steps (0 = end of offline pre-training)')
-    ax.set_ylabel(label)
     ax.grid(alpha=0.3)
   axes[0].set_ylim(-0.05, 1.05)
   fig.suptitle(title)

@@ -24,7 +24,7 @@ from moto_jax.data import manifest as manifest_lib
 from moto_jax.data.store import EpisodeStore
 from moto_jax.envs import make_env
 from moto_jax.training import checkpoint as ckpt_lib
-from moto_jax.training import config_check, evaluation, offline_data
+from moto_jax.training import config_check, diagnostics, evaluation, offline_data
 from moto_jax.training.logger import MetricWriter, read_metrics
 
 EVAL_SEED_OFFSET = 1_000_000    # evaluation starts never coincide with training episodes
@@ -64,6 +64,7 @@ class Trainer:
 
   def __init__(self, config, workdir: str, log=print):
     self.config, self.workdir, self.log = config, workdir, log
+    self.session_start = time.time()
     self.stop = _StopRequested()   # entered (signals handled) by `train_and_evaluate`
     t = config.train
     self.env = make_env(config)
@@ -76,7 +77,8 @@ class Trainer:
     self.offline_dir = offline_data.resolve(config, log=log)
     manifest_lib.check_settings(self.offline_dir, self.env.settings())
     self.store = EpisodeStore(t.seq_len, online_dir=os.path.join(workdir, 'episodes'),
-                              online_fraction=t.online_fraction, skip_corrupt=config.data.skip_corrupt)
+                              online_fraction=t.online_fraction, skip_corrupt=config.data.skip_corrupt,
+                              cover_edges=t.cover_edges)
     n = self.store.load_directory(self.offline_dir, part='offline')
     stats = self.store.stats()
     log(f'Episode store: {n} offline episodes ({stats["offline_steps"]} steps), '
@@ -92,6 +94,7 @@ class Trainer:
     if restored is not None:
       self.state, self.counters, step = restored
       log(f'Resumed from checkpoint {step}: {self.counters.to_json()}')
+    self.wall_base = self.counters.wall_seconds
     # The episodes on disk are the truth for the online counters.
     self.counters.episodes = self.store.num_episodes('online')
     self.counters.env_steps = self.store.num_steps('online')
@@ -99,6 +102,8 @@ class Trainer:
     log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()))
     self.update = agent.make_update_fn(config, self.action_dim, self.mesh)
     self.actor = evaluation.AgentActor(config, self.action_dim)
+    self.diagnostics = diagnostics.Diagnostics(
+        config, self.action_dim, diagnostics.demo_episodes(self.store.episodes('offline')))
     self.writer = MetricWriter(workdir)
     self.pending = []           # device metrics since the last log step
     self.nonfinite_run = 0
@@ -166,6 +171,7 @@ class Trainer:
     due = (time.time() - self.last_ckpt_time > 60 * t.checkpoint_every_minutes
            or self.counters.grad_steps - self.last_ckpt_grad >= t.checkpoint_every_steps)
     if force or due:
+      self.counters.wall_seconds = self.wall_seconds()
       self.checkpointer.save(self.counters.grad_steps + self.counters.env_steps, self.state, self.counters)
       self.last_ckpt_time, self.last_ckpt_grad = time.time(), self.counters.grad_steps
 
@@ -224,6 +230,14 @@ class Trainer:
                                             jax.random.fold_in(self.rng, 3_000_000_000))
     summary['env_steps'] = self.counters.env_steps
     summary['grad_steps'] = self.counters.grad_steps
+    # What the policy does at the reset, beside what the demos do there (diag/demo_first_action_i).
+    for i, v in enumerate(np.mean([e['action'][1] for e in episodes], axis=0)):
+      summary[f'eval/first_action_{i}'] = float(v)
+    diag_rng = np.random.default_rng([self.config.seed, 7, self.counters.evals])
+    batch = self.store.sample(self.config.train.batch_size, diag_rng)
+    summary.update(self.diagnostics(self.state.params, {k: batch[k] for k in BATCH_KEYS},
+                                    jax.random.fold_in(jax.random.fold_in(self.rng, 4_000_000_000),
+                                                       self.counters.evals)))
     self.writer.write(self.counters.env_steps, 'eval', summary, console=True, echo=tqdm.tqdm.write)
     self.evals.append(summary)
     if self.counters.evals % t.video_every_evals == 0:
@@ -234,9 +248,19 @@ class Trainer:
     evaluation.plot_learning_curve(self.evals, os.path.join(self.workdir, 'learning_curve.png'),
                                    title=f'{self.config.domain}/{self.config.task} ({self.config.preset})')
 
+  def wall_seconds(self) -> float:
+    """Wall clock of the run over all its sessions, this one counted from its start."""
+    return self.wall_base + time.time() - self.session_start
+
   def summary(self) -> dict:
     last = self.evals[-1] if self.evals else {}
-    s = dict(task=self.config.task, preset=self.config.preset, **self.counters.to_json(),
+    offline_end = [e for e in self.evals if e['env_steps'] == 0]
+    online = [e['eval/success_rate'] for e in self.evals if e['env_steps'] > 0]
+    self.counters.wall_seconds = self.wall_seconds()
+    s = dict(task=self.config.task, preset=self.config.preset, seed=self.config.seed,
+             **self.counters.to_json(), wall_minutes=self.counters.wall_seconds / 60,
+             offline_success_rate=offline_end[-1]['eval/success_rate'] if offline_end else None,
+             min_online_success_rate=min(online) if online else None,
              final_success_rate=last.get('eval/success_rate'), final_return=last.get('eval/return'),
              eval_episodes=int(last.get('eval/episodes', 0)))
     with open(os.path.join(self.workdir, 'summary.json'), 'w') as f:
@@ -273,8 +297,10 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False, 
   finally:
     trainer.close()
   if summary['phase'] == 'done':
-    rate = summary['final_success_rate']
-    log(f'Done in {(time.time() - t0) / 60:.1f} min: success rate {rate:.2f} over {summary["eval_episodes"]} '
-        f'evaluation episodes after {summary["grad_steps"]} gradient steps and {summary["env_steps"]} env steps. '
-        f'Learning curve: {os.path.join(workdir, "learning_curve.png")}')
+    rate, off = summary['final_success_rate'], summary['offline_success_rate']
+    log(f'Done: {config.domain}/{config.task} seed {config.seed}, {summary["wall_minutes"]:.1f} min wall clock '
+        f'(this session {(time.time() - t0) / 60:.1f}): success rate {rate:.2f} over {summary["eval_episodes"]} '
+        f'evaluation episodes after {summary["grad_steps"]} gradient steps and {summary["env_steps"]} env steps'
+        + (f' (offline end {off:.2f})' if off is not None else '') +
+        f'. Learning curve: {os.path.join(workdir, "learning_curve.png")}')
   return summary
