@@ -15,7 +15,7 @@ TASKS = ('mixed', 'partial')
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   task, preset = common.parse_arg(arg, 'mixed', 'configs/kitchen.py', tasks=TASKS)
   env = dict(
-      camera='rpl',           # 'rpl' (the env's default free camera, the original RPL view) or 'd5rl'
+      camera='authors',       # the paper's steep top-down view; 'rpl' (the env's default) or 'd5rl'
       action_repeat=1,
       episode_length=280 if preset != 'debug' else 20,   # agent steps
   )

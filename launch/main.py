@@ -6,6 +6,8 @@ Re-running the same command on the same workdir resumes from its last checkpoint
 Override any config field with `--config.<field>=<value>` (e.g. `--config.seed=1`).
 """
 import os
+import re
+import sys
 
 from absl import app
 from absl import flags
@@ -50,5 +52,21 @@ def main(argv):
   loop.train_and_evaluate(config, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, with an unknown `--config.<field>` named in one line instead of a traceback."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError) as e:   # ml_collections: an override names a missing field
+    text = str(e)
+    found = re.search(r"'\\?'?([A-Za-z_][\w-]*)", text)
+    key = found.group(1) if found else '?'
+    arg = next((a.split('=')[0] for a in argv if a.startswith('--config.') and
+                key in a.split('=')[0].split('.')[1:]), '--config.<field>')
+    hint = re.search(r'Did you mean "([^"]+)"', text)
+    sys.stderr.write(f'FATAL Flags parsing error: {arg}: the config has no field {key!r}'
+                     + (f'; did you mean {hint.group(1)!r}?' if hint else '') + '\n')
+    sys.exit(1)
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -23,7 +23,7 @@ def env():
 def test_config_presets_and_errors():
   c = kitchen_config.get_config('partial,debug')
   assert (c.domain, c.task, c.preset) == ('kitchen', 'partial', 'debug')
-  assert c.env.episode_length == 20 and c.env.action_repeat == 1 and c.env.camera == 'rpl'
+  assert c.env.episode_length == 20 and c.env.action_repeat == 1 and c.env.camera == 'authors'
   assert tuple(c.data.bc_tasks) == TASKS['partial'][:3]
   assert kitchen_config.get_config(None).task == 'mixed'
   assert kitchen_config.get_config('mixed').data.bc_tasks == ()
@@ -45,7 +45,8 @@ def test_observation_shape_dtype(env):
   assert obs['image'].max() > obs['image'].min()
   assert env.observation_space.contains(obs)
   assert info['tasks_done'].shape == (4,) and info['all_done'].shape == (len(ALL_SUBTASKS),)
-  assert env.settings()['render']['camera']['distance'] == 2.2   # the RPL view
+  assert env.settings()['render']['camera']['distance'] == 1.86   # the authors' top-down view
+  assert env.settings()['render']['camera']['elevation'] == -60.0
 
 
 def test_same_seed_gives_identical_images(env):

@@ -67,6 +67,19 @@ def test_metrics_logged_by_phase(finished_run):
   # After offline phase (0 env steps), every 2 episodes (20), and at the end (30).
   assert [r['env_steps'] for r in evals] == [0, 20, 30]
   assert all(0.0 <= r['eval/success_rate'] <= 1.0 for r in evals)
+  # Diagnostics at every evaluation: the evaluation episodes' first action, the BC gradient share.
+  for r in evals:
+    assert all(-1.0 <= r[f'eval/first_action_{i}'] <= 1.0 for i in range(4))
+    assert 0.0 <= r['diag/bc_grad_share'] <= 1.0
+
+
+def test_summary_has_offline_end_and_lowest_online_success(finished_run):
+  _, workdir, summary = finished_run
+  evals = [r for r in read_metrics(workdir) if r['phase'] == 'eval']
+  assert summary['offline_success_rate'] == evals[0]['eval/success_rate']
+  assert summary['min_online_success_rate'] == min(r['eval/success_rate'] for r in evals[1:])
+  assert summary['final_success_rate'] == evals[-1]['eval/success_rate']
+  assert 0 < summary['wall_minutes'] < 60 and summary['seed'] == 0
 
 
 def test_rerun_of_finished_run_changes_nothing(finished_run):
@@ -221,3 +234,32 @@ def test_kitchen_main_job_end_to_end(tmp_path):
 def offline_data_dir(config):
   from moto_jax.training import offline_data
   return offline_data.cache_path(config)
+
+
+def test_unknown_config_field_is_named_in_one_line(tmp_path):
+  out = subprocess.run([sys.executable, '-m', 'launch.main', '--config=configs/metaworld.py:drawer-open,debug',
+                        f'--workdir={tmp_path / "run"}', '--config.agent.bc_scal=0'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert out.returncode != 0
+  assert 'Traceback' not in out.stderr
+  assert "--config.agent.bc_scal: the config has no field 'bc_scal'; did you mean 'bc_scale'?" in out.stderr
+  assert not os.path.exists(tmp_path / 'run')                # nothing written
+
+
+def test_metrics_log_tolerates_a_torn_last_line(tmp_path):
+  from moto_jax.training.logger import MetricWriter
+  w = MetricWriter(str(tmp_path), tensorboard=False)
+  w.write(1, 'offline', {'a': 1.0})
+  w.write(2, 'offline', {'a': 2.0})
+  w.close()
+  path = tmp_path / 'metrics.jsonl'
+  data = path.read_bytes()
+  path.write_bytes(data[:-7])                                 # a full disk cut the last record
+  assert [r['step'] for r in read_metrics(str(tmp_path))] == [1]
+  w = MetricWriter(str(tmp_path), tensorboard=False)          # a resume appends on a fresh line
+  w.write(3, 'offline', {'a': 3.0})
+  w.close()
+  assert [r['step'] for r in read_metrics(str(tmp_path))] == [1, 3]
+  path.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+  with pytest.raises(ValueError, match='metrics.jsonl:2'):
+    read_metrics(str(tmp_path))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -21,7 +22,9 @@ class MetricWriter:
 
   def __init__(self, workdir: str, tensorboard: bool = True):
     os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a', buffering=1)
+    path = os.path.join(workdir, 'metrics.jsonl')
+    _drop_torn_tail(path)
+    self._jsonl = open(path, 'a', buffering=1)
     self._tb = None
     if tensorboard:
       from tensorboardX import SummaryWriter
@@ -49,9 +52,34 @@ class MetricWriter:
       self._tb.close()
 
 
+def _drop_torn_tail(path: str) -> None:
+  """Cuts a partial last record (no final newline) so that appends start on a fresh line."""
+  if not os.path.exists(path):
+    return
+  with open(path, 'rb+') as f:
+    data = f.read()
+    if data and not data.endswith(b'\n'):
+      keep = data.rfind(b'\n') + 1
+      logging.warning('%s: dropping a torn last line (%d bytes) left by an interrupted write',
+                      path, len(data) - keep)
+      f.truncate(keep)
+
+
 def read_metrics(workdir: str) -> list[dict]:
+  """The records of `workdir/metrics.jsonl`; a torn last line (a crash or a full disk mid-write) is
+  skipped with a warning. A malformed line before the last is an error naming the file and line."""
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [(i, line) for i, line in enumerate(f, 1) if line.strip()]
+  records = []
+  for k, (i, line) in enumerate(lines):
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError as e:
+      if k == len(lines) - 1:
+        logging.warning('%s:%d: skipping a torn last line (%d bytes): %s', path, i, len(line), e)
+        continue
+      raise ValueError(f'{path}:{i}: not a JSON record ({e}); the metrics log is damaged') from e
+  return records
