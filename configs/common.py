@@ -109,10 +109,10 @@ def train_config(preset: str) -> ml_collections.ConfigDict:
     c.updates_per_episode = 100
     c.eval_every_episodes, c.eval_episodes = 10, 10
   elif preset == 'small':
-    c.batch_size, c.seq_len = 16, 16
+    c.batch_size, c.seq_len = 16, 32
     # The CPU learning preset: sized so drawer-open finishes in under 20 minutes on a 2-core CPU
     # (BUILD_NOTES "Learning on the CPU").
-    c.offline_steps, c.env_steps = 1_000, 2_000
+    c.offline_steps, c.env_steps = 1_500, 2_000
     c.updates_per_episode = 20
     c.eval_every_episodes, c.eval_episodes = 5, 20
   else:
