@@ -7,7 +7,8 @@ r"""Learning table: runs (or resumes) the main job over tasks x seeds and prints
 Each run is `python -m launch.main --config=configs/<domain>.py:<task>,<preset> --workdir=<out>/<task>/seed<s>
 --config.seed=<s> [extra overrides]`, one after the other (never two at once on a small machine). A run
 already finished is not rerun; an interrupted one resumes. `--report_only` prints the table of what is
-on disk without training. The table: task, seed, wall minutes (data generation and compile included),
+on disk without training. Use a different `--out` per preset and domain (the workdirs are
+`<out>/<task>/seed<s>`). The table: task, seed, wall minutes (data generation and compile included),
 offline-end success, lowest success after the offline phase, final success, evaluation episodes.
 """
 from __future__ import annotations
@@ -75,10 +76,13 @@ def table(rows: list[dict]) -> str:
     lines.append('')
     lines.append('| task | seeds | median offline-end | median final | median wall min |')
     lines.append('|' + '---|' * 5)
+    def med(rs, key, spec):
+      values = [r[key] for r in rs if r.get(key) is not None]
+      return format(statistics.median(values), spec) if values else '-'
+
     for task, rs in by_task.items():
-      lines.append(f"| {task} | {len(rs)} | {statistics.median(r['offline_success_rate'] for r in rs):.2f} | "
-                   f"{statistics.median(r['final_success_rate'] for r in rs):.2f} | "
-                   f"{statistics.median(r['wall_minutes'] for r in rs):.1f} |")
+      lines.append(f"| {task} | {len(rs)} | {med(rs, 'offline_success_rate', '.2f')} | "
+                   f"{med(rs, 'final_success_rate', '.2f')} | {med(rs, 'wall_minutes', '.1f')} |")
   return '\n'.join(lines)
 
 

@@ -61,7 +61,9 @@ def parse_flags(argv: list[str]) -> list[str]:
     found = re.search(r"'\\?'?([A-Za-z_][\w-]*)", text)
     key = found.group(1) if found else '?'
     arg = next((a.split('=')[0] for a in argv if a.startswith('--config.') and
-                key in a.split('=')[0].split('.')[1:]), '--config.<field>')
+                key in a.split('=')[0].split('.')[1:]), None)
+    if arg is None:                 # not an override naming a missing field: a real error
+      raise
     hint = re.search(r'Did you mean "([^"]+)"', text)
     sys.stderr.write(f'FATAL Flags parsing error: {arg}: the config has no field {key!r}'
                      + (f'; did you mean {hint.group(1)!r}?' if hint else '') + '\n')

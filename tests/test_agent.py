@@ -314,31 +314,49 @@ def test_bc_on_saturated_demos_fits_the_unsaturated_dimensions():
   assert err_tight[:2].mean() > 1.5 * err[:2].mean(), (err_tight, err)
 
 
-def test_diagnostics_on_demos():
+def test_diagnostics_on_demos(nets, params):
+  """Pins the pairing (z_i, a_{i+1}), the per-episode phases and the masks of padded demos."""
   from moto_jax.training import diagnostics
   config = debug_config()
   # Discounted returns by hand: r = [0, 1, 0, 2], gamma = 0.5:
   # G_0 = 1 + .5 * 0 + .25 * 2 = 1.5, G_1 = 0 + .5 * 2 = 1, G_2 = 2.
   np.testing.assert_allclose(diagnostics.discounted_returns(np.array([[0.0, 1.0, 0.0, 2.0]]), 0.5),
                              [[1.5, 1.0, 2.0]])
-  b = synthetic_batch(0, 4, 9)
-  episodes = [{k: b[k][i] for k in ('image', 'action', 'reward', 'is_first')} for i in range(4)]
-  for i, e in enumerate(episodes):
-    e['is_first'] = np.arange(9) == 0
-    e['bc_weight'] = np.float32(i != 1)                  # episode 1 failed: not a demo
-  demos = diagnostics.demo_episodes(episodes)
-  assert demos['image'].shape == (3, 9, 64, 64, 3)
-  np.testing.assert_array_equal(demos['action'][1], episodes[2]['action'])
+  c = np.array([0.5, -0.25, 0.0, 0.75], np.float32)
+  b = synthetic_batch(0, 4, 10)
+  lengths = [10, 7, 10, 2]                                 # the 2-step demo is too short to use
+  episodes = []
+  for i, n in enumerate(lengths):
+    e = {k: b[k][i, :n] for k in ('image', 'reward')}
+    e['action'] = np.concatenate([np.zeros((1, 4)), np.tile(c, (n - 1, 1))]).astype(np.float32)
+    e['action'][n // 2:, 0] = -0.5                          # the second half of each demo differs in dim 0
+    e['is_first'] = np.arange(n) == 0
+    e['bc_weight'] = np.float32(1.0)
+    episodes.append(e)
+  episodes.insert(1, dict(episodes[0], bc_weight=np.float32(0.0)))   # a failed episode: not a demo
+  demos = diagnostics.demo_episodes(episodes, gamma=0.5, multiple=2)
+  assert demos['episodes'] == 3 and demos['image'].shape == (4, 10, 64, 64, 3)   # padded to 2 devices' multiple
+  np.testing.assert_array_equal(demos['mask'].sum(1), [9, 6, 9, 0])
+  np.testing.assert_array_equal(demos['phase'][1, :6], [0, 0, 1, 1, 2, 2])
+  np.testing.assert_allclose(demos['returns'][1, :6], diagnostics.discounted_returns(episodes[2]['reward'], 0.5))
+  # A policy whose mode is c everywhere, critics that output 3.0 everywhere.
+  mean_bias = 5.0 * np.arctanh(np.arctanh(c) / 5.0)
+  out = params['actor']['mlp']['out']
+  bias = np.concatenate([mean_bias, np.asarray(out['bias'])[4:]]).astype(np.float32)
+  actor = {'mlp': {**params['actor']['mlp'], 'out': {'kernel': jnp.zeros_like(out['kernel']), 'bias': bias}}}
+  const = {**params, 'actor': actor, 'critic': constant_critic(params['critic'], 3.0)}
   diag = diagnostics.Diagnostics(config, ACTION_DIM, demos)
-  params = agent.create_train_state(config, jax.random.key(0), ACTION_DIM).params
-  out = diag(params, synthetic_batch(1, 2, 8), jax.random.key(1))
-  for k in ('reset', 'start', 'middle', 'end'):
-    assert 0.0 <= out[f'diag/action_err_{k}'] <= 2.0
-  assert 0.0 < out['diag/bc_grad_share'] < 1.0
-  np.testing.assert_allclose(out['diag/return_data'], diagnostics.discounted_returns(demos['reward'], 0.99).mean(),
-                             rtol=1e-5)
-  np.testing.assert_allclose([out[f'diag/demo_first_action_{i}'] for i in range(ACTION_DIM)],
-                             demos['action'][:, 1].mean(0), rtol=1e-6)
+  res = diag(const, synthetic_batch(1, 2, 8), jax.random.key(1))
+  # The reset pair is (z_0, a_1 = c): error 0. Pairing z_0 with a_0 = 0 would give mean |c| = 0.375.
+  assert res['diag/action_err_reset'] < 1e-5
+  assert res['diag/action_err_start'] < 1e-5              # first thirds: a_{i+1} = c
+  # Last thirds: dim 0 is -0.5 instead of 0.5 on every pair -> error 1.0 / 4 dims.
+  np.testing.assert_allclose(res['diag/action_err_end'], 0.25, atol=1e-5)
+  np.testing.assert_allclose(res['diag/q_data'], 3.0, rtol=1e-5)
+  m = demos['mask'] > 0
+  np.testing.assert_allclose(res['diag/return_data'], demos['returns'][m].mean(), rtol=1e-5)
+  np.testing.assert_allclose([res[f'diag/demo_first_action_{i}'] for i in range(ACTION_DIM)], c, rtol=1e-6)
+  assert 0.0 < diag(params, synthetic_batch(1, 2, 8), jax.random.key(1))['diag/bc_grad_share'] < 1.0
   # No BC (the ablation): the actor gradient is all value expansion.
   nobc = diagnostics.Diagnostics(debug_config(bc_scale=0.0), ACTION_DIM, demos)
   assert nobc(params, synthetic_batch(1, 2, 8), jax.random.key(1))['diag/bc_grad_share'] == 0.0

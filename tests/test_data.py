@@ -88,7 +88,7 @@ def test_store_add_persists_and_reloads(tmp_path):
 
 def test_windows_never_cross_boundaries_and_cover_uniformly(tmp_path):
   s = store_lib.EpisodeStore(seq_len=4)
-  lengths = [3, 5, 12]                      # 4, 6 and 13 steps: 1, 3 and 10 windows; the first too short
+  lengths = [3, 5, 12]                      # 4, 6 and 13 steps: 7, 9 and 16 raw window starts
   for i, n in enumerate(lengths):
     e = fake_episode(n, seed=i)
     e['image'][:] = i                        # episode id in every pixel
@@ -155,7 +155,7 @@ def test_offline_online_share(tmp_path):
   for i in range(3):
     s2.add(fake_episode(20, seed=i), part='offline')
   s2.add(on, part='online')
-  assert s2._split(16) == (12, 4)                             # 21 / 84 of the steps -> 4 of 16
+  assert s2._split(16) == (12, 4)                             # 20 / 80 of the steps -> 4 of 16
 
 
 def test_corrupt_file_named_or_skipped(tmp_path):

@@ -23,13 +23,15 @@ import numpy as np
 import optax
 
 from moto_jax.agent import actor_critic_loss as ac_loss
+from moto_jax.agent import update as agent_update
 from moto_jax.networks.world_model import make_networks
 
 MAX_EPISODES = 16
+MIN_LENGTH = 4     # demos shorter than this (steps incl. the reset) are left out
 
 
 def discounted_returns(reward: np.ndarray, gamma: float) -> np.ndarray:
-  """G_i = sum_{k>=0} gamma^k r_{i+1+k} for i = 0..L-2 (truncated at the end); reward [N, L]."""
+  """G_i = sum_{k>=0} gamma^k r_{i+1+k} for i = 0..L-2 (truncated at the end); reward [..., L]."""
   out = np.zeros(reward.shape[:-1] + (reward.shape[-1] - 1,), np.float64)
   g = np.zeros(reward.shape[:-1])
   for i in reversed(range(reward.shape[-1] - 1)):
@@ -38,24 +40,49 @@ def discounted_returns(reward: np.ndarray, gamma: float) -> np.ndarray:
   return out.astype(np.float32)
 
 
-def demo_episodes(episodes: list[dict], max_episodes: int = MAX_EPISODES) -> dict | None:
-  """Stacks up to `max_episodes` successful episodes, cropped to the shortest: arrays [N, L, ...]."""
-  chosen = [e for e in episodes if float(e['bc_weight']) > 0][:max_episodes]
+def demo_episodes(episodes: list[dict], max_episodes: int = MAX_EPISODES, gamma: float = 0.99,
+                  multiple: int = 1) -> dict | None:
+  """Up to `max_episodes` successful episodes, padded to the longest: arrays [N, L, ...].
+
+  Adds `mask` [N, L-1] (1 on the episode's own pairs i = 0..len-2), `phase` [N, L-1] (0/1/2: the
+  first, middle and last third of each episode's own pairs) and `returns` [N, L-1] (the discounted
+  return of each episode, computed before padding). N is padded with empty rows (mask 0) to a
+  multiple of `multiple` (the device count), so the rows can be sharded.
+  """
+  chosen = [e for e in episodes if float(e['bc_weight']) > 0 and len(e['image']) >= MIN_LENGTH][:max_episodes]
   if not chosen:
     return None
-  length = min(len(e['image']) for e in chosen)
-  keys = ('image', 'action', 'reward', 'is_first')
-  return {k: np.stack([e[k][:length] for e in chosen]) for k in keys}
+  length = max(len(e['image']) for e in chosen)
+  rows = len(chosen) + (-len(chosen)) % multiple
+  first = chosen[0]
+  out = {k: np.zeros((rows, length) + first[k].shape[1:], first[k].dtype)
+         for k in ('image', 'action', 'reward', 'is_first')}
+  out['is_first'][:, 0] = True
+  for k in ('mask', 'phase', 'returns'):
+    out[k] = np.zeros((rows, length - 1), np.float32)
+  for n, e in enumerate(chosen):
+    steps = len(e['image'])
+    for k in ('image', 'action', 'reward', 'is_first'):
+      out[k][n, :steps] = e[k]
+    out['mask'][n, :steps - 1] = 1.0
+    for p, idx in enumerate(np.array_split(np.arange(steps - 1), 3)):
+      out['phase'][n, idx] = p
+    out['returns'][n, :steps - 1] = discounted_returns(np.asarray(e['reward'], np.float64), gamma)
+  out['episodes'] = len(chosen)
+  return out
 
 
 class Diagnostics:
-  """Builds the jitted diagnostic functions once; `__call__(params, target, batch, rng)` -> scalars."""
+  """Builds the jitted diagnostic functions once; `__call__(params, batch, rng)` -> scalars.
 
-  def __init__(self, config, action_dim: int, demos: dict | None, image_shape=(64, 64, 3)):
+  Demo rows and batch rows are sharded over `mesh` (default: every device), like the update's batch.
+  """
+
+  def __init__(self, config, action_dim: int, demos: dict | None, image_shape=(64, 64, 3), mesh=None):
     self.config = config
     self.nets = make_networks(config, action_dim, image_shape)
+    self.mesh = mesh if mesh is not None else agent_update.default_mesh()
     self.demos = demos
-    self.returns = (discounted_returns(demos['reward'], config.agent.gamma) if demos is not None else None)
     self._on_demos = jax.jit(self._demo_stats)
     self._grad_share = jax.jit(self._bc_grad_share)
 
@@ -64,7 +91,7 @@ class Diagnostics:
     wm = params['wm']
     post = nets.observe(wm, nets.encode(wm, demos['image']), demos['action'], demos['is_first'], key)
     feat = post['feat'][:, :-1]                                               # z_i, i = 0..L-2
-    target = demos['action'][:, 1:]                                           # a_{i+1}
+    target = demos['action'][:, 1:]                                           # a_{i+1}: the action taken at z_i
     err = jnp.mean(jnp.abs(nets.policy(params['actor'], feat).mode() - target), -1)   # [N, L-1]
     q = jnp.min(nets.q_values(params['critic'], feat, target), axis=0)       # [N, L-1]
     return err, q
@@ -90,20 +117,20 @@ class Diagnostics:
   def __call__(self, params, batch: dict | None, rng: jax.Array) -> dict:
     out = {}
     k_demo, k_grad = jax.random.split(rng)
-    if self.demos is not None:
-      err, q = jax.device_get(self._on_demos(params, self.demos, k_demo))
-      n = err.shape[1]
-      thirds = np.array_split(np.arange(n), 3)
-      out['diag/action_err_reset'] = float(err[:, 0].mean())
-      for name, idx in zip(('start', 'middle', 'end'), thirds):
-        out[f'diag/action_err_{name}'] = float(err[:, idx].mean())
-      g = self.returns
-      out['diag/q_data'] = float(q.mean())
-      out['diag/return_data'] = float(g.mean())
-      qs, gs = q.ravel(), g.ravel()
+    d = self.demos
+    if d is not None:
+      inputs = agent_update.shard_batch({k: d[k] for k in ('image', 'action', 'is_first')}, self.mesh)
+      err, q = jax.device_get(self._on_demos(params, inputs, k_demo))
+      mask, phase, g = d['mask'] > 0, d['phase'], d['returns']
+      out['diag/action_err_reset'] = float(err[:d['episodes'], 0].mean())
+      for p, name in enumerate(('start', 'middle', 'end')):
+        out[f'diag/action_err_{name}'] = float(err[mask & (phase == p)].mean())
+      qs, gs = q[mask], g[mask]
+      out['diag/q_data'] = float(qs.mean())
+      out['diag/return_data'] = float(gs.mean())
       out['diag/q_return_corr'] = (float(np.corrcoef(qs, gs)[0, 1]) if qs.std() > 0 and gs.std() > 0 else 0.0)
-      for i, v in enumerate(self.demos['action'][:, 1].mean(0)):
+      for i, v in enumerate(d['action'][:d['episodes'], 1].mean(0)):
         out[f'diag/demo_first_action_{i}'] = float(v)
     if batch is not None:
-      out['diag/bc_grad_share'] = float(self._grad_share(params, batch, k_grad))
+      out['diag/bc_grad_share'] = float(self._grad_share(params, agent_update.shard_batch(batch, self.mesh), k_grad))
     return out

@@ -60,6 +60,13 @@ def _drop_torn_tail(path: str) -> None:
     data = f.read()
     if data and not data.endswith(b'\n'):
       keep = data.rfind(b'\n') + 1
+      try:
+        json.loads(data[keep:])
+      except ValueError:
+        pass
+      else:                         # a whole record that lacks only its newline: keep it
+        f.write(b'\n')
+        return
       logging.warning('%s: dropping a torn last line (%d bytes) left by an interrupted write',
                       path, len(data) - keep)
       f.truncate(keep)

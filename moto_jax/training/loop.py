@@ -95,6 +95,7 @@ class Trainer:
       self.state, self.counters, step = restored
       log(f'Resumed from checkpoint {step}: {self.counters.to_json()}')
     self.wall_base = self.counters.wall_seconds
+    self.finished_at_start = self.counters.phase == 'done'
     # The episodes on disk are the truth for the online counters.
     self.counters.episodes = self.store.num_episodes('online')
     self.counters.env_steps = self.store.num_steps('online')
@@ -102,8 +103,9 @@ class Trainer:
     log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()))
     self.update = agent.make_update_fn(config, self.action_dim, self.mesh)
     self.actor = evaluation.AgentActor(config, self.action_dim)
-    self.diagnostics = diagnostics.Diagnostics(
-        config, self.action_dim, diagnostics.demo_episodes(self.store.episodes('offline')))
+    demos = diagnostics.demo_episodes(self.store.episodes('offline'), gamma=config.agent.gamma,
+                                      multiple=jax.device_count())
+    self.diagnostics = diagnostics.Diagnostics(config, self.action_dim, demos, mesh=self.mesh)
     self.writer = MetricWriter(workdir)
     self.pending = []           # device metrics since the last log step
     self.nonfinite_run = 0
@@ -249,7 +251,10 @@ class Trainer:
                                    title=f'{self.config.domain}/{self.config.task} ({self.config.preset})')
 
   def wall_seconds(self) -> float:
-    """Wall clock of the run over all its sessions, this one counted from its start."""
+    """Wall clock of the run over all its sessions, this one counted from its start (a session
+    that starts on a finished run adds nothing)."""
+    if self.finished_at_start:
+      return self.wall_base
     return self.wall_base + time.time() - self.session_start
 
   def summary(self) -> dict:
