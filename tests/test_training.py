@@ -263,3 +263,23 @@ def test_metrics_log_tolerates_a_torn_last_line(tmp_path):
   path.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
   with pytest.raises(ValueError, match='metrics.jsonl:2'):
     read_metrics(str(tmp_path))
+
+
+def test_failed_start_keeps_config_record_and_finished_run_extends(finished_run, cache, tmp_path):
+  import shutil
+  config, workdir, summary = finished_run
+  work = str(tmp_path / 'copy')
+  shutil.copytree(workdir, work)
+  record = open(os.path.join(work, 'config.json')).read()
+  bigger = debug_config(cache, offline_steps=4, env_steps=30, updates_per_episode=2, eval_every_episodes=2).unlock()
+  bigger.model.rssm['deter'] = 24                               # the checkpoint cannot be restored into this
+  with pytest.raises(Exception):
+    loop.train_and_evaluate(bigger.lock(), work, allow_config_change=True, log=lambda *a: None)
+  assert open(os.path.join(work, 'config.json')).read() == record   # the failed start changed nothing
+  # The original command still runs (nothing to do), and a bigger budget continues the run.
+  assert loop.train_and_evaluate(config, work, log=lambda *a: None)['episodes'] == 3
+  more = debug_config(cache, offline_steps=4, env_steps=40, updates_per_episode=2, eval_every_episodes=2)
+  extended = loop.train_and_evaluate(more, work, allow_config_change=True, log=lambda *a: None)
+  assert extended['phase'] == 'done' and extended['episodes'] == 4 and extended['env_steps'] == 40
+  assert extended['grad_steps'] == summary['grad_steps'] + 2
+  assert json.load(open(os.path.join(work, 'config.json')))['train']['env_steps'] == 40

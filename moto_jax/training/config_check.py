@@ -95,11 +95,14 @@ def config_diff(old: dict, new: dict) -> list[str]:
   return sorted(k for k in set(a) | set(b) if a.get(k, '<absent>') != b.get(k, '<absent>'))
 
 
-def record(config: ml_collections.ConfigDict, workdir: str, allow_change: bool = False) -> None:
+def record(config: ml_collections.ConfigDict, workdir: str, allow_change: bool = False,
+           write: bool = True) -> None:
   """Writes the config to `workdir/config.json`, or checks it against the one there.
 
   Raises `ConfigError` listing the differing fields when the workdir holds a run with
-  another config, unless `allow_change`.
+  another config, unless `allow_change`. With `write=False` only checks: the main job checks
+  first and writes once the run has started (restore included), so a failed start leaves the
+  workdir's record as it was.
   """
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, CONFIG_FILE)
@@ -115,6 +118,8 @@ def record(config: ml_collections.ConfigDict, workdir: str, allow_change: bool =
                         'or pass --allow_config_change to resume with the new values.')
     if not diff:
       return
+  if not write:
+    return
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
     json.dump(new, f, indent=2, sort_keys=True)

@@ -282,8 +282,13 @@ class Trainer:
 def train_and_evaluate(config, workdir: str, allow_config_change: bool = False, log=print) -> dict:
   """Runs (or resumes) the whole job in `workdir`; returns the summary."""
   config_check.validate(config)
-  config_check.record(config, workdir, allow_change=allow_config_change)
+  config_check.record(config, workdir, allow_change=allow_config_change, write=False)
   trainer = Trainer(config, workdir, log=log)
+  config_check.record(config, workdir, allow_change=True)     # the start succeeded: this config is the run's
+  if trainer.counters.phase == 'done' and trainer.counters.env_steps < config.train.env_steps:
+    trainer.counters.phase = 'online'                          # a finished run given a bigger budget continues
+    trainer.finished_at_start = False
+    log(f'Extending a finished run to {config.train.env_steps} env steps.')
   t0 = time.time()
   try:
     with _StopRequested() as stop:
