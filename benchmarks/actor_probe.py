@@ -1,0 +1,116 @@
+r"""Is it the representation or the actor? Retrain only the actor of a finished (or checkpointed) run.
+
+The run's world model and critics are frozen at its latest checkpoint. The posterior states of the
+offline dataset's successful episodes are computed once; the actor then takes `--steps` Adam steps
+from the checkpoint's actor on windows of them (B x T as in the run, edge-clamped starts), with
+either BC alone (`--loss=bc`, Eq. 10) or the full MOTO actor loss (`--loss=moto`: value expansion
+through the frozen model and critics, Eq. 6, plus `--bc_scale` x Eq. 10), and is evaluated for
+`--episodes` deterministic episodes from start seeds never used in training.
+
+  python benchmarks/actor_probe.py --workdir=runs/learning/drawer-open/seed0 --loss=bc --steps=300
+  python benchmarks/actor_probe.py --workdir=runs/learning/drawer-open/seed0 --loss=moto --bc_scale=1 --steps=300
+
+If BC alone on frozen features solves the task while the run's own actor does not, the world
+model's representation is sufficient and the actor's objective or training is what fails.
+"""
+import argparse
+import os
+import time
+
+os.environ.setdefault('MUJOCO_GL', 'egl')
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
+from moto_jax.data import collect  # noqa: E402
+from moto_jax.data import episodes as ep_lib  # noqa: E402
+from moto_jax.envs import make_env  # noqa: E402
+from moto_jax.networks.world_model import make_networks  # noqa: E402
+from moto_jax.training import diagnostics, evaluation, offline_data, restore  # noqa: E402
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--workdir', required=True)
+  p.add_argument('--loss', choices=('bc', 'moto'), default='bc')
+  p.add_argument('--bc_scale', type=float, default=None, help="default: the run's agent.bc_scale")
+  p.add_argument('--steps', type=int, default=300)
+  p.add_argument('--episodes', type=int, default=10)
+  p.add_argument('--eval_checkpoint_actor', action='store_true', help="also evaluate the run's own actor")
+  args = p.parse_args()
+
+  env = make_env(restore.load_config(args.workdir))
+  config, state, counters, step, action_dim = restore.load_run(args.workdir, action_dim=int(env.action_space.shape[0]))
+  config = config.unlock()
+  if args.bc_scale is not None:
+    config.agent.bc_scale = args.bc_scale
+  params = jax.device_get(state.params)
+  nets = make_networks(config, action_dim)
+  data_dir = offline_data.resolve(config, log=lambda *a: None)
+  demos = diagnostics.demo_episodes([ep_lib.load_episode(f) for f in ep_lib.episode_files(data_dir)],
+                                    max_episodes=1000)
+  wm = params['wm']
+  post = jax.jit(nets.observe)(wm, jax.jit(nets.encode)(wm, demos['image']), demos['action'],
+                               demos['is_first'], jax.random.key(0))
+  n, length = demos['action'].shape[:2]
+  b, t = config.train.batch_size, min(config.train.seq_len, length)
+  arrays = {k: jnp.asarray(v) for k, v in dict(deter=post['deter'], stoch=post['stoch'], feat=post['feat'],
+                                                action=demos['action'], reward=demos['reward']).items()}
+  lengths = jnp.asarray(demos['mask'].sum(1) + 1, jnp.int32)[:demos['episodes']]
+  cfg = config.agent
+  opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(cfg.actor_lr))
+
+  def loss_fn(actor, key):
+    k_ep, k_start, k_loss = jax.random.split(key, 3)
+    ep = jax.random.randint(k_ep, (b,), 0, demos['episodes'])
+    start = jnp.clip(jax.random.randint(k_start, (b,), -(t - 1), lengths[ep]), 0, lengths[ep] - t)
+    idx = start[:, None] + jnp.arange(t)[None]
+    take = lambda a: a[ep[:, None], idx]
+    batch = {'action': take(arrays['action']), 'reward': take(arrays['reward']), 'discount': jnp.ones((b, t)),
+             'is_first': idx == 0, 'bc_weight': jnp.ones((b, t))}
+    pairs = ac_loss.real_pairs(take(arrays['feat']), batch)
+    if args.loss == 'bc':
+      logp = nets.policy(actor, pairs['feat']).log_prob(pairs['action'], cfg.bc_eps)
+      return ac_loss.masked_mean(-logp, pairs['mask'])
+    starts = {'deter': take(arrays['deter']).reshape(b * t, -1),
+              'stoch': take(arrays['stoch']).reshape((b * t,) + arrays['stoch'].shape[2:])}
+    loss, _ = ac_loss.actor_loss(actor, nets, wm, params['critic'], starts, pairs, k_loss, cfg)
+    return loss
+
+  @jax.jit
+  def train(actor, key):
+    def step(carry, k):
+      actor, opt_state = carry
+      updates, opt_state = opt.update(jax.grad(loss_fn)(actor, k), opt_state, actor)
+      return (optax.apply_updates(actor, updates), opt_state), None
+    (actor, _), _ = jax.lax.scan(step, (actor, opt.init(actor)), jax.random.split(key, args.steps))
+    return actor
+
+  agent_actor = evaluation.AgentActor(config, action_dim)
+  seeds = [collect.episode_seed(config.seed, 5_000_000 + k) for k in range(args.episodes)]
+
+  fmt = lambda v: '[' + ', '.join(f'{x:+.2f}' for x in np.asarray(v)) + ']'
+
+  def report(actor, label):
+    summary, episodes = evaluation.evaluate(agent_actor, env, {**params, 'actor': actor}, seeds, jax.random.key(5))
+    first = np.mean([e['action'][1] for e in episodes], 0)
+    print(f'{label}: success {summary["eval/success_rate"]:.2f} over {len(episodes)} episodes; '
+          f'first action {fmt(first)} (demos {fmt(demos["action"][:demos["episodes"], 1].mean(0))})',
+          flush=True)
+
+  print(f'{args.workdir}: checkpoint {step} ({counters.grad_steps} gradient steps, {counters.env_steps} env steps); '
+        f'{demos["episodes"]} demos', flush=True)
+  if args.eval_checkpoint_actor:
+    report(params['actor'], "run's own actor")
+  t0 = time.time()
+  actor = train(params['actor'], jax.random.key(0))
+  label = 'BC alone' if args.loss == 'bc' else f'MOTO actor loss, bc_scale {cfg.bc_scale:g}'
+  report(actor, f'{label}, {args.steps} more actor steps ({time.time() - t0:.0f} s)')
+  env.close()
+
+
+if __name__ == '__main__':
+  main()
