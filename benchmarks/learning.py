@@ -42,19 +42,8 @@ def read_summary(workdir: str) -> dict | None:
 
 
 def read_evals(workdir: str) -> list[dict]:
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return []
-  out = []
-  with open(path) as f:
-    for line in f:
-      try:
-        r = json.loads(line)
-      except json.JSONDecodeError:
-        continue
-      if r.get('phase') == 'eval':
-        out.append(r)
-  return out
+  from moto_jax.training.logger import read_metrics   # tolerates a torn last line
+  return [r for r in read_metrics(workdir) if r.get('phase') == 'eval']
 
 
 def fmt(x, spec='.2f'):

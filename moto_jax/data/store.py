@@ -51,6 +51,7 @@ class EpisodeStore:
     self.cover_edges = bool(cover_edges)
     self._episodes = {p: [] for p in PARTS}
     self._windows = {p: [] for p in PARTS}   # raw window starts per episode (0: too short)
+    self._steps = {p: 0 for p in PARTS}      # stored steps per part (kept on insert; read per batch)
     self.skipped_files: list[str] = []
     self.too_short = 0
     if online_dir:
@@ -93,6 +94,7 @@ class EpisodeStore:
       raise ValueError(f'part={part!r}; expected one of {PARTS}')
     episode = {k: v for k, v in episode.items()}
     self._episodes[part].append(episode)
+    self._steps[part] += ep_lib.num_steps(episode)
     length = len(episode['image'])
     if length < self.seq_len:
       self.too_short += 1
@@ -107,8 +109,7 @@ class EpisodeStore:
     return sum(len(self._episodes[p]) for p in (PARTS if part is None else (part,)))
 
   def num_steps(self, part: str | None = None) -> int:
-    return sum(ep_lib.num_steps(e) for p in (PARTS if part is None else (part,))
-               for e in self._episodes[p])
+    return sum(self._steps[p] for p in (PARTS if part is None else (part,)))
 
   def episodes(self, part: str) -> list[dict]:
     return list(self._episodes[part])
