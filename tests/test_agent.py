@@ -337,7 +337,11 @@ def test_diagnostics_on_demos(nets, params):
   np.testing.assert_allclose(res['diag/action_err_end'], 0.25, atol=1e-5)
   np.testing.assert_allclose(res['diag/q_data'], 3.0, rtol=1e-5)
   m = demos['mask'] > 0
-  np.testing.assert_allclose(res['diag/return_data'], demos['returns'][m].mean(), rtol=1e-5)
+  # Time-limited demos (no discount 0): each return is bootstrapped with the critic's 3.0 at the
+  # episode's last step, weighted gamma^(steps to the end): a 10-step demo's first pair gets 0.5**9.
+  np.testing.assert_allclose(demos['boot'][0, [0, 8]], [0.5 ** 9, 0.5])
+  np.testing.assert_array_equal(demos['last'], [9, 6, 9, 0])
+  np.testing.assert_allclose(res['diag/return_data'], (demos['returns'] + 3.0 * demos['boot'])[m].mean(), rtol=1e-5)
   np.testing.assert_allclose([res[f'diag/demo_first_action_{i}'] for i in range(ACTION_DIM)], c, rtol=1e-6)
   assert 0.0 < diag(params, synthetic_batch(1, 2, 8), jax.random.key(1))['diag/bc_grad_share'] < 1.0
   # No BC (the ablation): the actor gradient is all value expansion.

@@ -7,8 +7,11 @@ posterior of the current world model:
   dimensions, at the reset step and over the first, middle and last third of the episodes. A
   policy that clones the demos everywhere but at the reset leaves the data at once.
 * `diag/q_data`, `diag/return_data`, `diag/q_return_corr`: min_j Q_j(z_i, a_{i+1}) against the
-  data's discounted return sum_k gamma^k r_{i+1+k} (truncated at the episode's end), and their
-  correlation over steps: is the critic calibrated where the data is?
+  data's discounted return to the episode's end, sum_k gamma^k r_{i+1+k}, bootstrapped where the
+  episode was cut by the time limit (not terminated) with the critic's own value there,
+  gamma^(L-1-i) min_j Q_j(z_{L-1}, mode pi(z_{L-1})); and their correlation over steps: is the
+  critic calibrated where the data is? (Without the bootstrap, a time-limited episode's late
+  steps have small returns only because the episode was cut, and any critic looks uncorrelated.)
 * `diag/bc_grad_share`: ||g_BC|| / (||g_BC|| + ||g_MB||) of the actor's loss gradient on one batch,
   with g_BC the gradient of beta_bc * L_BC (Eq. 10) and g_MB that of L_pi_MB (Eq. 6). Near 1 the
   actor only clones; near 0 value expansion drives it.
@@ -45,8 +48,10 @@ def demo_episodes(episodes: list[dict], max_episodes: int = MAX_EPISODES, gamma:
   """Up to `max_episodes` successful episodes, padded to the longest: arrays [N, L, ...].
 
   Adds `mask` [N, L-1] (1 on the episode's own pairs i = 0..len-2), `phase` [N, L-1] (0/1/2: the
-  first, middle and last third of each episode's own pairs) and `returns` [N, L-1] (the discounted
-  return of each episode, computed before padding). N is padded with empty rows (mask 0) to a
+  first, middle and last third of each episode's own pairs), `returns` [N, L-1] (the discounted
+  return of each episode to its end, computed before padding), `boot` [N, L-1] (the weight
+  gamma^(len-1-i) * discount_{len-1} of the value at the episode's last step in the full return)
+  and `last` [N] (that step's index). N is padded with empty rows (mask 0) to a
   multiple of `multiple` (the device count), so the rows can be sharded.
   """
   chosen = [e for e in episodes if float(e['bc_weight']) > 0 and len(e['image']) >= MIN_LENGTH][:max_episodes]
@@ -58,8 +63,9 @@ def demo_episodes(episodes: list[dict], max_episodes: int = MAX_EPISODES, gamma:
   out = {k: np.zeros((rows, length) + first[k].shape[1:], first[k].dtype)
          for k in ('image', 'action', 'reward', 'is_first')}
   out['is_first'][:, 0] = True
-  for k in ('mask', 'phase', 'returns'):
+  for k in ('mask', 'phase', 'returns', 'boot'):
     out[k] = np.zeros((rows, length - 1), np.float32)
+  out['last'] = np.zeros(rows, np.int32)
   for n, e in enumerate(chosen):
     steps = len(e['image'])
     for k in ('image', 'action', 'reward', 'is_first'):
@@ -68,6 +74,9 @@ def demo_episodes(episodes: list[dict], max_episodes: int = MAX_EPISODES, gamma:
     for p, idx in enumerate(np.array_split(np.arange(steps - 1), 3)):
       out['phase'][n, idx] = p
     out['returns'][n, :steps - 1] = discounted_returns(np.asarray(e['reward'], np.float64), gamma)
+    end_discount = float(np.asarray(e['discount'])[-1]) if 'discount' in e else 1.0
+    out['boot'][n, :steps - 1] = gamma ** np.arange(steps - 1, 0, -1) * end_discount
+    out['last'][n] = steps - 1
   out['episodes'] = len(chosen)
   return out
 
@@ -90,11 +99,13 @@ class Diagnostics:
     nets = self.nets
     wm = params['wm']
     post = nets.observe(wm, nets.encode(wm, demos['image']), demos['action'], demos['is_first'], key)
+    mode = nets.policy(params['actor'], post['feat']).mode()                 # [N, L, A]
     feat = post['feat'][:, :-1]                                               # z_i, i = 0..L-2
     target = demos['action'][:, 1:]                                           # a_{i+1}: the action taken at z_i
-    err = jnp.mean(jnp.abs(nets.policy(params['actor'], feat).mode() - target), -1)   # [N, L-1]
+    err = jnp.mean(jnp.abs(mode[:, :-1] - target), -1)                        # [N, L-1]
     q = jnp.min(nets.q_values(params['critic'], feat, target), axis=0)       # [N, L-1]
-    return err, q
+    v = jnp.min(nets.q_values(params['critic'], post['feat'], mode), axis=0)  # [N, L]: for the bootstrap
+    return err, q, v
 
   def _bc_grad_share(self, params, batch, key):
     nets, cfg = self.nets, self.config.agent
@@ -120,8 +131,9 @@ class Diagnostics:
     d = self.demos
     if d is not None:
       inputs = agent_update.shard_batch({k: d[k] for k in ('image', 'action', 'is_first')}, self.mesh)
-      err, q = jax.device_get(self._on_demos(params, inputs, k_demo))
-      mask, phase, g = d['mask'] > 0, d['phase'], d['returns']
+      err, q, v = jax.device_get(self._on_demos(params, inputs, k_demo))
+      mask, phase = d['mask'] > 0, d['phase']
+      g = d['returns'] + d['boot'] * v[np.arange(len(v)), d['last']][:, None]
       out['diag/action_err_reset'] = float(err[:d['episodes'], 0].mean())
       for p, name in enumerate(('start', 'middle', 'end')):
         out[f'diag/action_err_{name}'] = float(err[mask & (phase == p)].mean())

@@ -1,0 +1,181 @@
+"""Where one update's time goes: each part's forward + backward, jitted alone, timed and costed by XLA.
+
+Parts (at the preset's sizes, batch B x T): encoder, decoder (with the image loss), the posterior
+scan (observe), the prior ensemble heads with the KL, the whole world-model loss, the actor loss
+(imagination scan + value expansion + BC), the critic loss, the full update, and the host side
+(sampling a batch from an episode store of the dataset's size and moving it to the devices). Each part
+runs on the default mesh, batch axis sharded, the way the update runs it. Printed side by side with
+the machine's matmul roofline measured in the same run.
+
+  python benchmarks/profile_parts.py --preset=small [--batch=16 --seq=32] [--steps=5]
+
+The per-part times do not add up to the full update exactly: XLA fuses across parts in the full step.
+"""
+import argparse
+import os
+import sys
+import time
+
+if 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                             f' --xla_force_host_platform_device_count={os.cpu_count()}').strip()
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.train_step import ACTION_DIM, flops_of, make_batch  # noqa: E402
+from configs import metaworld  # noqa: E402
+from moto_jax import agent  # noqa: E402
+from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
+from moto_jax.agent import update as update_lib  # noqa: E402
+from moto_jax.agent.world_model_loss import kl_balance, world_model_loss  # noqa: E402
+from moto_jax.data import episodes as episodes_lib  # noqa: E402
+from moto_jax.data.store import EpisodeStore  # noqa: E402
+from moto_jax.networks import conv, layers  # noqa: E402
+from moto_jax.networks.world_model import make_networks  # noqa: E402
+
+
+def roofline_gflops(n: int = 2048, reps: int = 10) -> float:
+  """GFLOP/s of a jitted n x n f32 matmul through XLA on this process's first device."""
+  x = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  f(x).block_until_ready()
+  start = time.perf_counter()
+  for _ in range(reps):
+    f(x).block_until_ready()
+  return 2 * n ** 3 / ((time.perf_counter() - start) / reps) / 1e9
+
+
+def time_fn(fn, args, steps: int) -> tuple[float, float, float]:
+  """(compile s, s per call, GFLOP per call) of a jitted fn."""
+  start = time.perf_counter()
+  compiled = fn.lower(*args).compile()
+  compile_s = time.perf_counter() - start
+  jax.block_until_ready(compiled(*args))
+  start = time.perf_counter()
+  for _ in range(steps):
+    out = compiled(*args)
+  jax.block_until_ready(out)
+  return compile_s, (time.perf_counter() - start) / steps, flops_of(compiled) / 1e9
+
+
+def host_side(config, b: int, t: int, steps: int, mesh) -> float:
+  """Seconds to sample one batch from a store of 10 x 200-step episodes and put it on the devices."""
+  rng = np.random.default_rng(0)
+  store = EpisodeStore(t, online_fraction=config.train.online_fraction, cover_edges=config.train.cover_edges)
+  for _ in range(10):
+    n = 201
+    ep = {'image': rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
+          'action': rng.uniform(-1, 1, (n, ACTION_DIM)).astype(np.float32),
+          'reward': rng.normal(size=n).astype(np.float32), 'discount': np.ones(n, np.float32),
+          'is_first': np.eye(1, n, dtype=bool)[0], 'is_terminal': np.zeros(n, bool),
+          'success': True, 'bc_weight': 1.0}
+    store.add(episodes_lib.validate(ep), part='offline')
+  start = time.perf_counter()
+  for _ in range(steps):
+    batch = update_lib.shard_batch(store.sample(b, rng), mesh)
+  jax.block_until_ready(batch)
+  return (time.perf_counter() - start) / steps
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--preset', default='small')
+  parser.add_argument('--batch', type=int, default=0, help='0: the preset batch size')
+  parser.add_argument('--seq', type=int, default=0, help='0: the preset sequence length')
+  parser.add_argument('--steps', type=int, default=5)
+  args = parser.parse_args()
+  config = metaworld.get_config(f'drawer-open,{args.preset}')
+  b, t = args.batch or config.train.batch_size, args.seq or config.train.seq_len
+  mesh = update_lib.default_mesh()
+  rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  nets = make_networks(config, ACTION_DIM)
+  state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM, mesh=mesh)
+  params = state.params
+  wm = params['wm']
+  batch = update_lib.shard_batch(make_batch(b, t), mesh)
+  key = jax.random.key(1)
+  roof = roofline_gflops()
+  print(f'jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); preset {args.preset}, '
+        f'batch {b} x {t}; matmul roofline {roof:.1f} GFLOP/s (one device)', flush=True)
+
+  # Intermediate inputs, computed once.
+  embed = jax.jit(nets.encode)(wm, batch['image'])
+  post = jax.jit(lambda w, e: nets.observe(w, e, batch['action'], batch['is_first'], key))(wm, embed)
+  feat = post['feat']
+  start = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), {k: post[k] for k in ('deter', 'stoch')})
+  pairs = ac_loss.real_pairs(feat, batch)
+  cfg = config.agent
+
+  # Every array is an argument (closed-over arrays would be folded into the program as constants).
+  def enc(w, image):
+    return jnp.mean(nets.encode(w, image) ** 2)
+
+  def dec(w, f, image):
+    return jnp.mean((nets.decode(w, f) - conv.preprocess(image)) ** 2)
+
+  def obs(w, e, action, is_first, k):
+    return jnp.mean(nets.observe(w, e, action, is_first, k)['feat'] ** 2)
+
+  def kl(w, deter, logits, k):
+    prior_all = nets.prior_logits(w, deter)
+    member = jax.random.randint(k, deter.shape[:2], 0, nets.rssm.ensemble)
+    return jnp.mean(kl_balance(logits, layers.select_member(prior_all, member), 0.8, 0.0)[0])
+
+  def wm_loss(w, bt, k):
+    return world_model_loss(nets, w, bt, k, config.model)[0]
+
+  def actor(a, w, c, st, pr, k):
+    return ac_loss.actor_loss(a, nets, w, c, st, pr, k, cfg)
+
+  def critic(c, tc, a, ro, pr, k):
+    return ac_loss.critic_loss(c, nets, tc, a, ro, pr, k, cfg)[0]
+
+  def grad(f):
+    return jax.jit(jax.grad(f))
+
+  rollout = jax.jit(lambda *xs: actor(*xs)[1][1])(params['actor'], wm, params['critic'], start, pairs, key)
+  parts = [
+      ('encoder', grad(enc), (wm, batch['image'])),
+      ('decoder + image loss', grad(dec), (wm, feat, batch['image'])),
+      ('posterior scan (observe)', grad(obs), (wm, embed, batch['action'], batch['is_first'], key)),
+      ('prior heads + KL', grad(kl), (wm, post['deter'], post['logits'], key)),
+      ('world-model loss (all)', grad(wm_loss), (wm, batch, key)),
+      ('actor loss (imagine + BC)', grad(lambda *xs: actor(*xs)[0]),
+       (params['actor'], wm, params['critic'], start, pairs, key)),
+      ('critic loss', grad(critic), (params['critic'], state.target_critic, params['actor'], rollout, pairs, key)),
+  ]
+  rows = []
+  for name, fn, fargs in parts:
+    c, s, g = time_fn(fn, fargs, args.steps)
+    rows.append((name, c, s, g))
+    print(f'{name:28s} compile {c:5.1f} s  {s * 1e3:8.1f} ms  {g:7.2f} GFLOP  {g / s:6.1f} GFLOP/s', flush=True)
+  full = agent.make_update_fn(config, ACTION_DIM, mesh)
+  start_t = time.perf_counter()
+  compiled = full.lower(state, batch, key).compile()
+  c = time.perf_counter() - start_t
+  state, m = compiled(state, batch, key)          # the state is donated: thread it through
+  jax.block_until_ready(m)
+  start_t = time.perf_counter()
+  for i in range(args.steps):
+    state, m = compiled(state, batch, jax.random.key(i))
+  jax.block_until_ready(m)
+  s, g = (time.perf_counter() - start_t) / args.steps, flops_of(compiled) / 1e9
+  rows.append(('full update', c, s, g))
+  print(f'{"full update":28s} compile {c:5.1f} s  {s * 1e3:8.1f} ms  {g:7.2f} GFLOP  {g / s:6.1f} GFLOP/s', flush=True)
+  host = host_side(config, b, t, args.steps * 4, mesh)
+  full_s = s
+
+  print(f'\n| part (forward + backward) | ms | share of full update | GFLOP | GFLOP/s | % of roofline x devices |')
+  print('|---|---|---|---|---|---|')
+  for name, c, s, g in rows:
+    print(f'| {name} | {s * 1e3:.1f} | {s / full_s:.0%} | {g:.2f} | {g / s:.1f} | '
+          f'{g / s / (roof * jax.device_count()):.0%} |')
+  print(f'| host: sample batch + to devices | {host * 1e3:.1f} | {host / full_s:.0%} | - | - | - |')
+
+
+if __name__ == '__main__':
+  main()
