@@ -98,7 +98,8 @@ def agent_config(preset: str) -> ml_collections.ConfigDict:
   c.grad_clip = 100.0
   c.entropy_scale = 0.0       # weight of the policy entropy bonus in the actor loss (DreamerV2: 1e-4)
   c.bc_eps = 1e-2             # dataset actions are clipped to [-1+eps, 1-eps] for log pi (BUILD_NOTES)
-  c.explore_noise = 0.0       # extra Gaussian action noise when exploring (policy is stochastic anyway)
+  c.explore_from = 'sample'   # exploring episodes act from: 'sample' (a policy draw) | 'mode' (tanh(mean))
+  c.explore_noise = 0.0       # extra Gaussian action noise when exploring (std; clipped to [-1, 1])
   return c
 
 

@@ -252,6 +252,12 @@ def test_act(nets, params, config, batch):
   np.testing.assert_allclose(m1, m2, atol=1e-6)
   _, m4 = act(params, carry, image, jnp.zeros(n, bool), jax.random.key(1), explore=False)
   assert not np.allclose(m1, m4)
+  # explore_from='mode': exploring acts from tanh(mean); with noise std 0.05, within a few std of it.
+  for noise in (0.0, 0.05):
+    cfg = debug_config(explore_from='mode', explore_noise=noise)
+    carry3, e3 = agent.make_act_fn(cfg, ACTION_DIM)(params, carry, image, first, jax.random.key(1), explore=True)
+    gap = np.abs(np.asarray(e3) - np.asarray(mode(carry3)))
+    assert (gap.max() < 1e-6) if noise == 0 else (0 < gap.max() < 0.3), (noise, gap)
 
 
 def test_openloop_predict(params, config, batch):

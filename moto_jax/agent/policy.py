@@ -23,12 +23,15 @@ def make_act_fn(config: ml_collections.ConfigDict, action_dim: int,
   """Jitted `act(params, carry, image, is_first, rng, explore) -> (carry, action)`.
 
   params: TrainState.params; image uint8 [N, 64, 64, 3]; is_first bool [N] (resets the carry);
-  explore (static): True samples from the policy (plus `config.agent.explore_noise` Gaussian
-  noise), False takes tanh(mean). The posterior state is sampled either way, as in training. The posterior step uses the previous action in the carry,
+  explore (static): True explores as `config.agent.explore_from` says ('sample': a draw from the
+  policy; 'mode': tanh(mean)), plus `config.agent.explore_noise` Gaussian noise, clipped to [-1, 1];
+  False takes tanh(mean). The posterior state is sampled either way, as in training. The posterior step uses the previous action in the carry,
   matching the stored convention (action i led to image i). action: float32 [N, A] in [-1, 1].
   """
   nets = make_networks(config, action_dim, image_shape)
-  noise = config.agent.explore_noise
+  noise, explore_from = config.agent.explore_noise, config.agent.explore_from
+  if explore_from not in ('sample', 'mode'):
+    raise ValueError(f"config.agent.explore_from={explore_from!r}; expected 'sample' or 'mode'")
 
   @functools.partial(jax.jit, static_argnames=('explore',))
   def act(params, carry, image, is_first, rng, explore: bool = True):
@@ -42,7 +45,7 @@ def make_act_fn(config: ml_collections.ConfigDict, action_dim: int,
     state, _ = nets.obs_step(wm, state, carry['action'], embed, is_first, k_post)
     dist = nets.policy(params['actor'], rssm_lib.feature(state))
     if explore:
-      action = dist.sample(k_act)
+      action = dist.sample(k_act) if explore_from == 'sample' else dist.mode()
       if noise > 0:
         action = jnp.clip(action + noise * jax.random.normal(k_noise, action.shape), -1.0, 1.0)
     else:
