@@ -206,11 +206,30 @@ def test_nonfinite_data_stops_run_with_checkpoint_intact(tmp_path, cache, finish
   c = debug_config(cache, offline_steps=20, max_nonfinite=3, checkpoint_every_steps=2).unlock()
   c.data.dir = str(bad)
   workdir = str(tmp_path / 'run')
-  with pytest.raises(loop.NonFiniteError, match='3 consecutive updates had non-finite losses'):
+  with pytest.raises(loop.NonFiniteError, match='3 consecutive updates had non-finite losses') as err:
     loop.train_and_evaluate(c, workdir, log=lambda *a: None)
+  assert 'wm/reward_loss' in str(err.value) and 'No checkpoint was written yet' in str(err.value)
   ckpt = ckpt_lib.Checkpointer(workdir)
   assert ckpt.latest_step() is None      # no update ever succeeded: nothing (bad) was saved
   ckpt.close()
+
+
+def test_one_bad_episode_is_skipped_on_fresh_data(tmp_path, cache, finished_run):
+  """A non-finite update is retried on fresh windows with a fresh key, so the run goes on."""
+  from moto_jax.training import offline_data
+  config, _, _ = finished_run
+  bad = tmp_path / 'one_nan'
+  for i, path in enumerate(ep_lib.episode_files(offline_data.cache_path(config))):
+    e = ep_lib.load_episode(path)
+    if i == 0:
+      e['reward'][1:] = np.nan               # one of the 3 episodes; a batch has 2 windows
+    ep_lib.save_episode(str(bad / ep_lib.episode_name(i)), e)
+  c = debug_config(cache, offline_steps=12, env_steps=0, max_nonfinite=10).unlock()
+  c.data.dir = str(bad)
+  summary = loop.train_and_evaluate(c, str(tmp_path / 'run'), log=lambda *a: None)
+  # Retrying the same batch (the old guard) would have stopped at the first bad batch.
+  assert summary['phase'] == 'done' and summary['grad_steps'] == 12
+  assert summary['nonfinite_skipped'] >= 1
 
 
 def test_kitchen_main_job_end_to_end(tmp_path):

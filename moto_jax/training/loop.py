@@ -115,9 +115,10 @@ class Trainer:
 
   # --- updates ---------------------------------------------------------------
 
-  def _batch(self):
+  def _batch(self, attempt: int = 0):
+    """The batch of the next gradient step; `attempt` > 0 (a retry after a non-finite update) draws fresh windows."""
     step = self.counters.grad_steps
-    rng = np.random.default_rng([self.config.seed, step])
+    rng = np.random.default_rng([self.config.seed, step] + ([attempt] if attempt else []))
     batch = self.store.sample(self.config.train.batch_size, rng)
     # The update sees the standard keys only (domains may store more, e.g. Kitchen's task flags).
     return agent.shard_batch({k: batch[k] for k in BATCH_KEYS}, self.mesh)
@@ -139,14 +140,26 @@ class Trainer:
     t = self.config.train
     for _ in range(n):
       step = self.counters.grad_steps
-      self.state, metrics = self.update(self.state, self._batch(), jax.random.fold_in(self.rng, 10 + step))
+      # A retry after a skipped update uses fresh windows and a fresh key: the same batch and key
+      # would fail the same way. Without skips the streams are those of (seed, step) alone.
+      attempt = self.nonfinite_run
+      key = jax.random.fold_in(self.rng, 10 + step)
+      if attempt:
+        key = jax.random.fold_in(key, attempt)
+      self.state, metrics = self.update(self.state, self._batch(attempt), key)
       if bool(metrics['nonfinite']):
         self.counters.nonfinite_skipped += 1
         self.nonfinite_run += 1
         if self.nonfinite_run >= t.max_nonfinite:
+          host = jax.device_get(metrics)
+          bad = sorted(k for k, v in host.items() if k != 'nonfinite' and not np.all(np.isfinite(v)))
+          last = self.checkpointer.latest_step()
+          where = (f'The last checkpoint ({last}) in {self.checkpointer.directory} holds the state before them.'
+                   if last is not None else 'No checkpoint was written yet: the run has no good state on disk.')
           raise NonFiniteError(
-              f'{self.nonfinite_run} consecutive updates had non-finite losses (last at gradient step {step}); '
-              f'stopping. The last good checkpoint in {self.checkpointer.directory} is intact.')
+              f'{self.nonfinite_run} consecutive updates had non-finite losses at gradient step {step} '
+              f'(each on fresh data); stopping. Non-finite in the last one: {", ".join(bad) or "?"}. {where} '
+              f'Check the data (rewards, actions) and the learning rates.')
         continue
       self.nonfinite_run = 0
       self.counters.grad_steps += 1
