@@ -58,9 +58,11 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
       'debug': dict(depth=4, deter=16, hidden=16, groups=4, classes=4, ensemble=3, head_units=16, head_layers=1),
   }[preset]
   c = ml_collections.ConfigDict()
-  c.encoder = dict(depth=sizes['depth'], kernel=4, layers=4)
+  # impl: how convolutions are computed, same parameters and outputs ('xla' | 'patches', conv.py).
+  c.encoder = dict(depth=sizes['depth'], kernel=4, layers=4, impl='xla')
   c.decoder = dict(kind='subpixel' if preset != 'paper' else 'transpose', depth=sizes['depth'], kernel=4, layers=4,
-                   subpixel_kernel=3)   # kernel of the 'subpixel' kind's stride-1 convs
+                   subpixel_kernel=3,   # kernel of the 'subpixel' kind's stride-1 convs
+                   impl='xla')
   c.rssm = dict(deter=sizes['deter'], hidden=sizes['hidden'], groups=sizes['groups'], classes=sizes['classes'],
                 ensemble=sizes['ensemble'], unimix=0.01)
   c.reward_head = dict(units=sizes['head_units'], layers=sizes['head_layers'])

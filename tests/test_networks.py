@@ -117,3 +117,36 @@ def test_actor_log_prob_safe_at_bounds():
   chex.assert_tree_all_finite(grad)
   # Clipping: +1 and 1 - eps give the same value.
   np.testing.assert_allclose(dist.log_prob(action), dist.log_prob(jnp.clip(action, -1 + 1e-4, 1 - 1e-4)))
+
+
+@pytest.mark.parametrize('shape,kernel,stride,padding', [((2, 64, 64, 3), 4, 2, 'VALID'),
+                                                         ((2, 15, 15, 5), 3, 1, 'SAME'),
+                                                         ((2, 16, 16, 4), 4, 2, 'SAME')])
+def test_patch_conv_equals_flax_conv(shape, kernel, stride, padding):
+  """conv.Conv in both impls has nn.Conv's parameters (same init) and outputs and gradients."""
+  import flax.linen as nn
+  x = jax.random.normal(jax.random.key(0), shape)
+  ref = nn.Conv(6, (kernel, kernel), strides=(stride, stride), padding=padding)
+  p_ref = ref.init(jax.random.key(1), x)
+  for impl in conv.IMPLS:
+    mod = conv.Conv(6, (kernel, kernel), strides=(stride, stride), padding=padding, impl=impl)
+    p = mod.init(jax.random.key(1), x)
+    chex.assert_trees_all_equal(p, p_ref)
+    p = jax.tree.map(lambda a: a + 0.1, p)                  # a non-zero bias
+    np.testing.assert_allclose(mod.apply(p, x), ref.apply(p, x), atol=1e-5)
+    g = jax.grad(lambda q, y: jnp.sum(jnp.sin(mod.apply(q, y))), argnums=(0, 1))(p, x)
+    g_ref = jax.grad(lambda q, y: jnp.sum(jnp.sin(ref.apply(q, y))), argnums=(0, 1))(p, x)
+    chex.assert_trees_all_close(g, g_ref, atol=1e-4)
+  with pytest.raises(ValueError, match='impl'):
+    conv.Conv(6, (3, 3), impl='fft').init(jax.random.key(1), x)
+
+
+def test_encoder_decoder_impls_agree():
+  image = jax.random.randint(jax.random.key(0), (3, 64, 64, 3), 0, 256).astype(jnp.uint8)
+  enc = [conv.Encoder(depth=4, impl=i) for i in conv.IMPLS]
+  p = enc[0].init(jax.random.key(1), image)
+  np.testing.assert_allclose(enc[1].apply(p, image), enc[0].apply(p, image), atol=1e-4)
+  feat = jax.random.normal(jax.random.key(2), (3, 20))
+  dec = [conv.Decoder(kind='subpixel', depth=4, impl=i) for i in conv.IMPLS]
+  p = dec[0].init(jax.random.key(1), feat)
+  np.testing.assert_allclose(dec[1].apply(p, feat), dec[0].apply(p, feat), atol=1e-4)

@@ -45,6 +45,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
            'not a directory')
   _require(model.decoder.kind in ('transpose', 'subpixel'), 'model.decoder.kind', model.decoder.kind,
            'expected "transpose" or "subpixel"')
+  for part in ('encoder', 'decoder'):
+    _require(model[part].impl in ('xla', 'patches'), f'model.{part}.impl', model[part].impl,
+             'expected "xla" or "patches"')
+  _require(agent.explore_from in ('sample', 'mode'), 'agent.explore_from', agent.explore_from,
+           'expected "sample" or "mode"')
+  _require(agent.explore_noise >= 0, 'agent.explore_noise', agent.explore_noise, 'expected >= 0')
   for f in ('deter', 'hidden', 'groups', 'classes', 'ensemble'):
     _require(model.rssm[f] >= 1, f'model.rssm.{f}', model.rssm[f], 'expected >= 1')
   _require(0.0 <= model.kl_alpha <= 1.0, 'model.kl_alpha', model.kl_alpha, 'expected a value in [0, 1]')
