@@ -180,6 +180,25 @@ def test_malformed_episode_rejected(tmp_path):
   assert not os.path.exists(tmp_path / 'x.npz')
 
 
+def test_float_images_and_wrong_frame_size_are_named(tmp_path):
+  e = fake_episode(5)
+  e['image'] = e['image'].astype(np.float32) / 255.0            # [0, 1] floats: would cast to black
+  with pytest.raises(ep_lib.CorruptEpisodeError, match='float32.*expected uint8'):
+    ep_lib.save_episode(str(tmp_path / 'x.npz'), e)
+  # Smaller frames are refused when loaded, naming the file and the expected shape.
+  d = tmp_path / 'data'
+  ep_lib.save_episode(str(d / ep_lib.episode_name(0)), fake_episode(6))
+  small = fake_episode(6)
+  small['image'] = small['image'][:, :4, :4]                  # fake episodes have 8 x 8 frames
+  ep_lib.save_episode(str(d / ep_lib.episode_name(1)), small)
+  with pytest.raises(ep_lib.CorruptEpisodeError, match=r'episode_000001.npz: frames of shape \(4, 4, 3\)'):
+    store_lib.EpisodeStore(seq_len=4, image_shape=(8, 8, 3)).load_directory(str(d))
+  s = store_lib.EpisodeStore(seq_len=4, image_shape=(8, 8, 3), skip_corrupt=True)
+  assert s.load_directory(str(d)) == 1 and s.stats()['skipped_corrupt'] == 1
+  with pytest.raises(ep_lib.CorruptEpisodeError, match='frames of shape'):
+    s.add(small)
+
+
 def test_memory_per_frame_reported():
   s = store_lib.EpisodeStore(seq_len=2)
   s.add(fake_episode(9), part='offline')

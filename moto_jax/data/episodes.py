@@ -40,6 +40,10 @@ def validate(episode: dict, name: str = 'episode') -> dict:
   if missing:
     raise CorruptEpisodeError(f'{name}: missing keys {missing}')
   out = dict(episode)
+  image_dtype = np.asarray(episode['image']).dtype
+  if image_dtype != np.uint8:
+    raise CorruptEpisodeError(f'{name}: images are {image_dtype}; expected uint8 in [0, 255] '
+                              f'(float images in [0, 1] would turn black if cast)')
   length = len(episode['image'])
   if length < 2:
     raise CorruptEpisodeError(f'{name}: {length} steps; an episode needs a reset step and at least one more')

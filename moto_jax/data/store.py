@@ -38,10 +38,14 @@ class EpisodeStore:
     cover_edges: clamp windows at the episode edges so every step has a comparable
       chance of being sampled (see the module docstring).
     skip_corrupt: skip unreadable files with a warning (counted) instead of raising.
+    image_shape: if given, every episode's frames must have this shape [H, W, 3]; a file with
+      another is refused at load, naming the file (or skipped with `skip_corrupt`).
   """
 
   def __init__(self, seq_len: int, online_dir: str | None = None, online_fraction: float = 0.5,
-               skip_corrupt: bool = False, cover_edges: bool = True):
+               skip_corrupt: bool = False, cover_edges: bool = True,
+               image_shape: tuple[int, int, int] | None = None):
+    self.image_shape = tuple(image_shape) if image_shape is not None else None
     if not 0.0 <= online_fraction <= 1.0:
       raise ValueError(f'online_fraction={online_fraction}; expected a value in [0, 1]')
     self.seq_len = int(seq_len)
@@ -66,7 +70,7 @@ class EpisodeStore:
     loaded = 0
     for path in files:
       try:
-        episode = ep_lib.load_episode(path)
+        episode = self._check_shape(ep_lib.load_episode(path), path)
       except ep_lib.CorruptEpisodeError as e:
         if not self.skip_corrupt:
           raise
@@ -79,7 +83,7 @@ class EpisodeStore:
 
   def add(self, episode: dict, part: str = 'online') -> str | None:
     """Adds a finished episode; online episodes are written to `online_dir` first."""
-    episode = ep_lib.validate(episode)
+    episode = self._check_shape(ep_lib.validate(episode), 'episode')
     path = None
     if part == 'online' and self.online_dir:
       path = os.path.join(self.online_dir, ep_lib.episode_name(len(self._episodes['online'])))
@@ -88,6 +92,13 @@ class EpisodeStore:
       ep_lib.save_episode(path, episode)
     self._insert(episode, part)
     return path
+
+  def _check_shape(self, episode: dict, name: str) -> dict:
+    shape = tuple(episode['image'].shape[1:])
+    if self.image_shape is not None and shape != self.image_shape:
+      raise ep_lib.CorruptEpisodeError(f'{name}: frames of shape {shape}; this run expects {self.image_shape} '
+                                       f'(config.env.image_size)')
+    return episode
 
   def _insert(self, episode: dict, part: str):
     if part not in PARTS:

@@ -78,7 +78,8 @@ class Trainer:
     manifest_lib.check_settings(self.offline_dir, self.env.settings())
     self.store = EpisodeStore(t.seq_len, online_dir=os.path.join(workdir, 'episodes'),
                               online_fraction=t.online_fraction, skip_corrupt=config.data.skip_corrupt,
-                              cover_edges=t.cover_edges)
+                              cover_edges=t.cover_edges,
+                              image_shape=(config.env.image_size, config.env.image_size, 3))
     n = self.store.load_directory(self.offline_dir, part='offline')
     stats = self.store.stats()
     log(f'Episode store: {n} offline episodes ({stats["offline_steps"]} steps), '
