@@ -302,3 +302,21 @@ def test_failed_start_keeps_config_record_and_finished_run_extends(finished_run,
   assert extended['phase'] == 'done' and extended['episodes'] == 4 and extended['env_steps'] == 40
   assert extended['grad_steps'] == summary['grad_steps'] + 2
   assert json.load(open(os.path.join(work, 'config.json')))['train']['env_steps'] == 40
+
+
+def test_interrupted_checkpoint_temporaries_removed_by_the_writer(tmp_path):
+  import jax.numpy as jnp
+  workdir = str(tmp_path)
+  ckpt = ckpt_lib.Checkpointer(workdir, clean_temporary=True)
+  ckpt.save(3, {'w': jnp.ones(2)}, ckpt_lib.Counters(grad_steps=3))
+  ckpt.close()
+  stale = tmp_path / 'checkpoints' / '7.orbax-checkpoint-tmp-1700000000'   # what a kill mid-save leaves
+  stale.mkdir()
+  (stale / 'partial').write_text('x')
+  reader = ckpt_lib.Checkpointer(workdir)                   # a reader (evaluation) leaves it alone
+  assert stale.exists() and reader.latest_step() == 3
+  reader.close()
+  writer = ckpt_lib.Checkpointer(workdir, clean_temporary=True)
+  assert not stale.exists() and writer.removed_temporary == [stale.name] and writer.latest_step() == 3
+  assert writer.read_counters()['grad_steps'] == 3
+  writer.close()

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 
 import jax
 import orbax.checkpoint as ocp
+
+
+TMP_MARK = '.orbax-checkpoint-tmp'   # in the name of a save's folder until it completes
 
 
 @dataclasses.dataclass
@@ -34,8 +38,17 @@ class Counters:
 class Checkpointer:
   """Saves and restores `(train_state, counters)` under `workdir/checkpoints`."""
 
-  def __init__(self, workdir: str, keep: int = 3):
+  def __init__(self, workdir: str, keep: int = 3, clean_temporary: bool = False):
+    """`clean_temporary`: remove the temporary folders of saves a crash interrupted (orbax's
+    `*.orbax-checkpoint-tmp*`). Only the run that writes the checkpoints should ask for it."""
     self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    self.removed_temporary = []
+    if clean_temporary and os.path.isdir(self.directory):
+      # Done here, synchronously: orbax's own `cleanup_tmp_directories` runs in the background.
+      for name in sorted(os.listdir(self.directory)):
+        if TMP_MARK in name:
+          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+          self.removed_temporary.append(name)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=('state', 'counters'))
 

@@ -89,7 +89,10 @@ class Trainer:
     self.rng = jax.random.PRNGKey(config.seed)
     state = agent.create_train_state(config, jax.random.fold_in(self.rng, 0), self.action_dim)
     self.state = agent.replicate(state, self.mesh)
-    self.checkpointer = ckpt_lib.Checkpointer(workdir, keep=t.keep_checkpoints)
+    self.checkpointer = ckpt_lib.Checkpointer(workdir, keep=t.keep_checkpoints, clean_temporary=True)
+    if self.checkpointer.removed_temporary:
+      log(f'Removed {len(self.checkpointer.removed_temporary)} unfinished checkpoint folder(s) of an '
+          f'interrupted save: {", ".join(self.checkpointer.removed_temporary)}')
     restored = self.checkpointer.restore(self.state)
     self.counters = ckpt_lib.Counters()
     if restored is not None:
