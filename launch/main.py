@@ -48,8 +48,12 @@ def main(argv):
   if _MULTIHOST.value:
     jax.distributed.initialize()
   from moto_jax.training import config_check, loop
-  config_check.validate(config)          # before any compile or data collection
-  loop.train_and_evaluate(config, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
+  try:
+    config_check.validate(config)          # before any compile or data collection
+    loop.train_and_evaluate(config, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
+  except (config_check.ConfigError, loop.DiskFullError, loop.NonFiniteError) as e:
+    sys.stderr.write(f'FATAL {type(e).__name__}: {e}\n')    # the message names the problem; no traceback
+    sys.exit(1)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

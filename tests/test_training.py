@@ -320,3 +320,24 @@ def test_interrupted_checkpoint_temporaries_removed_by_the_writer(tmp_path):
   assert not stale.exists() and writer.removed_temporary == [stale.name] and writer.latest_step() == 3
   assert writer.read_counters()['grad_steps'] == 3
   writer.close()
+
+
+def test_full_disk_is_named_and_loses_nothing(tmp_path, cache, finished_run, monkeypatch):
+  import errno
+  config, _, _ = finished_run
+  c = debug_config(cache, offline_steps=2, env_steps=30, updates_per_episode=1)
+  workdir = str(tmp_path / 'run')
+  real_save = ep_lib.save_episode
+  calls = []
+
+  def save(path, episode):
+    calls.append(path)
+    if len(calls) == 2:                        # the second online episode hits a full disk
+      raise OSError(errno.ENOSPC, 'No space left on device', path)
+    return real_save(path, episode)
+  monkeypatch.setattr(ep_lib, 'save_episode', save)
+  with pytest.raises(loop.DiskFullError, match=r'No space left.*episode_000001.npz.*resumes from checkpoint'):
+    loop.train_and_evaluate(c, workdir, log=lambda *a: None)
+  monkeypatch.setattr(ep_lib, 'save_episode', real_save)
+  summary = loop.train_and_evaluate(c, workdir, log=lambda *a: None)   # space freed: the same call finishes
+  assert summary['phase'] == 'done' and summary['episodes'] == 3

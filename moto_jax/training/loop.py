@@ -8,6 +8,7 @@ so no finished episode is lost or collected twice. Every random stream derives f
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -29,6 +30,10 @@ from moto_jax.training.logger import MetricWriter, read_metrics
 
 EVAL_SEED_OFFSET = 1_000_000    # evaluation starts never coincide with training episodes
 BATCH_KEYS = ep_lib.STEP_KEYS + ('bc_weight',)
+
+
+class DiskFullError(OSError):
+  """The disk filled up; the message says what was being written and where the run resumes."""
 
 
 class NonFiniteError(RuntimeError):
@@ -321,8 +326,20 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False, 
         trainer.maybe_checkpoint(force=True)
         log(f'Stopped at {trainer.counters.to_json()}; run the same command to resume.')
       summary = trainer.summary()
+  except OSError as e:
+    if e.errno != errno.ENOSPC:
+      raise
+    last = trainer.checkpointer.latest_step()
+    raise DiskFullError(
+        f'No space left on the device while writing {e.filename or "to " + workdir}. Free some space and '
+        f'run the same command: the run resumes from '
+        + (f'checkpoint {last}' if last is not None else 'the start (no checkpoint was written yet)')
+        + ', and the episodes already saved are kept.') from e
   finally:
-    trainer.close()
+    try:
+      trainer.close()
+    except OSError as e:   # flushing the last metrics may fail on the same full disk
+      log(f'While closing the run: {e}')
   if summary['phase'] == 'done':
     rate, off = summary['final_success_rate'], summary['offline_success_rate']
     log(f'Done: {config.domain}/{config.task} seed {config.seed}, {summary["wall_minutes"]:.1f} min wall clock '
