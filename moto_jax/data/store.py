@@ -40,11 +40,13 @@ class EpisodeStore:
     skip_corrupt: skip unreadable files with a warning (counted) instead of raising.
     image_shape: if given, every episode's frames must have this shape [H, W, 3]; a file with
       another is refused at load, naming the file (or skipped with `skip_corrupt`).
+    online_limit: load only the first this many online files (a resumed run loads the episodes
+      its checkpoint had seen and replays the later ones with `add(..., persist=False)`).
   """
 
   def __init__(self, seq_len: int, online_dir: str | None = None, online_fraction: float = 0.5,
                skip_corrupt: bool = False, cover_edges: bool = True,
-               image_shape: tuple[int, int, int] | None = None):
+               image_shape: tuple[int, int, int] | None = None, online_limit: int | None = None):
     self.image_shape = tuple(image_shape) if image_shape is not None else None
     if not 0.0 <= online_fraction <= 1.0:
       raise ValueError(f'online_fraction={online_fraction}; expected a value in [0, 1]')
@@ -60,13 +62,14 @@ class EpisodeStore:
     self.too_short = 0
     if online_dir:
       os.makedirs(online_dir, exist_ok=True)
-      self.load_directory(online_dir, part='online')
+      self.load_directory(online_dir, part='online', limit=online_limit)
 
   # --- filling -------------------------------------------------------------
 
-  def load_directory(self, directory: str, part: str = 'offline') -> int:
-    """Loads every episode file of `directory` into `part`; returns how many were loaded."""
-    files = ep_lib.episode_files(directory)
+  def load_directory(self, directory: str, part: str = 'offline', limit: int | None = None) -> int:
+    """Loads the episode files of `directory` (the first `limit`, default all) into `part`;
+    returns how many were loaded."""
+    files = ep_lib.episode_files(directory)[:limit]
     loaded = 0
     for path in files:
       try:
@@ -81,11 +84,12 @@ class EpisodeStore:
       loaded += 1
     return loaded
 
-  def add(self, episode: dict, part: str = 'online') -> str | None:
-    """Adds a finished episode; online episodes are written to `online_dir` first."""
+  def add(self, episode: dict, part: str = 'online', persist: bool = True) -> str | None:
+    """Adds a finished episode; online episodes are written to `online_dir` first (unless
+    `persist=False`: an episode read back from there)."""
     episode = self._check_shape(ep_lib.validate(episode), 'episode')
     path = None
-    if part == 'online' and self.online_dir:
+    if part == 'online' and self.online_dir and persist:
       path = os.path.join(self.online_dir, ep_lib.episode_name(len(self._episodes['online'])))
       if os.path.exists(path):
         raise FileExistsError(f'{path} exists: the online directory has files this store did not load')

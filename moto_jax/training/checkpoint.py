@@ -26,6 +26,12 @@ class Counters:
   phase: str = 'offline'      # 'offline' | 'online' | 'done'
   nonfinite_skipped: int = 0
   wall_seconds: float = 0.0   # wall clock of the run so far, over all its sessions (data, compile included)
+  # The unit of online work is an episode, its updates and its evaluation. Where a unit stopped:
+  updates_due: int = 0        # updates of the latest episode not yet done
+  eval_due: bool = False      # its evaluation not yet done
+  # What a resume needs to log exactly what an uninterrupted run logs:
+  metrics_bytes: int = -1     # length of metrics.jsonl at this checkpoint (-1: unknown, older runs)
+  pending: list = dataclasses.field(default_factory=list)   # per-step metrics not yet logged (host floats)
 
   def to_json(self) -> dict:
     return dataclasses.asdict(self)

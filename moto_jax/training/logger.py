@@ -46,10 +46,30 @@ class MetricWriter:
                for k in CONSOLE_KEYS if k in clean]
       echo(f'[{phase} {step}] ' + ' '.join(shown))
 
+  def position(self) -> int:
+    """Bytes of metrics.jsonl written so far (flushed): a checkpoint records it."""
+    self._jsonl.flush()
+    return self._jsonl.tell()
+
   def close(self):
     self._jsonl.close()
     if self._tb is not None:
       self._tb.close()
+
+
+def truncate_metrics(workdir: str, nbytes: int) -> int:
+  """Cuts `workdir/metrics.jsonl` back to its first `nbytes` bytes (the records a checkpoint had seen);
+  returns how many bytes were dropped. A resumed run then logs the records after the checkpoint again,
+  exactly once."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if nbytes < 0 or not os.path.exists(path):
+    return 0
+  size = os.path.getsize(path)
+  if size <= nbytes:
+    return 0
+  with open(path, 'rb+') as f:
+    f.truncate(nbytes)
+  return size - nbytes
 
 
 def _drop_torn_tail(path: str) -> None:

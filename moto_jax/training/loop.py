@@ -1,10 +1,20 @@
 """The main job: offline pre-training, then online fine-tuning with periodic evaluation.
 
 `train_and_evaluate(config, workdir)` is idempotent: run it again on the same workdir
-and it resumes from the last complete checkpoint. Online episodes are persisted as
-they finish and the env-step and episode counters are recounted from them on resume,
-so no finished episode is lost or collected twice. Every random stream derives from
-`(config.seed, counter)`, so a resumed run draws the numbers it would have drawn.
+and it resumes from the last complete checkpoint, and the resumed run is the run that was
+never interrupted (same metrics, evaluations and final parameters on the same machine):
+
+* Every random stream derives from `(config.seed, counter)` (batches from the gradient step,
+  exploring episodes from the episode index, evaluations from their count).
+* The online unit of work is one exploring episode, its `train.updates_per_episode` updates and
+  its evaluation if one is due; the checkpoint records how much of the current unit is left
+  (`updates_due`, `eval_due`), so a stop in the middle of a unit finishes it on resume.
+* Online episodes are persisted as they finish. The checkpoint is the truth: the store loads the
+  episodes it had seen, and those saved after it are replayed in order (read back, not collected
+  again), with their updates and evaluations.
+* The checkpoint also records the length of metrics.jsonl and the step metrics not yet logged;
+  on resume the log is cut back to that length, so the records after it are written once.
+  TensorBoard event files are append-only and may show the replayed steps twice.
 """
 from __future__ import annotations
 
@@ -26,7 +36,7 @@ from moto_jax.data.store import EpisodeStore
 from moto_jax.envs import make_env
 from moto_jax.training import checkpoint as ckpt_lib
 from moto_jax.training import config_check, diagnostics, evaluation, offline_data
-from moto_jax.training.logger import MetricWriter, read_metrics
+from moto_jax.training.logger import MetricWriter, read_metrics, truncate_metrics
 
 EVAL_SEED_OFFSET = 1_000_000    # evaluation starts never coincide with training episodes
 BATCH_KEYS = ep_lib.STEP_KEYS + ('bc_weight',)
@@ -81,16 +91,6 @@ class Trainer:
     self.mesh = agent.default_mesh()
     self.offline_dir = offline_data.resolve(config, log=log)
     manifest_lib.check_settings(self.offline_dir, self.env.settings())
-    self.store = EpisodeStore(t.seq_len, online_dir=os.path.join(workdir, 'episodes'),
-                              online_fraction=t.online_fraction, skip_corrupt=config.data.skip_corrupt,
-                              cover_edges=t.cover_edges,
-                              image_shape=(config.env.image_size, config.env.image_size, 3))
-    n = self.store.load_directory(self.offline_dir, part='offline')
-    stats = self.store.stats()
-    log(f'Episode store: {n} offline episodes ({stats["offline_steps"]} steps), '
-        f'{stats["online_episodes"]} online ({stats["online_steps"]} steps), '
-        f'{stats["bytes_per_frame"] / 1024:.1f} KiB per stored frame'
-        + (f', {stats["skipped_corrupt"]} corrupt files skipped' if stats['skipped_corrupt'] else ''))
     self.rng = jax.random.PRNGKey(config.seed)
     state = agent.create_train_state(config, jax.random.fold_in(self.rng, 0), self.action_dim)
     self.state = agent.replicate(state, self.mesh)
@@ -102,12 +102,33 @@ class Trainer:
     self.counters = ckpt_lib.Counters()
     if restored is not None:
       self.state, self.counters, step = restored
-      log(f'Resumed from checkpoint {step}: {self.counters.to_json()}')
+      log(f'Resumed from checkpoint {step}: ' + json.dumps({k: v for k, v in self.counters.to_json().items()
+                                                           if k != 'pending'}))
+    # The checkpoint is the truth: the store holds the online episodes it had seen; episodes saved
+    # after it (collected before an interruption) are replayed in order, not collected again.
+    online_dir = os.path.join(workdir, 'episodes')
+    self.online_files = ep_lib.episode_files(online_dir)
+    if self.counters.episodes > len(self.online_files):
+      raise FileNotFoundError(f'{online_dir} has {len(self.online_files)} episode files; the checkpoint '
+                              f'counts {self.counters.episodes}. Online episodes were removed from the workdir.')
+    self.store = EpisodeStore(t.seq_len, online_dir=online_dir, online_limit=self.counters.episodes,
+                              online_fraction=t.online_fraction, skip_corrupt=config.data.skip_corrupt,
+                              cover_edges=t.cover_edges,
+                              image_shape=(config.env.image_size, config.env.image_size, 3))
+    if len(self.online_files) > self.counters.episodes:
+      log(f'{len(self.online_files) - self.counters.episodes} online episode(s) saved after the checkpoint '
+          f'will be replayed (their updates and evaluations run again).')
+    n = self.store.load_directory(self.offline_dir, part='offline')
+    stats = self.store.stats()
+    log(f'Episode store: {n} offline episodes ({stats["offline_steps"]} steps), '
+        f'{stats["online_episodes"]} online ({stats["online_steps"]} steps), '
+        f'{stats["bytes_per_frame"] / 1024:.1f} KiB per stored frame'
+        + (f', {stats["skipped_corrupt"]} corrupt files skipped' if stats['skipped_corrupt'] else ''))
     self.wall_base = self.counters.wall_seconds
     self.finished_at_start = self.counters.phase == 'done'
-    # The episodes on disk are the truth for the online counters.
-    self.counters.episodes = self.store.num_episodes('online')
-    self.counters.env_steps = self.store.num_steps('online')
+    if self.store.num_steps('online') != self.counters.env_steps:
+      raise ValueError(f'{online_dir}: the first {self.counters.episodes} episodes hold '
+                       f'{self.store.num_steps("online")} steps; the checkpoint counts {self.counters.env_steps}')
     counts = agent.param_count(state)
     log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()))
     self.update = agent.make_update_fn(config, self.action_dim, self.mesh)
@@ -115,8 +136,11 @@ class Trainer:
     demos = diagnostics.demo_episodes(self.store.episodes('offline'), gamma=config.agent.gamma,
                                       multiple=jax.device_count())
     self.diagnostics = diagnostics.Diagnostics(config, self.action_dim, demos, mesh=self.mesh)
+    dropped = truncate_metrics(workdir, self.counters.metrics_bytes)
+    if dropped:
+      log(f'metrics.jsonl: {dropped} bytes logged after the checkpoint dropped; they are logged again.')
     self.writer = MetricWriter(workdir)
-    self.pending = []           # device metrics since the last log step
+    self.pending = list(self.counters.pending)   # per-step metrics since the last log step
     self.nonfinite_run = 0
     self.last_ckpt_time = time.time()
     self.last_ckpt_grad = self.counters.grad_steps
@@ -145,8 +169,10 @@ class Trainer:
              f'{jax.device_count()} {jax.devices()[0].platform} device(s)).')
     self.update = compiled
 
-  def train_steps(self, n: int, phase: str, bar=None):
+  def train_steps(self, n: int, phase: str, bar=None) -> int:
+    """Up to `n` gradient steps (fewer if a stop is requested); returns how many were done."""
     t = self.config.train
+    done = 0
     for _ in range(n):
       step = self.counters.grad_steps
       # A retry after a skipped update uses fresh windows and a fresh key: the same batch and key
@@ -172,20 +198,23 @@ class Trainer:
         continue
       self.nonfinite_run = 0
       self.counters.grad_steps += 1
+      done += 1
       self.pending.append(metrics)
       if bar is not None:
         bar.update(1)
       if self.counters.grad_steps % t.log_every == 0:
         self.flush_metrics(phase)
       if self.stop.requested:
-        return
+        break
+    return done
 
   def flush_metrics(self, phase: str):
     if not self.pending:
       return
     host = jax.device_get(self.pending)
     self.pending = []
-    mean = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+    # float64 means: the same value whether the steps' metrics come from the device or a checkpoint.
+    mean = {k: float(np.mean(np.asarray([m[k] for m in host], np.float64))) for k in host[0]}
     mean['train/nonfinite_skipped'] = self.counters.nonfinite_skipped
     mean['train/env_steps'] = self.counters.env_steps
     self.writer.write(self.counters.grad_steps, phase, mean, console=True, echo=tqdm.tqdm.write)
@@ -196,6 +225,8 @@ class Trainer:
            or self.counters.grad_steps - self.last_ckpt_grad >= t.checkpoint_every_steps)
     if force or due:
       self.counters.wall_seconds = self.wall_seconds()
+      self.counters.metrics_bytes = self.writer.position()
+      self.counters.pending = [{k: float(v) for k, v in m.items()} for m in jax.device_get(self.pending)]
       self.checkpointer.save(self.counters.grad_steps + self.counters.env_steps, self.state, self.counters)
       self.last_ckpt_time, self.last_ckpt_grad = time.time(), self.counters.grad_steps
 
@@ -211,8 +242,8 @@ class Trainer:
         self.train_steps(chunk, 'offline', bar)
         remaining = t.offline_steps - self.counters.grad_steps
         self.maybe_checkpoint()
-    self.flush_metrics('offline')
     if not self.stop.requested:
+      self.flush_metrics('offline')
       self.run_evaluation()
       self.counters.phase = 'online'
       self.maybe_checkpoint(force=True)
@@ -221,12 +252,17 @@ class Trainer:
     t = self.config.train
     with tqdm.tqdm(total=t.env_steps, initial=self.counters.env_steps, desc='online', unit='env step',
                    dynamic_ncols=True) as bar:
+      self.finish_unit()                      # a unit a stop interrupted
       while self.counters.env_steps < t.env_steps and not self.stop.requested:
         i = self.counters.episodes
-        seed = collect.episode_seed(self.config.seed + 1, i)
-        episode = self.actor.episode(self.env, self.state.params, seed,
-                                     jax.random.fold_in(self.rng, 2_000_000_000 + i), explore=True)
-        self.store.add(episode, part='online')
+        if i < len(self.online_files):        # saved after the checkpoint: replay it
+          episode = ep_lib.load_episode(self.online_files[i])
+          self.store.add(episode, part='online', persist=False)
+        else:
+          seed = collect.episode_seed(self.config.seed + 1, i)
+          episode = self.actor.episode(self.env, self.state.params, seed,
+                                       jax.random.fold_in(self.rng, 2_000_000_000 + i), explore=True)
+          self.store.add(episode, part='online')
         steps = len(episode['image']) - 1
         self.counters.episodes += 1
         self.counters.env_steps += steps
@@ -234,16 +270,24 @@ class Trainer:
         self.writer.write(self.counters.env_steps, 'online',
                           {'episode/return': float(episode['reward'].sum()),
                            'episode/success': float(bool(episode['success']))})
-        self.train_steps(t.updates_per_episode, 'online')
-        if self.counters.episodes % t.eval_every_episodes == 0 and not self.stop.requested:
-          self.run_evaluation()
+        self.counters.updates_due = t.updates_per_episode
+        self.counters.eval_due = self.counters.episodes % t.eval_every_episodes == 0
+        self.finish_unit()
         self.maybe_checkpoint()
-    self.flush_metrics('online')
     if not self.stop.requested:
+      self.flush_metrics('online')
       self.counters.phase = 'done'
       if not self.evals or self.evals[-1]['env_steps'] != self.counters.env_steps:
         self.run_evaluation()
       self.maybe_checkpoint(force=True)
+
+  def finish_unit(self):
+    """The rest of the latest episode's unit: its updates, then its evaluation if one is due."""
+    while self.counters.updates_due > 0 and not self.stop.requested:
+      self.counters.updates_due -= self.train_steps(self.counters.updates_due, 'online')
+    if self.counters.eval_due and not self.stop.requested:
+      self.run_evaluation()
+      self.counters.eval_due = False
 
   def run_evaluation(self):
     t = self.config.train
@@ -285,7 +329,8 @@ class Trainer:
     online = [e['eval/success_rate'] for e in self.evals if e['env_steps'] > 0]
     self.counters.wall_seconds = self.wall_seconds()
     s = dict(task=self.config.task, preset=self.config.preset, seed=self.config.seed,
-             **self.counters.to_json(), wall_minutes=self.counters.wall_seconds / 60,
+             **{k: v for k, v in self.counters.to_json().items() if k not in ('pending', 'metrics_bytes')},
+             wall_minutes=self.counters.wall_seconds / 60,
              offline_success_rate=offline_end[-1]['eval/success_rate'] if offline_end else None,
              min_online_success_rate=min(online) if online else None,
              final_success_rate=last.get('eval/success_rate'), final_return=last.get('eval/return'),
@@ -295,7 +340,8 @@ class Trainer:
     return s
 
   def close(self):
-    self.flush_metrics(self.counters.phase)
+    if not self.stop.requested:
+      self.flush_metrics(self.counters.phase)
     self.writer.close()
     self.checkpointer.close()
     self.env.close()
@@ -322,8 +368,7 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False, 
       if trainer.counters.phase == 'online' and not stop.requested:
         trainer.online_phase()
       if stop.requested:
-        trainer.flush_metrics(trainer.counters.phase)
-        trainer.maybe_checkpoint(force=True)
+        trainer.maybe_checkpoint(force=True)     # unlogged step metrics are kept in it, not flushed
         log(f'Stopped at {trainer.counters.to_json()}; run the same command to resume.')
       summary = trainer.summary()
   except OSError as e:
