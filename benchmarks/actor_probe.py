@@ -13,6 +13,10 @@ through the frozen model and critics, Eq. 6, plus `--bc_scale` x Eq. 10), and is
 If BC alone on frozen features solves the task while the run's own actor does not, the world
 model's representation is sufficient and the actor's objective or training is what fails.
 """
+
+import os as _os
+import sys as _sys
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))   # the repository root
 import argparse
 import os
 import time

@@ -7,6 +7,10 @@ mean |tanh(mean) - target| per dimension after the given number of steps, for ea
 
   python benchmarks/bc_saturation.py [--steps=1500] [--lr=8e-5]
 """
+
+import os as _os
+import sys as _sys
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))   # the repository root
 import argparse
 
 import jax

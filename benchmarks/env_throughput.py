@@ -8,6 +8,10 @@ noise hits them alike. A frame is one simulator step plus one render at 64x64 fr
 the `corner` camera; the wrapper's agent step is `action_repeat` (2) simulator steps
 plus one render.
 """
+
+import os as _os
+import sys as _sys
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))   # the repository root
 import argparse
 import multiprocessing as mp
 import os

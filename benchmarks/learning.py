@@ -13,6 +13,10 @@ offline-end success, lowest success after the offline phase, final success, eval
 """
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))   # the repository root
+
 import argparse
 import json
 import os

@@ -7,11 +7,16 @@ the compiled step, per device; the process's peak RSS at the end), and the CPU c
 while timing (less than the core count when other jobs share the machine). Then the subpixel / transpose ratios.
 
   python benchmarks/train_step.py --presets=paper,small --steps=5 [--kinds=subpixel] [--jobs=wm,full]
+      [--impls=xla,patches]    # conv implementations to compare (model.encoder/decoder.impl)
 
 XLA:CPU runs most of a step on one core. With
 XLA_FLAGS=--xla_force_host_platform_device_count=<cores> the default mesh splits the batch over
 that many CPU devices (data parallelism), one core each.
 """
+
+import os as _os
+import sys as _sys
+_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))   # the repository root
 import argparse
 import resource
 import time
@@ -85,13 +90,15 @@ def main():
   parser.add_argument('--kinds', default='transpose,subpixel')
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--jobs', default='wm,wm16x32,full', help='subset of wm, wm16x32, full')
+  parser.add_argument('--impls', default='xla', help='conv implementations: subset of xla, patches')
   args = parser.parse_args()
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.device_count()}', flush=True)
   rows = []
   for preset in args.presets.split(','):
-    for kind in args.kinds.split(','):
+    for kind, impl in ((k, i) for k in args.kinds.split(',') for i in args.impls.split(',')):
       config = metaworld.get_config(f'drawer-open,{preset}').unlock()
       config.model.decoder.kind = kind
+      config.model.encoder.impl = config.model.decoder.impl = impl
       b, t = config.train.batch_size, config.train.seq_len
       jobs = {'wm': ('wm', agent.make_world_model_update_fn, (b, t)),
               'wm16x32': ('wm', agent.make_world_model_update_fn, (16, 32)),
@@ -100,25 +107,30 @@ def main():
         del jobs['wm16x32']
       for step, make_fn, shape in (jobs[j] for j in args.jobs.split(',') if j in jobs):
         r = measure(make_fn, config, shape, args.steps)
-        r.update(preset=preset, kind=kind, step=step, batch=f'{shape[0]}x{shape[1]}')
+        r.update(preset=preset, kind=kind, impl=impl, step=step, batch=f'{shape[0]}x{shape[1]}')
         rows.append(r)
-        print(f"{preset:6s} {kind:9s} {step:4s} {r['batch']:6s} compile {r['compile_s']:6.1f} s  "
+        print(f"{preset:6s} {kind:9s} {impl:7s} {step:4s} {r['batch']:6s} compile {r['compile_s']:6.1f} s  "
               f"step {r['step_s']:7.3f} s  {r['updates_per_s']:6.2f} upd/s  {r['gflop']:8.1f} GFLOP  "
               f"{r['gflops_per_s']:6.1f} GFLOP/s  XLA mem {r['xla_mem_mb']:7.0f} MiB  params {r['params']:,}  cores used {r['cores']:.2f}",
               flush=True)
 
-  print('\n| preset | decoder | step | batch | compile s | s/update | updates/s | GFLOP | GFLOP/s | XLA mem MiB | cores used |')
-  print('|---|---|---|---|---|---|---|---|---|---|---|')
+  print('\n| preset | decoder | conv impl | step | batch | compile s | s/update | updates/s | GFLOP | GFLOP/s | XLA mem MiB | cores used |')
+  print('|---|---|---|---|---|---|---|---|---|---|---|---|')
   for r in rows:
-    print(f"| {r['preset']} | {r['kind']} | {r['step']} | {r['batch']} | {r['compile_s']:.1f} | {r['step_s']:.3f} | "
+    print(f"| {r['preset']} | {r['kind']} | {r['impl']} | {r['step']} | {r['batch']} | {r['compile_s']:.1f} | {r['step_s']:.3f} | "
           f"{r['updates_per_s']:.2f} | {r['gflop']:.1f} | {r['gflops_per_s']:.1f} | {r['xla_mem_mb']:.0f} | {r['cores']:.2f} |")
   print('\nsubpixel / transpose (step time, FLOPs):')
-  index = {(r['preset'], r['kind'], r['step'], r['batch']): r for r in rows}
-  for (preset, kind, step, batch), r in index.items():
-    other = index.get((preset, 'transpose', step, batch))
+  index = {(r['preset'], r['kind'], r['impl'], r['step'], r['batch']): r for r in rows}
+  for (preset, kind, impl, step, batch), r in index.items():
+    other = index.get((preset, 'transpose', impl, step, batch))
     if kind == 'subpixel' and other:
       print(f"  {preset:6s} {step:4s} {batch:6s} time x{r['step_s'] / other['step_s']:.2f}  "
             f"FLOPs x{r['gflop'] / other['gflop']:.2f}")
+  print('\npatches / xla conv impl (step time):')
+  for (preset, kind, impl, step, batch), r in index.items():
+    other = index.get((preset, kind, 'xla', step, batch))
+    if impl == 'patches' and other:
+      print(f"  {preset:6s} {kind:9s} {step:4s} {batch:6s} time x{r['step_s'] / other['step_s']:.2f}")
   print(f"\npeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 10:.0f} MiB")
 
 
