@@ -3,8 +3,10 @@
 For each (preset, decoder kind): compile time, steady-state seconds per world-model update
 (at the preset's batch and at 16 x 32) and per full update (preset's batch), updates/s, XLA's
 FLOP count of the compiled step and the GFLOP/s achieved, and memory (XLA's buffer analysis of
-the compiled step, per device; the process's peak RSS at the end), and the CPU cores the process actually got
-while timing (less than the core count when other jobs share the machine). Then the subpixel / transpose ratios.
+the compiled step, per device; the process's peak RSS at the end), the CPU cores the process actually got
+while timing (less than the core count when other jobs share the machine), the achieved rate as a share of
+the machine's matmul roofline measured in the same run, and the host side per update (sampling a batch
+and placing it on the devices). Then the subpixel / transpose and patches / xla ratios.
 
   python benchmarks/train_step.py --presets=paper,small --steps=5 [--kinds=subpixel] [--jobs=wm,full]
       [--impls=xla,patches]    # conv implementations to compare (model.encoder/decoder.impl)
@@ -62,6 +64,40 @@ def memory_of(compiled) -> float:
                - m.alias_size_in_bytes)
 
 
+def roofline_gflops(n: int = 2048, reps: int = 10) -> float:
+  """GFLOP/s of a jitted n x n f32 matmul on the first device (XLA's intra-op threads: all cores)."""
+  import jax.numpy as jnp
+  x = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  f(x).block_until_ready()
+  start = time.perf_counter()
+  for _ in range(reps):
+    f(x).block_until_ready()
+  return 2 * n ** 3 / ((time.perf_counter() - start) / reps) / 1e9
+
+
+def host_seconds(config, batch: int, length: int, steps: int = 20) -> float:
+  """Seconds per update outside the jitted step: sampling a batch from a store of 10 x 200-step
+  episodes and placing it, sharded, on the devices."""
+  from moto_jax.agent import update as update_lib
+  from moto_jax.data.store import EpisodeStore
+  rng = np.random.default_rng(0)
+  store = EpisodeStore(length, online_fraction=config.train.online_fraction, cover_edges=config.train.cover_edges)
+  for _ in range(10):
+    n = 201
+    store.add({'image': rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
+               'action': rng.uniform(-1, 1, (n, ACTION_DIM)).astype(np.float32),
+               'reward': rng.normal(size=n).astype(np.float32), 'discount': np.ones(n, np.float32),
+               'is_first': np.arange(n) == 0, 'is_terminal': np.zeros(n, bool),
+               'success': np.array(True), 'bc_weight': np.float32(1.0)}, part='offline')
+  mesh = update_lib.default_mesh()
+  start = time.perf_counter()
+  for _ in range(steps):
+    out = update_lib.shard_batch(store.sample(batch, rng), mesh)
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / steps
+
+
 def measure(make_fn, config, batch_shape, steps: int) -> dict:
   state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
   batch = make_batch(*batch_shape)
@@ -93,6 +129,8 @@ def main():
   parser.add_argument('--impls', default='xla', help='conv implementations: subset of xla, patches')
   args = parser.parse_args()
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.device_count()}', flush=True)
+  roof = roofline_gflops()
+  print(f'roofline: jitted 2048 x 2048 f32 matmul through XLA: {roof:.1f} GFLOP/s', flush=True)
   rows = []
   for preset in args.presets.split(','):
     for kind, impl in ((k, i) for k in args.kinds.split(',') for i in args.impls.split(',')):
@@ -107,18 +145,22 @@ def main():
         del jobs['wm16x32']
       for step, make_fn, shape in (jobs[j] for j in args.jobs.split(',') if j in jobs):
         r = measure(make_fn, config, shape, args.steps)
-        r.update(preset=preset, kind=kind, impl=impl, step=step, batch=f'{shape[0]}x{shape[1]}')
+        r.update(preset=preset, kind=kind, impl=impl, step=step, batch=f'{shape[0]}x{shape[1]}',
+                 roof=r['gflops_per_s'] / roof, host_s=host_seconds(config, *shape))
         rows.append(r)
         print(f"{preset:6s} {kind:9s} {impl:7s} {step:4s} {r['batch']:6s} compile {r['compile_s']:6.1f} s  "
               f"step {r['step_s']:7.3f} s  {r['updates_per_s']:6.2f} upd/s  {r['gflop']:8.1f} GFLOP  "
-              f"{r['gflops_per_s']:6.1f} GFLOP/s  XLA mem {r['xla_mem_mb']:7.0f} MiB  params {r['params']:,}  cores used {r['cores']:.2f}",
+              f"{r['gflops_per_s']:6.1f} GFLOP/s ({r['roof']:.0%} of roofline)  host {r['host_s'] * 1e3:.0f} ms  XLA mem {r['xla_mem_mb']:7.0f} MiB  params {r['params']:,}  cores used {r['cores']:.2f}",
               flush=True)
 
-  print('\n| preset | decoder | conv impl | step | batch | compile s | s/update | updates/s | GFLOP | GFLOP/s | XLA mem MiB | cores used |')
-  print('|---|---|---|---|---|---|---|---|---|---|---|---|')
+  print(f'\nroofline (same run): {roof:.1f} GFLOP/s')
+  print('| preset | decoder | conv impl | step | batch | compile s | s/update | updates/s | GFLOP | GFLOP/s | '
+        'of roofline | host ms/update | XLA mem MiB | cores used |')
+  print('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
   for r in rows:
     print(f"| {r['preset']} | {r['kind']} | {r['impl']} | {r['step']} | {r['batch']} | {r['compile_s']:.1f} | {r['step_s']:.3f} | "
-          f"{r['updates_per_s']:.2f} | {r['gflop']:.1f} | {r['gflops_per_s']:.1f} | {r['xla_mem_mb']:.0f} | {r['cores']:.2f} |")
+          f"{r['updates_per_s']:.2f} | {r['gflop']:.1f} | {r['gflops_per_s']:.1f} | {r['roof']:.0%} | {r['host_s'] * 1e3:.0f} | "
+          f"{r['xla_mem_mb']:.0f} | {r['cores']:.2f} |")
   print('\nsubpixel / transpose (step time, FLOPs):')
   index = {(r['preset'], r['kind'], r['impl'], r['step'], r['batch']): r for r in rows}
   for (preset, kind, impl, step, batch), r in index.items():
