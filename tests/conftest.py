@@ -1,4 +1,6 @@
 """Shared test set-up: fast XLA compiles, the debug config and synthetic batches."""
+import tempfile
+
 import jax
 import numpy as np
 import pytest
@@ -8,6 +10,10 @@ from moto_jax.networks.world_model import make_networks
 
 # Compile time dominates at the debug sizes.
 jax.config.update('jax_disable_most_optimizations', True)
+# Many tests build the same jitted update again (a new Trainer per run): a compilation cache for
+# this test session makes every compile after the first of a program a cache read.
+jax.config.update('jax_compilation_cache_dir', tempfile.mkdtemp(prefix='moto_jax_test_jit_cache_'))
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
 ACTION_DIM = 4
 
