@@ -100,8 +100,11 @@ def agent_config(preset: str) -> ml_collections.ConfigDict:
   c.grad_clip = 100.0
   c.entropy_scale = 0.0       # weight of the policy entropy bonus in the actor loss (DreamerV2: 1e-4)
   c.bc_eps = 1e-2             # dataset actions are clipped to [-1+eps, 1-eps] for log pi (BUILD_NOTES)
-  c.explore_from = 'sample'   # exploring episodes act from: 'sample' (a policy draw) | 'mode' (tanh(mean))
-  c.explore_noise = 0.0       # extra Gaussian action noise when exploring (std; clipped to [-1, 1])
+  # Exploring episodes act from 'sample' (a policy draw; DreamerV2, the paper) or 'mode' (tanh(mean)),
+  # plus explore_noise Gaussian noise (std; clipped to [-1, 1]). 'small': from the mode with noise 0.1,
+  # which turned a fine-tuning dip (0.55 -> 0.30) into a gain (0.55 -> 0.80 -> 0.65), one seed (BUILD_NOTES).
+  c.explore_from = 'mode' if preset == 'small' else 'sample'
+  c.explore_noise = 0.1 if preset == 'small' else 0.0
   return c
 
 
