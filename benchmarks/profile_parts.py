@@ -26,27 +26,14 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.train_step import ACTION_DIM, flops_of, make_batch  # noqa: E402
+from benchmarks.train_step import ACTION_DIM, flops_of, host_seconds, make_batch, roofline_gflops  # noqa: E402
 from configs import metaworld  # noqa: E402
 from moto_jax import agent  # noqa: E402
 from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
 from moto_jax.agent import update as update_lib  # noqa: E402
 from moto_jax.agent.world_model_loss import kl_balance, world_model_loss  # noqa: E402
-from moto_jax.data import episodes as episodes_lib  # noqa: E402
-from moto_jax.data.store import EpisodeStore  # noqa: E402
 from moto_jax.networks import conv, layers  # noqa: E402
 from moto_jax.networks.world_model import make_networks  # noqa: E402
-
-
-def roofline_gflops(n: int = 2048, reps: int = 10) -> float:
-  """GFLOP/s of a jitted n x n f32 matmul through XLA on this process's first device."""
-  x = jnp.ones((n, n), jnp.float32)
-  f = jax.jit(lambda a: a @ a)
-  f(x).block_until_ready()
-  start = time.perf_counter()
-  for _ in range(reps):
-    f(x).block_until_ready()
-  return 2 * n ** 3 / ((time.perf_counter() - start) / reps) / 1e9
 
 
 def time_fn(fn, args, steps: int) -> tuple[float, float, float]:
@@ -60,25 +47,6 @@ def time_fn(fn, args, steps: int) -> tuple[float, float, float]:
     out = compiled(*args)
   jax.block_until_ready(out)
   return compile_s, (time.perf_counter() - start) / steps, flops_of(compiled) / 1e9
-
-
-def host_side(config, b: int, t: int, steps: int, mesh) -> float:
-  """Seconds to sample one batch from a store of 10 x 200-step episodes and put it on the devices."""
-  rng = np.random.default_rng(0)
-  store = EpisodeStore(t, online_fraction=config.train.online_fraction, cover_edges=config.train.cover_edges)
-  for _ in range(10):
-    n = 201
-    ep = {'image': rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
-          'action': rng.uniform(-1, 1, (n, ACTION_DIM)).astype(np.float32),
-          'reward': rng.normal(size=n).astype(np.float32), 'discount': np.ones(n, np.float32),
-          'is_first': np.eye(1, n, dtype=bool)[0], 'is_terminal': np.zeros(n, bool),
-          'success': True, 'bc_weight': 1.0}
-    store.add(episodes_lib.validate(ep), part='offline')
-  start = time.perf_counter()
-  for _ in range(steps):
-    batch = update_lib.shard_batch(store.sample(b, rng), mesh)
-  jax.block_until_ready(batch)
-  return (time.perf_counter() - start) / steps
 
 
 def main():
@@ -166,7 +134,7 @@ def main():
   s, g = (time.perf_counter() - start_t) / args.steps, flops_of(compiled) / 1e9
   rows.append(('full update', c, s, g))
   print(f'{"full update":28s} compile {c:5.1f} s  {s * 1e3:8.1f} ms  {g:7.2f} GFLOP  {g / s:6.1f} GFLOP/s', flush=True)
-  host = host_side(config, b, t, args.steps * 4, mesh)
+  host = host_seconds(config, b, t, args.steps * 4)
   full_s = s
 
   print(f'\n| part (forward + backward) | ms | share of full update | GFLOP | GFLOP/s | % of roofline x devices |')
