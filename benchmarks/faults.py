@@ -57,7 +57,7 @@ def environment(args) -> dict:
   return env
 
 
-def run(workdir: str, args, kill_after: float | None = None, sig=signal.SIGKILL) -> tuple[int, float, str]:
+def run(workdir: str, args, kill_after: float | None = None, sig=signal.SIGKILL) -> tuple[int, float, str, bool]:
   """Runs the command; with `kill_after`, sends `sig` after that many seconds (if still running).
 
   Returns (return code, seconds, last output lines, whether the signal was sent).
