@@ -43,6 +43,8 @@ def main():
   p.add_argument('--bc_scale', type=float, default=None, help="default: the run's agent.bc_scale")
   p.add_argument('--steps', type=int, default=300)
   p.add_argument('--episodes', type=int, default=10)
+  p.add_argument('--lr', type=float, default=None, help="actor learning rate; default: the run's agent.actor_lr")
+  p.add_argument('--reinit', action='store_true', help="start from a freshly initialised actor, not the run's")
   p.add_argument('--eval_checkpoint_actor', action='store_true', help="also evaluate the run's own actor")
   args = p.parse_args()
 
@@ -65,7 +67,7 @@ def main():
                                                 action=demos['action'], reward=demos['reward']).items()}
   lengths = jnp.asarray(demos['mask'].sum(1) + 1, jnp.int32)[:demos['episodes']]
   cfg = config.agent
-  opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(cfg.actor_lr))
+  opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(args.lr or cfg.actor_lr))
 
   def loss_fn(actor, key):
     k_ep, k_start, k_loss = jax.random.split(key, 3)
@@ -110,9 +112,13 @@ def main():
   if args.eval_checkpoint_actor:
     report(params['actor'], "run's own actor")
   t0 = time.time()
-  actor = train(params['actor'], jax.random.key(0))
+  start = params['actor']
+  if args.reinit:
+    start = nets.init(jax.random.key(1))['actor']
+  actor = train(start, jax.random.key(0))
   label = 'BC alone' if args.loss == 'bc' else f'MOTO actor loss, bc_scale {cfg.bc_scale:g}'
-  report(actor, f'{label}, {args.steps} more actor steps ({time.time() - t0:.0f} s)')
+  origin = 'fresh actor' if args.reinit else "the run's actor"
+  report(actor, f'{label}, {args.steps} steps from {origin} at lr {args.lr or cfg.actor_lr:g} ({time.time() - t0:.0f} s)')
   env.close()
 
 

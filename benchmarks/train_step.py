@@ -10,6 +10,8 @@ and placing it on the devices). Then the subpixel / transpose and patches / xla 
 
   python benchmarks/train_step.py --presets=paper,small --steps=5 [--kinds=subpixel] [--jobs=wm,full]
       [--impls=xla,patches]    # conv implementations to compare (model.encoder/decoder.impl)
+      [--batches=16x32,8x32]   # batch shapes (default: the preset's)
+      [--set agent.actor_steps=4]   # any config field
 
 XLA:CPU runs most of a step on one core. With
 XLA_FLAGS=--xla_force_host_platform_device_count=<cores> the default mesh splits the batch over
@@ -127,6 +129,10 @@ def main():
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--jobs', default='wm,wm16x32,full', help='subset of wm, wm16x32, full')
   parser.add_argument('--impls', default='xla', help='conv implementations: subset of xla, patches')
+  parser.add_argument('--batches', default='', help="BxT shapes for the wm and full jobs, e.g. 16x32,8x32 "
+                      "(default: the preset's batch)")
+  parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
+                      help='config override, e.g. --set agent.actor_steps=4 (repeatable)')
   args = parser.parse_args()
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.device_count()}', flush=True)
   roof = roofline_gflops()
@@ -137,13 +143,24 @@ def main():
       config = metaworld.get_config(f'drawer-open,{preset}').unlock()
       config.model.decoder.kind = kind
       config.model.encoder.impl = config.model.decoder.impl = impl
-      b, t = config.train.batch_size, config.train.seq_len
-      jobs = {'wm': ('wm', agent.make_world_model_update_fn, (b, t)),
-              'wm16x32': ('wm', agent.make_world_model_update_fn, (16, 32)),
-              'full': ('full', agent.make_update_fn, (b, t))}
-      if (b, t) == (16, 32):
-        del jobs['wm16x32']
-      for step, make_fn, shape in (jobs[j] for j in args.jobs.split(',') if j in jobs):
+      for item in args.set:
+        field, value = item.split('=', 1)
+        *path, leaf = field.split('.')
+        section = config
+        for p in path:
+          section = section[p]
+        section[leaf] = type(section[leaf])(value)
+      shapes = ([tuple(int(x) for x in s.split('x')) for s in args.batches.split(',')] if args.batches
+                else [(config.train.batch_size, config.train.seq_len)])
+      jobs = []
+      for j in args.jobs.split(','):
+        if j == 'wm16x32' and (16, 32) not in shapes:
+          jobs.append(('wm', agent.make_world_model_update_fn, (16, 32)))
+        elif j in ('wm', 'full'):
+          make = agent.make_world_model_update_fn if j == 'wm' else agent.make_update_fn
+          jobs += [(j, make, shape) for shape in shapes]
+      for step, make_fn, shape in jobs:
+        config.train.batch_size, config.train.seq_len = shape
         r = measure(make_fn, config, shape, args.steps)
         r.update(preset=preset, kind=kind, impl=impl, step=step, batch=f'{shape[0]}x{shape[1]}',
                  roof=r['gflops_per_s'] / roof, host_s=host_seconds(config, *shape))

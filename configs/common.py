@@ -92,6 +92,9 @@ def agent_config(preset: str) -> ml_collections.ConfigDict:
   # calibrated and value expansion pushes the reset action towards the data's rewarded 'pull' (BUILD_NOTES).
   c.bc_scale = 10.0 if preset == 'small' else 1.0
   c.data_critic_loss = True   # L_data (Eq. 8); False = ablation
+  # Actor-critic steps per world-model step (update.train): step k imagines from the posterior
+  # states at time indices k::K, so K steps cost about one step's imagination. The paper: 1.
+  c.actor_steps = 1
   c.actor = dict(units=units, layers=layers, min_std=0.1, max_std=1.0)
   c.critic = dict(units=units, layers=layers)
   # DreamerV2's 8e-5 at the paper's 10k offline steps; the CPU preset trains 10x fewer steps.
@@ -128,6 +131,8 @@ def train_config(preset: str) -> ml_collections.ConfigDict:
     c.offline_steps, c.env_steps = 4, 40
     c.updates_per_episode = 2
     c.eval_every_episodes, c.eval_episodes = 1, 1
+  # Evaluation episodes run this many environments in lock step (one batched policy call per step).
+  c.eval_envs = min(c.eval_episodes, 10) if preset != 'debug' else 1
   c.online_fraction = 0.5          # most of a batch from online episodes (share: min(this, online/all steps))
   c.cover_edges = True             # window starts clamped at episode edges: every step sampled comparably
   c.log_every = 50 if preset != 'debug' else 1

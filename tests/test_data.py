@@ -204,3 +204,42 @@ def test_memory_per_frame_reported():
   s.add(fake_episode(9), part='offline')
   bpf = s.stats()['bytes_per_frame']
   assert 8 * 8 * 3 <= bpf < 8 * 8 * 3 + 100
+
+
+def test_lock_step_rollouts_equal_single_rollouts():
+  """`rollout_batch` records each episode exactly as `rollout` does for the same policy, also
+  with more environments than episodes (a padding row)."""
+  from moto_jax.envs import make_env
+  config = mw_config.get_config('drawer-open,debug')
+  envs = [make_env(config) for _ in range(3)]
+  seeds = [collect.episode_seed(0, k) for k in range(2)]
+
+  def action_of(image, t):   # deterministic in the observation and the step
+    m = image.reshape(-1, 3).mean(0) / 255.0
+    return np.tanh(np.array([m[0] - 0.4, 0.5 - m[1], np.sin(t), 0.3 * t - 1.0], np.float32))
+
+  steps = np.zeros(3, int)
+
+  def batched(images, is_first):
+    steps[is_first] = 0
+    out = np.stack([action_of(im, t) for im, t in zip(images, steps)])
+    steps[:] += 1
+    return out
+
+  together = collect.rollout_batch(envs, batched, seeds)
+  for seed, got in zip(seeds, together):
+    t = [0]
+
+    def single(obs, info):
+      t[0] += 1
+      return action_of(obs['image'], t[0] - 1)
+    alone = collect.rollout(envs[0], single, seed)
+    assert alone.keys() == got.keys()
+    for k in alone:
+      np.testing.assert_array_equal(alone[k], got[k], err_msg=k)
+  assert together[0]['image'].shape[0] == config.env.episode_length + 1
+  assert not np.array_equal(together[0]['image'], together[1]['image'])
+  with pytest.raises(ValueError, match='3 episodes need as many environments'):
+    collect.rollout_batch(envs[:2], batched, seeds + [7])
+  for env in envs:
+    env.close()

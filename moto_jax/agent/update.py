@@ -43,37 +43,58 @@ def train_world_model(nets: Networks, opts, config, state: TrainState, batch: di
 
 
 def train(nets: Networks, opts, config, state: TrainState, batch: dict, rng: jax.Array):
-  """World model, then actor on H-step imagination from all B*T posterior states, then critics.
+  """World model, then actor on H-step imagination from the B*T posterior states, then critics.
 
-  Returns (state, metrics). The world-model key is the one `train_world_model` uses.
+  With `config.agent.actor_steps` = K > 1 the actor and critics take K steps in turn after the
+  world-model step, step k imagining from the posterior states at time indices k, k+K, k+2K, ...
+  of every window (B*T/K starts; together each start once, so imagination costs what one step
+  from all B*T starts costs); the BC term and L_data see all of the batch's pairs in every step.
+  K = 1 is the paper's update. Returns (state, metrics), metrics averaged over the K steps.
+  The world-model key is the one `train_world_model` uses.
   """
   cfg = config.agent
   k_wm, k_actor, k_critic = (jax.random.fold_in(rng, i) for i in range(3))
   wm, wm_opt, metrics, post = _world_model_step(nets, opts, config, state, batch, k_wm)
 
-  # Starts: every posterior state of the batch, stopped (Sec. 3).
-  start = sg({k: post[k].reshape((-1,) + post[k].shape[2:]) for k in ('deter', 'stoch')})
+  steps = cfg.actor_steps
+  b, t = batch['reward'].shape
+  if t % steps:
+    raise ValueError(f'config.agent.actor_steps={steps} does not divide config.train.seq_len={t}')
+  # Starts: the posterior states of the batch, stopped (Sec. 3); chunk k holds time indices k::K.
+  chunks = sg({k: jnp.stack([post[k][:, i::steps].reshape((-1,) + post[k].shape[2:]) for i in range(steps)])
+               for k in ('deter', 'stoch')})
   pairs = ac_loss.real_pairs(sg(post['feat']), batch)
-
   actor_grad = jax.value_and_grad(ac_loss.actor_loss, has_aux=True)
-  (_, (actor_metrics, rollout)), grads = actor_grad(
-      state.params['actor'], nets, wm, state.params['critic'], start, pairs, k_actor, cfg)
-  actor, actor_opt = _apply(opts['actor'], grads, state.opt_state['actor'], state.params['actor'])
-  actor_metrics['actor/grad_norm'] = optax.global_norm(grads)
-
-  # Eq. 8 draws a' from the actor that produced the rollout (the pre-step actor).
   critic_grad = jax.value_and_grad(ac_loss.critic_loss, has_aux=True)
-  (_, critic_metrics), grads = critic_grad(
-      state.params['critic'], nets, state.target_critic, state.params['actor'], rollout, pairs,
-      k_critic, cfg)
-  critic, critic_opt = _apply(opts['critic'], grads, state.opt_state['critic'], state.params['critic'])
-  critic_metrics['critic/grad_norm'] = optax.global_norm(grads)
-  target = optax.incremental_update(critic, state.target_critic, cfg.tau)    # Polyak
+
+  def actor_critic_step(carry, inputs):
+    actor, actor_opt, critic, critic_opt, target = carry
+    start, ka, kc = inputs
+    (_, (actor_metrics, rollout)), grads = actor_grad(actor, nets, wm, critic, start, pairs, ka, cfg)
+    new_actor, actor_opt = _apply(opts['actor'], grads, actor_opt, actor)
+    actor_metrics['actor/grad_norm'] = optax.global_norm(grads)
+    # Eq. 8 draws a' from the actor that produced the rollout (the pre-step actor).
+    (_, critic_metrics), grads = critic_grad(critic, nets, target, actor, rollout, pairs, kc, cfg)
+    critic, critic_opt = _apply(opts['critic'], grads, critic_opt, critic)
+    critic_metrics['critic/grad_norm'] = optax.global_norm(grads)
+    target = optax.incremental_update(critic, target, cfg.tau)    # Polyak
+    return (new_actor, actor_opt, critic, critic_opt, target), {**actor_metrics, **critic_metrics}
+
+  carry = (state.params['actor'], state.opt_state['actor'], state.params['critic'], state.opt_state['critic'],
+           state.target_critic)
+  if steps == 1:
+    carry, ac_metrics = actor_critic_step(carry, (jax.tree.map(lambda x: x[0], chunks), k_actor, k_critic))
+  else:
+    keys = (jnp.stack([jax.random.fold_in(k_actor, i) for i in range(steps)]),
+            jnp.stack([jax.random.fold_in(k_critic, i) for i in range(steps)]))
+    carry, ac_metrics = jax.lax.scan(actor_critic_step, carry, (chunks, *keys))
+    ac_metrics = jax.tree.map(lambda x: jnp.mean(x, 0), ac_metrics)
+  actor, actor_opt, critic, critic_opt, target = carry
 
   state = TrainState(step=state.step + 1, params={'wm': wm, 'actor': actor, 'critic': critic},
                      target_critic=target,
                      opt_state={'wm': wm_opt, 'actor': actor_opt, 'critic': critic_opt})
-  return state, {**metrics, **actor_metrics, **critic_metrics}
+  return state, {**metrics, **ac_metrics}
 
 
 def default_mesh() -> Mesh:

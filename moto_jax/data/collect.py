@@ -19,33 +19,69 @@ def episode_seed(seed: int, index: int) -> int:
   return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
+class _Recorder:
+  """Accumulates one episode's steps from `reset` and `step` results; `episode()` builds the dict."""
+
+  def __init__(self, env, obs, info):
+    self.step_info = getattr(env, 'STEP_INFO', {})   # episode key -> info key (e.g. Kitchen's tasks)
+    self.images, self.actions, self.rewards = [obs['image']], [np.zeros(env.action_space.shape[0], np.float32)], [0.0]
+    self.recorded = {k: [info[i]] for k, i in self.step_info.items()}
+    self.success, self.terminated, self.done = False, False, False
+
+  def add(self, action, obs, reward, terminated, truncated, info):
+    self.images.append(obs['image'])
+    self.actions.append(action)
+    self.rewards.append(reward)
+    for k, i in self.step_info.items():
+      self.recorded[k].append(info[i])
+    self.success = self.success or bool(info.get('success', 0.0))
+    self.terminated, self.done = bool(terminated), bool(terminated or truncated)
+
+  def episode(self) -> dict:
+    n = len(self.images)
+    is_terminal = np.zeros(n, bool)
+    is_terminal[-1] = self.terminated
+    return dict(image=np.stack(self.images), action=np.stack(self.actions),
+                reward=np.asarray(self.rewards, np.float32),
+                discount=(1.0 - is_terminal).astype(np.float32), is_first=np.arange(n) == 0,
+                is_terminal=is_terminal, success=np.array(self.success), bc_weight=np.float32(self.success),
+                **{k: np.stack(v) for k, v in self.recorded.items()})
+
+
 def rollout(env, policy_fn, seed: int) -> dict:
   """Runs one episode; `policy_fn(obs, info) -> action`. Returns it in the episode format."""
   obs, info = env.reset(seed=seed)
-  action_dim = env.action_space.shape[0]
-  images, actions, rewards = [obs['image']], [np.zeros(action_dim, np.float32)], [0.0]
-  # Per-step flags a domain records from `info` (e.g. Kitchen's task completion), episode key -> info key.
-  step_info = getattr(env, 'STEP_INFO', {})
-  recorded = {k: [info[i]] for k, i in step_info.items()}
-  success = False
-  while True:
+  rec = _Recorder(env, obs, info)
+  while not rec.done:
     action = np.clip(np.asarray(policy_fn(obs, info), np.float32), -1.0, 1.0)
     obs, reward, terminated, truncated, info = env.step(action)
-    images.append(obs['image'])
-    actions.append(action)
-    rewards.append(reward)
-    for k, i in step_info.items():
-      recorded[k].append(info[i])
-    success = success or bool(info.get('success', 0.0))
-    if terminated or truncated:
-      break
-  n = len(images)
-  is_terminal = np.zeros(n, bool)
-  is_terminal[-1] = bool(terminated)
-  return dict(image=np.stack(images), action=np.stack(actions), reward=np.asarray(rewards, np.float32),
-              discount=(1.0 - is_terminal).astype(np.float32), is_first=np.arange(n) == 0,
-              is_terminal=is_terminal, success=np.array(success), bc_weight=np.float32(success),
-              **{k: np.stack(v) for k, v in recorded.items()})
+    rec.add(action, obs, reward, terminated, truncated, info)
+  return rec.episode()
+
+
+def rollout_batch(envs: list, policy_fn, seeds: list[int]) -> list[dict]:
+  """Runs `len(seeds)` episodes in lock step, episode k in `envs[k]`; one batched policy call per step.
+
+  `policy_fn(images uint8 [N, H, W, 3], is_first bool [N]) -> actions [N, A]` always sees
+  N = len(envs) rows: rows without an episode, or whose episode has ended, repeat their last image
+  and their actions are discarded. Each episode equals what `rollout` records for the same actions.
+  """
+  if len(seeds) > len(envs):
+    raise ValueError(f'{len(seeds)} episodes need as many environments; got {len(envs)}')
+  recs = []
+  for env, seed in zip(envs, seeds):
+    obs, info = env.reset(seed=seed)
+    recs.append(_Recorder(env, obs, info))
+  pad = [recs[-1]] * (len(envs) - len(recs))
+  first = np.ones(len(envs), bool)
+  while not all(r.done for r in recs):
+    images = np.stack([r.images[-1] for r in recs + pad])
+    actions = np.clip(np.asarray(policy_fn(images, first), np.float32), -1.0, 1.0)
+    first[:] = False
+    for env, rec, action in zip(envs, recs, actions):
+      if not rec.done:
+        rec.add(action, *env.step(action))
+  return [r.episode() for r in recs]
 
 
 def scripted_policy(task: str, env, rng: np.random.Generator, action_noise: float):

@@ -61,6 +61,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(0.0 < agent.tau <= 1.0, 'agent.tau', agent.tau, 'expected a value in (0, 1]')
   _require(agent.penalty_scale >= 0, 'agent.penalty_scale', agent.penalty_scale, 'expected >= 0')
   _require(agent.bc_scale >= 0, 'agent.bc_scale', agent.bc_scale, 'expected >= 0')
+  _require(agent.actor_steps >= 1 and config.train.seq_len % agent.actor_steps == 0, 'agent.actor_steps',
+           agent.actor_steps, f'expected >= 1 and a divisor of train.seq_len={config.train.seq_len}')
   for f in ('lr',):
     _require(model[f] > 0, f'model.{f}', model[f], 'expected > 0')
   for f in ('actor_lr', 'critic_lr'):
@@ -73,6 +75,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(train.updates_per_episode >= 0, 'train.updates_per_episode', train.updates_per_episode, 'expected >= 0')
   _require(train.eval_every_episodes >= 1, 'train.eval_every_episodes', train.eval_every_episodes, 'expected >= 1')
   _require(train.eval_episodes >= 0, 'train.eval_episodes', train.eval_episodes, 'expected >= 0')
+  _require(train.eval_envs >= 1, 'train.eval_envs', train.eval_envs, 'expected >= 1')
   _require(0.0 <= train.online_fraction <= 1.0, 'train.online_fraction', train.online_fraction,
            'expected a value in [0, 1]')
   _require(train.log_every >= 1, 'train.log_every', train.log_every, 'expected >= 1')

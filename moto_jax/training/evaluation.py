@@ -36,11 +36,31 @@ class AgentActor:
   def episode(self, env, params, seed: int, rng: jax.Array, explore: bool) -> dict:
     return collect.rollout(env, self.policy_fn(params, rng, explore), seed)
 
+  def episodes(self, envs: list, params, seeds: list[int], rng: jax.Array, explore: bool) -> list[dict]:
+    """`len(seeds) <= len(envs)` episodes in lock step, one batched policy call per step."""
+    carry = policy_lib.init_carry(self._config, len(envs), self._action_dim)
+    key = rng
 
-def evaluate(actor: AgentActor, env, params, seeds: list[int], rng: jax.Array) -> tuple[dict, list[dict]]:
-  """Deterministic-policy episodes from fixed start seeds; returns (summary, episodes)."""
-  episodes = [actor.episode(env, params, s, jax.random.fold_in(rng, i), explore=False)
-              for i, s in enumerate(seeds)]
+    def fn(images, is_first):
+      nonlocal carry, key
+      key, sub = jax.random.split(key)
+      carry, action = self._act(params, carry, images, is_first, sub, explore=explore)
+      return np.asarray(action)
+    return collect.rollout_batch(envs, fn, seeds)
+
+
+def evaluate(actor: AgentActor, envs, params, seeds: list[int], rng: jax.Array) -> tuple[dict, list[dict]]:
+  """Deterministic-policy episodes from fixed start seeds; returns (summary, episodes).
+
+  `envs` is one environment or a list: with N of them, N episodes run in lock step with one
+  batched policy call per step (evaluation then costs about one rendering per environment and
+  step, not one policy call per episode and step). The result depends on N only through the
+  posterior's random draws.
+  """
+  envs = list(envs) if isinstance(envs, (list, tuple)) else [envs]
+  episodes = []
+  for c in range(0, len(seeds), len(envs)):
+    episodes += actor.episodes(envs, params, seeds[c:c + len(envs)], jax.random.fold_in(rng, c), explore=False)
   returns = [float(e['reward'].sum()) for e in episodes]
   summary = {'eval/success_rate': float(np.mean([bool(e['success']) for e in episodes])),
              'eval/return': float(np.mean(returns)), 'eval/episodes': float(len(episodes))}

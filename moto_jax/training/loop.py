@@ -84,6 +84,7 @@ class Trainer:
     t = config.train
     self.env = make_env(config)
     self.action_dim = int(self.env.action_space.shape[0])
+    self.eval_envs = [self.env]   # grown to config.train.eval_envs at the first evaluation
     n_dev = jax.device_count()
     if t.batch_size % n_dev:
       raise config_check.ConfigError(f'config.train.batch_size={t.batch_size} is not divisible by the '
@@ -294,7 +295,9 @@ class Trainer:
     if t.eval_episodes == 0:
       return
     seeds = [collect.episode_seed(self.config.seed, EVAL_SEED_OFFSET + k) for k in range(t.eval_episodes)]
-    summary, episodes = evaluation.evaluate(self.actor, self.env, self.state.params, seeds,
+    if len(self.eval_envs) < min(t.eval_envs, t.eval_episodes):
+      self.eval_envs += [make_env(self.config) for _ in range(min(t.eval_envs, t.eval_episodes) - len(self.eval_envs))]
+    summary, episodes = evaluation.evaluate(self.actor, self.eval_envs, self.state.params, seeds,
                                             jax.random.fold_in(self.rng, 3_000_000_000))
     summary['env_steps'] = self.counters.env_steps
     summary['grad_steps'] = self.counters.grad_steps
@@ -344,6 +347,8 @@ class Trainer:
       self.flush_metrics(self.counters.phase)
     self.writer.close()
     self.checkpointer.close()
+    for env in self.eval_envs[1:]:
+      env.close()
     self.env.close()
 
 
