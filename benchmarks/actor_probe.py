@@ -44,15 +44,21 @@ def main():
   p.add_argument('--steps', type=int, default=300)
   p.add_argument('--episodes', type=int, default=10)
   p.add_argument('--lr', type=float, default=None, help="actor learning rate; default: the run's agent.actor_lr")
+  p.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
+                  help='agent config override for the probe, e.g. --set penalty_scale=10 (repeatable)')
+  p.add_argument('--step', type=int, default=None, help='checkpoint to restore (default: the latest)')
   p.add_argument('--reinit', action='store_true', help="start from a freshly initialised actor, not the run's")
   p.add_argument('--eval_checkpoint_actor', action='store_true', help="also evaluate the run's own actor")
   args = p.parse_args()
 
   env = make_env(restore.load_config(args.workdir))
-  config, state, counters, step, action_dim = restore.load_run(args.workdir, action_dim=int(env.action_space.shape[0]))
+  config, state, counters, step, action_dim = restore.load_run(args.workdir, args.step, action_dim=int(env.action_space.shape[0]))
   config = config.unlock()
   if args.bc_scale is not None:
     config.agent.bc_scale = args.bc_scale
+  for item in args.set:
+    field, value = item.split('=', 1)
+    config.agent[field] = type(config.agent[field])(value)
   params = jax.device_get(state.params)
   nets = make_networks(config, action_dim)
   data_dir = offline_data.resolve(config, log=lambda *a: None)

@@ -229,6 +229,32 @@ def test_update_fits_fixed_batch_without_retracing(updates, config, batch):
   assert all(np.isfinite(m['critic/loss']) and np.isfinite(m['actor/loss']) for m in history)
 
 
+def test_start_chunks_cover_every_posterior_state_once():
+  b, t, d = 3, 8, 5
+  post = {'deter': jnp.arange(b * t * d, dtype=jnp.float32).reshape(b, t, d),
+          'stoch': jnp.arange(b * t * 2 * 4, dtype=jnp.float32).reshape(b, t, 2, 4)}
+  chunks = update_lib.start_chunks(post, 4)
+  assert chunks['deter'].shape == (4, b * t // 4, d) and chunks['stoch'].shape == (4, b * t // 4, 2, 4)
+  rows = np.sort(np.asarray(chunks['deter']).reshape(-1, d)[:, 0])
+  np.testing.assert_array_equal(rows, np.sort(np.asarray(post['deter']).reshape(-1, d)[:, 0]))
+  # chunk 1 holds time indices 1 and 5 of every window
+  np.testing.assert_array_equal(chunks['deter'][1], np.asarray(post['deter'])[:, [1, 5]].reshape(-1, d))
+  with pytest.raises(ValueError, match='actor_steps=3 does not divide'):
+    update_lib.start_chunks(post, 3)
+
+
+def test_actor_steps_take_that_many_actor_and_critic_steps(batch):
+  """agent.actor_steps = K: one world-model step, then K actor and K critic Adam steps."""
+  config = debug_config(actor_steps=2)
+  update = agent.make_update_fn(config, ACTION_DIM)
+  state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
+  state, metrics = update(state, batch, jax.random.key(7))
+  count = lambda part: [int(v) for _, v in optax.tree_utils.tree_get_all_with_path(state.opt_state[part], 'count')]
+  assert set(count('wm')) == {1} and set(count('actor')) == {2} and set(count('critic')) == {2}
+  assert int(state.step) == 1
+  assert all(np.isfinite(v) for v in jax.tree.leaves(metrics))
+
+
 # Acting and open-loop prediction.
 
 def test_act(nets, params, config, batch):

@@ -42,6 +42,17 @@ def train_world_model(nets: Networks, opts, config, state: TrainState, batch: di
   return state, metrics
 
 
+def start_chunks(post: dict, steps: int) -> dict:
+  """Imagination starts: the batch's posterior states [B, T, ...], stopped (Sec. 3), split into
+  `steps` chunks; chunk k holds time indices k, k+K, ... of every window. Returns 'deter' and
+  'stoch' with leading axes [K, B*T/K]."""
+  t = post['deter'].shape[1]
+  if t % steps:
+    raise ValueError(f'config.agent.actor_steps={steps} does not divide config.train.seq_len={t}')
+  return sg({k: jnp.stack([post[k][:, i::steps].reshape((-1,) + post[k].shape[2:]) for i in range(steps)])
+             for k in ('deter', 'stoch')})
+
+
 def train(nets: Networks, opts, config, state: TrainState, batch: dict, rng: jax.Array):
   """World model, then actor on H-step imagination from the B*T posterior states, then critics.
 
@@ -57,12 +68,7 @@ def train(nets: Networks, opts, config, state: TrainState, batch: dict, rng: jax
   wm, wm_opt, metrics, post = _world_model_step(nets, opts, config, state, batch, k_wm)
 
   steps = cfg.actor_steps
-  b, t = batch['reward'].shape
-  if t % steps:
-    raise ValueError(f'config.agent.actor_steps={steps} does not divide config.train.seq_len={t}')
-  # Starts: the posterior states of the batch, stopped (Sec. 3); chunk k holds time indices k::K.
-  chunks = sg({k: jnp.stack([post[k][:, i::steps].reshape((-1,) + post[k].shape[2:]) for i in range(steps)])
-               for k in ('deter', 'stoch')})
+  chunks = start_chunks(post, steps)
   pairs = ac_loss.real_pairs(sg(post['feat']), batch)
   actor_grad = jax.value_and_grad(ac_loss.actor_loss, has_aux=True)
   critic_grad = jax.value_and_grad(ac_loss.critic_loss, has_aux=True)
