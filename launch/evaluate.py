@@ -8,6 +8,7 @@ Works on any machine (CPU included). Episodes start from seeds never used in tra
 """
 import json
 import os
+import time
 
 from absl import app
 from absl import flags
@@ -58,11 +59,13 @@ def evaluate_checkpoint(envs: list, step: int | None):
   print(f'Restored checkpoint {step} of {_WORKDIR.value}: {counters.to_json()}', flush=True)
   actor = evaluation.AgentActor(config, action_dim)
   seeds = [collect.episode_seed(config.seed, _SEED.value + k) for k in range(_EPISODES.value)]
+  start = time.perf_counter()
   summary, episodes = evaluation.evaluate(actor, envs, state.params, seeds, jax.random.PRNGKey(_SEED.value))
   rate = summary['eval/success_rate']
   print(f'Checkpoint {step} ({counters.grad_steps} gradient steps, {counters.env_steps} env steps): '
         f'success rate {rate:.2f} ({int(round(rate * len(episodes)))}/{len(episodes)} episodes), '
-        f'mean return {summary["eval/return"]:.1f}', flush=True)
+        f'mean return {summary["eval/return"]:.1f}; {time.perf_counter() - start:.0f} s with '
+        f'{len(envs)} environment(s) in lock step', flush=True)
   if _VIDEO.value:
     path = evaluation.write_video(np.concatenate([e['image'] for e in episodes]),
                                   os.path.join(_WORKDIR.value, 'videos', f'evaluate_{step}.gif'))

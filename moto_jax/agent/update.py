@@ -53,6 +53,39 @@ def start_chunks(post: dict, steps: int) -> dict:
              for k in ('deter', 'stoch')})
 
 
+def actor_critic_steps(nets: Networks, opts, cfg, wm, carry: tuple, chunks: dict, pairs: dict,
+                       k_actor: jax.Array, k_critic: jax.Array):
+  """K = len(chunks) actor steps, each followed by a critic step and the Polyak update, on a fixed
+  world model `wm`; step k imagines from `chunks[k]`; BC and L_data use all of `pairs`.
+
+  carry = (actor, actor_opt_state, critic, critic_opt_state, target_critic). Returns (carry,
+  metrics averaged over the K steps). With K = 1 the keys are `k_actor`, `k_critic` themselves.
+  """
+  actor_grad = jax.value_and_grad(ac_loss.actor_loss, has_aux=True)
+  critic_grad = jax.value_and_grad(ac_loss.critic_loss, has_aux=True)
+
+  def step(carry, inputs):
+    actor, actor_opt, critic, critic_opt, target = carry
+    start, ka, kc = inputs
+    (_, (actor_metrics, rollout)), grads = actor_grad(actor, nets, wm, critic, start, pairs, ka, cfg)
+    new_actor, actor_opt = _apply(opts['actor'], grads, actor_opt, actor)
+    actor_metrics['actor/grad_norm'] = optax.global_norm(grads)
+    # Eq. 8 draws a' from the actor that produced the rollout (the pre-step actor).
+    (_, critic_metrics), grads = critic_grad(critic, nets, target, actor, rollout, pairs, kc, cfg)
+    critic, critic_opt = _apply(opts['critic'], grads, critic_opt, critic)
+    critic_metrics['critic/grad_norm'] = optax.global_norm(grads)
+    target = optax.incremental_update(critic, target, cfg.tau)    # Polyak
+    return (new_actor, actor_opt, critic, critic_opt, target), {**actor_metrics, **critic_metrics}
+
+  k = chunks['deter'].shape[0]
+  if k == 1:
+    return step(carry, (jax.tree.map(lambda x: x[0], chunks), k_actor, k_critic))
+  keys = (jnp.stack([jax.random.fold_in(k_actor, i) for i in range(k)]),
+          jnp.stack([jax.random.fold_in(k_critic, i) for i in range(k)]))
+  carry, metrics = jax.lax.scan(step, carry, (chunks, *keys))
+  return carry, jax.tree.map(lambda x: jnp.mean(x, 0), metrics)
+
+
 def train(nets: Networks, opts, config, state: TrainState, batch: dict, rng: jax.Array):
   """World model, then actor on H-step imagination from the B*T posterior states, then critics.
 
@@ -67,34 +100,10 @@ def train(nets: Networks, opts, config, state: TrainState, batch: dict, rng: jax
   k_wm, k_actor, k_critic = (jax.random.fold_in(rng, i) for i in range(3))
   wm, wm_opt, metrics, post = _world_model_step(nets, opts, config, state, batch, k_wm)
 
-  steps = cfg.actor_steps
-  chunks = start_chunks(post, steps)
-  pairs = ac_loss.real_pairs(sg(post['feat']), batch)
-  actor_grad = jax.value_and_grad(ac_loss.actor_loss, has_aux=True)
-  critic_grad = jax.value_and_grad(ac_loss.critic_loss, has_aux=True)
-
-  def actor_critic_step(carry, inputs):
-    actor, actor_opt, critic, critic_opt, target = carry
-    start, ka, kc = inputs
-    (_, (actor_metrics, rollout)), grads = actor_grad(actor, nets, wm, critic, start, pairs, ka, cfg)
-    new_actor, actor_opt = _apply(opts['actor'], grads, actor_opt, actor)
-    actor_metrics['actor/grad_norm'] = optax.global_norm(grads)
-    # Eq. 8 draws a' from the actor that produced the rollout (the pre-step actor).
-    (_, critic_metrics), grads = critic_grad(critic, nets, target, actor, rollout, pairs, kc, cfg)
-    critic, critic_opt = _apply(opts['critic'], grads, critic_opt, critic)
-    critic_metrics['critic/grad_norm'] = optax.global_norm(grads)
-    target = optax.incremental_update(critic, target, cfg.tau)    # Polyak
-    return (new_actor, actor_opt, critic, critic_opt, target), {**actor_metrics, **critic_metrics}
-
   carry = (state.params['actor'], state.opt_state['actor'], state.params['critic'], state.opt_state['critic'],
            state.target_critic)
-  if steps == 1:
-    carry, ac_metrics = actor_critic_step(carry, (jax.tree.map(lambda x: x[0], chunks), k_actor, k_critic))
-  else:
-    keys = (jnp.stack([jax.random.fold_in(k_actor, i) for i in range(steps)]),
-            jnp.stack([jax.random.fold_in(k_critic, i) for i in range(steps)]))
-    carry, ac_metrics = jax.lax.scan(actor_critic_step, carry, (chunks, *keys))
-    ac_metrics = jax.tree.map(lambda x: jnp.mean(x, 0), ac_metrics)
+  carry, ac_metrics = actor_critic_steps(nets, opts, cfg, wm, carry, start_chunks(post, cfg.actor_steps),
+                                         ac_loss.real_pairs(sg(post['feat']), batch), k_actor, k_critic)
   actor, actor_opt, critic, critic_opt, target = carry
 
   state = TrainState(step=state.step + 1, params={'wm': wm, 'actor': actor, 'critic': critic},

@@ -29,6 +29,7 @@ import numpy as np
 import tqdm
 
 from moto_jax import agent
+from moto_jax.agent import refit as refit_lib
 from moto_jax.data import collect
 from moto_jax.data import episodes as ep_lib
 from moto_jax.data import manifest as manifest_lib
@@ -40,6 +41,7 @@ from moto_jax.training.logger import MetricWriter, read_metrics, truncate_metric
 
 EVAL_SEED_OFFSET = 1_000_000    # evaluation starts never coincide with training episodes
 BATCH_KEYS = ep_lib.STEP_KEYS + ('bc_weight',)
+REFIT_MAX_EPISODES = 50         # episodes whose posteriors the end-of-offline refit holds in memory
 
 
 class DiskFullError(OSError):
@@ -245,9 +247,33 @@ class Trainer:
         self.maybe_checkpoint()
     if not self.stop.requested:
       self.flush_metrics('offline')
+      self.refit()
       self.run_evaluation()
       self.counters.phase = 'online'
       self.maybe_checkpoint(force=True)
+
+  def refit(self):
+    """`train.refit_steps` actor-critic steps on the frozen world model (agent/refit.py), on the
+    offline episodes (at most REFIT_MAX_EPISODES of them, drawn with the run's seed). Runs once, at
+    the end of the offline phase; no checkpoint falls between it and the offline-end one, so a
+    resumed run repeats it from the same state."""
+    t = self.config.train
+    if t.refit_steps == 0:
+      return
+    start = time.time()
+    episodes = self.store.episodes('offline')
+    if len(episodes) > REFIT_MAX_EPISODES:
+      chosen = np.random.default_rng([self.config.seed, 11]).choice(len(episodes), REFIT_MAX_EPISODES, replace=False)
+      episodes = [episodes[i] for i in sorted(chosen)]
+    size = self.config.env.image_size
+    fn = refit_lib.make_refit_fn(self.config, self.action_dim, (size, size, 3))
+    self.state, metrics = fn(self.state, refit_lib.episode_arrays(episodes),
+                             jax.random.fold_in(self.rng, 4_100_000_000))
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    self.writer.write(self.counters.grad_steps, 'refit', metrics)
+    self.log(f'Refit: {t.refit_steps} actor-critic steps on the frozen world model over {len(episodes)} '
+             f'offline episodes in {time.time() - start:.0f} s (compile included): '
+             f'actor/bc_loglik={metrics["actor/bc_loglik"]:.3g} critic/loss={metrics["critic/loss"]:.3g}')
 
   def online_phase(self):
     t = self.config.train

@@ -1,0 +1,82 @@
+"""Actor-critic steps on a frozen world model (`train.refit_steps`, at the end of offline training).
+
+The world model is the expensive part of an update (about three quarters of it on a CPU), and the
+actor needs many more steps than the world model to fit the demonstrations (BUILD_NOTES, "The actor
+was the bottleneck"). With the world model fixed, the posterior states of a set of episodes are
+computed once, from each episode's reset as in evaluation, and an actor-critic step costs one
+imagination from B*T of them: `make_refit_fn` runs `train.refit_steps` such steps in one jitted
+scan, each on B windows of T steps drawn as the episode store draws them (edge-clamped starts),
+with the update's own actor and critic losses and optimizers (`update.actor_critic_steps`).
+`train.refit_steps = 0` (the paper) skips it.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from moto_jax.agent import actor_critic_loss as ac_loss
+from moto_jax.agent.train_state import TrainState, make_optimizers
+from moto_jax.agent.update import actor_critic_steps, start_chunks
+from moto_jax.networks.world_model import make_networks
+
+KEYS = ('image', 'action', 'reward', 'discount', 'is_first')
+
+
+def episode_arrays(episodes: list[dict]) -> dict:
+  """Episodes padded to the longest: KEYS [N, L, ...], `bc_weight` [N] and `length` [N]."""
+  if not episodes:
+    raise ValueError('refit needs at least one episode')
+  length = max(len(e['image']) for e in episodes)
+  out = {k: np.zeros((len(episodes), length) + np.shape(episodes[0][k])[1:], np.asarray(episodes[0][k]).dtype)
+         for k in KEYS}
+  for n, e in enumerate(episodes):
+    for k in KEYS:
+      out[k][n, :len(e[k])] = e[k]
+  out['bc_weight'] = np.asarray([float(e['bc_weight']) for e in episodes], np.float32)
+  out['length'] = np.asarray([len(e['image']) for e in episodes], np.int32)
+  return out
+
+
+def make_refit_fn(config: ml_collections.ConfigDict, action_dim: int,
+                  image_shape: tuple[int, int, int] = (64, 64, 3)):
+  """Jitted `refit(state, arrays, key) -> (state, metrics)`: `config.train.refit_steps` actor-critic
+  steps (each `config.agent.actor_steps` of them, as in the update) on `arrays` from
+  `episode_arrays`; the world model and `state.step` are unchanged; metrics are means over steps."""
+  nets = make_networks(config, action_dim, image_shape)
+  opts = make_optimizers(config)
+  cfg = config.agent
+  b, t, steps = config.train.batch_size, config.train.seq_len, config.train.refit_steps
+
+  @jax.jit
+  def refit(state: TrainState, arrays: dict, key: jax.Array):
+    k_post, k_steps = jax.random.split(key)
+    wm = state.params['wm']
+    post = nets.observe(wm, nets.encode(wm, arrays['image']), arrays['action'], arrays['is_first'], k_post)
+    n = arrays['length'].shape[0]
+
+    def one(carry, k):
+      k_ep, k_start, k_actor, k_critic = jax.random.split(k, 4)
+      ep = jax.random.randint(k_ep, (b,), 0, n)
+      length = arrays['length'][ep]
+      start = jnp.clip(jax.random.randint(k_start, (b,), -(t - 1), length), 0, length - t)
+      idx = start[:, None] + jnp.arange(t)[None]
+      take = lambda a: a[ep[:, None], idx]
+      batch = {'action': take(arrays['action']), 'reward': take(arrays['reward']),
+               'discount': take(arrays['discount']), 'is_first': idx == 0,
+               'bc_weight': jnp.broadcast_to(arrays['bc_weight'][ep][:, None], (b, t))}
+      window = {k: take(post[k]) for k in ('deter', 'stoch', 'feat')}
+      pairs = ac_loss.real_pairs(window['feat'], batch)
+      return actor_critic_steps(nets, opts, cfg, wm, carry, start_chunks(window, cfg.actor_steps), pairs,
+                                k_actor, k_critic)
+
+    carry = (state.params['actor'], state.opt_state['actor'], state.params['critic'],
+             state.opt_state['critic'], state.target_critic)
+    carry, metrics = jax.lax.scan(one, carry, jax.random.split(k_steps, steps))
+    actor, actor_opt, critic, critic_opt, target = carry
+    state = state.replace(params={**state.params, 'actor': actor, 'critic': critic}, target_critic=target,
+                          opt_state={**state.opt_state, 'actor': actor_opt, 'critic': critic_opt})
+    return state, jax.tree.map(lambda x: jnp.mean(x, 0), metrics)
+
+  return refit

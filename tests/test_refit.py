@@ -1,0 +1,47 @@
+"""Actor-critic steps on a frozen world model (agent/refit.py)."""
+import jax
+import numpy as np
+import optax
+
+from conftest import ACTION_DIM, debug_config
+from moto_jax import agent
+from moto_jax.agent import refit as refit_lib
+
+
+def episodes(n=3, length=12, seed=0):
+  rng = np.random.default_rng(seed)
+  out = []
+  for i in range(n):
+    out.append({'image': rng.integers(0, 256, (length + i, 64, 64, 3), dtype=np.uint8),
+                'action': np.tanh(rng.normal(size=(length + i, ACTION_DIM))).astype(np.float32),
+                'reward': rng.normal(size=length + i).astype(np.float32),
+                'discount': np.ones(length + i, np.float32), 'is_first': np.arange(length + i) == 0,
+                'bc_weight': np.float32(i != 1)})
+  return out
+
+
+def test_episode_arrays_pad_and_record_lengths():
+  arrays = refit_lib.episode_arrays(episodes())
+  assert arrays['image'].shape == (3, 14, 64, 64, 3) and arrays['action'].shape == (3, 14, ACTION_DIM)
+  np.testing.assert_array_equal(arrays['length'], [12, 13, 14])
+  np.testing.assert_array_equal(arrays['bc_weight'], [1, 0, 1])
+  assert not arrays['image'][0, 12:].any() and arrays['is_first'][:, 0].all()
+
+
+def test_refit_trains_actor_and_critics_only_and_fits_the_demos():
+  config = debug_config(actor_steps=2, bc_scale=100.0)
+  config.train.refit_steps = 30
+  refit = refit_lib.make_refit_fn(config, ACTION_DIM)
+  state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
+  before = jax.tree.map(np.array, state)
+  arrays = refit_lib.episode_arrays(episodes())
+  state, first = refit(state, arrays, jax.random.key(1))
+  for a, b in zip(jax.tree.leaves(before.params['wm']), jax.tree.leaves(state.params['wm'])):
+    np.testing.assert_array_equal(a, b)                        # the world model is frozen
+  assert int(state.step) == int(before.step)
+  count = lambda part: {int(v) for _, v in optax.tree_utils.tree_get_all_with_path(state.opt_state[part], 'count')}
+  assert count('actor') == {60} and count('critic') == {60} and count('wm') == {0}
+  assert not np.allclose(before.params['actor']['mlp']['out']['kernel'], state.params['actor']['mlp']['out']['kernel'])
+  assert all(np.isfinite(v) for v in jax.tree.leaves(first))
+  _, second = refit(state, arrays, jax.random.key(2))
+  assert second['actor/bc_loglik'] > first['actor/bc_loglik'] + 0.1   # the demos' actions get likelier
