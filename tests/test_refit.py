@@ -40,7 +40,7 @@ def test_refit_trains_actor_and_critics_only_and_fits_the_demos():
     np.testing.assert_array_equal(a, b)                        # the world model is frozen
   assert int(state.step) == int(before.step)
   count = lambda part: {int(v) for _, v in optax.tree_utils.tree_get_all_with_path(state.opt_state[part], 'count')}
-  assert count('actor') == {30} and count('critic') == {30} and count('wm') == {0}
+  assert count('actor') == {60} and count('critic') == {60} and count('wm') == {0}
   assert not np.allclose(before.params['actor']['mlp']['out']['kernel'], state.params['actor']['mlp']['out']['kernel'])
   assert all(np.isfinite(v) for v in jax.tree.leaves(first))
   _, second = refit(state, arrays, jax.random.key(2))

@@ -42,8 +42,8 @@ def episode_arrays(episodes: list[dict]) -> dict:
 def make_refit_fn(config: ml_collections.ConfigDict, action_dim: int,
                   image_shape: tuple[int, int, int] = (64, 64, 3)):
   """Jitted `refit(state, arrays, key) -> (state, metrics)`: `config.train.refit_steps` actor-critic
-  steps, each from all B*T starts of its windows (`agent.actor_steps` does not apply), on `arrays`
-  from `episode_arrays`; the world model and `state.step` are unchanged; metrics are step means."""
+  steps (each `config.agent.actor_steps` of them, as in the update) on `arrays` from
+  `episode_arrays`; the world model and `state.step` are unchanged; metrics are means over steps."""
   nets = make_networks(config, action_dim, image_shape)
   opts = make_optimizers(config)
   cfg = config.agent
@@ -68,9 +68,8 @@ def make_refit_fn(config: ml_collections.ConfigDict, action_dim: int,
                'bc_weight': jnp.broadcast_to(arrays['bc_weight'][ep][:, None], (b, t))}
       window = {k: take(post[k]) for k in ('deter', 'stoch', 'feat')}
       pairs = ac_loss.real_pairs(window['feat'], batch)
-      # One actor-critic step from all B*T starts: the scan's per-step overhead, not the arithmetic,
-      # dominates small chunks on a CPU (1,500 steps x 4 chunks of 64 took minutes, 1,500 x 1 of 256 ~1).
-      return actor_critic_steps(nets, opts, cfg, wm, carry, start_chunks(window, 1), pairs, k_actor, k_critic)
+      return actor_critic_steps(nets, opts, cfg, wm, carry, start_chunks(window, cfg.actor_steps), pairs,
+                                k_actor, k_critic)
 
     carry = (state.params['actor'], state.opt_state['actor'], state.params['critic'],
              state.opt_state['critic'], state.target_critic)
