@@ -243,18 +243,6 @@ def test_start_chunks_cover_every_posterior_state_once():
     update_lib.start_chunks(post, 3)
 
 
-def test_actor_steps_take_that_many_actor_and_critic_steps(batch):
-  """agent.actor_steps = K: one world-model step, then K actor and K critic Adam steps."""
-  config = debug_config(actor_steps=2)
-  update = agent.make_update_fn(config, ACTION_DIM)
-  state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
-  state, metrics = update(state, batch, jax.random.key(7))
-  count = lambda part: [int(v) for _, v in optax.tree_utils.tree_get_all_with_path(state.opt_state[part], 'count')]
-  assert set(count('wm')) == {1} and set(count('actor')) == {2} and set(count('critic')) == {2}
-  assert int(state.step) == 1
-  assert all(np.isfinite(v) for v in jax.tree.leaves(metrics))
-
-
 # Acting and open-loop prediction.
 
 def test_act(nets, params, config, batch):

@@ -1,9 +1,11 @@
-"""Actor-critic steps on a frozen world model (agent/refit.py)."""
+"""Extra actor-critic steps: K per update (agent.actor_steps) and on a frozen world model (agent/refit.py).
+
+Apart from test_agent.py, whose module fixture allows one trace of `update.train`."""
 import jax
 import numpy as np
 import optax
 
-from conftest import ACTION_DIM, debug_config
+from conftest import ACTION_DIM, debug_config, synthetic_batch
 from moto_jax import agent
 from moto_jax.agent import refit as refit_lib
 
@@ -45,3 +47,16 @@ def test_refit_trains_actor_and_critics_only_and_fits_the_demos():
   assert all(np.isfinite(v) for v in jax.tree.leaves(first))
   _, second = refit(state, arrays, jax.random.key(2))
   assert second['actor/bc_loglik'] > first['actor/bc_loglik'] + 0.1   # the demos' actions get likelier
+
+
+def test_actor_steps_take_that_many_actor_and_critic_steps():
+  """agent.actor_steps = K: one world-model step, then K actor and K critic Adam steps (update.py)."""
+  batch = synthetic_batch(0, 2, 8)
+  config = debug_config(actor_steps=2)
+  update = agent.make_update_fn(config, ACTION_DIM)
+  state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
+  state, metrics = update(state, batch, jax.random.key(7))
+  count = lambda part: [int(v) for _, v in optax.tree_utils.tree_get_all_with_path(state.opt_state[part], 'count')]
+  assert set(count('wm')) == {1} and set(count('actor')) == {2} and set(count('critic')) == {2}
+  assert int(state.step) == 1
+  assert all(np.isfinite(v) for v in jax.tree.leaves(metrics))
