@@ -121,7 +121,7 @@ def main():
   start = params['actor']
   if args.reinit:
     start = nets.init(jax.random.key(1))['actor']
-  actor = train(start, jax.random.key(0))
+  actor = jax.block_until_ready(train(start, jax.random.key(0)))   # compile + all steps, not only dispatch
   label = 'BC alone' if args.loss == 'bc' else f'MOTO actor loss, bc_scale {cfg.bc_scale:g}'
   origin = 'fresh actor' if args.reinit else "the run's actor"
   report(actor, f'{label}, {args.steps} steps from {origin} at lr {args.lr or cfg.actor_lr:g} ({time.time() - t0:.0f} s)')
