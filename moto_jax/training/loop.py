@@ -322,8 +322,8 @@ class Trainer:
     if t.eval_episodes == 0:
       return
     seeds = [collect.episode_seed(self.config.seed, EVAL_SEED_OFFSET + k) for k in range(t.eval_episodes)]
-    if len(self.eval_envs) < min(t.eval_envs, t.eval_episodes):
-      self.eval_envs += [make_env(self.config) for _ in range(min(t.eval_envs, t.eval_episodes) - len(self.eval_envs))]
+    while len(self.eval_envs) < min(t.eval_envs, t.eval_episodes):
+      self.eval_envs.append(make_env(self.config))
     summary, episodes = evaluation.evaluate(self.actor, self.eval_envs, self.state.params, seeds,
                                             jax.random.fold_in(self.rng, 3_000_000_000))
     summary['env_steps'] = self.counters.env_steps
