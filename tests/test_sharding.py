@@ -1,4 +1,4 @@
-"""Data parallelism: `update` over a 4-device mesh matches the same update on one device.
+"""Data parallelism: `update` and the refit over a 4-device mesh match the same on one device.
 
 Runs in a subprocess, because the number of virtual CPU devices is fixed when JAX starts.
 """
@@ -39,7 +39,21 @@ SCRIPT = textwrap.dedent('''
     scale = max(float(np.max(np.abs(a))) for a in jax.tree.leaves(p1))
     moved = max(float(np.max(np.abs(a - b))) for a, b in zip(
         jax.tree.leaves(p1), jax.tree.leaves(agent.create_train_state(config, jax.random.key(0), ACTION_DIM).params)))
-    print(json.dumps({'max_diff': diff, 'scale': scale, 'moved': moved, 'loss_one': l1, 'loss_four': l4}))
+
+    from moto_jax.agent import refit as refit_lib
+    from test_refit import episodes
+    config.train.batch_size, config.train.refit_steps = 4, 3
+    arrays = refit_lib.episode_arrays(episodes())
+    refits = {}
+    for name, devices in (('one', jax.devices()[:1]), ('four', jax.devices())):
+      mesh = Mesh(np.asarray(devices), ('data',))
+      state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM, mesh=mesh)
+      state, _ = refit_lib.make_refit_fn(config, ACTION_DIM, mesh=mesh)(state, arrays, jax.random.key(3))
+      refits[name] = jax.tree.map(np.asarray, state.params['actor'])
+    refit_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(
+        jax.tree.leaves(refits['one']), jax.tree.leaves(refits['four'])))
+    print(json.dumps({'max_diff': diff, 'scale': scale, 'moved': moved, 'loss_one': l1, 'loss_four': l4,
+                      'refit_diff': refit_diff}))
 ''')
 
 
@@ -54,3 +68,4 @@ def test_four_devices_match_one():
   assert result['moved'] > 1e-4                   # the updates changed the parameters
   assert result['max_diff'] < 1e-4, result        # ... identically on 1 and 4 devices
   assert abs(result['loss_one'] - result['loss_four']) < 1e-3 * abs(result['loss_one'])
+  assert result['refit_diff'] < 1e-4, result      # the refit's windows split over 4 devices: same actor

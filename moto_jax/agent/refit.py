@@ -7,7 +7,9 @@ computed once, from each episode's reset as in evaluation, and an actor-critic s
 imagination from B*T of them: `make_refit_fn` runs `train.refit_steps` such steps in one jitted
 scan, each on B windows of T steps drawn as the episode store draws them (edge-clamped starts),
 with the update's own actor and critic losses and optimizers (`update.actor_critic_steps`).
-`train.refit_steps = 0` (the paper) skips it.
+Given the training loop's mesh, the B windows of every step are split over its devices as the
+update's batch is (a replicated state without that constraint makes every device run the whole
+refit). `train.refit_steps = 0` (the paper) skips it.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from moto_jax.agent import actor_critic_loss as ac_loss
 from moto_jax.agent.train_state import TrainState, make_optimizers
@@ -40,16 +43,30 @@ def episode_arrays(episodes: list[dict]) -> dict:
 
 
 def make_refit_fn(config: ml_collections.ConfigDict, action_dim: int,
-                  image_shape: tuple[int, int, int] = (64, 64, 3)):
+                  image_shape: tuple[int, int, int] = (64, 64, 3), mesh: Mesh | None = None):
   """Jitted `refit(state, arrays, key) -> (state, metrics)`: `config.train.refit_steps` actor-critic
   steps (each `config.agent.actor_steps` of them, as in the update) on `arrays` from
-  `episode_arrays`; the world model and `state.step` are unchanged; metrics are means over steps."""
+  `episode_arrays`; the world model and `state.step` are unchanged; metrics are means over steps.
+
+  With `mesh` (1-D, axis 'data', size dividing `train.batch_size`) the state and arrays are
+  replicated on its devices and each step's windows are sharded over them; without it the
+  function runs where its inputs are (one device for an unreplicated state)."""
   nets = make_networks(config, action_dim, image_shape)
   opts = make_optimizers(config)
   cfg = config.agent
   b, t, steps = config.train.batch_size, config.train.seq_len, config.train.refit_steps
+  if mesh is not None and b % mesh.size:
+    raise ValueError(f'config.train.batch_size={b} is not divisible by the {mesh.size} devices of the mesh')
+  if mesh is None:
+    split = lambda tree: tree
+    jit = jax.jit
+  else:
+    data = NamedSharding(mesh, P('data'))
+    split = lambda tree: jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, data), tree)
+    replicated = NamedSharding(mesh, P())
+    jit = lambda f: jax.jit(f, in_shardings=replicated, out_shardings=replicated)
 
-  @jax.jit
+  @jit
   def refit(state: TrainState, arrays: dict, key: jax.Array):
     k_post, k_steps = jax.random.split(key)
     wm = state.params['wm']
@@ -66,7 +83,8 @@ def make_refit_fn(config: ml_collections.ConfigDict, action_dim: int,
       batch = {'action': take(arrays['action']), 'reward': take(arrays['reward']),
                'discount': take(arrays['discount']), 'is_first': idx == 0,
                'bc_weight': jnp.broadcast_to(arrays['bc_weight'][ep][:, None], (b, t))}
-      window = {k: take(post[k]) for k in ('deter', 'stoch', 'feat')}
+      batch = split(batch)
+      window = split({k: take(post[k]) for k in ('deter', 'stoch', 'feat')})
       pairs = ac_loss.real_pairs(window['feat'], batch)
       return actor_critic_steps(nets, opts, cfg, wm, carry, start_chunks(window, cfg.actor_steps), pairs,
                                 k_actor, k_critic)

@@ -266,9 +266,9 @@ class Trainer:
       chosen = np.random.default_rng([self.config.seed, 11]).choice(len(episodes), REFIT_MAX_EPISODES, replace=False)
       episodes = [episodes[i] for i in sorted(chosen)]
     self.log(f'Refit: {t.refit_steps} actor-critic steps on the frozen world model over {len(episodes)} '
-             f'offline episodes (one compiled loop without a progress bar; `small`: ~9 min on a slow 2-core CPU)...')
+             f'offline episodes (one compiled loop without a progress bar; `small`: ~3 min on a slow 2-core CPU)...')
     size = self.config.env.image_size
-    fn = refit_lib.make_refit_fn(self.config, self.action_dim, (size, size, 3))
+    fn = refit_lib.make_refit_fn(self.config, self.action_dim, (size, size, 3), self.mesh)
     self.state, metrics = fn(self.state, refit_lib.episode_arrays(episodes),
                              jax.random.fold_in(self.rng, 4_100_000_000))
     metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
