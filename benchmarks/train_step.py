@@ -30,6 +30,7 @@ import numpy as np
 
 from configs import metaworld
 from moto_jax import agent
+from moto_jax.training import config_check
 
 ACTION_DIM = 4
 
@@ -144,12 +145,7 @@ def main():
       config.model.decoder.kind = kind
       config.model.encoder.impl = config.model.decoder.impl = impl
       for item in args.set:
-        field, value = item.split('=', 1)
-        *path, leaf = field.split('.')
-        section = config
-        for p in path:
-          section = section[p]
-        section[leaf] = type(section[leaf])(value)
+        config_check.override(config, item)
       shapes = ([tuple(int(x) for x in s.split('x')) for s in args.batches.split(',')] if args.batches
                 else [(config.train.batch_size, config.train.seq_len)])
       jobs = []

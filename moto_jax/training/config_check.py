@@ -5,6 +5,8 @@ that names the field and its value.
 """
 from __future__ import annotations
 
+import ast
+import difflib
 import json
 import os
 
@@ -82,6 +84,40 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(train.log_every >= 1, 'train.log_every', train.log_every, 'expected >= 1')
   _require(train.keep_checkpoints >= 1, 'train.keep_checkpoints', train.keep_checkpoints, 'expected >= 1')
   _require(train.max_nonfinite >= 1, 'train.max_nonfinite', train.max_nonfinite, 'expected >= 1')
+
+
+def override(config: ml_collections.ConfigDict, item: str, prefix: str = '') -> None:
+  """Sets one field from a `FIELD=VALUE` string (a benchmark's `--set`), in place, as the field's
+  type: `agent.actor_steps=4`, `agent.mode=dreamerv2`, `train.log_video=False`. `prefix` (e.g.
+  'agent') is put before a FIELD without a section. Unknown fields and values that do not parse as
+  the field's type raise `ConfigError` naming them."""
+  if '=' not in item:
+    raise ConfigError(f'{item!r}: expected FIELD=VALUE, e.g. agent.actor_steps=4')
+  field, text = item.split('=', 1)
+  field = f'{prefix}.{field}' if prefix and '.' not in field else field
+  *path, leaf = field.split('.')
+  section = config
+  for depth, key in enumerate(path + [leaf]):
+    if key not in section:
+      where = '.'.join(path[:depth]) or 'config'
+      close = difflib.get_close_matches(key, list(section.keys()), n=1)
+      raise ConfigError(f'config.{field}: {where} has no field {key!r}' +
+                        (f'; did you mean {close[0]!r}?' if close else ''))
+    if key != leaf:
+      section = section[key]
+  old = section[leaf]
+  if isinstance(old, str):
+    value = text
+  else:
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      raise ConfigError(f'config.{field}={text!r}: expected a {type(old).__name__} like {old!r}') from None
+    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+      value = float(value)
+    if old is not None and type(value) is not type(old):
+      raise ConfigError(f'config.{field}={text!r}: expected a {type(old).__name__} like {old!r}')
+  section[leaf] = value
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict:
