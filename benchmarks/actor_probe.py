@@ -29,11 +29,13 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
+from moto_jax.agent import refit as refit_lib  # noqa: E402
 from moto_jax.data import collect  # noqa: E402
 from moto_jax.data import episodes as ep_lib  # noqa: E402
 from moto_jax.envs import make_env  # noqa: E402
 from moto_jax.networks.world_model import make_networks  # noqa: E402
 from moto_jax.training import diagnostics, evaluation, offline_data, restore  # noqa: E402
+from moto_jax.training import config_check  # noqa: E402
 
 
 def main():
@@ -57,8 +59,7 @@ def main():
   if args.bc_scale is not None:
     config.agent.bc_scale = args.bc_scale
   for item in args.set:
-    field, value = item.split('=', 1)
-    config.agent[field] = type(config.agent[field])(value)
+    config_check.override(config, item, prefix='agent')
   params = jax.device_get(state.params)
   nets = make_networks(config, action_dim)
   data_dir = offline_data.resolve(config, log=lambda *a: None)
@@ -76,10 +77,8 @@ def main():
   opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(args.lr or cfg.actor_lr))
 
   def loss_fn(actor, key):
-    k_ep, k_start, k_loss = jax.random.split(key, 3)
-    ep = jax.random.randint(k_ep, (b,), 0, demos['episodes'])
-    start = jnp.clip(jax.random.randint(k_start, (b,), -(t - 1), lengths[ep]), 0, lengths[ep] - t)
-    idx = start[:, None] + jnp.arange(t)[None]
+    k_windows, k_loss = jax.random.split(key)
+    ep, idx = refit_lib.sample_windows(k_windows, lengths, b, t)
     take = lambda a: a[ep[:, None], idx]
     batch = {'action': take(arrays['action']), 'reward': take(arrays['reward']), 'discount': jnp.ones((b, t)),
              'is_first': idx == 0, 'bc_weight': jnp.ones((b, t))}

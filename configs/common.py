@@ -136,6 +136,9 @@ def train_config(preset: str) -> ml_collections.ConfigDict:
   # each takes agent.actor_steps of them like an update, without the world-model step: ~0.37 s
   # for `small` on a slow 2-core CPU, against ~1 s for an update). The paper: 0.
   c.refit_steps = 500 if preset == 'small' else (3 if preset == 'debug' else 0)
+  # The same after each online episode's updates, on the offline and online episodes with the
+  # world model those updates left (the actor keeps up with a model that online data moves).
+  c.online_refit_steps = {'small': 100, 'debug': 2}.get(preset, 0)
   # Evaluation episodes run this many environments in lock step (one batched policy call per step).
   c.eval_envs = min(c.eval_episodes, 10) if preset != 'debug' else 1
   c.online_fraction = 0.5          # most of a batch from online episodes (share: min(this, online/all steps))

@@ -45,19 +45,19 @@ def main(argv):
     if not steps:
       raise app.UsageError(f'No checkpoint in {_WORKDIR.value}')
   envs = [make_env(config) for _ in range(max(1, min(_ENVS.value, _EPISODES.value)))]
+  actor = evaluation.AgentActor(config, int(envs[0].action_space.shape[0]))   # one compile for every checkpoint
   try:
     for step in steps:
-      evaluate_checkpoint(envs, step)
+      evaluate_checkpoint(actor, envs, step)
   finally:
     for env in envs:
       env.close()
 
 
-def evaluate_checkpoint(envs: list, step: int | None):
+def evaluate_checkpoint(actor: evaluation.AgentActor, envs: list, step: int | None):
   action_dim = int(envs[0].action_space.shape[0])
   config, state, counters, step, _ = restore.load_run(_WORKDIR.value, step, action_dim)
   print(f'Restored checkpoint {step} of {_WORKDIR.value}: {counters.to_json()}', flush=True)
-  actor = evaluation.AgentActor(config, action_dim)
   seeds = [collect.episode_seed(config.seed, _SEED.value + k) for k in range(_EPISODES.value)]
   start = time.perf_counter()
   summary, episodes = evaluation.evaluate(actor, envs, state.params, seeds, jax.random.PRNGKey(_SEED.value))

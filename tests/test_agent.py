@@ -13,6 +13,9 @@ from moto_jax.networks import rssm as rssm_lib
 
 N = 6  # imagination starts
 
+# One pytest-xdist worker runs this module (its module fixtures are built once).
+pytestmark = pytest.mark.xdist_group('agent')
+
 
 @pytest.fixture(scope='module')
 def start(nets):

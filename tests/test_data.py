@@ -7,6 +7,9 @@ from configs import metaworld as mw_config
 
 from moto_jax.data import collect, episodes as ep_lib, manifest, store as store_lib
 
+# One pytest-xdist worker runs this module (its module fixtures are built once).
+pytestmark = pytest.mark.xdist_group('data')
+
 
 def fake_episode(length, action_dim=4, success=False, seed=0):
   rng = np.random.default_rng(seed)

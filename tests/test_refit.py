@@ -4,6 +4,7 @@ Apart from test_agent.py, whose module fixture allows one trace of `update.train
 import jax
 import numpy as np
 import optax
+import pytest
 
 from conftest import ACTION_DIM, debug_config, synthetic_batch
 from moto_jax import agent
@@ -28,6 +29,22 @@ def test_episode_arrays_pad_and_record_lengths():
   np.testing.assert_array_equal(arrays['length'], [12, 13, 14])
   np.testing.assert_array_equal(arrays['bc_weight'], [1, 0, 1])
   assert not arrays['image'][0, 12:].any() and arrays['is_first'][:, 0].all()
+  padded = refit_lib.episode_arrays(episodes(), capacity=5)
+  assert padded['image'].shape == (5, 14, 64, 64, 3) and int(padded['count']) == 3
+  np.testing.assert_array_equal(padded['length'], [12, 13, 14, 0, 0])
+  with pytest.raises(ValueError, match='capacity=2 is below the 3 episodes'):
+    refit_lib.episode_arrays(episodes(), capacity=2)
+
+
+def test_windows_cover_every_step_and_skip_padding():
+  lengths = jax.numpy.asarray([12, 40, 0, 0], jax.numpy.int32)
+  ep, idx = jax.jit(refit_lib.sample_windows, static_argnums=(2, 3))(jax.random.key(0), lengths, 4000, 8, 2)
+  ep, idx = np.asarray(ep), np.asarray(idx)
+  assert set(ep) == {0, 1}                                   # padding rows (length 0) never drawn
+  assert (idx >= 0).all() and (idx < np.asarray(lengths)[ep][:, None]).all()
+  assert (np.diff(idx, axis=1) == 1).all()
+  hits = np.bincount(idx[ep == 1].ravel(), minlength=40)
+  assert hits.min() > 0.4 * hits.mean()                      # the reset and the last step included
 
 
 def test_refit_trains_actor_and_critics_only_and_fits_the_demos():

@@ -15,6 +15,9 @@ from moto_jax.training import config_check, loop
 from moto_jax.training.logger import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# One pytest-xdist worker runs the tests that share the module's finished run and data cache; the
+# fault campaign and the Kitchen job, each minutes long and on their own data, may run beside them.
+pytestmark = pytest.mark.xdist_group('training')
 
 
 def debug_config(cache_dir, **train):
@@ -66,6 +69,10 @@ def test_metrics_logged_by_phase(finished_run):
   # After offline phase (0 env steps), every 2 episodes (20), and at the end (30).
   assert [r['env_steps'] for r in evals] == [0, 20, 30]
   assert all(0.0 <= r['eval/success_rate'] <= 1.0 for r in evals)
+  # The refits: at the offline end, then after each online episode's updates (step: env steps).
+  refits = [r for r in records if r['phase'] == 'refit']
+  assert [(r['step'], r['grad_steps'], r['episodes']) for r in refits] == [(0, 4, 3), (10, 6, 4), (20, 8, 5), (30, 10, 6)]
+  assert all(np.isfinite(r['actor/bc_loglik']) and np.isfinite(r['critic/loss']) for r in refits)
   # Diagnostics at every evaluation: the evaluation episodes' first action, the BC gradient share.
   for r in evals:
     assert all(-1.0 <= r[f'eval/first_action_{i}'] <= 1.0 for i in range(4))
@@ -110,7 +117,24 @@ def test_bad_config_fails_before_compile(tmp_path):
     config_check.validate(c)
 
 
+def test_benchmark_overrides_parse_as_the_field_type():
+  c = mw_config.get_config('drawer-open,debug').unlock()
+  config_check.override(c, 'agent.actor_steps=2')
+  config_check.override(c, 'bc_scale=3', prefix='agent')
+  config_check.override(c, 'agent.mode=dreamerv2')
+  config_check.override(c, 'agent.data_critic_loss=False')          # not bool('False')
+  assert (c.agent.actor_steps, c.agent.mode, c.agent.data_critic_loss) == (2, 'dreamerv2', False)
+  assert c.agent.bc_scale == 3.0 and isinstance(c.agent.bc_scale, float)
+  with pytest.raises(config_check.ConfigError, match="agent has no field 'bc_scal'; did you mean 'bc_scale'"):
+    config_check.override(c, 'agent.bc_scal=1')
+  with pytest.raises(config_check.ConfigError, match=r"config.agent.actor_steps='x': expected a int"):
+    config_check.override(c, 'agent.actor_steps=x')
+  with pytest.raises(config_check.ConfigError, match='expected FIELD=VALUE'):
+    config_check.override(c, 'agent.actor_steps')
+
+
 @pytest.mark.slow
+@pytest.mark.xdist_group('faults')
 def test_interrupted_runs_resume_identical(tmp_path):
   """The short fault campaign: kill -9 and SIGTERM at seeded random moments, resume; every metric,
   episode and final parameter equals the uninterrupted run's (benchmarks/faults.py)."""
@@ -188,6 +212,7 @@ def test_one_bad_episode_is_skipped_on_fresh_data(tmp_path, cache, finished_run)
   assert summary['nonfinite_skipped'] >= 1
 
 
+@pytest.mark.xdist_group('kitchen_job')
 def test_kitchen_main_job_end_to_end(tmp_path):
   """Kitchen offline episodes carry task flags that online episodes lack; the run must not care."""
   from configs import kitchen as kitchen_config

@@ -11,6 +11,9 @@ from moto_jax.agent import update as update_lib
 from moto_jax.networks import layers
 from moto_jax.networks import rssm as rssm_lib
 
+# One pytest-xdist worker runs this module (its module fixtures are built once).
+pytestmark = pytest.mark.xdist_group('world_model')
+
 
 @pytest.fixture(scope='module')
 def wm_update(config):

@@ -1,4 +1,5 @@
-"""Actor-critic steps on a frozen world model (`train.refit_steps`, at the end of offline training).
+"""Actor-critic steps on a frozen world model: `train.refit_steps` at the end of offline training,
+`train.online_refit_steps` after each online episode's updates.
 
 The world model is the expensive part of an update (about three quarters of it on a CPU), and the
 actor needs many more steps than the world model to fit the demonstrations (BUILD_NOTES, "The actor
@@ -9,7 +10,7 @@ scan, each on B windows of T steps drawn as the episode store draws them (edge-c
 with the update's own actor and critic losses and optimizers (`update.actor_critic_steps`).
 Given the training loop's mesh, the B windows of every step are split over its devices as the
 update's batch is (a replicated state without that constraint makes every device run the whole
-refit). `train.refit_steps = 0` (the paper) skips it.
+refit). `train.refit_steps = 0` and `train.online_refit_steps = 0` (the paper) skip them.
 """
 from __future__ import annotations
 
@@ -27,24 +28,47 @@ from moto_jax.networks.world_model import make_networks
 KEYS = ('image', 'action', 'reward', 'discount', 'is_first')
 
 
-def episode_arrays(episodes: list[dict]) -> dict:
-  """Episodes padded to the longest: KEYS [N, L, ...], `bc_weight` [N] and `length` [N]."""
+def episode_arrays(episodes: list[dict], capacity: int | None = None) -> dict:
+  """Episodes padded to the longest: KEYS [N, L, ...], `bc_weight` [N], `length` [N] and `count` (the
+  number of real episodes). With `capacity` >= len(episodes), N = capacity (rows past `count` are
+  zeros of length 0, never drawn), so a growing set of episodes keeps one compiled refit."""
   if not episodes:
     raise ValueError('refit needs at least one episode')
+  rows = len(episodes) if capacity is None else capacity
+  if rows < len(episodes):
+    raise ValueError(f'capacity={capacity} is below the {len(episodes)} episodes')
   length = max(len(e['image']) for e in episodes)
-  out = {k: np.zeros((len(episodes), length) + np.shape(episodes[0][k])[1:], np.asarray(episodes[0][k]).dtype)
+  out = {k: np.zeros((rows, length) + np.shape(episodes[0][k])[1:], np.asarray(episodes[0][k]).dtype)
          for k in KEYS}
   for n, e in enumerate(episodes):
     for k in KEYS:
       out[k][n, :len(e[k])] = e[k]
-  out['bc_weight'] = np.asarray([float(e['bc_weight']) for e in episodes], np.float32)
-  out['length'] = np.asarray([len(e['image']) for e in episodes], np.int32)
+  out['bc_weight'] = np.zeros(rows, np.float32)
+  out['bc_weight'][:len(episodes)] = [float(e['bc_weight']) for e in episodes]
+  out['length'] = np.zeros(rows, np.int32)
+  out['length'][:len(episodes)] = [len(e['image']) for e in episodes]
+  out['count'] = np.int32(len(episodes))
   return out
 
 
+def sample_windows(key: jax.Array, lengths: jax.Array, b: int, t: int,
+                   count: jax.Array | int | None = None) -> tuple[jax.Array, jax.Array]:
+  """B windows of T steps over the first `count` (default: all) episodes of `lengths` [N], drawn as
+  the episode store draws them: a uniform episode, a start uniform in [-(T-1), length) clamped to
+  [0, length - T], so every step of an episode, its reset included, falls in about the same number
+  of windows. Returns (episode [B], time index [B, T])."""
+  k_ep, k_start = jax.random.split(key)
+  ep = jax.random.randint(k_ep, (b,), 0, lengths.shape[0] if count is None else count)
+  length = lengths[ep]
+  start = jnp.clip(jax.random.randint(k_start, (b,), -(t - 1), length), 0, length - t)
+  return ep, start[:, None] + jnp.arange(t)[None]
+
+
 def make_refit_fn(config: ml_collections.ConfigDict, action_dim: int,
-                  image_shape: tuple[int, int, int] = (64, 64, 3), mesh: Mesh | None = None):
-  """Jitted `refit(state, arrays, key) -> (state, metrics)`: `config.train.refit_steps` actor-critic
+                  image_shape: tuple[int, int, int] = (64, 64, 3), mesh: Mesh | None = None,
+                  steps: int | None = None):
+  """Jitted `refit(state, arrays, key) -> (state, metrics)`: `steps` (default
+  `config.train.refit_steps`) actor-critic
   steps (each `config.agent.actor_steps` of them, as in the update) on `arrays` from
   `episode_arrays`; the world model and `state.step` are unchanged; metrics are means over steps.
 
@@ -54,7 +78,10 @@ def make_refit_fn(config: ml_collections.ConfigDict, action_dim: int,
   nets = make_networks(config, action_dim, image_shape)
   opts = make_optimizers(config)
   cfg = config.agent
-  b, t, steps = config.train.batch_size, config.train.seq_len, config.train.refit_steps
+  b, t = config.train.batch_size, config.train.seq_len
+  steps = config.train.refit_steps if steps is None else steps
+  if steps < 1:
+    raise ValueError(f'a refit needs at least one step, got {steps}')
   if mesh is not None and b % mesh.size:
     raise ValueError(f'config.train.batch_size={b} is not divisible by the {mesh.size} devices of the mesh')
   if mesh is None:
@@ -71,14 +98,10 @@ def make_refit_fn(config: ml_collections.ConfigDict, action_dim: int,
     k_post, k_steps = jax.random.split(key)
     wm = state.params['wm']
     post = nets.observe(wm, nets.encode(wm, arrays['image']), arrays['action'], arrays['is_first'], k_post)
-    n = arrays['length'].shape[0]
 
     def one(carry, k):
-      k_ep, k_start, k_actor, k_critic = jax.random.split(k, 4)
-      ep = jax.random.randint(k_ep, (b,), 0, n)
-      length = arrays['length'][ep]
-      start = jnp.clip(jax.random.randint(k_start, (b,), -(t - 1), length), 0, length - t)
-      idx = start[:, None] + jnp.arange(t)[None]
+      k_windows, k_actor, k_critic = jax.random.split(k, 3)
+      ep, idx = sample_windows(k_windows, arrays['length'], b, t, arrays['count'])
       take = lambda a: a[ep[:, None], idx]
       batch = {'action': take(arrays['action']), 'reward': take(arrays['reward']),
                'discount': take(arrays['discount']), 'is_first': idx == 0,

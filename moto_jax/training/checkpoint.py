@@ -28,6 +28,7 @@ class Counters:
   wall_seconds: float = 0.0   # wall clock of the run so far, over all its sessions (data, compile included)
   # The unit of online work is an episode, its updates and its evaluation. Where a unit stopped:
   updates_due: int = 0        # updates of the latest episode not yet done
+  refit_due: bool = False     # its refit (train.online_refit_steps) not yet done
   eval_due: bool = False      # its evaluation not yet done
   # What a resume needs to log exactly what an uninterrupted run logs:
   metrics_bytes: int = -1     # length of metrics.jsonl at this checkpoint (-1: unknown, older runs)

@@ -78,6 +78,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(train.eval_every_episodes >= 1, 'train.eval_every_episodes', train.eval_every_episodes, 'expected >= 1')
   _require(train.eval_episodes >= 0, 'train.eval_episodes', train.eval_episodes, 'expected >= 0')
   _require(train.refit_steps >= 0, 'train.refit_steps', train.refit_steps, 'expected >= 0')
+  _require(train.online_refit_steps >= 0, 'train.online_refit_steps', train.online_refit_steps, 'expected >= 0')
   _require(train.eval_envs >= 1, 'train.eval_envs', train.eval_envs, 'expected >= 1')
   _require(0.0 <= train.online_fraction <= 1.0, 'train.online_fraction', train.online_fraction,
            'expected a value in [0, 1]')

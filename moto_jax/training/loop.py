@@ -136,6 +136,7 @@ class Trainer:
     log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()))
     self.update = agent.make_update_fn(config, self.action_dim, self.mesh)
     self.actor = evaluation.AgentActor(config, self.action_dim)
+    self._refit_fns = {}          # compiled refits by (steps, episodes, length)
     demos = diagnostics.demo_episodes(self.store.episodes('offline'), gamma=config.agent.gamma,
                                       multiple=jax.device_count())
     self.diagnostics = diagnostics.Diagnostics(config, self.action_dim, demos, mesh=self.mesh)
@@ -261,20 +262,50 @@ class Trainer:
     if t.refit_steps == 0:
       return
     start = time.time()
+    episodes = self.refit_offline_episodes()
+    self.log(f'Refit: {t.refit_steps} actor-critic steps on the frozen world model over {len(episodes)} '
+             f'offline episodes (one compiled loop without a progress bar; `small`: ~3 min on a slow 2-core CPU)...')
+    metrics = self.run_refit(t.refit_steps, episodes, jax.random.fold_in(self.rng, 4_100_000_000))
+    self.log(f'Refit done in {time.time() - start:.0f} s (compile included): '
+             f'actor/bc_loglik={metrics["actor/bc_loglik"]:.3g} critic/loss={metrics["critic/loss"]:.3g}')
+
+  def online_refit(self):
+    """`train.online_refit_steps` refit steps after an online episode's updates, on the offline
+    episodes of the offline-end refit and the latest REFIT_MAX_EPISODES online ones, with the world
+    model as those updates left it. Part of the episode's unit (`counters.refit_due`)."""
+    t = self.config.train
+    online = self.store.episodes('online')[-REFIT_MAX_EPISODES:]
+    episodes = self.refit_offline_episodes() + online
+    per_episode = max(1, len(online[0]['image']) - 1) if online else 1
+    planned = -(-t.env_steps // per_episode)                     # online episodes the run will have
+    capacity = max(len(episodes), len(episodes) - len(online) + min(planned, REFIT_MAX_EPISODES))
+    metrics = self.run_refit(t.online_refit_steps, episodes,
+                             jax.random.fold_in(self.rng, 4_200_000_000 + self.counters.episodes), capacity)
+    if self.counters.episodes % t.eval_every_episodes == 0:
+      self.log(f'[refit {self.counters.env_steps}] {t.online_refit_steps} steps over {len(episodes)} episodes: '
+               f'actor/bc_loglik={metrics["actor/bc_loglik"]:.3g} critic/loss={metrics["critic/loss"]:.3g}')
+
+  def refit_offline_episodes(self) -> list[dict]:
     episodes = self.store.episodes('offline')
     if len(episodes) > REFIT_MAX_EPISODES:
       chosen = np.random.default_rng([self.config.seed, 11]).choice(len(episodes), REFIT_MAX_EPISODES, replace=False)
       episodes = [episodes[i] for i in sorted(chosen)]
-    self.log(f'Refit: {t.refit_steps} actor-critic steps on the frozen world model over {len(episodes)} '
-             f'offline episodes (one compiled loop without a progress bar; `small`: ~3 min on a slow 2-core CPU)...')
-    size = self.config.env.image_size
-    fn = refit_lib.make_refit_fn(self.config, self.action_dim, (size, size, 3), self.mesh)
-    self.state, metrics = fn(self.state, refit_lib.episode_arrays(episodes),
-                             jax.random.fold_in(self.rng, 4_100_000_000))
+    return episodes
+
+  def run_refit(self, steps: int, episodes: list[dict], key: jax.Array, capacity: int | None = None) -> dict:
+    arrays = refit_lib.episode_arrays(episodes, capacity)
+    shape = (steps,) + arrays['image'].shape[:2]
+    if shape not in self._refit_fns:                 # one compile per refit size and padded shape
+      size = self.config.env.image_size
+      self._refit_fns[shape] = refit_lib.make_refit_fn(self.config, self.action_dim, (size, size, 3), self.mesh,
+                                                       steps=steps)
+    self.state, metrics = self._refit_fns[shape](self.state, arrays, key)
     metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    self.writer.write(self.counters.grad_steps, 'refit', metrics)
-    self.log(f'Refit done in {time.time() - start:.0f} s (compile included): '
-             f'actor/bc_loglik={metrics["actor/bc_loglik"]:.3g} critic/loss={metrics["critic/loss"]:.3g}')
+    # Like evaluation records: `step` counts env steps, both counts are fields.
+    self.writer.write(self.counters.env_steps, 'refit', {**metrics, 'episodes': float(len(episodes)),
+                                                         'grad_steps': float(self.counters.grad_steps),
+                                                         'env_steps': float(self.counters.env_steps)})
+    return metrics
 
   def online_phase(self):
     t = self.config.train
@@ -299,6 +330,7 @@ class Trainer:
                           {'episode/return': float(episode['reward'].sum()),
                            'episode/success': float(bool(episode['success']))})
         self.counters.updates_due = t.updates_per_episode
+        self.counters.refit_due = t.online_refit_steps > 0
         self.counters.eval_due = self.counters.episodes % t.eval_every_episodes == 0
         self.finish_unit()
         self.maybe_checkpoint()
@@ -310,9 +342,12 @@ class Trainer:
       self.maybe_checkpoint(force=True)
 
   def finish_unit(self):
-    """The rest of the latest episode's unit: its updates, then its evaluation if one is due."""
+    """The rest of the latest episode's unit: its updates, its refit, then its evaluation if one is due."""
     while self.counters.updates_due > 0 and not self.stop.requested:
       self.counters.updates_due -= self.train_steps(self.counters.updates_due, 'online')
+    if self.counters.refit_due and not self.stop.requested:
+      self.online_refit()
+      self.counters.refit_due = False
     if self.counters.eval_due and not self.stop.requested:
       self.run_evaluation()
       self.counters.eval_due = False
