@@ -67,9 +67,12 @@ def memory_of(compiled) -> float:
                - m.alias_size_in_bytes)
 
 
-def roofline_gflops(n: int = 2048, reps: int = 10) -> float:
-  """GFLOP/s of a jitted n x n f32 matmul on the first device (XLA's intra-op threads: all cores)."""
+def roofline_gflops(n: int = 0, reps: int = 10) -> float:
+  """GFLOP/s of a jitted n x n f32 matmul on the first device (XLA's intra-op threads: all cores).
+
+  n defaults to 2048 on a CPU and 8192 on an accelerator (where 2048 is too short to time)."""
   import jax.numpy as jnp
+  n = n or (2048 if jax.devices()[0].platform == 'cpu' else 8192)
   x = jnp.ones((n, n), jnp.float32)
   f = jax.jit(lambda a: a @ a)
   f(x).block_until_ready()
@@ -101,6 +104,12 @@ def host_seconds(config, batch: int, length: int, steps: int = 20) -> float:
   return (time.perf_counter() - start) / steps
 
 
+def device_peak_mb() -> float:
+  """Peak bytes the first device's allocator has held so far (accelerators; NaN where not reported)."""
+  stats = jax.devices()[0].memory_stats() if hasattr(jax.devices()[0], 'memory_stats') else None
+  return (stats or {}).get('peak_bytes_in_use', float('nan')) / 2 ** 20
+
+
 def measure(make_fn, config, batch_shape, steps: int) -> dict:
   state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
   batch = make_batch(*batch_shape)
@@ -120,7 +129,7 @@ def measure(make_fn, config, batch_shape, steps: int) -> dict:
   flops = flops_of(compiled)
   return {'compile_s': compile_s, 'step_s': step_s, 'updates_per_s': 1.0 / step_s,
           'gflop': flops / 1e9, 'gflops_per_s': flops / 1e9 / step_s, 'xla_mem_mb': memory_of(compiled) / 2 ** 20,
-          'params': agent.param_count(state)['total'], 'cores': cores}
+          'params': agent.param_count(state)['total'], 'cores': cores, 'peak_mb': device_peak_mb()}
 
 
 def main():
@@ -163,17 +172,17 @@ def main():
         rows.append(r)
         print(f"{preset:6s} {kind:9s} {impl:7s} {step:4s} {r['batch']:6s} compile {r['compile_s']:6.1f} s  "
               f"step {r['step_s']:7.3f} s  {r['updates_per_s']:6.2f} upd/s  {r['gflop']:8.1f} GFLOP  "
-              f"{r['gflops_per_s']:6.1f} GFLOP/s ({r['roof']:.0%} of roofline)  host {r['host_s'] * 1e3:.0f} ms  XLA mem {r['xla_mem_mb']:7.0f} MiB  params {r['params']:,}  cores used {r['cores']:.2f}",
+              f"{r['gflops_per_s']:6.1f} GFLOP/s ({r['roof']:.0%} of roofline)  host {r['host_s'] * 1e3:.0f} ms  XLA mem {r['xla_mem_mb']:7.0f} MiB  device peak {r['peak_mb']:.0f} MiB  params {r['params']:,}  cores used {r['cores']:.2f}",
               flush=True)
 
   print(f'\nroofline (same run): {roof:.1f} GFLOP/s')
   print('| preset | decoder | conv impl | step | batch | compile s | s/update | updates/s | GFLOP | GFLOP/s | '
-        'of roofline | host ms/update | XLA mem MiB | cores used |')
-  print('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+        'of roofline | host ms/update | XLA mem MiB | device peak MiB | cores used |')
+  print('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
   for r in rows:
     print(f"| {r['preset']} | {r['kind']} | {r['impl']} | {r['step']} | {r['batch']} | {r['compile_s']:.1f} | {r['step_s']:.3f} | "
           f"{r['updates_per_s']:.2f} | {r['gflop']:.1f} | {r['gflops_per_s']:.1f} | {r['roof']:.0%} | {r['host_s'] * 1e3:.0f} | "
-          f"{r['xla_mem_mb']:.0f} | {r['cores']:.2f} |")
+          f"{r['xla_mem_mb']:.0f} | {r['peak_mb']:.0f} | {r['cores']:.2f} |")
   print('\nsubpixel / transpose (step time, FLOPs):')
   index = {(r['preset'], r['kind'], r['impl'], r['step'], r['batch']): r for r in rows}
   for (preset, kind, impl, step, batch), r in index.items():
