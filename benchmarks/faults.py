@@ -50,7 +50,8 @@ def command(workdir: str, args) -> list[str]:
 
 def environment(args) -> dict:
   env = dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'),
-             JAX_COMPILATION_CACHE_DIR=os.path.join(os.path.abspath(args.out), 'jax_cache'),
+             JAX_COMPILATION_CACHE_DIR=(os.environ.get('JAX_COMPILATION_CACHE_DIR')   # the test session's
+                                        or os.path.join(os.path.abspath(args.out), 'jax_cache')),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
   if args.fast_compile:
     env['JAX_DISABLE_MOST_OPTIMIZATIONS'] = 'true'

@@ -18,7 +18,12 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file[:task,pre
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, episodes, logs and plots.')
 _ALLOW_CHANGE = flags.DEFINE_bool('allow_config_change', False,
                                   'Resume a workdir whose recorded config differs from this one.')
-_MULTIHOST = flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() (pods, clusters).')
+_MULTIHOST = flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() (pods, clusters: '
+                                'the coordinator and process ids are detected on TPU pods and SLURM).')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'With --multihost, by hand: host:port of '
+                                   'process 0 (also --num_processes and --process_id).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'With --multihost, by hand: how many processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'With --multihost, by hand: this process (0 .. N-1).')
 _CPU_DEVICES = flags.DEFINE_integer(
     'cpu_devices', None, 'Split the CPU into this many XLA devices for data parallelism (XLA:CPU runs a '
     'step mostly on one core). Default: the largest divisor of train.batch_size <= the core count. '
@@ -46,7 +51,10 @@ def main(argv):
   set_cpu_devices(config.train.batch_size, _CPU_DEVICES.value)
   import jax  # pylint: disable=g-import-not-at-top
   if _MULTIHOST.value:
-    jax.distributed.initialize()
+    # CPU processes exchange gradients over gloo (set before any backend starts; unused on GPU/TPU).
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)
   from moto_jax.training import config_check, loop
   try:
     config_check.validate(config)          # before any compile or data collection

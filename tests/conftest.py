@@ -1,4 +1,5 @@
 """Shared test set-up: fast XLA compiles, the debug config and synthetic batches."""
+import os
 import tempfile
 
 import jax
@@ -11,8 +12,13 @@ from moto_jax.networks.world_model import make_networks
 # Compile time dominates at the debug sizes.
 jax.config.update('jax_disable_most_optimizations', True)
 # Many tests build the same jitted update again (a new Trainer per run): a compilation cache for
-# this test session makes every compile after the first of a program a cache read.
-jax.config.update('jax_compilation_cache_dir', tempfile.mkdtemp(prefix='moto_jax_test_jit_cache_'))
+# this test session makes every compile after the first of a program a cache read. One folder for
+# the session: pytest-xdist workers inherit it from the controller (which imports this file before
+# it starts them), and so do the subprocesses that tests start (launch.main, the fault campaign).
+_JIT_CACHE = os.environ.get('MOTO_JAX_TEST_JIT_CACHE') or tempfile.mkdtemp(prefix='moto_jax_test_jit_cache_')
+os.environ.update(MOTO_JAX_TEST_JIT_CACHE=_JIT_CACHE, JAX_COMPILATION_CACHE_DIR=_JIT_CACHE,
+                  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+jax.config.update('jax_compilation_cache_dir', _JIT_CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
 ACTION_DIM = 4

@@ -116,13 +116,15 @@ class Diagnostics:
     pairs = ac_loss.real_pairs(post['feat'], batch)
     bc_scale = ac_loss.effective(cfg)['bc_scale']
 
-    def part(actor_params, name):
+    def parts(actor_params):
       _, (metrics, _) = ac_loss.actor_loss(actor_params, nets, wm, params['critic'], start, pairs,
                                            k_actor, cfg)
-      return metrics[name]
+      return jnp.stack([metrics['actor/mb_loss'], metrics['actor/bc_loss']])
 
-    g_mb = optax.global_norm(jax.grad(part)(params['actor'], 'actor/mb_loss'))
-    g_bc = bc_scale * optax.global_norm(jax.grad(part)(params['actor'], 'actor/bc_loss'))
+    # One forward pass (imagination included), one backward pass per part.
+    values, vjp = jax.vjp(parts, params['actor'])
+    g_mb = optax.global_norm(vjp(jnp.array([1.0, 0.0], values.dtype))[0])
+    g_bc = bc_scale * optax.global_norm(vjp(jnp.array([0.0, 1.0], values.dtype))[0])
     return g_bc / jnp.maximum(g_bc + g_mb, 1e-12)
 
   def __call__(self, params, batch: dict | None, rng: jax.Array) -> dict:

@@ -29,19 +29,17 @@ import numpy as np
 import tqdm
 
 from moto_jax import agent
-from moto_jax.agent import refit as refit_lib
 from moto_jax.data import collect
 from moto_jax.data import episodes as ep_lib
 from moto_jax.data import manifest as manifest_lib
 from moto_jax.data.store import EpisodeStore
 from moto_jax.envs import make_env
 from moto_jax.training import checkpoint as ckpt_lib
-from moto_jax.training import config_check, diagnostics, evaluation, offline_data
+from moto_jax.training import config_check, diagnostics, evaluation, offline_data, refits
 from moto_jax.training.logger import MetricWriter, read_metrics, truncate_metrics
 
 EVAL_SEED_OFFSET = 1_000_000    # evaluation starts never coincide with training episodes
 BATCH_KEYS = ep_lib.STEP_KEYS + ('bc_weight',)
-REFIT_MAX_EPISODES = 50         # episodes whose posteriors the end-of-offline refit holds in memory
 
 
 class DiskFullError(OSError):
@@ -136,7 +134,7 @@ class Trainer:
     log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()))
     self.update = agent.make_update_fn(config, self.action_dim, self.mesh)
     self.actor = evaluation.AgentActor(config, self.action_dim)
-    self._refit_fns = {}          # compiled refits by (steps, episodes, length)
+    self.refits = refits.Refits(config, self.action_dim, self.mesh)
     demos = diagnostics.demo_episodes(self.store.episodes('offline'), gamma=config.agent.gamma,
                                       multiple=jax.device_count())
     self.diagnostics = diagnostics.Diagnostics(config, self.action_dim, demos, mesh=self.mesh)
@@ -155,8 +153,11 @@ class Trainer:
   def _batch(self, attempt: int = 0):
     """The batch of the next gradient step; `attempt` > 0 (a retry after a non-finite update) draws fresh windows."""
     step = self.counters.grad_steps
-    rng = np.random.default_rng([self.config.seed, step] + ([attempt] if attempt else []))
-    batch = self.store.sample(self.config.train.batch_size, rng)
+    entropy = [self.config.seed, step] + ([attempt] if attempt else [])
+    if jax.process_count() > 1:      # multi-host: each process samples its own share of the global batch
+      entropy = [self.config.seed, step, attempt, 1_000_000 + jax.process_index()]
+    rng = np.random.default_rng(entropy)
+    batch = self.store.sample(self.config.train.batch_size // jax.process_count(), rng)
     # The update sees the standard keys only (domains may store more, e.g. Kitchen's task flags).
     return agent.shard_batch({k: batch[k] for k in BATCH_KEYS}, self.mesh)
 
@@ -254,53 +255,33 @@ class Trainer:
       self.maybe_checkpoint(force=True)
 
   def refit(self):
-    """`train.refit_steps` actor-critic steps on the frozen world model (agent/refit.py), on the
-    offline episodes (at most REFIT_MAX_EPISODES of them, drawn with the run's seed). Runs once, at
-    the end of the offline phase; no checkpoint falls between it and the offline-end one, so a
-    resumed run repeats it from the same state."""
+    """`train.refit_steps` actor-critic steps on the frozen world model (training/refits.py). Runs
+    once, at the end of the offline phase; no checkpoint falls between it and the offline-end one,
+    so a resumed run repeats it from the same state."""
     t = self.config.train
     if t.refit_steps == 0:
       return
     start = time.time()
-    episodes = self.refit_offline_episodes()
+    episodes = self.refits.offline_episodes(self.store)
     self.log(f'Refit: {t.refit_steps} actor-critic steps on the frozen world model over {len(episodes)} '
              f'offline episodes (one compiled loop without a progress bar; `small`: ~3 min on a slow 2-core CPU)...')
-    metrics = self.run_refit(t.refit_steps, episodes, jax.random.fold_in(self.rng, 4_100_000_000))
+    metrics = self.run_refit(t.refit_steps, episodes, jax.random.fold_in(self.rng, refits.OFFLINE_KEY))
     self.log(f'Refit done in {time.time() - start:.0f} s (compile included): '
              f'actor/bc_loglik={metrics["actor/bc_loglik"]:.3g} critic/loss={metrics["critic/loss"]:.3g}')
 
   def online_refit(self):
-    """`train.online_refit_steps` refit steps after an online episode's updates, on the offline
-    episodes of the offline-end refit and the latest REFIT_MAX_EPISODES online ones, with the world
+    """`train.online_refit_steps` refit steps after an online episode's updates, with the world
     model as those updates left it. Part of the episode's unit (`counters.refit_due`)."""
     t = self.config.train
-    online = self.store.episodes('online')[-REFIT_MAX_EPISODES:]
-    episodes = self.refit_offline_episodes() + online
-    per_episode = max(1, len(online[0]['image']) - 1) if online else 1
-    planned = -(-t.env_steps // per_episode)                     # online episodes the run will have
-    capacity = max(len(episodes), len(episodes) - len(online) + min(planned, REFIT_MAX_EPISODES))
+    episodes, capacity = self.refits.online_episodes(self.store, t.env_steps)
     metrics = self.run_refit(t.online_refit_steps, episodes,
-                             jax.random.fold_in(self.rng, 4_200_000_000 + self.counters.episodes), capacity)
+                             jax.random.fold_in(self.rng, refits.ONLINE_KEY + self.counters.episodes), capacity)
     if self.counters.episodes % t.eval_every_episodes == 0:
       self.log(f'[refit {self.counters.env_steps}] {t.online_refit_steps} steps over {len(episodes)} episodes: '
                f'actor/bc_loglik={metrics["actor/bc_loglik"]:.3g} critic/loss={metrics["critic/loss"]:.3g}')
 
-  def refit_offline_episodes(self) -> list[dict]:
-    episodes = self.store.episodes('offline')
-    if len(episodes) > REFIT_MAX_EPISODES:
-      chosen = np.random.default_rng([self.config.seed, 11]).choice(len(episodes), REFIT_MAX_EPISODES, replace=False)
-      episodes = [episodes[i] for i in sorted(chosen)]
-    return episodes
-
   def run_refit(self, steps: int, episodes: list[dict], key: jax.Array, capacity: int | None = None) -> dict:
-    arrays = refit_lib.episode_arrays(episodes, capacity)
-    shape = (steps,) + arrays['image'].shape[:2]
-    if shape not in self._refit_fns:                 # one compile per refit size and padded shape
-      size = self.config.env.image_size
-      self._refit_fns[shape] = refit_lib.make_refit_fn(self.config, self.action_dim, (size, size, 3), self.mesh,
-                                                       steps=steps)
-    self.state, metrics = self._refit_fns[shape](self.state, arrays, key)
-    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    self.state, metrics = self.refits.run(self.state, steps, episodes, key, capacity)
     # Like evaluation records: `step` counts env steps, both counts are fields.
     self.writer.write(self.counters.env_steps, 'refit', {**metrics, 'episodes': float(len(episodes)),
                                                          'grad_steps': float(self.counters.grad_steps),
