@@ -202,6 +202,36 @@ def test_float_images_and_wrong_frame_size_are_named(tmp_path):
     s.add(small)
 
 
+def test_actions_rewards_and_action_dim_are_checked_and_named(tmp_path):
+  """Out-of-range or non-finite actions and non-finite rewards are refused, naming the file, the key,
+  the value and the step; an action dimension other than the environment's is refused at load."""
+  cases = (('action', 1.5, r"'action' is 1\.5 at step 3, dimension 2; actions must be finite and in \[-1, 1\]"),
+           ('action', np.nan, r"'action' is nan at step 3"),
+           ('reward', np.inf, r"'reward' is inf at step 3; expected finite values"))
+  for key, value, message in cases:
+    e = fake_episode(5)
+    e[key] = e[key].copy()
+    if key == 'action':
+      e[key][3, 2] = value
+    else:
+      e[key][3] = value
+    with pytest.raises(ep_lib.CorruptEpisodeError, match='x.npz: key ' + message):
+      ep_lib.save_episode(str(tmp_path / 'x.npz'), e)
+    assert not os.path.exists(tmp_path / 'x.npz')
+  ok = fake_episode(5)
+  ok['action'] = np.clip(ok['action'], -1.0, 1.0)
+  ok['action'][1, 0] = 1.0 + 1e-7                               # float round-off is allowed
+  ep_lib.validate(ok)
+  d = tmp_path / 'data'
+  ep_lib.save_episode(str(d / ep_lib.episode_name(0)), fake_episode(6))
+  ep_lib.save_episode(str(d / ep_lib.episode_name(1)), fake_episode(6, action_dim=9))
+  with pytest.raises(ep_lib.CorruptEpisodeError,
+                     match=r"episode_000001.npz: actions of dimension 9; this run's environment has 4.*skip_corrupt=True"):
+    store_lib.EpisodeStore(seq_len=4, action_dim=4).load_directory(str(d))
+  s = store_lib.EpisodeStore(seq_len=4, action_dim=4, skip_corrupt=True)
+  assert s.load_directory(str(d)) == 1 and s.stats()['skipped_corrupt'] == 1
+
+
 def test_memory_per_frame_reported():
   s = store_lib.EpisodeStore(seq_len=2)
   s.add(fake_episode(9), part='offline')

@@ -178,10 +178,10 @@ def test_nonfinite_data_stops_run_with_checkpoint_intact(tmp_path, cache, finish
   from moto_jax.training import offline_data
   config, _, _ = finished_run
   src = offline_data.cache_path(config)
-  bad = tmp_path / 'nan_data'
+  bad = tmp_path / 'overflow_data'
   for i, path in enumerate(ep_lib.episode_files(src)):
     e = ep_lib.load_episode(path)
-    e['reward'][1:] = np.nan
+    e['reward'][1:] = 1e30                   # finite (NaN is refused at load), squared: inf
     ep_lib.save_episode(str(bad / ep_lib.episode_name(i)), e)
   c = debug_config(cache, offline_steps=20, max_nonfinite=3, checkpoint_every_steps=2).unlock()
   c.data.dir = str(bad)
@@ -198,11 +198,11 @@ def test_one_bad_episode_is_skipped_on_fresh_data(tmp_path, cache, finished_run)
   """A non-finite update is retried on fresh windows with a fresh key, so the run goes on."""
   from moto_jax.training import offline_data
   config, _, _ = finished_run
-  bad = tmp_path / 'one_nan'
+  bad = tmp_path / 'one_overflow'
   for i, path in enumerate(ep_lib.episode_files(offline_data.cache_path(config))):
     e = ep_lib.load_episode(path)
     if i == 0:
-      e['reward'][1:] = np.nan               # one of the 3 episodes; a batch has 2 windows
+      e['reward'][1:] = 1e30                 # one of the 3 episodes (a batch has 2 windows): inf loss
     ep_lib.save_episode(str(bad / ep_lib.episode_name(i)), e)
   c = debug_config(cache, offline_steps=12, env_steps=0, max_nonfinite=10).unlock()
   c.data.dir = str(bad)

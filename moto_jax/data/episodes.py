@@ -30,6 +30,9 @@ DTYPES = dict(image=np.uint8, action=np.float32, reward=np.float32, discount=np.
               is_first=bool, is_terminal=bool)
 
 
+ACTION_TOLERANCE = 1e-5   # float round-off allowed outside [-1, 1]
+
+
 class CorruptEpisodeError(ValueError):
   """An episode file that cannot be read or does not follow the episode format."""
 
@@ -61,6 +64,19 @@ def validate(episode: dict, name: str = 'episode') -> dict:
     raise CorruptEpisodeError(f'{name}: image shape {out["image"].shape}; expected [T+1, S, S, 3]')
   if not out['is_first'][0] or out['is_first'][1:].any():
     raise CorruptEpisodeError(f'{name}: is_first must be True at step 0 only')
+  action = out['action']
+  if action.ndim != 2:
+    raise CorruptEpisodeError(f'{name}: key \'action\' has shape {action.shape}; expected [T+1, action_dim]')
+  bad = ~np.isfinite(action) | (np.abs(action) > 1.0 + ACTION_TOLERANCE)
+  if bad.any():
+    step, dim = np.argwhere(bad)[0]
+    raise CorruptEpisodeError(f'{name}: key \'action\' is {float(action[step, dim])} at step {step}, dimension {dim}; '
+                              f'actions must be finite and in [-1, 1] (rescale the recorded actions)')
+  for key in ('reward', 'discount'):
+    bad = ~np.isfinite(out[key])
+    if bad.any():
+      step = int(np.argmax(bad))
+      raise CorruptEpisodeError(f'{name}: key {key!r} is {float(out[key][step])} at step {step}; expected finite values')
   return out
 
 

@@ -40,14 +40,17 @@ class EpisodeStore:
     skip_corrupt: skip unreadable files with a warning (counted) instead of raising.
     image_shape: if given, every episode's frames must have this shape [H, W, 3]; a file with
       another is refused at load, naming the file (or skipped with `skip_corrupt`).
+    action_dim: if given, every episode's actions must have this dimension (same handling).
     online_limit: load only the first this many online files (a resumed run loads the episodes
       its checkpoint had seen and replays the later ones with `add(..., persist=False)`).
   """
 
   def __init__(self, seq_len: int, online_dir: str | None = None, online_fraction: float = 0.5,
                skip_corrupt: bool = False, cover_edges: bool = True,
-               image_shape: tuple[int, int, int] | None = None, online_limit: int | None = None):
+               image_shape: tuple[int, int, int] | None = None, online_limit: int | None = None,
+               action_dim: int | None = None):
     self.image_shape = tuple(image_shape) if image_shape is not None else None
+    self.action_dim = action_dim
     if not 0.0 <= online_fraction <= 1.0:
       raise ValueError(f'online_fraction={online_fraction}; expected a value in [0, 1]')
     self.seq_len = int(seq_len)
@@ -76,7 +79,8 @@ class EpisodeStore:
         episode = self._check_shape(ep_lib.load_episode(path), path)
       except ep_lib.CorruptEpisodeError as e:
         if not self.skip_corrupt:
-          raise
+          raise ep_lib.CorruptEpisodeError(f'{e} [--config.data.skip_corrupt=True skips such files and counts '
+                                           f'them]') from e
         logging.warning('Skipping corrupt episode: %s', e)
         self.skipped_files.append(path)
         continue
@@ -102,6 +106,10 @@ class EpisodeStore:
     if self.image_shape is not None and shape != self.image_shape:
       raise ep_lib.CorruptEpisodeError(f'{name}: frames of shape {shape}; this run expects {self.image_shape} '
                                        f'(config.env.image_size)')
+    dim = episode['action'].shape[1]
+    if self.action_dim is not None and dim != self.action_dim:
+      raise ep_lib.CorruptEpisodeError(f'{name}: actions of dimension {dim}; this run\'s environment has '
+                                       f'{self.action_dim}')
     return episode
 
   def _insert(self, episode: dict, part: str):

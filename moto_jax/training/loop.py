@@ -115,7 +115,8 @@ class Trainer:
     self.store = EpisodeStore(t.seq_len, online_dir=online_dir, online_limit=self.counters.episodes,
                               online_fraction=t.online_fraction, skip_corrupt=config.data.skip_corrupt,
                               cover_edges=t.cover_edges,
-                              image_shape=(config.env.image_size, config.env.image_size, 3))
+                              image_shape=(config.env.image_size, config.env.image_size, 3),
+                              action_dim=self.action_dim)
     if len(self.online_files) > self.counters.episodes:
       log(f'{len(self.online_files) - self.counters.episodes} online episode(s) saved after the checkpoint '
           f'will be replayed (their updates and evaluations run again).')
