@@ -48,7 +48,13 @@ def main(argv):
   os.environ.setdefault('MUJOCO_GL', 'egl')
   logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
-  set_cpu_devices(config.train.batch_size, _CPU_DEVICES.value)
+  by_hand = {'coordinator_address': _COORDINATOR.value, 'num_processes': _NUM_PROCESSES.value,
+             'process_id': _PROCESS_ID.value}
+  if not _MULTIHOST.value and any(v is not None for v in by_hand.values()):
+    given = ', '.join(f'--{k}' for k, v in by_hand.items() if v is not None)
+    raise app.UsageError(f'{given} only apply with --multihost')
+  # Each process's CPU devices share its part of the global batch.
+  set_cpu_devices(config.train.batch_size // (_NUM_PROCESSES.value or 1), _CPU_DEVICES.value)
   import jax  # pylint: disable=g-import-not-at-top
   if _MULTIHOST.value:
     # CPU processes exchange gradients over gloo (set before any backend starts; unused on GPU/TPU).

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -45,7 +46,8 @@ SCRIPT = textwrap.dedent('''
     local_copy = lambda x: np.asarray(x.addressable_data(0))                 # replicated: any shard
     leaves = [local_copy(x) for x in jax.tree.leaves(state.params)]
     np.save(out, np.concatenate([x.ravel() for x in leaves]))
-    print(json.dumps({'loss': float(local_copy(metrics['wm/loss'])), 'processes': jax.process_count()}))
+    print('RESULT', json.dumps({'loss': float(local_copy(metrics['wm/loss'])), 'processes': jax.process_count()}),
+          flush=True)
 ''')
 
 
@@ -62,19 +64,28 @@ def test_two_processes_match_one(tmp_path):
   port = str(free_port())
   runs = {name: (pid, n, tmp_path / f'{name}.npy') for name, pid, n in
           (('host0', 0, 2), ('host1', 1, 2), ('single', 0, 1))}
-  procs = {name: subprocess.Popen([sys.executable, '-c', SCRIPT, str(pid), str(n), port, str(out)], env=env,
-                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for name, (pid, n, out) in runs.items()}
-  results = {}
-  for name, proc in procs.items():
-    try:
-      stdout, stderr = proc.communicate(timeout=600)
-    finally:
-      for other in procs.values():
-        if other.poll() is None and proc.returncode not in (None, 0):
-          other.kill()                     # a failed host leaves its peer waiting for collectives
-    assert proc.returncode == 0, f'{name}: {stderr[-4000:]}'
-    results[name] = json.loads(stdout.strip().splitlines()[-1])
+  procs, logs = {}, {}
+  try:
+    for name, (pid, n, out) in runs.items():
+      logs[name] = open(tmp_path / f'{name}.log', 'w+')
+      procs[name] = subprocess.Popen([sys.executable, '-c', SCRIPT, str(pid), str(n), port, str(out)], env=env,
+                                     cwd=ROOT, stdout=logs[name], stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 600
+    # A host that fails leaves its peer waiting for collectives: stop everything at the first failure.
+    while any(p.poll() is None for p in procs.values()):
+      failed = [name for name, p in procs.items() if p.poll() not in (None, 0)]
+      assert not failed and time.time() < deadline, f'{failed or "timeout"}: ' + ' | '.join(
+          f'{name}: {read_tail(logs[name])}' for name in (failed or procs))
+      time.sleep(0.5)
+    failed = [name for name, p in procs.items() if p.returncode != 0]
+    assert not failed, ' | '.join(f'{name}: {read_tail(logs[name])}' for name in failed)
+  finally:
+    for p in procs.values():
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  results = {name: json.loads([line for line in read_tail(log, 10**6).splitlines()
+                               if line.startswith('RESULT ')][-1][len('RESULT '):]) for name, log in logs.items()}
   assert results['host0']['processes'] == results['host1']['processes'] == 2
   params = {name: np.load(out) for name, (_, _, out) in runs.items()}
   single = params['single']
@@ -83,3 +94,9 @@ def test_two_processes_match_one(tmp_path):
   np.testing.assert_array_equal(params['host0'], params['host1'])
   np.testing.assert_array_equal(params['host0'], single)
   assert results['host0']['loss'] == results['single']['loss']
+
+
+def read_tail(log, chars: int = 3000) -> str:
+  log.flush()
+  log.seek(0)
+  return log.read()[-chars:]

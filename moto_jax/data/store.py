@@ -79,6 +79,8 @@ class EpisodeStore:
         episode = self._check_shape(ep_lib.load_episode(path), path)
       except ep_lib.CorruptEpisodeError as e:
         if not self.skip_corrupt:
+          if part != 'offline':              # a run's own episodes: skipping them would break its resume
+            raise
           raise ep_lib.CorruptEpisodeError(f'{e} [--config.data.skip_corrupt=True skips such files and counts '
                                            f'them]') from e
         logging.warning('Skipping corrupt episode: %s', e)
