@@ -196,6 +196,7 @@ def main():
   parser.add_argument('--fast_compile', type=int, default=1, help='JAX_DISABLE_MOST_OPTIMIZATIONS for the runs')
   parser.add_argument('--out', default='runs/faults')
   args = parser.parse_args()
+  args.out = os.path.abspath(args.out)     # orbax restores from absolute paths only
   identical, rows = campaign(args)
   print(f'\n{identical}/{args.trials} identical to the uninterrupted run')
   for r in rows:
