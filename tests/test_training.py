@@ -143,7 +143,7 @@ def test_interrupted_runs_resume_identical(tmp_path):
   spec = importlib.util.spec_from_file_location('faults', os.path.join(ROOT, 'benchmarks', 'faults.py'))
   faults = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(faults)
-  args = argparse.Namespace(trials=2, faults_per_trial=1, seed=3, signal='KILL,TERM', task='drawer-open',
+  args = argparse.Namespace(trials=2, faults_per_trial=1, min_interruptions=0, seed=3, signal='KILL,TERM', task='drawer-open',
                             preset='debug', run_seed=0, env_steps=30, offline_steps=4, checkpoint_every_steps=4,
                             fast_compile=1, out=str(tmp_path))
   identical, rows = faults.campaign(args)
