@@ -15,6 +15,9 @@ and the script prints `k/N identical`, with the first difference of any trial th
   python benchmarks/faults.py --trials=8 --seed=0 --out=runs/faults [--signal=KILL|INT|TERM|mixed]
       [--env_steps=200] [--preset=debug] [--faults_per_trial=1]
   python benchmarks/faults.py --trials=3 --signal=KILL,INT,TERM     # signals cycled over the trials
+  python benchmarks/faults.py --trials=1 --min_interruptions=20 --faults_per_trial=6 --signal=mixed
+      # as many trials as it takes for 20 signals to hit a running job (a signal drawn after the
+      # run has finished hits nothing; the trial then stops drawing them)
 
 Compiles go through a persistent compilation cache in `<out>/jax_cache`, so each restart costs
 seconds, not a full compile.
