@@ -26,7 +26,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.train_step import ACTION_DIM, flops_of, host_seconds, make_batch, roofline_gflops  # noqa: E402
+from benchmarks.train_step import ACTION_DIM, flops_of, host_seconds, make_batch, roofline_gflops, roofline_size  # noqa: E402
 from configs import metaworld  # noqa: E402
 from moto_jax import agent  # noqa: E402
 from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
@@ -66,7 +66,7 @@ def main():
   wm = params['wm']
   batch = update_lib.shard_batch(make_batch(b, t), mesh)
   key = jax.random.key(1)
-  roof = roofline_gflops()
+  roof = roofline_gflops(roofline_size())
   print(f'jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); preset {args.preset}, '
         f'batch {b} x {t}; matmul roofline {roof:.1f} GFLOP/s (one device)', flush=True)
 

@@ -67,12 +67,14 @@ def memory_of(compiled) -> float:
                - m.alias_size_in_bytes)
 
 
-def roofline_gflops(n: int = 0, reps: int = 10) -> float:
-  """GFLOP/s of a jitted n x n f32 matmul on the first device (XLA's intra-op threads: all cores).
+def roofline_size() -> int:
+  """Side of the roofline matmul: 2048 on a CPU, 8192 on an accelerator (where 2048 is too short to time)."""
+  return 2048 if jax.devices()[0].platform == 'cpu' else 8192
 
-  n defaults to 2048 on a CPU and 8192 on an accelerator (where 2048 is too short to time)."""
+
+def roofline_gflops(n: int, reps: int = 10) -> float:
+  """GFLOP/s of a jitted n x n f32 matmul on the first device (XLA's intra-op threads: all cores)."""
   import jax.numpy as jnp
-  n = n or (2048 if jax.devices()[0].platform == 'cpu' else 8192)
   x = jnp.ones((n, n), jnp.float32)
   f = jax.jit(lambda a: a @ a)
   f(x).block_until_ready()
@@ -106,8 +108,8 @@ def host_seconds(config, batch: int, length: int, steps: int = 20) -> float:
 
 def device_peak_mb() -> float:
   """Peak bytes the first device's allocator has held so far (accelerators; NaN where not reported)."""
-  stats = jax.devices()[0].memory_stats() if hasattr(jax.devices()[0], 'memory_stats') else None
-  return (stats or {}).get('peak_bytes_in_use', float('nan')) / 2 ** 20
+  stats = jax.devices()[0].memory_stats() or {}      # None on a CPU
+  return stats.get('peak_bytes_in_use', float('nan')) / 2 ** 20
 
 
 def measure(make_fn, config, batch_shape, steps: int) -> dict:
@@ -174,7 +176,7 @@ def main():
               flush=True)
 
   # After the steps, so that the device's peak memory above holds the steps' buffers only.
-  n = 2048 if jax.devices()[0].platform == 'cpu' else 8192
+  n = roofline_size()
   roof = roofline_gflops(n)
   for r in rows:
     r['roof'] = r['gflops_per_s'] / roof
