@@ -19,6 +19,7 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from moto_jax import agent  # noqa: E402
 from moto_jax.data import collect  # noqa: E402
 from moto_jax.envs import make_env  # noqa: E402
 from moto_jax.training import checkpoint as ckpt_lib  # noqa: E402
@@ -60,7 +61,7 @@ def evaluate_checkpoint(actor: evaluation.AgentActor, envs: list, step: int | No
   print(f'Restored checkpoint {step} of {_WORKDIR.value}: {counters.to_json()}', flush=True)
   seeds = [collect.episode_seed(config.seed, _SEED.value + k) for k in range(_EPISODES.value)]
   start = time.perf_counter()
-  summary, episodes = evaluation.evaluate(actor, envs, state.params, seeds, jax.random.PRNGKey(_SEED.value))
+  summary, episodes = evaluation.evaluate(actor, envs, agent.acting_params(state), seeds, jax.random.PRNGKey(_SEED.value))
   rate = summary['eval/success_rate']
   print(f'Checkpoint {step} ({counters.grad_steps} gradient steps, {counters.env_steps} env steps): '
         f'success rate {rate:.2f} ({int(round(rate * len(episodes)))}/{len(episodes)} episodes), '

@@ -212,6 +212,14 @@ def test_update_moves_only_what_it_should(updates, config, batch):
   tau = config.agent.tau
   expected = jax.tree.map(lambda new, old: tau * new + (1 - tau) * old, state_a.params['critic'], before.target_critic)
   chex.assert_trees_all_close(state_a.target_critic, expected, atol=1e-6)
+  # The averaged actor that acts (one actor step in the debug preset): d * old + (1 - d) * new actor.
+  d = config.agent.actor_ema
+  assert 0 < d < 1 and config.agent.actor_steps == 1
+  expected = jax.tree.map(lambda new, old: d * old + (1 - d) * new, state_a.params['actor'], before.actor_ema)
+  chex.assert_trees_all_close(state_a.actor_ema, expected, atol=1e-6)
+  assert not np.allclose(state_a.actor_ema['mlp']['out']['kernel'], state_a.params['actor']['mlp']['out']['kernel'])
+  acting = agent.acting_params(state_a)
+  assert acting['actor'] is state_a.actor_ema and acting['wm'] is state_a.params['wm']
   assert int(state_a.step) == 1
   for key in ('wm/loss', 'wm/kl', 'wm/grad_norm', 'actor/loss', 'actor/bc_loss', 'actor/bc_loglik',
               'actor/penalty', 'actor/vhat_abs', 'critic/loss', 'critic/model_loss', 'critic/data_loss',

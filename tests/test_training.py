@@ -303,6 +303,26 @@ def test_interrupted_checkpoint_temporaries_removed_by_the_writer(tmp_path):
   writer.close()
 
 
+def test_checkpoint_without_averaged_actor_restores_with_it_equal_to_the_actor(tmp_path):
+  """A run saved before TrainState had `actor_ema` resumes: the average starts at the actor."""
+  import jax
+  from moto_jax import agent
+  config = mw_config.get_config('drawer-open,debug')
+  state = agent.create_train_state(config, jax.random.key(0), 4)
+  state = state.replace(params={**state.params, 'actor': jax.tree.map(lambda x: x + 1.0, state.params['actor'])})
+  old = {'step': state.step, 'params': state.params, 'target_critic': state.target_critic,
+         'opt_state': state.opt_state}                       # the older state's fields
+  ckpt = ckpt_lib.Checkpointer(str(tmp_path))
+  ckpt.save(5, old, ckpt_lib.Counters(grad_steps=5))
+  restored, counters, step = ckpt.restore(agent.create_train_state(config, jax.random.key(1), 4))
+  ckpt.close()
+  assert step == 5 and counters.grad_steps == 5
+  for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(jax.tree.leaves(restored.actor_ema), jax.tree.leaves(state.params['actor'])):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_full_disk_is_named_and_loses_nothing(tmp_path, cache, finished_run, monkeypatch):
   import errno
   config, _, _ = finished_run

@@ -113,10 +113,11 @@ def make_refit_fn(config: ml_collections.ConfigDict, action_dim: int,
                                 k_actor, k_critic)
 
     carry = (state.params['actor'], state.opt_state['actor'], state.params['critic'],
-             state.opt_state['critic'], state.target_critic)
+             state.opt_state['critic'], state.target_critic, state.actor_ema)
     carry, metrics = jax.lax.scan(one, carry, jax.random.split(k_steps, steps))
-    actor, actor_opt, critic, critic_opt, target = carry
+    actor, actor_opt, critic, critic_opt, target, actor_ema = carry
     state = state.replace(params={**state.params, 'actor': actor, 'critic': critic}, target_critic=target,
+                          actor_ema=actor_ema,
                           opt_state={**state.opt_state, 'actor': actor_opt, 'critic': critic_opt})
     return state, jax.tree.map(lambda x: jnp.mean(x, 0), metrics)
 

@@ -12,11 +12,22 @@ from moto_jax.networks.world_model import make_networks
 
 
 class TrainState(flax.struct.PyTreeNode):
-  """params = {'wm', 'actor', 'critic'}; opt_state has the same keys; step is an int32 scalar."""
+  """params = {'wm', 'actor', 'critic'}; opt_state has the same keys; step is an int32 scalar.
+
+  `actor_ema` is the Polyak average of the actor's parameters (decay `agent.actor_ema` per actor
+  step; 0 keeps it equal to the actor): the policy that acts, in exploring and evaluation episodes
+  alike (`acting_params`). The gradient steps train `params['actor']`.
+  """
   step: jax.Array
   params: dict
   target_critic: dict
   opt_state: dict
+  actor_ema: dict
+
+
+def acting_params(state: TrainState) -> dict:
+  """The parameters the policy acts with: the world model and the averaged actor."""
+  return {**state.params, 'actor': state.actor_ema}
 
 
 def make_optimizers(config: ml_collections.ConfigDict) -> dict:
@@ -33,7 +44,7 @@ def make_optimizers(config: ml_collections.ConfigDict) -> dict:
 
 def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array, action_dim: int,
                        image_shape: tuple[int, int, int] = (64, 64, 3), mesh: Mesh | None = None) -> TrainState:
-  """Fresh parameters, optimiser states and target critics (a copy of the critics).
+  """Fresh parameters, optimiser states, target critics and averaged actor (copies).
 
   The state is placed replicated on `mesh` (default: every device), the layout the jitted
   updates take and return, so the first update call does not compile a second variant.
@@ -46,6 +57,7 @@ def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array, action
       params=params,
       target_critic=jax.tree.map(jnp.copy, params['critic']),
       opt_state={k: opts[k].init(params[k]) for k in params},
+      actor_ema=jax.tree.map(jnp.copy, params['actor']),
   )
   mesh = mesh if mesh is not None else Mesh(np.asarray(jax.devices()), ('data',))
   return jax.device_put(state, NamedSharding(mesh, P()))

@@ -55,17 +55,18 @@ def start_chunks(post: dict, steps: int) -> dict:
 
 def actor_critic_steps(nets: Networks, opts, cfg, wm, carry: tuple, chunks: dict, pairs: dict,
                        k_actor: jax.Array, k_critic: jax.Array):
-  """K = len(chunks) actor steps, each followed by a critic step and the Polyak update, on a fixed
-  world model `wm`; step k imagines from `chunks[k]`; BC and L_data use all of `pairs`.
+  """K = len(chunks) actor steps, each followed by a critic step and the Polyak updates of the
+  target critics and of the averaged actor, on a fixed world model `wm`; step k imagines from
+  `chunks[k]`; BC and L_data use all of `pairs`.
 
-  carry = (actor, actor_opt_state, critic, critic_opt_state, target_critic). Returns (carry,
-  metrics averaged over the K steps). With K = 1 the keys are `k_actor`, `k_critic` themselves.
+  carry = (actor, actor_opt_state, critic, critic_opt_state, target_critic, actor_ema). Returns
+  (carry, metrics averaged over the K steps). With K = 1 the keys are `k_actor`, `k_critic` themselves.
   """
   actor_grad = jax.value_and_grad(ac_loss.actor_loss, has_aux=True)
   critic_grad = jax.value_and_grad(ac_loss.critic_loss, has_aux=True)
 
   def step(carry, inputs):
-    actor, actor_opt, critic, critic_opt, target = carry
+    actor, actor_opt, critic, critic_opt, target, actor_ema = carry
     start, ka, kc = inputs
     (_, (actor_metrics, rollout)), grads = actor_grad(actor, nets, wm, critic, start, pairs, ka, cfg)
     new_actor, actor_opt = _apply(opts['actor'], grads, actor_opt, actor)
@@ -75,7 +76,8 @@ def actor_critic_steps(nets: Networks, opts, cfg, wm, carry: tuple, chunks: dict
     critic, critic_opt = _apply(opts['critic'], grads, critic_opt, critic)
     critic_metrics['critic/grad_norm'] = optax.global_norm(grads)
     target = optax.incremental_update(critic, target, cfg.tau)    # Polyak
-    return (new_actor, actor_opt, critic, critic_opt, target), {**actor_metrics, **critic_metrics}
+    actor_ema = optax.incremental_update(new_actor, actor_ema, 1.0 - cfg.actor_ema)
+    return (new_actor, actor_opt, critic, critic_opt, target, actor_ema), {**actor_metrics, **critic_metrics}
 
   k = chunks['deter'].shape[0]
   if k == 1:
@@ -101,14 +103,15 @@ def train(nets: Networks, opts, config, state: TrainState, batch: dict, rng: jax
   wm, wm_opt, metrics, post = _world_model_step(nets, opts, config, state, batch, k_wm)
 
   carry = (state.params['actor'], state.opt_state['actor'], state.params['critic'], state.opt_state['critic'],
-           state.target_critic)
+           state.target_critic, state.actor_ema)
   carry, ac_metrics = actor_critic_steps(nets, opts, cfg, wm, carry, start_chunks(post, cfg.actor_steps),
                                          ac_loss.real_pairs(sg(post['feat']), batch), k_actor, k_critic)
-  actor, actor_opt, critic, critic_opt, target = carry
+  actor, actor_opt, critic, critic_opt, target, actor_ema = carry
 
   state = TrainState(step=state.step + 1, params={'wm': wm, 'actor': actor, 'critic': critic},
                      target_critic=target,
-                     opt_state={'wm': wm_opt, 'actor': actor_opt, 'critic': critic_opt})
+                     opt_state={'wm': wm_opt, 'actor': actor_opt, 'critic': critic_opt},
+                     actor_ema=actor_ema)
   return state, {**metrics, **ac_metrics}
 
 

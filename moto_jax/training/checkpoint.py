@@ -10,6 +10,7 @@ import os
 import shutil
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 
@@ -92,9 +93,25 @@ class Checkpointer:
     if step not in self._manager.all_steps():
       raise FileNotFoundError(f'No checkpoint {step} in {self.directory}; have {self.all_steps()}')
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    saved = self._saved_fields(step)
+    legacy = hasattr(abstract_state, 'actor_ema') and saved is not None and 'actor_ema' not in saved
+    if legacy:
+      # Saved before the state had an averaged actor: restore the rest, start the average at the actor.
+      target = {f: getattr(target, f) for f in saved}
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target), counters=ocp.args.JsonRestore()))
-    return restored['state'], Counters.from_json(restored['counters']), step
+    state = restored['state']
+    if legacy:
+      state = abstract_state.replace(**state, actor_ema=jax.tree.map(jnp.copy, state['params']['actor']))
+    return state, Counters.from_json(restored['counters']), step
+
+  def _saved_fields(self, step: int) -> set[str] | None:
+    """The top-level fields of a checkpoint's saved state (None if its metadata cannot be read)."""
+    try:
+      meta = ocp.StandardCheckpointer().metadata(os.path.join(self.directory, str(step), 'state'))
+      return set(getattr(meta, 'item_metadata', meta).keys())
+    except Exception:   # noqa: BLE001 - metadata layout differs between orbax versions
+      return None
 
   def close(self):
     self._manager.close()

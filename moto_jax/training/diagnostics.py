@@ -127,13 +127,15 @@ class Diagnostics:
     g_bc = bc_scale * optax.global_norm(vjp(jnp.array([0.0, 1.0], values.dtype))[0])
     return g_bc / jnp.maximum(g_bc + g_mb, 1e-12)
 
-  def __call__(self, params, batch: dict | None, rng: jax.Array) -> dict:
+  def __call__(self, params, batch: dict | None, rng: jax.Array, acting: dict | None = None) -> dict:
+    """`params`: the trained parameters (the BC gradient share is the trained actor's); `acting`
+    (default `params`): those the policy acts with (`agent.acting_params`), for the demo statistics."""
     out = {}
     k_demo, k_grad = jax.random.split(rng)
     d = self.demos
     if d is not None:
       inputs = agent_update.shard_batch({k: d[k] for k in ('image', 'action', 'is_first')}, self.mesh)
-      err, q, v = jax.device_get(self._on_demos(params, inputs, k_demo))
+      err, q, v = jax.device_get(self._on_demos(params if acting is None else acting, inputs, k_demo))
       mask, phase = d['mask'] > 0, d['phase']
       g = d['returns'] + d['boot'] * v[np.arange(len(v)), d['last']][:, None]
       out['diag/action_err_reset'] = float(err[:d['episodes'], 0].mean())

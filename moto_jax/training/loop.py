@@ -301,7 +301,7 @@ class Trainer:
           self.store.add(episode, part='online', persist=False)
         else:
           seed = collect.episode_seed(self.config.seed + 1, i)
-          episode = self.actor.episode(self.env, self.state.params, seed,
+          episode = self.actor.episode(self.env, agent.acting_params(self.state), seed,
                                        jax.random.fold_in(self.rng, 2_000_000_000 + i), explore=True)
           self.store.add(episode, part='online')
         steps = len(episode['image']) - 1
@@ -341,7 +341,7 @@ class Trainer:
     seeds = [collect.episode_seed(self.config.seed, EVAL_SEED_OFFSET + k) for k in range(t.eval_episodes)]
     while len(self.eval_envs) < min(t.eval_envs, t.eval_episodes):
       self.eval_envs.append(make_env(self.config))
-    summary, episodes = evaluation.evaluate(self.actor, self.eval_envs, self.state.params, seeds,
+    summary, episodes = evaluation.evaluate(self.actor, self.eval_envs, agent.acting_params(self.state), seeds,
                                             jax.random.fold_in(self.rng, 3_000_000_000))
     summary['env_steps'] = self.counters.env_steps
     summary['grad_steps'] = self.counters.grad_steps
@@ -352,7 +352,8 @@ class Trainer:
     batch = self.store.sample(self.config.train.batch_size, diag_rng)
     summary.update(self.diagnostics(self.state.params, {k: batch[k] for k in BATCH_KEYS},
                                     jax.random.fold_in(jax.random.fold_in(self.rng, 4_000_000_000),
-                                                       self.counters.evals)))
+                                                       self.counters.evals),
+                                    acting=agent.acting_params(self.state)))
     self.writer.write(self.counters.env_steps, 'eval', summary, console=True, echo=tqdm.tqdm.write)
     self.evals.append(summary)
     if self.counters.evals % t.video_every_evals == 0:
