@@ -89,7 +89,7 @@ def agent_config(preset: str) -> ml_collections.ConfigDict:
   c.tau = 0.005 if preset == 'paper' else 0.02   # Polyak rate of the target critics (BUILD_NOTES)
   # Decay per actor step of the averaged actor that acts (TrainState.actor_ema); 0 = act with the
   # trained actor itself (the paper). BUILD_NOTES "The dip is the actor's own noise".
-  c.actor_ema = {'small': 0.0, 'debug': 0.5}.get(preset, 0.0)   # debug: exercised by the tests
+  c.actor_ema = {'small': 0.998, 'debug': 0.5}.get(preset, 0.0)   # debug: exercised by the tests
   c.penalty_scale = 1.0       # lambda_u (Eq. 3); 0 = "No Unc." ablation
   # beta_bc (Eq. 10); 0 = "No BC" ablation. 'small': 100, because at a CPU budget the critic is not
   # yet calibrated and value expansion through it pulls the policy off the demos (BUILD_NOTES probes:

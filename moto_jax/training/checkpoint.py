@@ -12,6 +12,7 @@ import shutil
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from etils import epath
 
 
 TMP_MARK = '.orbax-checkpoint-tmp'   # in the name of a save's folder until it completes
@@ -108,8 +109,8 @@ class Checkpointer:
   def _saved_fields(self, step: int) -> set[str] | None:
     """The top-level fields of a checkpoint's saved state (None if its metadata cannot be read)."""
     try:
-      meta = ocp.StandardCheckpointer().metadata(os.path.join(self.directory, str(step), 'state'))
-      return set(getattr(meta, 'item_metadata', meta).keys())
+      meta = ocp.StandardCheckpointHandler().metadata(epath.Path(self.directory) / str(step) / 'state')
+      return set(meta.keys())
     except Exception:   # noqa: BLE001 - metadata layout differs between orbax versions
       return None
 
