@@ -58,6 +58,7 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_two_processes_match_one(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=os.pathsep.join([os.path.join(ROOT, 'tests'), ROOT]))
   env.pop('XLA_FLAGS', None)

@@ -58,6 +58,7 @@ SCRIPT = textwrap.dedent('''
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_four_devices_match_one():
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu',
              PYTHONPATH=os.pathsep.join([os.path.join(ROOT, 'tests'), ROOT]))

@@ -134,6 +134,7 @@ def test_benchmark_overrides_parse_as_the_field_type():
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.xdist_group('faults')
 def test_interrupted_runs_resume_identical(tmp_path):
   """The short fault campaign: kill -9 and SIGTERM at seeded random moments, resume; every metric,
@@ -212,6 +213,7 @@ def test_one_bad_episode_is_skipped_on_fresh_data(tmp_path, cache, finished_run)
   assert summary['nonfinite_skipped'] >= 1
 
 
+@pytest.mark.integration
 @pytest.mark.xdist_group('kitchen_job')
 def test_kitchen_main_job_end_to_end(tmp_path):
   """Kitchen offline episodes carry task flags that online episodes lack; the run must not care."""
