@@ -12,6 +12,7 @@ import time
 os.environ.setdefault('MUJOCO_GL', 'egl')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository root
 import jax  # noqa: E402
+from moto_jax import agent
 from moto_jax.agent import refit as refit_lib
 from moto_jax.data import collect, episodes as ep_lib
 from moto_jax.envs import make_env
@@ -27,5 +28,5 @@ t = time.time()
 state, m = refit_lib.make_refit_fn(config, adim)(state, refit_lib.episode_arrays(eps), jax.random.fold_in(jax.random.PRNGKey(config.seed), 4_100_000_000))
 jax.block_until_ready(m); print(f'refit {n} steps {time.time()-t:.0f} s bc_loglik {float(m["actor/bc_loglik"]):.2f}', flush=True)
 seeds = [collect.episode_seed(config.seed, EVAL_SEED_OFFSET + k) for k in range(20)]
-s, _ = evaluation.evaluate(evaluation.AgentActor(config, adim), envs, state.params, seeds, jax.random.fold_in(jax.random.PRNGKey(config.seed), 3_000_000_000))
+s, _ = evaluation.evaluate(evaluation.AgentActor(config, adim), envs, agent.acting_params(state), seeds, jax.random.fold_in(jax.random.PRNGKey(config.seed), 3_000_000_000))
 print(f'checkpoint {step} + refit {n}: success {s["eval/success_rate"]:.2f} return {s["eval/return"]:.1f}', flush=True)
