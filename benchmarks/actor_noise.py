@@ -7,8 +7,7 @@ From a checkpoint (e.g. a run's offline-end one), for each chain LR:EMA (the act
 and `agent.actor_ema`, the decay of the averaged actor that acts): `rounds` rounds of `steps` refit
 steps (agent/refit.py: actor-critic steps over the run's offline episodes, world model frozen),
 each chain from the checkpoint. After each round it evaluates the acting policy (the loop's 20
-evaluation seeds and key); with `--raw`, also the trained actor itself (the same in every chain of
-one learning rate, so only the first such chain does it).
+evaluation seeds and key); EMA 0 makes that the trained actor itself.
 
 If success moves by tens of points from round to round here, where neither the world model nor the
 data changes, the online dip is (at least partly) the actor's own optimisation noise, not online data.
@@ -34,7 +33,6 @@ p.add_argument('step', type=int)
 p.add_argument('--rounds', type=int, default=5)
 p.add_argument('--steps', type=int, default=100)
 p.add_argument('--chains', default='1e-3:0,1e-3:0.99')
-p.add_argument('--raw', action='store_true', help='also evaluate the trained actor (first chain of each lr)')
 a = p.parse_args()
 
 config = restore.load_config(a.workdir)
@@ -55,15 +53,12 @@ def evaluate(params):
 
 sr, ret = evaluate(agent.acting_params(state0))
 print(f'checkpoint {step}: success {sr:.2f} return {ret:.1f}', flush=True)
-raw_done = set()
 for chain in a.chains.split(','):
   lr, ema = (float(x) for x in chain.split(':'))
   c = config.unlock()
   c.agent.actor_lr, c.agent.actor_ema = lr, ema
   fn = refit_lib.make_refit_fn(c, adim, mesh=mesh, steps=a.steps)
   state = agent.replicate(state0, mesh)
-  raw = a.raw and lr not in raw_done
-  raw_done.add(lr)
   rows = []
   for r in range(1, a.rounds + 1):
     t = time.time()
@@ -72,13 +67,7 @@ for chain in a.chains.split(','):
     sr, ret = evaluate(agent.acting_params(state))
     line = (f'lr {lr:g} ema {ema:g} round {r} ({r * a.steps} steps, refit {time.time() - t:.0f} s): '
             f'acting policy success {sr:.2f} return {ret:.1f} bc_loglik {float(m["actor/bc_loglik"]):.2f}')
-    row = [sr]
-    if raw:
-      sr_raw, ret_raw = evaluate(state.params)
-      line += f' | trained actor: success {sr_raw:.2f} return {ret_raw:.1f}'
-      row.append(sr_raw)
-    rows.append(row)
+    rows.append(sr)
     print(line, flush=True)
-  cols = np.asarray(rows)
-  print(f'lr {lr:g} ema {ema:g}: success mean {cols.mean(0)} min {cols.min(0)} max {cols.max(0)} '
+  print(f'lr {lr:g} ema {ema:g}: success mean {np.mean(rows):.2f} min {min(rows):.2f} max {max(rows):.2f} '
         f'over {a.rounds} rounds', flush=True)

@@ -16,7 +16,7 @@ from moto_jax import agent
 from moto_jax.agent import refit as refit_lib
 from moto_jax.data import collect, episodes as ep_lib
 from moto_jax.envs import make_env
-from moto_jax.training import evaluation, offline_data, restore
+from moto_jax.training import evaluation, offline_data, refits, restore
 from moto_jax.training.loop import EVAL_SEED_OFFSET
 wd, step, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 config = restore.load_config(wd)
@@ -25,7 +25,7 @@ config, state, counters, step, adim = restore.load_run(wd, step, int(envs[0].act
 config = config.unlock(); config.train.refit_steps = n
 eps = [ep_lib.load_episode(f) for f in ep_lib.episode_files(offline_data.resolve(config, log=lambda *a: None))]
 t = time.time()
-state, m = refit_lib.make_refit_fn(config, adim)(state, refit_lib.episode_arrays(eps), jax.random.fold_in(jax.random.PRNGKey(config.seed), 4_100_000_000))
+state, m = refit_lib.make_refit_fn(config, adim)(state, refit_lib.episode_arrays(eps), jax.random.fold_in(jax.random.PRNGKey(config.seed), refits.OFFLINE_KEY))
 jax.block_until_ready(m); print(f'refit {n} steps {time.time()-t:.0f} s bc_loglik {float(m["actor/bc_loglik"]):.2f}', flush=True)
 seeds = [collect.episode_seed(config.seed, EVAL_SEED_OFFSET + k) for k in range(20)]
 s, _ = evaluation.evaluate(evaluation.AgentActor(config, adim), envs, agent.acting_params(state), seeds, jax.random.fold_in(jax.random.PRNGKey(config.seed), 3_000_000_000))

@@ -341,7 +341,8 @@ class Trainer:
     seeds = [collect.episode_seed(self.config.seed, EVAL_SEED_OFFSET + k) for k in range(t.eval_episodes)]
     while len(self.eval_envs) < min(t.eval_envs, t.eval_episodes):
       self.eval_envs.append(make_env(self.config))
-    summary, episodes = evaluation.evaluate(self.actor, self.eval_envs, agent.acting_params(self.state), seeds,
+    acting = agent.acting_params(self.state)
+    summary, episodes = evaluation.evaluate(self.actor, self.eval_envs, acting, seeds,
                                             jax.random.fold_in(self.rng, 3_000_000_000))
     summary['env_steps'] = self.counters.env_steps
     summary['grad_steps'] = self.counters.grad_steps
@@ -353,7 +354,7 @@ class Trainer:
     summary.update(self.diagnostics(self.state.params, {k: batch[k] for k in BATCH_KEYS},
                                     jax.random.fold_in(jax.random.fold_in(self.rng, 4_000_000_000),
                                                        self.counters.evals),
-                                    acting=agent.acting_params(self.state)))
+                                    acting=acting))
     self.writer.write(self.counters.env_steps, 'eval', summary, console=True, echo=tqdm.tqdm.write)
     self.evals.append(summary)
     if self.counters.evals % t.video_every_evals == 0:
