@@ -124,10 +124,10 @@ def train_config(preset: str) -> ml_collections.ConfigDict:
     c.updates_per_episode = 100
     c.eval_every_episodes, c.eval_episodes = 10, 10
   elif preset == 'small':
-    # The CPU learning preset: sized so drawer-open finishes in about 20 minutes on a slow 2-core
-    # CPU (~1 s per update; BUILD_NOTES "Learning on the CPU").
+    # The CPU learning preset: sized so drawer-open finishes within 20 minutes on a slow 2-core
+    # CPU (~0.9 s per update; BUILD_NOTES "Learning on the CPU", "A 20-minute schedule").
     c.batch_size, c.seq_len = 8, 32
-    c.offline_steps, c.env_steps = 600, 2_000
+    c.offline_steps, c.env_steps = 600, 1_000
     c.updates_per_episode = 20
     c.eval_every_episodes, c.eval_episodes = 5, 20
   else:
@@ -138,10 +138,10 @@ def train_config(preset: str) -> ml_collections.ConfigDict:
   # Actor-critic steps on the frozen world model at the end of the offline phase (agent/refit.py;
   # each takes agent.actor_steps of them like an update, without the world-model step: ~0.37 s
   # for `small` on a slow 2-core CPU, against ~1 s for an update). The paper: 0.
-  c.refit_steps = 500 if preset == 'small' else (3 if preset == 'debug' else 0)
+  c.refit_steps = 300 if preset == 'small' else (3 if preset == 'debug' else 0)
   # The same after each online episode's updates, on the offline and online episodes with the
   # world model those updates left (the actor keeps up with a model that online data moves).
-  c.online_refit_steps = {'small': 100, 'debug': 2}.get(preset, 0)
+  c.online_refit_steps = {'small': 50, 'debug': 2}.get(preset, 0)
   # Evaluation episodes run this many environments in lock step (one batched policy call per step).
   c.eval_envs = min(c.eval_episodes, 10) if preset != 'debug' else 1
   c.online_fraction = 0.5          # most of a batch from online episodes (share: min(this, online/all steps))
