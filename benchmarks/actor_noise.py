@@ -25,7 +25,7 @@ from moto_jax.agent import refit as refit_lib  # noqa: E402
 from moto_jax.data import collect, episodes as ep_lib  # noqa: E402
 from moto_jax.envs import make_env  # noqa: E402
 from moto_jax.training import evaluation, offline_data, restore  # noqa: E402
-from moto_jax.training.loop import EVAL_SEED_OFFSET  # noqa: E402
+from moto_jax.training.loop import EVAL_KEY, EVAL_SEED_OFFSET  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument('workdir')
@@ -43,7 +43,7 @@ eps = [ep_lib.load_episode(f) for f in ep_lib.episode_files(offline_data.resolve
 arrays = refit_lib.episode_arrays(eps)
 seeds = [collect.episode_seed(config.seed, EVAL_SEED_OFFSET + k) for k in range(20)]
 actor = evaluation.AgentActor(config, adim)
-eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3_000_000_000)
+eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_KEY)
 
 
 def evaluate(params):

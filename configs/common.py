@@ -136,8 +136,8 @@ def train_config(preset: str) -> ml_collections.ConfigDict:
     c.updates_per_episode = 2
     c.eval_every_episodes, c.eval_episodes = 1, 1
   # Actor-critic steps on the frozen world model at the end of the offline phase (agent/refit.py;
-  # each takes agent.actor_steps of them like an update, without the world-model step: ~0.37 s
-  # for `small` on a slow 2-core CPU, against ~1 s for an update). The paper: 0.
+  # each takes agent.actor_steps of them like an update, without the world-model step: ~0.3 s
+  # for `small` on a slow 2-core CPU, against ~0.9 s for an update). The paper: 0.
   c.refit_steps = 300 if preset == 'small' else (3 if preset == 'debug' else 0)
   # The same after each online episode's updates, on the offline and online episodes with the
   # world model those updates left (the actor keeps up with a model that online data moves).

@@ -39,6 +39,7 @@ from moto_jax.training import config_check, diagnostics, evaluation, offline_dat
 from moto_jax.training.logger import MetricWriter, read_metrics, truncate_metrics
 
 EVAL_SEED_OFFSET = 1_000_000    # evaluation starts never coincide with training episodes
+EVAL_KEY = 3_000_000_000        # fold_in offset of the evaluation episodes' policy key
 BATCH_KEYS = ep_lib.STEP_KEYS + ('bc_weight',)
 
 
@@ -265,7 +266,7 @@ class Trainer:
     start = time.time()
     episodes = self.refits.offline_episodes(self.store)
     self.log(f'Refit: {t.refit_steps} actor-critic steps on the frozen world model over {len(episodes)} '
-             f'offline episodes (one compiled loop without a progress bar; `small`: ~3 min on a slow 2-core CPU)...')
+             f'offline episodes (one compiled loop without a progress bar; `small`: ~2 min on a slow 2-core CPU)...')
     metrics = self.run_refit(t.refit_steps, episodes, jax.random.fold_in(self.rng, refits.OFFLINE_KEY))
     self.log(f'Refit done in {time.time() - start:.0f} s (compile included): '
              f'actor/bc_loglik={metrics["actor/bc_loglik"]:.3g} critic/loss={metrics["critic/loss"]:.3g}')
@@ -343,7 +344,7 @@ class Trainer:
       self.eval_envs.append(make_env(self.config))
     acting = agent.acting_params(self.state)
     summary, episodes = evaluation.evaluate(self.actor, self.eval_envs, acting, seeds,
-                                            jax.random.fold_in(self.rng, 3_000_000_000))
+                                            jax.random.fold_in(self.rng, EVAL_KEY))
     summary['env_steps'] = self.counters.env_steps
     summary['grad_steps'] = self.counters.grad_steps
     # What the policy does at the reset, beside what the demos do there (diag/demo_first_action_i).
