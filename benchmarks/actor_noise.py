@@ -22,8 +22,9 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from moto_jax import agent  # noqa: E402
 from moto_jax.agent import refit as refit_lib  # noqa: E402
-from moto_jax.data import collect, episodes as ep_lib  # noqa: E402
-from moto_jax.envs import make_env  # noqa: E402
+from moto_jax.data import episodes as ep_lib  # noqa: E402
+from moto_jax.data.rollout import episode_seed  # noqa: E402
+from moto_jax.suites import make_env  # noqa: E402
 from moto_jax.training import evaluation, offline_data, restore  # noqa: E402
 from moto_jax.training.loop import EVAL_KEY, EVAL_SEED_OFFSET  # noqa: E402
 
@@ -41,7 +42,7 @@ config, state0, _, step, adim = restore.load_run(a.workdir, a.step, int(envs[0].
 mesh = agent.default_mesh()
 eps = [ep_lib.load_episode(f) for f in ep_lib.episode_files(offline_data.resolve(config, log=lambda *x: None))]
 arrays = refit_lib.episode_arrays(eps)
-seeds = [collect.episode_seed(config.seed, EVAL_SEED_OFFSET + k) for k in range(20)]
+seeds = [episode_seed(config.seed, EVAL_SEED_OFFSET + k) for k in range(20)]
 actor = evaluation.AgentActor(config, adim)
 eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_KEY)
 

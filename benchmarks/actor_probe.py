@@ -30,9 +30,9 @@ import optax  # noqa: E402
 
 from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
 from moto_jax.agent import refit as refit_lib  # noqa: E402
-from moto_jax.data import collect  # noqa: E402
 from moto_jax.data import episodes as ep_lib  # noqa: E402
-from moto_jax.envs import make_env  # noqa: E402
+from moto_jax.data.rollout import episode_seed  # noqa: E402
+from moto_jax.suites import make_env  # noqa: E402
 from moto_jax.networks.world_model import make_networks  # noqa: E402
 from moto_jax.training import diagnostics, evaluation, offline_data, restore  # noqa: E402
 from moto_jax.training import config_check  # noqa: E402
@@ -101,7 +101,7 @@ def main():
     return actor
 
   agent_actor = evaluation.AgentActor(config, action_dim)
-  seeds = [collect.episode_seed(config.seed, 5_000_000 + k) for k in range(args.episodes)]
+  seeds = [episode_seed(config.seed, 5_000_000 + k) for k in range(args.episodes)]
 
   fmt = lambda v: '[' + ', '.join(f'{x:+.2f}' for x in np.asarray(v)) + ']'
 

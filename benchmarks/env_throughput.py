@@ -36,7 +36,7 @@ def measure(kind: str, task: str, frames: int) -> float:
     sim, render = wrapped.unwrapped, wrapped.unwrapped.render
     closer = wrapped.close
   else:
-    from moto_jax.envs.metaworld_env import MetaWorldEnv
+    from moto_jax.suites.metaworld.env import MetaWorldEnv
     env = MetaWorldEnv(task, seed=0, camera='authors' if kind == 'fast_authors' else 'corner')
     env.reset(seed=0)
     sim, render, closer = env._env, env.render, env.close  # pylint: disable=protected-access

@@ -14,8 +14,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import jax  # noqa: E402
 from moto_jax import agent
 from moto_jax.agent import refit as refit_lib
-from moto_jax.data import collect, episodes as ep_lib
-from moto_jax.envs import make_env
+from moto_jax.data import episodes as ep_lib
+from moto_jax.data.rollout import episode_seed  # noqa: E402
+from moto_jax.suites import make_env
 from moto_jax.training import evaluation, offline_data, refits, restore
 from moto_jax.training.loop import EVAL_KEY, EVAL_SEED_OFFSET
 wd, step, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -27,6 +28,6 @@ eps = [ep_lib.load_episode(f) for f in ep_lib.episode_files(offline_data.resolve
 t = time.time()
 state, m = refit_lib.make_refit_fn(config, adim)(state, refit_lib.episode_arrays(eps), jax.random.fold_in(jax.random.PRNGKey(config.seed), refits.OFFLINE_KEY))
 jax.block_until_ready(m); print(f'refit {n} steps {time.time()-t:.0f} s bc_loglik {float(m["actor/bc_loglik"]):.2f}', flush=True)
-seeds = [collect.episode_seed(config.seed, EVAL_SEED_OFFSET + k) for k in range(20)]
+seeds = [episode_seed(config.seed, EVAL_SEED_OFFSET + k) for k in range(20)]
 s, _ = evaluation.evaluate(evaluation.AgentActor(config, adim), envs, agent.acting_params(state), seeds, jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_KEY))
 print(f'checkpoint {step} + refit {n}: success {s["eval/success_rate"]:.2f} return {s["eval/return"]:.1f}', flush=True)

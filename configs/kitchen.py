@@ -8,8 +8,9 @@ burner, light switch; D4RL's mixed goal set). `<preset>` is one of `paper`, `sma
 import ml_collections
 
 from configs import common
+from moto_jax.suites.kitchen import TARGET_TASKS
 
-TASKS = ('mixed', 'partial')
+TASKS = tuple(TARGET_TASKS)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

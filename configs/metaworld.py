@@ -2,14 +2,12 @@
 
 `<task>` is a MetaWorld v3 task name without the `-v3` suffix (e.g. `drawer-open`).
 `<preset>` is one of `paper`, `small` (default, fits a CPU) and `debug` (tests). The
-paper's ten tasks (`PAPER_TASKS`) are collected with `launch.collect --tasks=paper`.
+paper's ten tasks (`moto_jax.suites.metaworld.PAPER_TASKS`) are collected with `launch.collect --tasks=paper`.
 """
 import ml_collections
 
 from configs import common
 
-PAPER_TASKS = ('assembly', 'bin-picking', 'box-close', 'coffee-push', 'disassemble',
-               'door-open', 'drawer-open', 'hammer', 'plate-slide', 'window-open')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

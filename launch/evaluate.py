@@ -20,8 +20,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from moto_jax import agent  # noqa: E402
-from moto_jax.data import collect  # noqa: E402
-from moto_jax.envs import make_env  # noqa: E402
+from moto_jax.data.rollout import episode_seed  # noqa: E402
+from moto_jax.suites import make_env  # noqa: E402
 from moto_jax.training import checkpoint as ckpt_lib  # noqa: E402
 from moto_jax.training import evaluation, restore  # noqa: E402
 
@@ -59,7 +59,7 @@ def evaluate_checkpoint(actor: evaluation.AgentActor, envs: list, step: int | No
   action_dim = int(envs[0].action_space.shape[0])
   config, state, counters, step, _ = restore.load_run(_WORKDIR.value, step, action_dim)
   print(f'Restored checkpoint {step} of {_WORKDIR.value}: {counters.to_json()}', flush=True)
-  seeds = [collect.episode_seed(config.seed, _SEED.value + k) for k in range(_EPISODES.value)]
+  seeds = [episode_seed(config.seed, _SEED.value + k) for k in range(_EPISODES.value)]
   start = time.perf_counter()
   summary, episodes = evaluation.evaluate(actor, envs, agent.acting_params(state), seeds, jax.random.PRNGKey(_SEED.value))
   rate = summary['eval/success_rate']

@@ -24,26 +24,14 @@ _EPISODES_DIR = flags.DEFINE_string('episodes_dir', None, 'Take episodes from th
 
 
 def held_out_episodes(config, n):
-  from moto_jax.data import collect, episodes as ep_lib
+  from moto_jax import suites
+  from moto_jax.data import episodes as ep_lib
   if _EPISODES_DIR.value:
     files = ep_lib.episode_files(_EPISODES_DIR.value)[-n:]
     if not files:
       raise FileNotFoundError(f'--episodes_dir={_EPISODES_DIR.value} holds no episode files')
     return [ep_lib.load_episode(f) for f in files]
-  if config.domain != 'metaworld':
-    raise ValueError('Pass --episodes_dir for Kitchen runs (e.g. a part of the offline data not trained on)')
-  from moto_jax.envs import make_env
-  import numpy as np
-  env = make_env(config)
-  try:
-    out = []
-    for i in range(n):
-      seed = collect.episode_seed(config.seed, 7_000_000 + i)
-      policy = collect.scripted_policy(config.task, env, np.random.default_rng(seed), 0.0)
-      out.append(collect.rollout(env, policy, seed))
-    return out
-  finally:
-    env.close()
+  return suites.get(config.domain).held_out_episodes(config, n)
 
 
 def main(argv):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from configs import metaworld as mw_config
 
-from moto_jax.data import collect, episodes as ep_lib, manifest, store as store_lib
+from moto_jax import suites
+from moto_jax.data import episodes as ep_lib, rollout as rollout_lib, manifest, store as store_lib
 
 # One pytest-xdist worker runs this module (its module fixtures are built once).
 pytestmark = pytest.mark.xdist_group('data')
@@ -26,7 +27,7 @@ def fake_episode(length, action_dim=4, success=False, seed=0):
 def drawer_dataset(tmp_path_factory):
   out = str(tmp_path_factory.mktemp('data') / 'drawer-open')
   config = mw_config.get_config('drawer-open')
-  m = collect.collect_metaworld(config, out, num_episodes=10, progress=False)
+  m = suites.get('metaworld').collect(config, out, num_episodes=10, progress=False)
   return out, m
 
 
@@ -49,9 +50,9 @@ def test_collection_is_reproducible_and_resumes(drawer_dataset, tmp_path):
   out, _ = drawer_dataset
   config = mw_config.get_config('drawer-open')
   again = str(tmp_path / 'again')
-  collect.collect_metaworld(config, again, num_episodes=2, progress=False)
+  suites.get('metaworld').collect(config, again, num_episodes=2, progress=False)
   os.remove(os.path.join(again, ep_lib.episode_name(1)))       # as if interrupted
-  collect.collect_metaworld(config, again, num_episodes=2, progress=False)
+  suites.get('metaworld').collect(config, again, num_episodes=2, progress=False)
   for i in range(2):
     a = ep_lib.load_episode(os.path.join(out, ep_lib.episode_name(i)))
     b = ep_lib.load_episode(os.path.join(again, ep_lib.episode_name(i)))
@@ -242,10 +243,10 @@ def test_memory_per_frame_reported():
 def test_lock_step_rollouts_equal_single_rollouts():
   """`rollout_batch` records each episode exactly as `rollout` does for the same policy, also
   with more environments than episodes (a padding row)."""
-  from moto_jax.envs import make_env
+  from moto_jax.suites import make_env
   config = mw_config.get_config('drawer-open,debug')
   envs = [make_env(config) for _ in range(3)]
-  seeds = [collect.episode_seed(0, k) for k in range(2)]
+  seeds = [rollout_lib.episode_seed(0, k) for k in range(2)]
 
   def action_of(image, t):   # deterministic in the observation and the step
     m = image.reshape(-1, 3).mean(0) / 255.0
@@ -259,20 +260,20 @@ def test_lock_step_rollouts_equal_single_rollouts():
     steps[:] += 1
     return out
 
-  together = collect.rollout_batch(envs, batched, seeds)
+  together = rollout_lib.rollout_batch(envs, batched, seeds)
   for seed, got in zip(seeds, together):
     t = [0]
 
     def single(obs, info):
       t[0] += 1
       return action_of(obs['image'], t[0] - 1)
-    alone = collect.rollout(envs[0], single, seed)
+    alone = rollout_lib.rollout(envs[0], single, seed)
     assert alone.keys() == got.keys()
     for k in alone:
       np.testing.assert_array_equal(alone[k], got[k], err_msg=k)
   assert together[0]['image'].shape[0] == config.env.episode_length + 1
   assert not np.array_equal(together[0]['image'], together[1]['image'])
   with pytest.raises(ValueError, match='3 episodes need as many environments'):
-    collect.rollout_batch(envs[:2], batched, seeds + [7])
+    rollout_lib.rollout_batch(envs[:2], batched, seeds + [7])
   for env in envs:
     env.close()

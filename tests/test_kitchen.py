@@ -8,9 +8,9 @@ import pytest
 
 from configs import kitchen as kitchen_config
 from moto_jax.data import episodes as ep_lib
-from moto_jax.data import kitchen_collect
-from moto_jax.data import kitchen_script
-from moto_jax.envs.kitchen_env import ALL_SUBTASKS, TASKS, KitchenEnv, check_task
+from moto_jax.suites.kitchen import collect as kitchen_collect
+from moto_jax.suites.kitchen import script as kitchen_script
+from moto_jax.suites.kitchen.env import ALL_SUBTASKS, TASKS, KitchenEnv, check_task
 
 
 @pytest.fixture(scope='module')

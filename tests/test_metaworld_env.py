@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from moto_jax.envs.metaworld_env import MetaWorldEnv, TASKS, check_task
+from moto_jax.suites.metaworld.env import MetaWorldEnv, TASKS, check_task
 
 
 @pytest.fixture(scope='module')
@@ -91,7 +91,7 @@ def test_bad_render_quality_and_camera():
 
 
 def test_corner_cameras_are_flipped_upright():
-  from moto_jax.envs.rendering import FastRenderer
+  from moto_jax.suites.rendering import FastRenderer
   e = MetaWorldEnv('drawer-open', seed=0, camera='corner')
   try:
     e.reset(seed=0)

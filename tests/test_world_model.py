@@ -142,11 +142,11 @@ def test_world_model_update_traces_once_and_learns(wm_update, config):
 
 def test_world_model_fits_real_scripted_episodes(wm_update, config, tmp_path):
   """A few hundred debug-size steps on real drawer-open episodes lower the image and reward losses."""
-  from moto_jax.data import collect
+  from moto_jax import suites
   from moto_jax.data.store import EpisodeStore
   real = config.copy_and_resolve_references()
   real.env.episode_length = 60          # long enough for the expert to open the drawer
-  collect.collect_metaworld(real, str(tmp_path), num_episodes=3, progress=False)
+  suites.get('metaworld').collect(real, str(tmp_path), num_episodes=3, progress=False)
   store = EpisodeStore(seq_len=config.train.seq_len)
   store.load_directory(str(tmp_path))
   rng = np.random.default_rng(0)

@@ -12,6 +12,8 @@ import os
 
 import ml_collections
 
+from moto_jax import suites
+
 CONFIG_FILE = 'config.json'
 
 
@@ -26,16 +28,12 @@ def _require(cond: bool, field: str, value, expect: str):
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises `ConfigError` naming the first bad field."""
-  _require(config.domain in ('metaworld', 'kitchen'), 'domain', config.domain, 'expected "metaworld" or "kitchen"')
-  if config.domain == 'metaworld':
-    from moto_jax.envs.metaworld_env import check_task
-    try:
-      check_task(config.task)
-    except ValueError as e:
-      raise ConfigError(f'config.task: {e}') from None
-  else:
-    from configs.kitchen import TASKS as KITCHEN_TASKS
-    _require(config.task in KITCHEN_TASKS, "task", config.task, f"expected one of {KITCHEN_TASKS}")
+  _require(config.domain in suites.names(), 'domain', config.domain,
+           'expected a registered suite: ' + ', '.join(f'"{n}"' for n in suites.names()))
+  try:
+    suites.get(config.domain).check_task(config.task)
+  except ValueError as e:
+    raise ConfigError(f'config.task: {e}') from None
   env, data, model, agent, train = config.env, config.data, config.model, config.agent, config.train
   _require(env.image_size == 64, 'env.image_size', env.image_size, 'the conv encoder/decoder expect 64')
   _require(env.action_repeat >= 1, 'env.action_repeat', env.action_repeat, 'expected >= 1')

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from moto_jax.agent import policy as policy_lib
-from moto_jax.data import collect
+from moto_jax.data import rollout as rollout_lib
 
 
 class AgentActor:
@@ -19,7 +19,7 @@ class AgentActor:
     self._act = policy_lib.make_act_fn(config, action_dim)
 
   def policy_fn(self, params, rng: jax.Array, explore: bool):
-    """A `policy_fn(obs, info) -> action` for `collect.rollout`, fresh carry per episode."""
+    """A `policy_fn(obs, info) -> action` for `rollout_lib.rollout`, fresh carry per episode."""
     carry = policy_lib.init_carry(self._config, 1, self._action_dim)
     first = [True]
     key = [rng]
@@ -34,7 +34,7 @@ class AgentActor:
     return fn
 
   def episode(self, env, params, seed: int, rng: jax.Array, explore: bool) -> dict:
-    return collect.rollout(env, self.policy_fn(params, rng, explore), seed)
+    return rollout_lib.rollout(env, self.policy_fn(params, rng, explore), seed)
 
   def episodes(self, envs: list, params, seeds: list[int], rng: jax.Array, explore: bool) -> list[dict]:
     """`len(seeds) <= len(envs)` episodes in lock step, one batched policy call per step."""
@@ -46,7 +46,7 @@ class AgentActor:
       key, sub = jax.random.split(key)
       carry, action = self._act(params, carry, images, is_first, sub, explore=explore)
       return np.asarray(action)
-    return collect.rollout_batch(envs, fn, seeds)
+    return rollout_lib.rollout_batch(envs, fn, seeds)
 
 
 def evaluate(actor: AgentActor, envs, params, seeds: list[int], rng: jax.Array) -> tuple[dict, list[dict]]:

@@ -29,11 +29,11 @@ import numpy as np
 import tqdm
 
 from moto_jax import agent
-from moto_jax.data import collect
 from moto_jax.data import episodes as ep_lib
 from moto_jax.data import manifest as manifest_lib
+from moto_jax.data.rollout import episode_seed
 from moto_jax.data.store import EpisodeStore
-from moto_jax.envs import make_env
+from moto_jax.suites import make_env
 from moto_jax.training import checkpoint as ckpt_lib
 from moto_jax.training import config_check, diagnostics, evaluation, offline_data, refits
 from moto_jax.training.logger import MetricWriter, read_metrics, truncate_metrics
@@ -301,7 +301,7 @@ class Trainer:
           episode = ep_lib.load_episode(self.online_files[i])
           self.store.add(episode, part='online', persist=False)
         else:
-          seed = collect.episode_seed(self.config.seed + 1, i)
+          seed = episode_seed(self.config.seed + 1, i)
           episode = self.actor.episode(self.env, agent.acting_params(self.state), seed,
                                        jax.random.fold_in(self.rng, 2_000_000_000 + i), explore=True)
           self.store.add(episode, part='online')
@@ -339,7 +339,7 @@ class Trainer:
     t = self.config.train
     if t.eval_episodes == 0:
       return
-    seeds = [collect.episode_seed(self.config.seed, EVAL_SEED_OFFSET + k) for k in range(t.eval_episodes)]
+    seeds = [episode_seed(self.config.seed, EVAL_SEED_OFFSET + k) for k in range(t.eval_episodes)]
     while len(self.eval_envs) < min(t.eval_envs, t.eval_episodes):
       self.eval_envs.append(make_env(self.config))
     acting = agent.acting_params(self.state)

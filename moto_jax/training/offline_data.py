@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 
+from moto_jax import suites
 from moto_jax.data import episodes as ep_lib
 from moto_jax.data import manifest as manifest_lib
 
@@ -31,10 +32,22 @@ def resolve(config, log=print) -> str:
     log(f'Offline data: {have} episodes in {directory}')
     return directory
   log(f'Offline data: generating {config.data.num_episodes} scripted episodes into {directory}')
-  if config.domain == 'metaworld':
-    from moto_jax.data import collect
-    collect.collect_metaworld(config, directory)
-  else:
-    from moto_jax.data import kitchen_collect
-    kitchen_collect.collect_kitchen(config, directory)
+  suites.get(config.domain).collect(config, directory)
   return directory
+
+
+def collect_tasks(config, out_dir: str, tasks: list[str] | None = None, num_episodes: int | None = None,
+                  log=print) -> dict:
+  """Writes the scripted dataset of each task (default: `config.task`; a suite's task group such as
+  MetaWorld's 'paper' expands) to `<out_dir>/<task>/`; returns {task: manifest}. Every name is
+  checked before anything is collected."""
+  suite = suites.get(config.domain)
+  out = {}
+  for task in suite.expand_tasks(list(tasks or [config.task])):
+    task_config = config.copy_and_resolve_references()
+    task_config.unlock()
+    task_config.task = task
+    task_dir = os.path.join(out_dir, task)
+    out[task] = suite.collect(task_config, task_dir, num_episodes=num_episodes)
+    log(f'{task}: ' + json.dumps({k: out[task].get(k) for k in suite.summary_keys}) + f' -> {task_dir}')
+  return out

@@ -10,7 +10,7 @@ from moto_jax.training import config_check
 
 
 def action_dim_of(config) -> int:
-  from moto_jax.envs import make_env
+  from moto_jax.suites import make_env
   env = make_env(config)
   try:
     return int(env.action_space.shape[0])

@@ -11,7 +11,7 @@ import gymnasium as gym
 import metaworld
 import numpy as np
 
-from moto_jax.envs.rendering import FastRenderer, FreeCamera
+from moto_jax.suites.rendering import FastRenderer, FreeCamera
 
 TASKS = tuple(sorted(name[:-len('-v3')] for name in metaworld.env_dict.ALL_V3_ENVIRONMENTS))
 

@@ -26,12 +26,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium_robotics.envs.franka_kitchen import kitchen_env as gr_kitchen
 
-from moto_jax.envs.rendering import FastRenderer, FreeCamera
+from moto_jax.suites.kitchen import TARGET_TASKS, check_task
+from moto_jax.suites.rendering import FastRenderer, FreeCamera
 
-TASKS = {
-    'mixed': ('microwave', 'kettle', 'light switch', 'slide cabinet'),
-    'partial': ('microwave', 'kettle', 'bottom burner', 'light switch'),
-}
+TASKS = TARGET_TASKS
 D4RL_NAMES = {'mixed': 'kitchen-complete / kitchen-partial', 'partial': 'kitchen-mixed'}
 
 # Every sub-task the simulator knows, with the joint indices and goal it is judged by.
@@ -47,13 +45,6 @@ CAMERAS = {
     # The D5RL benchmark's view.
     'd5rl': FreeCamera(distance=2.1, azimuth=70.0, elevation=-37.5, lookat=(-0.4, 0.5, 2.0)),
 }
-
-
-def check_task(task: str) -> str:
-  if task not in TASKS:
-    raise ValueError(f'Unknown Franka Kitchen task {task!r}. Valid tasks: '
-                     + '; '.join(f'{k!r} ({", ".join(v)})' for k, v in TASKS.items()))
-  return task
 
 
 def subtasks_done(qpos: np.ndarray, subtasks) -> np.ndarray:

@@ -29,9 +29,10 @@ import numpy as np
 import tqdm
 
 from moto_jax.data import episodes as ep_lib
-from moto_jax.data import kitchen_script
 from moto_jax.data import manifest as manifest_lib
-from moto_jax.data.collect import episode_seed
+from moto_jax.data import rollout as rollout_lib
+from moto_jax.data.rollout import episode_seed
+from moto_jax.suites.kitchen import script as kitchen_script
 
 MIN_SUBTASKS, MAX_SUBTASKS = 2, 4
 HOLD_STEPS = 5          # still steps after a script ends
@@ -69,35 +70,29 @@ def bc_predicate(tasks_done: np.ndarray, target_tasks, bc_tasks) -> bool:
 
 
 def rollout(env, policy, seed: int, bc_tasks=(), forbid_success: bool = False) -> dict:
-  """One episode of `policy(obs, info) -> action` in the episode format (plus task flags).
+  """One episode of `policy(obs, info) -> action` in the episode format (plus task flags), through
+  the shared `data.rollout.rollout` with Kitchen's rules:
 
-  The episode ends when `policy.finished` has held for `HOLD_STEPS` steps or the env truncates.
-  With `forbid_success`, it is cut before the first step at which all target tasks are done.
+  * stop: the episode ends when `policy.finished` has held for `HOLD_STEPS` steps (or the env
+    truncates);
+  * cut: with `forbid_success`, it ends before the first step at which all target tasks are done;
+  * label: `success` when all target tasks are in goal state at some step, `bc_weight` by
+    `bc_predicate` on the `bc_tasks`.
   """
-  obs, info = env.reset(seed=seed)
-  images, actions, rewards = [obs['image']], [np.zeros(9, np.float32)], [0.0]
-  tasks, subtasks = [info['tasks_done']], [info['all_done']]
-  hold = 0
-  while hold < HOLD_STEPS:
-    action = np.clip(np.asarray(policy(obs, info), np.float32), -1.0, 1.0)
-    obs, reward, terminated, truncated, info = env.step(action)
-    if forbid_success and info['tasks_done'].all():
-      break
-    images.append(obs['image'])
-    actions.append(action)
-    rewards.append(reward)
-    tasks.append(info['tasks_done'])
-    subtasks.append(info['all_done'])
-    hold = hold + 1 if getattr(policy, 'finished', False) else 0
-    if terminated or truncated:
-      break
-  n = len(images)
-  tasks = np.stack(tasks)
-  return dict(image=np.stack(images), action=np.stack(actions), reward=np.asarray(rewards, np.float32),
-              discount=np.ones(n, np.float32), is_first=np.arange(n) == 0, is_terminal=np.zeros(n, bool),
-              tasks_done=tasks, subtasks_done=np.stack(subtasks),
-              success=np.array(bool(tasks.all(axis=1).any())),
-              bc_weight=np.float32(bc_predicate(tasks, env.target_tasks, bc_tasks)))
+  hold = [0]
+
+  def stop(info):
+    del info
+    hold[0] = hold[0] + 1 if getattr(policy, 'finished', False) else 0
+    return hold[0] >= HOLD_STEPS
+
+  def label(episode, success):
+    del success
+    tasks = episode['tasks_done']
+    return bool(tasks.all(axis=1).any()), float(bc_predicate(tasks, env.target_tasks, bc_tasks))
+
+  cut = (lambda info: bool(info['tasks_done'].all())) if forbid_success else None
+  return rollout_lib.rollout(env, policy, seed, stop=stop, cut=cut, label=label)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,7 +103,7 @@ _WORKER = {}
 
 def _init_worker(config):
   os.environ.setdefault('MUJOCO_GL', 'egl')
-  from moto_jax.envs import make_env
+  from moto_jax.suites import make_env
   _WORKER['config'] = config
   _WORKER['env'] = make_env(config, seed=config.seed)
   mp.util.Finalize(None, _close_worker, exitpriority=10)   # close the renderer when the worker exits
@@ -160,7 +155,7 @@ def _read_summary(path: str) -> dict | None:
 
 def statistics(summaries: list[dict], target_tasks) -> dict:
   """Dataset figures beyond `manifest.summarize`: per-task completion, tasks per episode."""
-  from moto_jax.envs.kitchen_env import ALL_SUBTASKS
+  from moto_jax.suites.kitchen.env import ALL_SUBTASKS
   done = np.array([s['tasks_done'].any(axis=0) for s in summaries]) if summaries else np.zeros((0, 4))
   sub = np.array([s['subtasks_done'].any(axis=0) for s in summaries]) if summaries else np.zeros((0, 7))
   counts = done.sum(axis=1)
@@ -182,7 +177,7 @@ def statistics(summaries: list[dict], target_tasks) -> dict:
 def collect_kitchen(config, out_dir: str, num_episodes: int | None = None, workers: int | None = None,
                     progress: bool = True) -> dict:
   """Writes `num_episodes` scripted play episodes of `config.task` to `out_dir`; returns the manifest."""
-  from moto_jax.envs.kitchen_env import D4RL_NAMES, TASKS, check_task
+  from moto_jax.suites.kitchen.env import D4RL_NAMES, TASKS, check_task
   check_task(config.task)
   num_episodes = config.data.num_episodes if num_episodes is None else int(num_episodes)
   workers = config.data.workers if workers is None else int(workers)
@@ -242,13 +237,3 @@ def _write_contact_sheet(out_dir: str, summaries: list[dict], num_episodes: int,
   order = sorted(range(num_episodes), key=lambda i: (-counts[i], i))[:rows]
   episodes = [ep_lib.load_episode(os.path.join(out_dir, ep_lib.episode_name(i))) for i in sorted(order)]
   return manifest_lib.contact_sheet(episodes, os.path.join(out_dir, 'contact_sheet.png'), max_episodes=rows)
-
-
-def main(config, out_dir: str, num_episodes: int | None = None) -> dict:
-  """Entry point of `launch/collect.py` for domain 'kitchen': writes to `<out_dir>/<task>/`."""
-  task_dir = os.path.join(out_dir, config.task)
-  m = collect_kitchen(config, task_dir, num_episodes=num_episodes)
-  keys = ('episodes', 'transitions', 'average_return', 'success_rate', 'bc_weight_share',
-          'average_target_tasks_completed', 'episodes_per_minute')
-  print(f'{config.task}: ' + ', '.join(f'{k}={m[k]}' for k in keys) + f' -> {task_dir}', flush=True)
-  return m

@@ -1,0 +1,43 @@
+"""Franka Kitchen from pixels: the tasks and the environment (`env.py`), the scripted arm
+controller (`script.py`) and the play-data generator (`collect.py`)."""
+from __future__ import annotations
+
+from moto_jax.suites.base import Suite
+
+# Paper task -> its four target tasks, in the fixed order of `info['tasks_done']` (env.py).
+TARGET_TASKS = {
+    'mixed': ('microwave', 'kettle', 'light switch', 'slide cabinet'),
+    'partial': ('microwave', 'kettle', 'bottom burner', 'light switch'),
+}
+
+
+def check_task(task: str) -> str:
+  if task not in TARGET_TASKS:
+    raise ValueError(f'Unknown Franka Kitchen task {task!r}. Valid tasks: '
+                     + '; '.join(f'{k!r} ({", ".join(v)})' for k, v in TARGET_TASKS.items()))
+  return task
+
+
+class KitchenSuite(Suite):
+  name = 'kitchen'
+  summary_keys = ('episodes', 'transitions', 'average_return', 'success_rate', 'bc_weight_share',
+                  'average_target_tasks_completed', 'episodes_per_minute')
+
+  def check_task(self, task: str) -> str:
+    return check_task(task)
+
+  def make_env(self, config, seed: int):
+    from moto_jax.suites.kitchen.env import KitchenEnv
+    return KitchenEnv(config.task, seed=seed, **config.env)
+
+  def collect(self, config, out_dir: str, num_episodes: int | None = None, progress: bool = True) -> dict:
+    """Scripted play data in `config.data.workers` processes (`collect.collect_kitchen`)."""
+    from moto_jax.suites.kitchen.collect import collect_kitchen
+    return collect_kitchen(config, out_dir, num_episodes=num_episodes, progress=progress)
+
+  def held_out_episodes(self, config, n: int, offset: int = 7_000_000) -> list[dict]:
+    raise ValueError('Kitchen has no single scripted solution to hold out: pass --episodes_dir for Kitchen '
+                     'runs (e.g. a part of the offline data not trained on)')
+
+
+SUITE = KitchenSuite()

@@ -1,0 +1,47 @@
+"""MetaWorld v3 from pixels: the tasks, the environment (`env.py`) and the experts of
+`metaworld.policies` as the scripted policy."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from moto_jax.suites.base import Suite
+
+# The paper's ten MetaWorld tasks (`launch.collect --tasks=paper`).
+PAPER_TASKS = ('assembly', 'bin-picking', 'box-close', 'coffee-push', 'disassemble',
+               'door-open', 'drawer-open', 'hammer', 'plate-slide', 'window-open')
+
+
+class MetaWorldSuite(Suite):
+  name = 'metaworld'
+  task_groups = {'paper': PAPER_TASKS}
+
+  def check_task(self, task: str) -> str:
+    from moto_jax.suites.metaworld.env import check_task
+    return check_task(task)
+
+  def make_env(self, config, seed: int):
+    from moto_jax.suites.metaworld.env import MetaWorldEnv
+    return MetaWorldEnv(config.task, seed=seed, **config.env)
+
+  def scripted_policy(self, env, config, rng: np.random.Generator, action_noise: float | None = None):
+    """The MetaWorld expert for the task, reading the simulator state in `info['state']`."""
+    from metaworld.policies import ENV_POLICY_MAP
+    warnings.filterwarnings('ignore', message='Constant\\(s\\) may be too high')
+    expert = ENV_POLICY_MAP[f'{env.task}-v3']()
+    noise = config.data.action_noise if action_noise is None else action_noise
+
+    def policy_fn(obs, info):
+      del obs
+      action = expert.get_action(info['state'])
+      if noise > 0:
+        action = action + noise * rng.standard_normal(action.shape)
+      return action
+    return policy_fn
+
+  def collector_info(self, config) -> dict:
+    return dict(kind='metaworld.policies', seed=config.seed, action_noise=config.data.action_noise)
+
+
+SUITE = MetaWorldSuite()
