@@ -38,12 +38,12 @@ a = p.parse_args()
 
 config = restore.load_config(a.workdir)
 envs = [make_env(config) for _ in range(10)]
-config, state0, _, step, adim = restore.load_run(a.workdir, a.step, int(envs[0].action_space.shape[0]))
+config, state0, _, step, parts = restore.load_run(a.workdir, a.step, agent.build(config, int(envs[0].action_space.shape[0])))
 mesh = agent.default_mesh()
 eps = [ep_lib.load_episode(f) for f in ep_lib.episode_files(offline_data.resolve(config, log=lambda *x: None))]
 arrays = refit_lib.episode_arrays(eps)
 seeds = [episode_seed(config.seed, EVAL_SEED_OFFSET + k) for k in range(20)]
-actor = evaluation.AgentActor(config, adim)
+actor = evaluation.AgentActor(parts)
 eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_KEY)
 
 
@@ -58,7 +58,7 @@ for chain in a.chains.split(','):
   lr, ema = (float(x) for x in chain.split(':'))
   c = config.unlock()
   c.agent.actor_lr, c.agent.actor_ema = lr, ema
-  fn = refit_lib.make_refit_fn(c, adim, mesh=mesh, steps=a.steps)
+  fn = refit_lib.make_refit_fn(agent.build(c, parts.action_dim), mesh=mesh, steps=a.steps)
   state = agent.replicate(state0, mesh)
   rows = []
   for r in range(1, a.rounds + 1):

@@ -28,12 +28,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from moto_jax import agent  # noqa: E402
 from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
 from moto_jax.agent import refit as refit_lib  # noqa: E402
 from moto_jax.data import episodes as ep_lib  # noqa: E402
 from moto_jax.data.rollout import episode_seed  # noqa: E402
 from moto_jax.suites import make_env  # noqa: E402
-from moto_jax.networks.world_model import make_networks  # noqa: E402
 from moto_jax.training import diagnostics, evaluation, offline_data, restore  # noqa: E402
 from moto_jax.training import config_check  # noqa: E402
 
@@ -54,14 +54,16 @@ def main():
   args = p.parse_args()
 
   env = make_env(restore.load_config(args.workdir))
-  config, state, counters, step, action_dim = restore.load_run(args.workdir, args.step, action_dim=int(env.action_space.shape[0]))
+  config, state, counters, step, parts = restore.load_run(args.workdir, args.step)
+  action_dim = parts.action_dim
   config = config.unlock()
   if args.bc_scale is not None:
     config.agent.bc_scale = args.bc_scale
   for item in args.set:
     config_check.override(config, item, prefix='agent')
   params = jax.device_get(state.params)
-  nets = make_networks(config, action_dim)
+  parts = agent.build(config, action_dim)                 # with the probe's overrides
+  nets = parts.nets
   data_dir = offline_data.resolve(config, log=lambda *a: None)
   demos = diagnostics.demo_episodes([ep_lib.load_episode(f) for f in ep_lib.episode_files(data_dir)],
                                     max_episodes=1000)
@@ -88,7 +90,7 @@ def main():
       return ac_loss.masked_mean(-logp, pairs['mask'])
     starts = {'deter': take(arrays['deter']).reshape(b * t, -1),
               'stoch': take(arrays['stoch']).reshape((b * t,) + arrays['stoch'].shape[2:])}
-    loss, _ = ac_loss.actor_loss(actor, nets, wm, params['critic'], starts, pairs, k_loss, cfg)
+    loss, _ = parts.losses.actor(actor, nets, wm, params['critic'], starts, pairs, k_loss)
     return loss
 
   @jax.jit
@@ -100,7 +102,7 @@ def main():
     (actor, _), _ = jax.lax.scan(step, (actor, opt.init(actor)), jax.random.split(key, args.steps))
     return actor
 
-  agent_actor = evaluation.AgentActor(config, action_dim)
+  agent_actor = evaluation.AgentActor(parts)
   seeds = [episode_seed(config.seed, 5_000_000 + k) for k in range(args.episodes)]
 
   fmt = lambda v: '[' + ', '.join(f'{x:+.2f}' for x in np.asarray(v)) + ']'

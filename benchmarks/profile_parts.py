@@ -31,9 +31,8 @@ from configs import metaworld  # noqa: E402
 from moto_jax import agent  # noqa: E402
 from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
 from moto_jax.agent import update as update_lib  # noqa: E402
-from moto_jax.agent.world_model_loss import kl_balance, world_model_loss  # noqa: E402
+from moto_jax.agent.world_model_loss import kl_balance  # noqa: E402
 from moto_jax.networks import conv, layers  # noqa: E402
-from moto_jax.networks.world_model import make_networks  # noqa: E402
 
 
 def time_fn(fn, args, steps: int) -> tuple[float, float, float]:
@@ -60,8 +59,9 @@ def main():
   b, t = args.batch or config.train.batch_size, args.seq or config.train.seq_len
   mesh = update_lib.default_mesh()
   rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  nets = make_networks(config, ACTION_DIM)
-  state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM, mesh=mesh)
+  agent_parts = agent.build(config, ACTION_DIM)
+  nets = agent_parts.nets
+  state = agent.create_train_state(agent_parts, jax.random.key(0), mesh=mesh)
   params = state.params
   wm = params['wm']
   batch = update_lib.shard_batch(make_batch(b, t), mesh)
@@ -76,7 +76,6 @@ def main():
   feat = post['feat']
   start = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), {k: post[k] for k in ('deter', 'stoch')})
   pairs = ac_loss.real_pairs(feat, batch)
-  cfg = config.agent
 
   # Every array is an argument (closed-over arrays would be folded into the program as constants).
   def enc(w, image):
@@ -94,13 +93,13 @@ def main():
     return jnp.mean(kl_balance(logits, layers.select_member(prior_all, member), 0.8, 0.0)[0])
 
   def wm_loss(w, bt, k):
-    return world_model_loss(nets, w, bt, k, config.model)[0]
+    return agent_parts.world_model_loss(nets, w, bt, k)[0]
 
   def actor(a, w, c, st, pr, k):
-    return ac_loss.actor_loss(a, nets, w, c, st, pr, k, cfg)
+    return agent_parts.losses.actor(a, nets, w, c, st, pr, k)
 
   def critic(c, tc, a, ro, pr, k):
-    return ac_loss.critic_loss(c, nets, tc, a, ro, pr, k, cfg)[0]
+    return agent_parts.losses.critic(c, nets, tc, a, ro, pr, k)[0]
 
   def grad(f):
     return jax.jit(jax.grad(f))
@@ -121,7 +120,7 @@ def main():
     c, s, g = time_fn(fn, fargs, args.steps)
     rows.append((name, c, s, g))
     print(f'{name:28s} compile {c:5.1f} s  {s * 1e3:8.1f} ms  {g:7.2f} GFLOP  {g / s:6.1f} GFLOP/s', flush=True)
-  full = agent.make_update_fn(config, ACTION_DIM, mesh)
+  full = agent.make_update_fn(agent_parts, mesh)
   start_t = time.perf_counter()
   compiled = full.lower(state, batch, key).compile()
   c = time.perf_counter() - start_t

@@ -22,12 +22,12 @@ from moto_jax.training.loop import EVAL_KEY, EVAL_SEED_OFFSET
 wd, step, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 config = restore.load_config(wd)
 envs = [make_env(config) for _ in range(10)]
-config, state, counters, step, adim = restore.load_run(wd, step, int(envs[0].action_space.shape[0]))
+config, state, counters, step, parts = restore.load_run(wd, step, agent.build(config, int(envs[0].action_space.shape[0])))
 config = config.unlock(); config.train.refit_steps = n
 eps = [ep_lib.load_episode(f) for f in ep_lib.episode_files(offline_data.resolve(config, log=lambda *a: None))]
 t = time.time()
-state, m = refit_lib.make_refit_fn(config, adim)(state, refit_lib.episode_arrays(eps), jax.random.fold_in(jax.random.PRNGKey(config.seed), refits.OFFLINE_KEY))
+state, m = refit_lib.make_refit_fn(parts, steps=n)(state, refit_lib.episode_arrays(eps), jax.random.fold_in(jax.random.PRNGKey(config.seed), refits.OFFLINE_KEY))
 jax.block_until_ready(m); print(f'refit {n} steps {time.time()-t:.0f} s bc_loglik {float(m["actor/bc_loglik"]):.2f}', flush=True)
 seeds = [episode_seed(config.seed, EVAL_SEED_OFFSET + k) for k in range(20)]
-s, _ = evaluation.evaluate(evaluation.AgentActor(config, adim), envs, agent.acting_params(state), seeds, jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_KEY))
+s, _ = evaluation.evaluate(evaluation.AgentActor(parts), envs, agent.acting_params(state), seeds, jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_KEY))
 print(f'checkpoint {step} + refit {n}: success {s["eval/success_rate"]:.2f} return {s["eval/return"]:.1f}', flush=True)

@@ -54,7 +54,8 @@ def main():
   length = config.env.episode_length // config.env.action_repeat + 1
   arrays = refit_lib.episode_arrays(episodes(args.episodes, length, size))
   mesh = agent.default_mesh()
-  state = agent.create_train_state(config, jax.random.PRNGKey(0), ACTION_DIM)
+  parts = agent.build(config, ACTION_DIM)
+  state = agent.create_train_state(parts, jax.random.PRNGKey(0))
   key = jax.random.PRNGKey(1)
   print(f'preset {args.preset}: batch {config.train.batch_size}x{config.train.seq_len}, '
         f'actor_steps {config.agent.actor_steps}, {args.steps} refit steps, {args.episodes} episodes of '
@@ -62,12 +63,12 @@ def main():
   rows = []
   for placement in args.placements.split(','):
     if placement == 'one device':
-      fn, s, a = refit_lib.make_refit_fn(config, ACTION_DIM, (size, size, 3)), state, arrays
+      fn, s, a = refit_lib.make_refit_fn(parts), state, arrays
     elif placement == 'replicated':
-      fn = refit_lib.make_refit_fn(config, ACTION_DIM, (size, size, 3))
+      fn = refit_lib.make_refit_fn(parts)
       s, a = agent.replicate(state, mesh), agent.replicate(arrays, mesh)
     elif placement == 'mesh':
-      fn, s, a = refit_lib.make_refit_fn(config, ACTION_DIM, (size, size, 3), mesh), state, arrays
+      fn, s, a = refit_lib.make_refit_fn(parts, mesh), state, arrays
     else:
       raise SystemExit(f'--placements: unknown placement {placement!r} (one device, replicated, mesh)')
     t = time.perf_counter()

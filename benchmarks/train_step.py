@@ -113,11 +113,12 @@ def device_peak_mb() -> float:
 
 
 def measure(make_fn, config, batch_shape, steps: int) -> dict:
-  state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
+  parts = agent.build(config, ACTION_DIM)
+  state = agent.create_train_state(parts, jax.random.key(0))
   batch = make_batch(*batch_shape)
   rng = jax.random.key(1)
   start = time.perf_counter()
-  compiled = make_fn(config, ACTION_DIM).lower(state, batch, rng).compile()
+  compiled = make_fn(parts).lower(state, batch, rng).compile()
   compile_s = time.perf_counter() - start
   state, metrics = compiled(state, batch, rng)          # warm-up
   jax.block_until_ready(metrics)

@@ -6,6 +6,8 @@ import jax
 import numpy as np
 import pytest
 
+os.environ.setdefault('MUJOCO_GL', 'egl')     # headless rendering, also when a test runs alone
+
 from configs import metaworld
 from moto_jax.networks.world_model import make_networks
 

@@ -43,7 +43,8 @@ def constant_critic(critic_params, value: float):
 
 
 def run_actor_loss(nets, params, start, pairs, cfg, key=jax.random.key(4), actor=None):
-  fn = jax.jit(lambda a, p, s, q, k: agent.actor_loss(a, nets, p['wm'], p['critic'], s, q, k, cfg))
+  fn = jax.jit(lambda a, p, s, q, k: agent.actor_loss(a, nets, p['wm'], p['critic'], s, q, k,
+                                                      **agent.loss_settings(cfg).actor))
   return fn(params['actor'] if actor is None else actor, params, start, pairs, key)
 
 
@@ -119,7 +120,8 @@ def test_bc_zero_without_weight_and_pulls_towards_data(nets, params, start, pair
   _, (metrics, _) = run_actor_loss(nets, params, start, unweighted, cfg)
   assert float(metrics['actor/bc_loss']) == 0.0
   bc_grad = jax.jit(jax.grad(lambda a, q: agent.actor_loss(
-      a, nets, params['wm'], params['critic'], start, q, jax.random.key(0), cfg)[1][0]['actor/bc_loss']))
+      a, nets, params['wm'], params['critic'], start, q, jax.random.key(0),
+      **agent.loss_settings(cfg).actor)[1][0]['actor/bc_loss']))
   chex.assert_trees_all_close(bc_grad(params['actor'], unweighted),
                               jax.tree.map(jnp.zeros_like, params['actor']))
 
@@ -145,7 +147,7 @@ def test_critic_targets_hand_computed(nets, params, pairs, batch):
              'reward': jnp.array([[1.0] * N, [2.0] * N])}
   critic, target = constant_critic(params['critic'], 0.0), constant_critic(params['critic'], 4.0)
   loss_fn = lambda cfg: agent.critic_loss(critic, nets, target, params['actor'], rollout, pairs,
-                                          jax.random.key(1), cfg)
+                                          jax.random.key(1), **agent.loss_settings(cfg).critic)
   loss, metrics = loss_fn(debug_config(horizon=2, gamma=0.5, data_critic_loss=False).agent)
   np.testing.assert_allclose(loss, 25.0, rtol=1e-5)
   np.testing.assert_allclose(metrics['critic/target_imag'], 3.5, rtol=1e-5)
@@ -166,7 +168,7 @@ def test_critic_gradients_stop_at_inputs(nets, params, pairs):
     # The states (model outputs) and the actor are inputs; dataset actions and rewards are not.
     real = {**pairs, 'feat': feats[0], 'next_feat': feats[1]}
     return agent.critic_loss(params['critic'], nets, params['critic'], actor, rollout, real,
-                             jax.random.key(1), cfg)[0]
+                             jax.random.key(1), **agent.loss_settings(cfg).critic)[0]
 
   grads = jax.grad(loss, argnums=(0, 1, 2))(rollout, (pairs['feat'], pairs['next_feat']), params['actor'])
   chex.assert_trees_all_close(grads, jax.tree.map(jnp.zeros_like, grads))
@@ -181,7 +183,7 @@ def test_dreamerv2_mode(nets, params, start, pairs):
   ret = agent.lambda_returns(rollout['reward'], q, 0.9, 0.8)
   np.testing.assert_allclose(-metrics['actor/mb_loss'], jnp.mean(ret), rtol=1e-5)
   _, critic_metrics = agent.critic_loss(params['critic'], nets, params['critic'], params['actor'], rollout,
-                                        pairs, jax.random.key(0), cfg)
+                                        pairs, jax.random.key(0), **agent.loss_settings(cfg).critic)
   assert 'critic/data_loss' not in critic_metrics
 
 
@@ -191,18 +193,18 @@ def test_dreamerv2_mode(nets, params, start, pairs):
 def updates(config):
   """(update, world_model_update), each checked to trace at most once in this module."""
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(update_lib, 'train', chex.assert_max_traces(update_lib.train, n=1))
-    mp.setattr(update_lib, 'train_world_model', chex.assert_max_traces(update_lib.train_world_model, n=1))
-    yield agent.make_update_fn(config, ACTION_DIM), agent.make_world_model_update_fn(config, ACTION_DIM)
+    mp.setattr(update_lib, 'train_step', chex.assert_max_traces(update_lib.train_step, n=1))
+    mp.setattr(update_lib, 'world_model_step', chex.assert_max_traces(update_lib.world_model_step, n=1))
+    yield agent.make_update_fn(agent.build(config, ACTION_DIM)), agent.make_world_model_update_fn(agent.build(config, ACTION_DIM))
 
 
 def test_update_moves_only_what_it_should(updates, config, batch):
   update, wm_update = updates
   rng = jax.random.key(7)
-  state_a = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
+  state_a = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0))
   before = jax.tree.map(np.array, state_a)   # a copy: the state is donated
   state_a, metrics = update(state_a, batch, rng)
-  state_b, _ = wm_update(agent.create_train_state(config, jax.random.key(0), ACTION_DIM), batch, rng)
+  state_b, _ = wm_update(agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0)), batch, rng)
   # Actor and critic gradients do not change the world model: same WM params as a WM-only step.
   chex.assert_trees_all_close(state_a.params['wm'], state_b.params['wm'], atol=1e-6)
   out_kernel = lambda p: (p['actor']['mlp']['out']['kernel'], p['critic']['q']['mlp']['out']['kernel'])
@@ -230,7 +232,7 @@ def test_update_moves_only_what_it_should(updates, config, batch):
 
 def test_update_fits_fixed_batch_without_retracing(updates, config, batch):
   update, _ = updates
-  state = agent.create_train_state(config, jax.random.key(1), ACTION_DIM)
+  state = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(1))
   history = []
   for step in range(150):
     state, metrics = update(state, batch, jax.random.fold_in(jax.random.key(2), step))
@@ -257,7 +259,7 @@ def test_start_chunks_cover_every_posterior_state_once():
 # Acting and open-loop prediction.
 
 def test_act(nets, params, config, batch):
-  act = agent.make_act_fn(config, ACTION_DIM)
+  act = agent.make_act_fn(agent.build(config, ACTION_DIM))
   n = 3
   image = batch['image'][0, :n]
   carry = agent.init_carry(config, n, ACTION_DIM)
@@ -280,27 +282,22 @@ def test_act(nets, params, config, batch):
   # explore_from='mode': exploring acts from tanh(mean); with noise std 0.05, within a few std of it.
   for noise in (0.0, 0.05):
     cfg = debug_config(explore_from='mode', explore_noise=noise)
-    carry3, e3 = agent.make_act_fn(cfg, ACTION_DIM)(params, carry, image, first, jax.random.key(1), explore=True)
+    carry3, e3 = agent.make_act_fn(agent.build(cfg, ACTION_DIM))(params, carry, image, first, jax.random.key(1), explore=True)
     gap = np.abs(np.asarray(e3) - np.asarray(mode(carry3)))
     assert (gap.max() < 1e-6) if noise == 0 else (0 < gap.max() < 0.3), (noise, gap)
 
 
-def test_openloop_predict(params, config, batch):
+def test_openloop_predict(params, nets, batch):
   context = 3
   b, t = batch['reward'].shape
-  out = agent.openloop_predict(params, batch, context, config)
+  out = agent.openloop_predict(params, batch, context, nets)
   chex.assert_shape(out['pred_image'], (b, t - context, 64, 64, 3))
   chex.assert_shape(out['pred_reward'], (b, t - context))
   assert float(out['pred_image'].min()) >= 0.0 and float(out['pred_image'].max()) <= 1.0
-  again = agent.openloop_predict(params, batch, context, config)
+  again = agent.openloop_predict(params, batch, context, nets)
   np.testing.assert_allclose(out['pred_image'], again['pred_image'])
-  sampled = agent.openloop_predict(params, batch, context, config, jax.random.key(0))
+  sampled = agent.openloop_predict(params, batch, context, nets, jax.random.key(0))
   chex.assert_shape(sampled['pred_image'], (b, t - context, 64, 64, 3))
-
-
-def test_param_count(config):
-  counts = agent.param_count(agent.create_train_state(config, jax.random.key(0), ACTION_DIM))
-  assert counts['total'] == sum(v for k, v in counts.items() if k != 'total') > 0
 
 
 # Eq. 10 on saturated demonstrations.
@@ -359,7 +356,7 @@ def test_diagnostics_on_demos(nets, params):
   bias = np.concatenate([mean_bias, np.asarray(out['bias'])[4:]]).astype(np.float32)
   actor = {'mlp': {**params['actor']['mlp'], 'out': {'kernel': jnp.zeros_like(out['kernel']), 'bias': bias}}}
   const = {**params, 'actor': actor, 'critic': constant_critic(params['critic'], 3.0)}
-  diag = diagnostics.Diagnostics(config, ACTION_DIM, demos)
+  diag = diagnostics.Diagnostics(agent.build(config, ACTION_DIM), demos)
   res = diag(const, synthetic_batch(1, 2, 8), jax.random.key(1))
   # The reset pair is (z_0, a_1 = c): error 0. Pairing z_0 with a_0 = 0 would give mean |c| = 0.375.
   assert res['diag/action_err_reset'] < 1e-5
@@ -376,5 +373,5 @@ def test_diagnostics_on_demos(nets, params):
   np.testing.assert_allclose([res[f'diag/demo_first_action_{i}'] for i in range(ACTION_DIM)], c, rtol=1e-6)
   assert 0.0 < diag(params, synthetic_batch(1, 2, 8), jax.random.key(1))['diag/bc_grad_share'] < 1.0
   # No BC (the ablation): the actor gradient is all value expansion.
-  nobc = diagnostics.Diagnostics(debug_config(bc_scale=0.0), ACTION_DIM, demos)
+  nobc = diagnostics.Diagnostics(agent.build(debug_config(bc_scale=0.0), ACTION_DIM), demos)
   assert nobc(params, synthetic_batch(1, 2, 8), jax.random.key(1))['diag/bc_grad_share'] == 0.0

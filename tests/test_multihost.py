@@ -39,8 +39,8 @@ SCRIPT = textwrap.dedent('''
     rows = 4 // processes
     local = {k: v[process_id * rows:(process_id + 1) * rows] for k, v in batch.items()}
     mesh = agent.default_mesh()
-    state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM, mesh=mesh)
-    update = agent.make_update_fn(config, ACTION_DIM, mesh=mesh)
+    state = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0), mesh=mesh)
+    update = agent.make_update_fn(agent.build(config, ACTION_DIM), mesh=mesh)
     for step in range(2):
       state, metrics = update(state, agent.shard_batch(local, mesh), jax.random.key(step))
     local_copy = lambda x: np.asarray(x.addressable_data(0))                 # replicated: any shard

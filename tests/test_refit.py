@@ -50,8 +50,8 @@ def test_windows_cover_every_step_and_skip_padding():
 def test_refit_trains_actor_and_critics_only_and_fits_the_demos():
   config = debug_config(actor_steps=2, bc_scale=100.0)
   config.train.refit_steps = 30
-  refit = refit_lib.make_refit_fn(config, ACTION_DIM)
-  state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
+  refit = refit_lib.make_refit_fn(agent.build(config, ACTION_DIM))
+  state = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0))
   before = jax.tree.map(np.array, state)
   arrays = refit_lib.episode_arrays(episodes())
   state, first = refit(state, arrays, jax.random.key(1))
@@ -70,8 +70,8 @@ def test_actor_steps_take_that_many_actor_and_critic_steps():
   """agent.actor_steps = K: one world-model step, then K actor and K critic Adam steps (update.py)."""
   batch = synthetic_batch(0, 2, 8)
   config = debug_config(actor_steps=2)
-  update = agent.make_update_fn(config, ACTION_DIM)
-  state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
+  update = agent.make_update_fn(agent.build(config, ACTION_DIM))
+  state = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0))
   state, metrics = update(state, batch, jax.random.key(7))
   count = lambda part: [int(v) for _, v in optax.tree_utils.tree_get_all_with_path(state.opt_state[part], 'count')]
   assert set(count('wm')) == {1} and set(count('actor')) == {2} and set(count('critic')) == {2}

@@ -27,8 +27,8 @@ SCRIPT = textwrap.dedent('''
     results = {}
     for name, devices in (('one', jax.devices()[:1]), ('four', jax.devices())):
       mesh = Mesh(np.asarray(devices), ('data',))
-      state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM, mesh=mesh)
-      update = agent.make_update_fn(config, ACTION_DIM, mesh=mesh)
+      state = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0), mesh=mesh)
+      update = agent.make_update_fn(agent.build(config, ACTION_DIM), mesh=mesh)
       sharded = agent.shard_batch(batch, mesh)
       assert len(sharded['image'].sharding.device_set) == len(devices)
       for step in range(2):
@@ -38,7 +38,7 @@ SCRIPT = textwrap.dedent('''
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p4)))
     scale = max(float(np.max(np.abs(a))) for a in jax.tree.leaves(p1))
     moved = max(float(np.max(np.abs(a - b))) for a, b in zip(
-        jax.tree.leaves(p1), jax.tree.leaves(agent.create_train_state(config, jax.random.key(0), ACTION_DIM).params)))
+        jax.tree.leaves(p1), jax.tree.leaves(agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0)).params)))
 
     from moto_jax.agent import refit as refit_lib
     from test_refit import episodes
@@ -47,8 +47,8 @@ SCRIPT = textwrap.dedent('''
     refits = {}
     for name, devices in (('one', jax.devices()[:1]), ('four', jax.devices())):
       mesh = Mesh(np.asarray(devices), ('data',))
-      state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM, mesh=mesh)
-      state, _ = refit_lib.make_refit_fn(config, ACTION_DIM, mesh=mesh)(state, arrays, jax.random.key(3))
+      state = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0), mesh=mesh)
+      state, _ = refit_lib.make_refit_fn(agent.build(config, ACTION_DIM), mesh=mesh)(state, arrays, jax.random.key(3))
       refits[name] = jax.tree.map(np.asarray, state.params['actor'])
     refit_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(
         jax.tree.leaves(refits['one']), jax.tree.leaves(refits['four'])))

@@ -1,7 +1,6 @@
 """The main job end to end on the debug preset: files, metrics, resume after kill -9 and SIGTERM."""
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -310,13 +309,13 @@ def test_checkpoint_without_averaged_actor_restores_with_it_equal_to_the_actor(t
   import jax
   from moto_jax import agent
   config = mw_config.get_config('drawer-open,debug')
-  state = agent.create_train_state(config, jax.random.key(0), 4)
+  state = agent.create_train_state(agent.build(config, 4), jax.random.key(0))
   state = state.replace(params={**state.params, 'actor': jax.tree.map(lambda x: x + 1.0, state.params['actor'])})
   old = {'step': state.step, 'params': state.params, 'target_critic': state.target_critic,
          'opt_state': state.opt_state}                       # the older state's fields
   ckpt = ckpt_lib.Checkpointer(str(tmp_path))
   ckpt.save(5, old, ckpt_lib.Counters(grad_steps=5))
-  restored, counters, step = ckpt.restore(agent.create_train_state(config, jax.random.key(1), 4))
+  restored, counters, step = ckpt.restore(agent.create_train_state(agent.build(config, 4), jax.random.key(1)))
   ckpt.close()
   assert step == 5 and counters.grad_steps == 5
   for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(state.params)):
@@ -344,3 +343,32 @@ def test_full_disk_is_named_and_loses_nothing(tmp_path, cache, finished_run, mon
   monkeypatch.setattr(ep_lib, 'save_episode', real_save)
   summary = loop.train_and_evaluate(c, workdir, log=lambda *a: None)   # space freed: the same call finishes
   assert summary['phase'] == 'done' and summary['episodes'] == 2
+
+
+def test_checkpoint_evaluation_and_openloop_report_read_a_finished_run(finished_run):
+  """The library behind `launch.evaluate` and `launch.predict`, on a finished debug run."""
+  from moto_jax.analysis import checkpoints, openloop
+  _, workdir, _ = finished_run
+  steps = checkpoints.checkpoint_steps(workdir, all_checkpoints=True, step=None)
+  assert steps == sorted(steps) and len(steps) >= 1
+  (record,) = checkpoints.evaluate_checkpoints(workdir, steps[-1:], episodes=3, envs=2, log=lambda s: None)
+  assert record['step'] == steps[-1] and record['episodes'] == 3 and len(record['successes']) == 3
+  assert record['eval/success_rate'] == pytest.approx(np.mean(record['successes']))
+  with open(os.path.join(workdir, f'evaluate_{steps[-1]}.json')) as f:
+    assert json.load(f)['successes'] == record['successes']
+  report = openloop.openloop_report(workdir, context=2, horizon=5, episodes=2)
+  assert (report['step'], report['episodes'], report['predicted_steps']) == (steps[-1], 2, 5)
+  assert 0.0 < report['image_mse'] < 1.0 and np.isfinite(report['reward_mae'])
+  assert os.path.exists(report['gif']) and os.path.exists(report['png'])
+  with pytest.raises(ValueError, match='need more than --context=20'):
+    openloop.openloop_report(workdir, context=20, horizon=5, episodes=1)
+
+
+def test_openloop_tiles_truth_prediction_and_error():
+  from moto_jax.analysis import openloop
+  truth = np.zeros((2, 3, 4, 5, 3), np.float32)
+  pred = np.full((2, 3, 4, 5, 3), 0.25, np.float32)
+  frames = openloop.tile(truth, pred)
+  assert frames.shape == (3, 2 * 4, 3 * 5, 3) and frames.dtype == np.uint8
+  np.testing.assert_array_equal(frames[:, :, :5], 0)                 # truth
+  np.testing.assert_array_equal(frames[:, :, 5:], int(0.25 * 255))   # prediction, |error|

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.xdist_group('world_model')
 def wm_update(config):
   """The jitted world-model update, checked to trace at most once in this module."""
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(update_lib, 'train_world_model', chex.assert_max_traces(update_lib.train_world_model, n=1))
-    yield agent.make_world_model_update_fn(config, ACTION_DIM)
+    mp.setattr(update_lib, 'world_model_step', chex.assert_max_traces(update_lib.world_model_step, n=1))
+    yield agent.make_world_model_update_fn(agent.build(config, ACTION_DIM))
 
 
 def test_categorical_kl():
@@ -105,7 +105,9 @@ def test_reset_zeroes_state(nets, params):
 
 def test_world_model_loss_terms(nets, params, config):
   batch = synthetic_batch(0, 2, 4)
-  loss_fn = jax.jit(lambda p, b, k: agent.world_model_loss(nets, p, b, k, config.model))
+  from moto_jax.agent.world_model_loss import loss_settings
+  settings = loss_settings(config.model)
+  loss_fn = jax.jit(lambda p, b, k: agent.world_model_loss(nets, p, b, k, **settings))
   loss, (metrics, post) = loss_fn(params['wm'], batch, jax.random.key(0))
   m = config.model
   expected = (m.image_scale * metrics['wm/image_loss'] + m.reward_scale * metrics['wm/reward_loss']
@@ -120,7 +122,7 @@ def test_world_model_loss_terms(nets, params, config):
 
 
 def test_world_model_update_traces_once_and_learns(wm_update, config):
-  state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
+  state = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0))
   before = jax.tree.map(np.array, state.params)   # a copy: the state is donated
   batch = synthetic_batch(1, config.train.batch_size, config.train.seq_len)
   losses = []
@@ -150,7 +152,7 @@ def test_world_model_fits_real_scripted_episodes(wm_update, config, tmp_path):
   store = EpisodeStore(seq_len=config.train.seq_len)
   store.load_directory(str(tmp_path))
   rng = np.random.default_rng(0)
-  state = agent.create_train_state(config, jax.random.key(0), ACTION_DIM)
+  state = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0))
   image, reward = [], []
   for step in range(300):
     batch = store.sample(config.train.batch_size, rng)

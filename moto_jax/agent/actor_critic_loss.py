@@ -1,11 +1,18 @@
 """Actor and critic losses on imagined rollouts and real posterior states (Eqs. 3-10).
 
-`mode='moto'`: mixed-horizon value expansion (Eqs. 5-7), BC prior (Eq. 10), data critic loss
-(Eq. 8). `mode='dreamerv2'`: lambda-returns in imagination; no BC, penalty or L_data.
+Both losses are pure functions of arrays and explicit keyword settings; `loss_settings(config.agent)`
+applies the agent's mode once and returns them, bound where the update is built:
+  `mode='moto'`: mixed-horizon value expansion (Eqs. 5-7), BC prior (Eq. 10), data critic loss (Eq. 8);
+  `mode='dreamerv2'`: lambda-returns in imagination; no BC, penalty or L_data.
+The value targets are a function `targets(reward [H, N], value [H+1, N]) -> (actor objective,
+critic target [H, N])` (`returns.value_expansion_targets` or `returns.lambda_return_targets`).
 
 Real-data pairing: in the stored convention the transition out of z_i is (a_{i+1}, r_{i+1},
 z_{i+1}), so Eqs. 8 and 10 use pairs i = 0..T-2, masked where step i+1 starts an episode.
 """
+import functools
+from typing import Callable, NamedTuple
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -17,14 +24,27 @@ from moto_jax.networks.world_model import Networks
 sg = jax.lax.stop_gradient
 
 
-def effective(cfg: ml_collections.ConfigDict) -> dict:
-  """Horizon and switches after applying the mode (config.agent)."""
+class LossSettings(NamedTuple):
+  """Keyword settings of `actor_loss` and `critic_loss`."""
+  actor: dict
+  critic: dict
+
+
+def loss_settings(cfg: ml_collections.ConfigDict) -> LossSettings:
+  """The losses' settings from `config.agent`, its `mode` applied here and nowhere else."""
   if cfg.mode == 'moto':
-    return dict(horizon=cfg.horizon, penalty_scale=cfg.penalty_scale, bc_scale=cfg.bc_scale,
-                data_critic_loss=cfg.data_critic_loss)
-  if cfg.mode == 'dreamerv2':
-    return dict(horizon=cfg.dreamer_horizon, penalty_scale=0.0, bc_scale=0.0, data_critic_loss=False)
-  raise ValueError(f'Unknown agent mode {cfg.mode!r}.')
+    targets = functools.partial(returns.value_expansion_targets, gamma=cfg.gamma)
+    horizon, penalty_scale, bc_scale, data_critic_loss = (cfg.horizon, cfg.penalty_scale, cfg.bc_scale,
+                                                          cfg.data_critic_loss)
+  elif cfg.mode == 'dreamerv2':
+    targets = functools.partial(returns.lambda_return_targets, gamma=cfg.gamma, lambda_=cfg.lambda_)
+    horizon, penalty_scale, bc_scale, data_critic_loss = cfg.dreamer_horizon, 0.0, 0.0, False
+  else:
+    raise ValueError(f'Unknown agent mode {cfg.mode!r}.')
+  return LossSettings(
+      actor=dict(horizon=horizon, targets=targets, penalty_scale=penalty_scale, bc_scale=bc_scale,
+                 bc_eps=cfg.bc_eps, entropy_scale=cfg.entropy_scale),
+      critic=dict(targets=targets, gamma=cfg.gamma, data_critic_loss=data_critic_loss))
 
 
 def real_pairs(post_feat: jax.Array, batch: dict) -> dict:
@@ -49,38 +69,37 @@ def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def actor_loss(actor_params, nets: Networks, wm, critic_params, start: dict, pairs: dict,
-               key: jax.Array, cfg: ml_collections.ConfigDict):
+               key: jax.Array, *, horizon: int, targets: Callable, penalty_scale: float, bc_scale: float,
+               bc_eps: float, entropy_scale: float):
   """L_pi = L_pi_MB + beta_bc * L_BC (Eqs. 6 and 10).
 
   Gradients reach only `actor_params`; they flow through the world model's and the critics'
   activations, whose parameters are fixed here.
 
   Args: start state with rows [N] (stop-gradiented posterior states); pairs from `real_pairs`;
-    cfg = config.agent. Returns (loss, (metrics, rollout)) where rollout holds the stopped
-    'feat' [H+1, N, F], 'action' [H+1, N, A] and penalised 'reward' [H, N] for the critics.
+    horizon H of the imagination; targets (module docstring; its actor objective: Vhat of Eq. 5);
+    penalty_scale lambda_u (Eq. 3); bc_scale beta_bc (Eq. 10); bc_eps (the BC log-density's clip
+    of saturated actions, `TanhGaussian.log_prob`); entropy_scale (a regulariser, 0 by default).
+  Returns (loss, (metrics, rollout)) where rollout holds the stopped 'feat' [H+1, N, F],
+    'action' [H+1, N, A] and penalised 'reward' [H, N] for the critics.
   """
-  eff = effective(cfg)
   k_imag, k_ent = jax.random.split(key)
   policy = lambda feat, k: nets.policy(actor_params, feat).sample(k)
-  traj = nets.imagine(wm, start, policy, eff['horizon'], k_imag)
+  traj = nets.imagine(wm, start, policy, horizon, k_imag)
   reward = nets.predict_reward(wm, traj['feat'][1:])                          # r^(z_{k+1}) [H, N]
-  reward = returns.penalised_reward(reward, traj['disagreement'], eff['penalty_scale'])   # Eq. 3
+  reward = returns.penalised_reward(reward, traj['disagreement'], penalty_scale)   # Eq. 3
   q = jnp.min(nets.q_values(critic_params, traj['feat'], traj['action']), axis=0)  # [H+1, N]
-  if cfg.mode == 'moto':
-    vhat, _ = returns.value_expansion(reward, q, cfg.gamma)                   # Eq. 5
-    objective = vhat[0]
-  else:
-    objective = returns.lambda_returns(reward, q, cfg.gamma, cfg.lambda_)
+  objective, _ = targets(reward, q)                                           # Eq. 5: Vhat(z_0)
   mb_loss = -jnp.mean(objective)                                              # Eq. 6
 
   # Eq. 10: behaviour prior on successful episodes, states stopped.
-  logp = nets.policy(actor_params, sg(pairs['feat'])).log_prob(pairs['action'], cfg.bc_eps)
+  logp = nets.policy(actor_params, sg(pairs['feat'])).log_prob(pairs['action'], bc_eps)
   bc_loss = masked_mean(-pairs['bc_weight'] * logp, pairs['mask'])
   # Entropy estimate on the imagined states (regulariser; entropy_scale = 0 by default).
   _, sample_logp = nets.policy(actor_params, sg(traj['feat'][:-1])).sample_and_log_prob(k_ent)
   entropy = -jnp.mean(sample_logp)
 
-  loss = mb_loss + eff['bc_scale'] * bc_loss - cfg.entropy_scale * entropy
+  loss = mb_loss + bc_scale * bc_loss - entropy_scale * entropy
   bc_mask = pairs['mask'] * pairs['bc_weight']
   metrics = {
       'actor/loss': loss,
@@ -98,21 +117,18 @@ def actor_loss(actor_params, nets: Networks, wm, critic_params, start: dict, pai
 
 
 def critic_loss(critic_params, nets: Networks, target_params, actor_params, rollout: dict,
-                pairs: dict, key: jax.Array, cfg: ml_collections.ConfigDict):
+                pairs: dict, key: jax.Array, *, targets: Callable, gamma: float, data_critic_loss: bool):
   """L_critic = L_model (Eq. 7) + L_data (Eq. 8) (Eq. 9); targets from the target critics.
 
   The critics see stopped states: no gradient reaches the world model or the actor.
-  Args: rollout from `actor_loss`; pairs from `real_pairs`. Returns (loss, metrics).
+  Args: rollout from `actor_loss`; pairs from `real_pairs`; targets (module docstring; its critic
+    target: y of Eq. 7); gamma (Eq. 8's bootstrap); data_critic_loss (add L_data). Returns (loss, metrics).
   """
-  eff = effective(cfg)
   feat, action, reward = sg(rollout['feat']), sg(rollout['action']), sg(rollout['reward'])
   horizon = reward.shape[0]
   chex.assert_shape(feat, (horizon + 1, None, None))
   qbar = jnp.min(nets.q_values(target_params, feat, action), axis=0)         # [H+1, N]
-  if cfg.mode == 'moto':
-    _, target = returns.value_expansion(reward, qbar, cfg.gamma)              # y of Eq. 7
-  else:
-    target = returns.lambda_returns(reward, qbar, cfg.gamma, cfg.lambda_)
+  _, target = targets(reward, qbar)                                           # y of Eq. 7
   q_imag = nets.q_values(critic_params, feat[:-1], action[:-1])               # [2, H, N]
   model_loss = jnp.sum(jnp.mean((q_imag - sg(target)) ** 2, axis=(1, 2)))
 
@@ -122,11 +138,11 @@ def critic_loss(critic_params, nets: Networks, target_params, actor_params, roll
              'critic/target_imag': jnp.mean(target),
              'critic/q_data': masked_mean(jnp.mean(q_data, 0), pairs['mask'])}
   loss = model_loss
-  if eff['data_critic_loss']:                                                 # Eq. 8
+  if data_critic_loss:                                                        # Eq. 8
     z_next = sg(pairs['next_feat'])
     a_next = nets.policy(actor_params, z_next).sample(key)                    # a' ~ pi(z_{i+1})
     q_next = jnp.min(nets.q_values(target_params, z_next, a_next), axis=0)    # [B, T-1]
-    y = pairs['reward'] + cfg.gamma * pairs['discount'] * q_next
+    y = pairs['reward'] + gamma * pairs['discount'] * q_next
     data_loss = jnp.sum(jax.vmap(masked_mean, (0, None))((q_data - sg(y)) ** 2, pairs['mask']))
     loss = loss + data_loss
     metrics.update({'critic/data_loss': data_loss, 'critic/target_data': masked_mean(y, pairs['mask'])})

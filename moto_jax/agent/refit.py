@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from moto_jax.agent import actor_critic_loss as ac_loss
-from moto_jax.agent.train_state import TrainState, make_optimizers
-from moto_jax.agent.update import actor_critic_steps, start_chunks
-from moto_jax.networks.world_model import make_networks
+from moto_jax.agent.parts import AgentParts
+from moto_jax.agent.train_state import TrainState
+from moto_jax.agent.update import ActorCritic, actor_critic_steps, start_chunks
 
 KEYS = ('image', 'action', 'reward', 'discount', 'is_first')
 
@@ -64,19 +63,16 @@ def sample_windows(key: jax.Array, lengths: jax.Array, b: int, t: int,
   return ep, start[:, None] + jnp.arange(t)[None]
 
 
-def make_refit_fn(config: ml_collections.ConfigDict, action_dim: int,
-                  image_shape: tuple[int, int, int] = (64, 64, 3), mesh: Mesh | None = None,
-                  steps: int | None = None):
+def make_refit_fn(parts: AgentParts, mesh: Mesh | None = None, steps: int | None = None):
   """Jitted `refit(state, arrays, key) -> (state, metrics)`: `steps` (default
-  `config.train.refit_steps`) actor-critic
-  steps (each `config.agent.actor_steps` of them, as in the update) on `arrays` from
-  `episode_arrays`; the world model and `state.step` are unchanged; metrics are means over steps.
+  `config.train.refit_steps`) actor-critic steps (each `config.agent.actor_steps` of them, as in the
+  update, with its losses and optimizers from `parts`) on `arrays` from `episode_arrays`; the world
+  model and `state.step` are unchanged; metrics are means over steps.
 
   With `mesh` (1-D, axis 'data', size dividing `train.batch_size`) the state and arrays are
   replicated on its devices and each step's windows are sharded over them; without it the
   function runs where its inputs are (one device for an unreplicated state)."""
-  nets = make_networks(config, action_dim, image_shape)
-  opts = make_optimizers(config)
+  config, nets = parts.config, parts.nets
   cfg = config.agent
   b, t = config.train.batch_size, config.train.seq_len
   steps = config.train.refit_steps if steps is None else steps
@@ -109,16 +105,10 @@ def make_refit_fn(config: ml_collections.ConfigDict, action_dim: int,
       batch = split(batch)
       window = split({k: take(post[k]) for k in ('deter', 'stoch', 'feat')})
       pairs = ac_loss.real_pairs(window['feat'], batch)
-      return actor_critic_steps(nets, opts, cfg, wm, carry, start_chunks(window, cfg.actor_steps), pairs,
-                                k_actor, k_critic)
+      return actor_critic_steps(nets, parts.opts, parts.losses, wm, carry, start_chunks(window, cfg.actor_steps),
+                                pairs, k_actor, k_critic, tau=cfg.tau, actor_ema=cfg.actor_ema)
 
-    carry = (state.params['actor'], state.opt_state['actor'], state.params['critic'],
-             state.opt_state['critic'], state.target_critic, state.actor_ema)
-    carry, metrics = jax.lax.scan(one, carry, jax.random.split(k_steps, steps))
-    actor, actor_opt, critic, critic_opt, target, actor_ema = carry
-    state = state.replace(params={**state.params, 'actor': actor, 'critic': critic}, target_critic=target,
-                          actor_ema=actor_ema,
-                          opt_state={**state.opt_state, 'actor': actor_opt, 'critic': critic_opt})
-    return state, jax.tree.map(lambda x: jnp.mean(x, 0), metrics)
+    carry, metrics = jax.lax.scan(one, ActorCritic.of(state), jax.random.split(k_steps, steps))
+    return carry.into(state), jax.tree.map(lambda x: jnp.mean(x, 0), metrics)
 
   return refit

@@ -40,6 +40,19 @@ def value_expansion(reward: jax.Array, value: jax.Array, gamma: float) -> tuple[
   return vhat, target
 
 
+def value_expansion_targets(reward: jax.Array, value: jax.Array, gamma: float) -> tuple[jax.Array, jax.Array]:
+  """MOTO's targets: the actor objective Vhat(z_0) [N] (Eq. 5) and the critic target [H, N] (Eq. 7)."""
+  vhat, target = value_expansion(reward, value, gamma)
+  return vhat[0], target
+
+
+def lambda_return_targets(reward: jax.Array, value: jax.Array, gamma: float,
+                          lambda_: float) -> tuple[jax.Array, jax.Array]:
+  """DreamerV2's targets: the lambda-returns R_0..R_{H-1} [H, N], for the actor and the critic alike."""
+  ret = lambda_returns(reward, value, gamma, lambda_)
+  return ret, ret
+
+
 def lambda_returns(reward: jax.Array, value: jax.Array, gamma: float, lambda_: float) -> jax.Array:
   """TD(lambda) returns of DreamerV2: R_H = v_H, R_k = r_k + gamma((1-lambda) v_{k+1} + lambda R_{k+1}).
 

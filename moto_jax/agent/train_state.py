@@ -8,7 +8,6 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from moto_jax.networks import layers
-from moto_jax.networks.world_model import make_networks
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -42,16 +41,15 @@ def make_optimizers(config: ml_collections.ConfigDict) -> dict:
           'critic': adam(a.critic_lr, a.grad_clip, m.eps)}
 
 
-def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array, action_dim: int,
-                       image_shape: tuple[int, int, int] = (64, 64, 3), mesh: Mesh | None = None) -> TrainState:
-  """Fresh parameters, optimiser states, target critics and averaged actor (copies).
+def create_train_state(parts, rng: jax.Array, mesh: Mesh | None = None) -> TrainState:
+  """Fresh parameters, optimiser states, target critics and averaged actor (copies), from the
+  networks and optimizers of `parts` (`agent.build`).
 
   The state is placed replicated on `mesh` (default: every device), the layout the jitted
   updates take and return, so the first update call does not compile a second variant.
   """
-  nets = make_networks(config, action_dim, image_shape)
-  params = nets.init(rng)
-  opts = make_optimizers(config)
+  params = parts.nets.init(rng)
+  opts = parts.opts
   state = TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,

@@ -5,18 +5,18 @@ sharded, the state is replicated, and XLA inserts the gradient all-reduce. With 
 the mesh spans every process's devices and the batch is the global batch (see `shard_batch`).
 """
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from moto_jax.agent import actor_critic_loss as ac_loss
-from moto_jax.agent.train_state import TrainState, make_optimizers
-from moto_jax.agent.world_model_loss import world_model_loss
-from moto_jax.networks.world_model import Networks, make_networks
+from moto_jax.agent.parts import AgentParts, Losses
+from moto_jax.agent.train_state import TrainState
+from moto_jax.networks.world_model import Networks
 
 sg = jax.lax.stop_gradient
 
@@ -26,17 +26,17 @@ def _apply(opt: optax.GradientTransformation, grads, opt_state, params):
   return optax.apply_updates(params, updates), opt_state
 
 
-def _world_model_step(nets: Networks, opts, config, state: TrainState, batch, key):
-  grad_fn = jax.value_and_grad(world_model_loss, argnums=1, has_aux=True)
-  (_, (metrics, post)), grads = grad_fn(nets, state.params['wm'], batch, key, config.model)
-  wm, opt_state = _apply(opts['wm'], grads, state.opt_state['wm'], state.params['wm'])
+def _world_model_step(parts: AgentParts, state: TrainState, batch, key):
+  grad_fn = jax.value_and_grad(parts.world_model_loss, argnums=1, has_aux=True)
+  (_, (metrics, post)), grads = grad_fn(parts.nets, state.params['wm'], batch, key)
+  wm, opt_state = _apply(parts.opts['wm'], grads, state.opt_state['wm'], state.params['wm'])
   metrics['wm/grad_norm'] = optax.global_norm(grads)
   return wm, opt_state, metrics, post
 
 
-def train_world_model(nets: Networks, opts, config, state: TrainState, batch: dict, rng: jax.Array):
+def world_model_step(parts: AgentParts, state: TrainState, batch: dict, rng: jax.Array):
   """One world-model step (Eq. 1). Returns (state, metrics)."""
-  wm, opt_state, metrics, _ = _world_model_step(nets, opts, config, state, batch, jax.random.fold_in(rng, 0))
+  wm, opt_state, metrics, _ = _world_model_step(parts, state, batch, jax.random.fold_in(rng, 0))
   state = state.replace(step=state.step + 1, params={**state.params, 'wm': wm},
                         opt_state={**state.opt_state, 'wm': opt_state})
   return state, metrics
@@ -53,31 +53,53 @@ def start_chunks(post: dict, steps: int) -> dict:
              for k in ('deter', 'stoch')})
 
 
-def actor_critic_steps(nets: Networks, opts, cfg, wm, carry: tuple, chunks: dict, pairs: dict,
-                       k_actor: jax.Array, k_critic: jax.Array):
+class ActorCritic(NamedTuple):
+  """What the actor-critic steps update: parameters, optimizer states, target critics, averaged actor."""
+  actor: dict
+  actor_opt: optax.OptState
+  critic: dict
+  critic_opt: optax.OptState
+  target_critic: dict
+  actor_ema: dict
+
+  @classmethod
+  def of(cls, state: TrainState) -> 'ActorCritic':
+    return cls(state.params['actor'], state.opt_state['actor'], state.params['critic'],
+               state.opt_state['critic'], state.target_critic, state.actor_ema)
+
+  def into(self, state: TrainState, **changes) -> TrainState:
+    """`state` with these parts replaced (and any other `changes`, e.g. the world model's)."""
+    params = {**state.params, 'actor': self.actor, 'critic': self.critic, **changes.pop('params', {})}
+    opt_state = {**state.opt_state, 'actor': self.actor_opt, 'critic': self.critic_opt,
+                 **changes.pop('opt_state', {})}
+    return state.replace(params=params, opt_state=opt_state, target_critic=self.target_critic,
+                         actor_ema=self.actor_ema, **changes)
+
+
+def actor_critic_steps(nets: Networks, opts, losses: Losses, wm, carry: ActorCritic, chunks: dict, pairs: dict,
+                       k_actor: jax.Array, k_critic: jax.Array, *, tau: float, actor_ema: float):
   """K = len(chunks) actor steps, each followed by a critic step and the Polyak updates of the
-  target critics and of the averaged actor, on a fixed world model `wm`; step k imagines from
-  `chunks[k]`; BC and L_data use all of `pairs`.
+  target critics (rate `tau`) and of the averaged actor (decay `actor_ema`), on a fixed world
+  model `wm`; step k imagines from `chunks[k]`; BC and L_data use all of `pairs`.
 
-  carry = (actor, actor_opt_state, critic, critic_opt_state, target_critic, actor_ema). Returns
-  (carry, metrics averaged over the K steps). With K = 1 the keys are `k_actor`, `k_critic` themselves.
+  Returns (carry, metrics averaged over the K steps). With K = 1 the keys are `k_actor`,
+  `k_critic` themselves.
   """
-  actor_grad = jax.value_and_grad(ac_loss.actor_loss, has_aux=True)
-  critic_grad = jax.value_and_grad(ac_loss.critic_loss, has_aux=True)
+  actor_grad = jax.value_and_grad(losses.actor, has_aux=True)
+  critic_grad = jax.value_and_grad(losses.critic, has_aux=True)
 
-  def step(carry, inputs):
-    actor, actor_opt, critic, critic_opt, target, actor_ema = carry
+  def step(c: ActorCritic, inputs):
     start, ka, kc = inputs
-    (_, (actor_metrics, rollout)), grads = actor_grad(actor, nets, wm, critic, start, pairs, ka, cfg)
-    new_actor, actor_opt = _apply(opts['actor'], grads, actor_opt, actor)
+    (_, (actor_metrics, rollout)), grads = actor_grad(c.actor, nets, wm, c.critic, start, pairs, ka)
+    new_actor, actor_opt = _apply(opts['actor'], grads, c.actor_opt, c.actor)
     actor_metrics['actor/grad_norm'] = optax.global_norm(grads)
     # Eq. 8 draws a' from the actor that produced the rollout (the pre-step actor).
-    (_, critic_metrics), grads = critic_grad(critic, nets, target, actor, rollout, pairs, kc, cfg)
-    critic, critic_opt = _apply(opts['critic'], grads, critic_opt, critic)
+    (_, critic_metrics), grads = critic_grad(c.critic, nets, c.target_critic, c.actor, rollout, pairs, kc)
+    critic, critic_opt = _apply(opts['critic'], grads, c.critic_opt, c.critic)
     critic_metrics['critic/grad_norm'] = optax.global_norm(grads)
-    target = optax.incremental_update(critic, target, cfg.tau)    # Polyak
-    actor_ema = optax.incremental_update(new_actor, actor_ema, 1.0 - cfg.actor_ema)
-    return (new_actor, actor_opt, critic, critic_opt, target, actor_ema), {**actor_metrics, **critic_metrics}
+    target = optax.incremental_update(critic, c.target_critic, tau)    # Polyak
+    ema = optax.incremental_update(new_actor, c.actor_ema, 1.0 - actor_ema)
+    return ActorCritic(new_actor, actor_opt, critic, critic_opt, target, ema), {**actor_metrics, **critic_metrics}
 
   k = chunks['deter'].shape[0]
   if k == 1:
@@ -88,30 +110,24 @@ def actor_critic_steps(nets: Networks, opts, cfg, wm, carry: tuple, chunks: dict
   return carry, jax.tree.map(lambda x: jnp.mean(x, 0), metrics)
 
 
-def train(nets: Networks, opts, config, state: TrainState, batch: dict, rng: jax.Array):
-  """World model, then actor on H-step imagination from the B*T posterior states, then critics.
+def train_step(parts: AgentParts, state: TrainState, batch: dict, rng: jax.Array):
+  """One update: world model, then actor on H-step imagination from the B*T posterior states, then critics.
 
   With `config.agent.actor_steps` = K > 1 the actor and critics take K steps in turn after the
   world-model step, step k imagining from the posterior states at time indices k, k+K, k+2K, ...
   of every window (B*T/K starts; together each start once, so imagination costs what one step
   from all B*T starts costs); the BC term and L_data see all of the batch's pairs in every step.
   K = 1 is the paper's update. Returns (state, metrics), metrics averaged over the K steps.
-  The world-model key is the one `train_world_model` uses.
+  The world-model key is the one `world_model_step` uses.
   """
-  cfg = config.agent
+  cfg = parts.config.agent
   k_wm, k_actor, k_critic = (jax.random.fold_in(rng, i) for i in range(3))
-  wm, wm_opt, metrics, post = _world_model_step(nets, opts, config, state, batch, k_wm)
-
-  carry = (state.params['actor'], state.opt_state['actor'], state.params['critic'], state.opt_state['critic'],
-           state.target_critic, state.actor_ema)
-  carry, ac_metrics = actor_critic_steps(nets, opts, cfg, wm, carry, start_chunks(post, cfg.actor_steps),
-                                         ac_loss.real_pairs(sg(post['feat']), batch), k_actor, k_critic)
-  actor, actor_opt, critic, critic_opt, target, actor_ema = carry
-
-  state = TrainState(step=state.step + 1, params={'wm': wm, 'actor': actor, 'critic': critic},
-                     target_critic=target,
-                     opt_state={'wm': wm_opt, 'actor': actor_opt, 'critic': critic_opt},
-                     actor_ema=actor_ema)
+  wm, wm_opt, metrics, post = _world_model_step(parts, state, batch, k_wm)
+  carry, ac_metrics = actor_critic_steps(parts.nets, parts.opts, parts.losses, wm, ActorCritic.of(state),
+                                         start_chunks(post, cfg.actor_steps),
+                                         ac_loss.real_pairs(sg(post['feat']), batch), k_actor, k_critic,
+                                         tau=cfg.tau, actor_ema=cfg.actor_ema)
+  state = carry.into(state, step=state.step + 1, params={'wm': wm}, opt_state={'wm': wm_opt})
   return state, {**metrics, **ac_metrics}
 
 
@@ -145,24 +161,22 @@ def skip_nonfinite(step_fn):
   return wrapped
 
 
-def _jit(step_fn, nets, config, mesh: Mesh | None):
+def _jit(step_fn, parts: AgentParts, mesh: Mesh | None):
   mesh = mesh if mesh is not None else default_mesh()
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  fn = skip_nonfinite(functools.partial(step_fn, nets, make_optimizers(config), config))
+  fn = skip_nonfinite(functools.partial(step_fn, parts))
   return jax.jit(fn, in_shardings=(replicated, data, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
 
-def make_world_model_update_fn(config: ml_collections.ConfigDict, action_dim: int, mesh: Mesh | None = None,
-                               image_shape: tuple[int, int, int] = (64, 64, 3)):
+def make_world_model_update_fn(parts: AgentParts, mesh: Mesh | None = None):
   """Jitted `world_model_update(state, batch, rng) -> (state, metrics)`; `state` is donated."""
-  return _jit(train_world_model, make_networks(config, action_dim, image_shape), config, mesh)
+  return _jit(world_model_step, parts, mesh)
 
 
-def make_update_fn(config: ml_collections.ConfigDict, action_dim: int, mesh: Mesh | None = None,
-                   image_shape: tuple[int, int, int] = (64, 64, 3)):
-  """Jitted `update(state, batch, rng) -> (state, metrics)`; `state` is donated.
+def make_update_fn(parts: AgentParts, mesh: Mesh | None = None):
+  """Jitted `update(state, batch, rng) -> (state, metrics)` (`train_step`); `state` is donated.
 
   Batch arrays have leading axes [B, T] (B divisible by the mesh size); metrics are scalars.
   """
-  return _jit(train, make_networks(config, action_dim, image_shape), config, mesh)
+  return _jit(train_step, parts, mesh)

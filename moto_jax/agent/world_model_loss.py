@@ -23,15 +23,24 @@ def kl_balance(post: jax.Array, prior: jax.Array, alpha: float, free_nats: float
   return loss, dyn
 
 
-def world_model_loss(nets: Networks, wm, batch: dict, key: jax.Array,
-                     cfg: ml_collections.ConfigDict) -> tuple[jax.Array, tuple[dict, dict]]:
+SETTINGS = ('kl_alpha', 'free_nats', 'kl_scale', 'image_scale', 'reward_scale')
+
+
+def loss_settings(model_config: ml_collections.ConfigDict) -> dict:
+  """`world_model_loss`'s keyword settings from `config.model`."""
+  return {k: model_config[k] for k in SETTINGS}
+
+
+def world_model_loss(nets: Networks, wm, batch: dict, key: jax.Array, *, kl_alpha: float, free_nats: float,
+                     kl_scale: float, image_scale: float, reward_scale: float) -> tuple[jax.Array, tuple[dict, dict]]:
   """Eq. 1, averaged over batch B and time T.
 
   Per step: 0.5 * ||x^ - x||^2 (images in [-0.5, 0.5], unit-variance Gaussian up to a constant)
   + 0.5 * (r^ - r)^2 + kl_scale * KLbal(q_t, p_{k_t}) with k_t uniform in 0..M-1 for every (b, t).
 
   Args: wm = params['wm']; batch with image uint8 [B, T, 64, 64, 3], action [B, T, A],
-    reward [B, T], is_first bool [B, T]; cfg = config.model.
+    reward [B, T], is_first bool [B, T]; kl_alpha, free_nats (`kl_balance`), and the weights
+    kl_scale (beta_kl), image_scale, reward_scale of the three terms.
   Returns (loss, (metrics, posterior {'deter', 'stoch', 'logits', 'feat'} with [B, T] leading axes)).
   """
   b, t = batch['reward'].shape
@@ -51,9 +60,9 @@ def world_model_loss(nets: Networks, wm, batch: dict, key: jax.Array,
   prior_all = nets.prior_logits(wm, post['deter'])                        # [M, B, T, G, C]
   member = jax.random.randint(k_member, (b, t), 0, nets.rssm.ensemble)
   prior = layers.select_member(prior_all, member)                         # [B, T, G, C]
-  kl_loss, kl = kl_balance(post['logits'], prior, cfg.kl_alpha, cfg.free_nats)
+  kl_loss, kl = kl_balance(post['logits'], prior, kl_alpha, free_nats)
 
-  loss = jnp.mean(cfg.image_scale * image_nll + cfg.reward_scale * reward_nll + cfg.kl_scale * kl_loss)
+  loss = jnp.mean(image_scale * image_nll + reward_scale * reward_nll + kl_scale * kl_loss)
   metrics = {
       'wm/loss': loss,
       'wm/image_loss': jnp.mean(image_nll),

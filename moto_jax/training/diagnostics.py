@@ -27,7 +27,6 @@ import optax
 
 from moto_jax.agent import actor_critic_loss as ac_loss
 from moto_jax.agent import update as agent_update
-from moto_jax.networks.world_model import make_networks
 
 MAX_EPISODES = 16
 MIN_LENGTH = 4     # demos shorter than this (steps incl. the reset) are left out
@@ -87,9 +86,11 @@ class Diagnostics:
   Demo rows and batch rows are sharded over `mesh` (default: every device), like the update's batch.
   """
 
-  def __init__(self, config, action_dim: int, demos: dict | None, image_shape=(64, 64, 3), mesh=None):
-    self.config = config
-    self.nets = make_networks(config, action_dim, image_shape)
+  def __init__(self, parts, demos: dict | None, mesh=None):
+    self.config = parts.config
+    self.nets = parts.nets
+    self.actor_loss = parts.losses.actor
+    self.bc_scale = ac_loss.loss_settings(parts.config.agent).actor['bc_scale']
     self.mesh = mesh if mesh is not None else agent_update.default_mesh()
     self.demos = demos
     self._on_demos = jax.jit(self._demo_stats)
@@ -108,23 +109,21 @@ class Diagnostics:
     return err, q, v
 
   def _bc_grad_share(self, params, batch, key):
-    nets, cfg = self.nets, self.config.agent
+    nets = self.nets
     k_obs, k_actor = jax.random.split(key)
     wm = params['wm']
     post = nets.observe(wm, nets.encode(wm, batch['image']), batch['action'], batch['is_first'], k_obs)
     start = {k: post[k].reshape((-1,) + post[k].shape[2:]) for k in ('deter', 'stoch')}
     pairs = ac_loss.real_pairs(post['feat'], batch)
-    bc_scale = ac_loss.effective(cfg)['bc_scale']
 
     def parts(actor_params):
-      _, (metrics, _) = ac_loss.actor_loss(actor_params, nets, wm, params['critic'], start, pairs,
-                                           k_actor, cfg)
+      _, (metrics, _) = self.actor_loss(actor_params, nets, wm, params['critic'], start, pairs, k_actor)
       return jnp.stack([metrics['actor/mb_loss'], metrics['actor/bc_loss']])
 
     # One forward pass (imagination included), one backward pass per part.
     values, vjp = jax.vjp(parts, params['actor'])
     g_mb = optax.global_norm(vjp(jnp.array([1.0, 0.0], values.dtype))[0])
-    g_bc = bc_scale * optax.global_norm(vjp(jnp.array([0.0, 1.0], values.dtype))[0])
+    g_bc = self.bc_scale * optax.global_norm(vjp(jnp.array([0.0, 1.0], values.dtype))[0])
     return g_bc / jnp.maximum(g_bc + g_mb, 1e-12)
 
   def __call__(self, params, batch: dict | None, rng: jax.Array, acting: dict | None = None) -> dict:

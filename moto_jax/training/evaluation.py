@@ -13,10 +13,10 @@ from moto_jax.data import rollout as rollout_lib
 class AgentActor:
   """Steps a jitted policy through single-environment episodes."""
 
-  def __init__(self, config, action_dim: int):
-    self._config = config
-    self._action_dim = action_dim
-    self._act = policy_lib.make_act_fn(config, action_dim)
+  def __init__(self, parts):
+    self._config = parts.config
+    self._action_dim = parts.action_dim
+    self._act = policy_lib.make_act_fn(parts)
 
   def policy_fn(self, params, rng: jax.Array, explore: bool):
     """A `policy_fn(obs, info) -> action` for `rollout_lib.rollout`, fresh carry per episode."""

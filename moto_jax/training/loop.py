@@ -94,8 +94,8 @@ class Trainer:
     self.offline_dir = offline_data.resolve(config, log=log)
     manifest_lib.check_settings(self.offline_dir, self.env.settings())
     self.rng = jax.random.PRNGKey(config.seed)
-    state = agent.create_train_state(config, jax.random.fold_in(self.rng, 0), self.action_dim)
-    self.state = agent.replicate(state, self.mesh)
+    self.parts = agent.build(config, self.action_dim)      # networks, optimizers, losses: once per run
+    self.state = state = agent.create_train_state(self.parts, jax.random.fold_in(self.rng, 0), self.mesh)
     self.checkpointer = ckpt_lib.Checkpointer(workdir, keep=t.keep_checkpoints, clean_temporary=True)
     if self.checkpointer.removed_temporary:
       log(f'Removed {len(self.checkpointer.removed_temporary)} unfinished checkpoint folder(s) of an '
@@ -134,12 +134,12 @@ class Trainer:
                        f'{self.store.num_steps("online")} steps; the checkpoint counts {self.counters.env_steps}')
     counts = agent.param_count(state)
     log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()))
-    self.update = agent.make_update_fn(config, self.action_dim, self.mesh)
-    self.actor = evaluation.AgentActor(config, self.action_dim)
-    self.refits = refits.Refits(config, self.action_dim, self.mesh)
+    self.update = agent.make_update_fn(self.parts, self.mesh)
+    self.actor = evaluation.AgentActor(self.parts)
+    self.refits = refits.Refits(self.parts, self.mesh)
     demos = diagnostics.demo_episodes(self.store.episodes('offline'), gamma=config.agent.gamma,
                                       multiple=jax.device_count())
-    self.diagnostics = diagnostics.Diagnostics(config, self.action_dim, demos, mesh=self.mesh)
+    self.diagnostics = diagnostics.Diagnostics(self.parts, demos, mesh=self.mesh)
     dropped = truncate_metrics(workdir, self.counters.metrics_bytes)
     if dropped:
       log(f'metrics.jsonl: {dropped} bytes logged after the checkpoint dropped; they are logged again.')

@@ -23,8 +23,8 @@ ONLINE_KEY = 4_200_000_000      # + the online episode count
 class Refits:
   """Runs the refits of one run on its mesh; see the module docstring."""
 
-  def __init__(self, config, action_dim: int, mesh):
-    self.config, self.action_dim, self.mesh = config, action_dim, mesh
+  def __init__(self, parts, mesh):
+    self.parts, self.config, self.mesh = parts, parts.config, mesh
     self._fns = {}              # compiled refits by (steps, episodes, length)
 
   def offline_episodes(self, store) -> list[dict]:
@@ -51,8 +51,6 @@ class Refits:
     arrays = refit_lib.episode_arrays(episodes, capacity)
     shape = (steps,) + arrays['image'].shape[:2]
     if shape not in self._fns:                       # one compile per refit size and padded shape
-      size = self.config.env.image_size
-      self._fns[shape] = refit_lib.make_refit_fn(self.config, self.action_dim, (size, size, 3), self.mesh,
-                                                 steps=steps)
+      self._fns[shape] = refit_lib.make_refit_fn(self.parts, self.mesh, steps=steps)
     state, metrics = self._fns[shape](state, arrays, key)
     return state, {k: float(v) for k, v in jax.device_get(metrics).items()}

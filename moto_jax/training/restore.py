@@ -22,14 +22,15 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(config_check.load_recorded(workdir).to_dict())
 
 
-def load_run(workdir: str, step: int | None = None, action_dim: int | None = None):
-  """Returns `(config, state, counters, step, action_dim)` of a workdir's checkpoint.
+def load_run(workdir: str, step: int | None = None, parts: agent.AgentParts | None = None):
+  """Returns `(config, state, counters, step, parts)` of a workdir's checkpoint.
 
-  Pass `action_dim` when an environment is at hand; otherwise one is built to read it.
+  Pass the run's `parts` (`agent.build`) when they are at hand (evaluating several checkpoints);
+  otherwise they are built, with an environment built to read the action size.
   """
   config = load_config(workdir)
-  action_dim = action_dim_of(config) if action_dim is None else action_dim
-  template = agent.create_train_state(config, jax.random.PRNGKey(0), action_dim)
+  parts = agent.build(config, action_dim_of(config)) if parts is None else parts
+  template = agent.create_train_state(parts, jax.random.PRNGKey(0))
   checkpointer = ckpt_lib.Checkpointer(workdir)
   try:
     restored = checkpointer.restore(template, step=step)
@@ -38,4 +39,4 @@ def load_run(workdir: str, step: int | None = None, action_dim: int | None = Non
   if restored is None:
     raise FileNotFoundError(f'No checkpoint in {checkpointer.directory}')
   state, counters, step = restored
-  return config, state, counters, step, action_dim
+  return config, state, counters, step, parts

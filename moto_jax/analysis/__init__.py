@@ -1,0 +1,1 @@
+"""Reading trained runs: checkpoint evaluation and open-loop prediction (the `launch/` tools' library)."""
