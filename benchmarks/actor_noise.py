@@ -26,7 +26,7 @@ from moto_jax.data import episodes as ep_lib  # noqa: E402
 from moto_jax.data.rollout import episode_seed  # noqa: E402
 from moto_jax.suites import make_env  # noqa: E402
 from moto_jax.training import evaluation, offline_data, restore  # noqa: E402
-from moto_jax.training.loop import EVAL_KEY, EVAL_SEED_OFFSET  # noqa: E402
+from moto_jax.training import streams  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument('workdir')
@@ -42,9 +42,9 @@ config, state0, _, step, parts = restore.load_run(a.workdir, a.step, agent.build
 mesh = agent.default_mesh()
 eps = [ep_lib.load_episode(f) for f in ep_lib.episode_files(offline_data.resolve(config, log=lambda *x: None))]
 arrays = refit_lib.episode_arrays(eps)
-seeds = [episode_seed(config.seed, EVAL_SEED_OFFSET + k) for k in range(20)]
+seeds = [episode_seed(config.seed, streams.EVAL_STARTS + k) for k in range(20)]
 actor = evaluation.AgentActor(parts)
-eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_KEY)
+eval_key = streams.key(jax.random.PRNGKey(config.seed), streams.EVAL)
 
 
 def evaluate(params):

@@ -17,8 +17,8 @@ from moto_jax.agent import refit as refit_lib
 from moto_jax.data import episodes as ep_lib
 from moto_jax.data.rollout import episode_seed  # noqa: E402
 from moto_jax.suites import make_env
-from moto_jax.training import evaluation, offline_data, refits, restore
-from moto_jax.training.loop import EVAL_KEY, EVAL_SEED_OFFSET
+from moto_jax.training import evaluation, offline_data, restore
+from moto_jax.training import streams
 wd, step, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 config = restore.load_config(wd)
 envs = [make_env(config) for _ in range(10)]
@@ -26,8 +26,8 @@ config, state, counters, step, parts = restore.load_run(wd, step, agent.build(co
 config = config.unlock(); config.train.refit_steps = n
 eps = [ep_lib.load_episode(f) for f in ep_lib.episode_files(offline_data.resolve(config, log=lambda *a: None))]
 t = time.time()
-state, m = refit_lib.make_refit_fn(parts, steps=n)(state, refit_lib.episode_arrays(eps), jax.random.fold_in(jax.random.PRNGKey(config.seed), refits.OFFLINE_KEY))
+state, m = refit_lib.make_refit_fn(parts, steps=n)(state, refit_lib.episode_arrays(eps), streams.key(jax.random.PRNGKey(config.seed), streams.REFIT_OFFLINE))
 jax.block_until_ready(m); print(f'refit {n} steps {time.time()-t:.0f} s bc_loglik {float(m["actor/bc_loglik"]):.2f}', flush=True)
-seeds = [episode_seed(config.seed, EVAL_SEED_OFFSET + k) for k in range(20)]
-s, _ = evaluation.evaluate(evaluation.AgentActor(parts), envs, agent.acting_params(state), seeds, jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_KEY))
+seeds = [episode_seed(config.seed, streams.EVAL_STARTS + k) for k in range(20)]
+s, _ = evaluation.evaluate(evaluation.AgentActor(parts), envs, agent.acting_params(state), seeds, streams.key(jax.random.PRNGKey(config.seed), streams.EVAL))
 print(f'checkpoint {step} + refit {n}: success {s["eval/success_rate"]:.2f} return {s["eval/return"]:.1f}', flush=True)

@@ -150,3 +150,37 @@ def test_encoder_decoder_impls_agree():
   dec = [conv.Decoder(kind='subpixel', depth=4, impl=i) for i in conv.IMPLS]
   p = dec[0].init(jax.random.key(1), feat)
   np.testing.assert_allclose(dec[1].apply(p, feat), dec[0].apply(p, feat), atol=1e-4)
+
+
+# distrax as an independent reference for the hand-written distributions (BUILD_NOTES, "distrax").
+
+def _distrax_categorical(logits):
+  import distrax
+  return distrax.Independent(distrax.Categorical(logits=logits), 1)     # G groups as the event
+
+
+def test_categorical_kl_and_entropy_agree_with_distrax():
+  a = 3.0 * jax.random.normal(jax.random.key(0), (5, 4, 8))
+  b = 3.0 * jax.random.normal(jax.random.key(1), (5, 4, 8))
+  np.testing.assert_allclose(layers.categorical_kl(a, b), _distrax_categorical(a).kl_divergence(_distrax_categorical(b)),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(layers.categorical_entropy(a), _distrax_categorical(a).entropy(), rtol=1e-5, atol=1e-5)
+
+
+def test_tanh_gaussian_agrees_with_distrax_inside_and_stays_finite_at_saturated_actions():
+  import distrax
+  mean = jax.random.normal(jax.random.key(0), (6, 3))
+  std = jnp.full((6, 3), 0.5)
+  ours = TanhGaussian(mean, std)
+  ref = distrax.Independent(distrax.Transformed(distrax.Normal(mean, std), distrax.Tanh()), 1)
+  inside = jnp.tanh(jax.random.normal(jax.random.key(2), (6, 3)))
+  np.testing.assert_allclose(ours.log_prob(inside, 1e-6), ref.log_prob(inside), rtol=1e-5, atol=1e-4)
+  sample, logp = ours.sample_and_log_prob(jax.random.key(3))
+  ref_sample, ref_logp = ref.sample_and_log_prob(seed=jax.random.key(3))
+  np.testing.assert_allclose(sample, ref_sample, atol=1e-6)
+  np.testing.assert_allclose(logp, ref_logp, rtol=1e-5, atol=1e-4)
+  # A demo action at exactly +-1 (the gripper, always): distrax's log-density is NaN there; Eq. 10
+  # needs a finite value, which the clip to [-1 + eps, 1 - eps] gives.
+  saturated = jnp.ones((6, 3))
+  assert np.all(np.isnan(ref.log_prob(saturated)))
+  assert np.all(np.isfinite(ours.log_prob(saturated)))

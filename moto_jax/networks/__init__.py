@@ -1,5 +1,3 @@
-"""Flax modules of the world model, actor and critics."""
-from moto_jax.networks.actor_critic import Actor, Critic, QNetwork, TanhGaussian
-from moto_jax.networks.conv import Decoder, Encoder
-from moto_jax.networks.rssm import RSSM, feature, imagine, initial_state, observe
-from moto_jax.networks.world_model import Networks, make_networks
+"""Flax modules of the world model, actor and critics: `conv` (encoder, decoder), `rssm` (ensembled
+RSSM), `actor_critic` (policy, twin critics), `layers` (MLP, categorical helpers) and `world_model`
+(`Networks`, `make_networks`)."""

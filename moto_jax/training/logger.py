@@ -11,7 +11,7 @@ import numpy as np
 
 # Shown on the console line, in this order, when present.
 CONSOLE_KEYS = ('wm/loss', 'wm/image_loss', 'wm/reward_loss', 'wm/kl', 'actor/loss', 'actor/bc_loglik',
-                'critic/loss', 'agent/penalty', 'agent/value', 'eval/success_rate', 'eval/return',
+                'critic/loss', 'actor/penalty', 'actor/vhat_abs', 'eval/success_rate', 'eval/return',
                 'episode/return', 'episode/success', 'diag/action_err_reset', 'diag/action_err_start',
                 'diag/action_err_middle', 'diag/action_err_end', 'diag/q_data', 'diag/return_data',
                 'diag/q_return_corr', 'diag/bc_grad_share')

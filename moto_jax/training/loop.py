@@ -5,7 +5,8 @@ and it resumes from the last complete checkpoint, and the resumed run is the run
 never interrupted (same metrics, evaluations and final parameters on the same machine):
 
 * Every random stream derives from `(config.seed, counter)` (batches from the gradient step,
-  exploring episodes from the episode index, evaluations from their count).
+  exploring episodes from the episode index, evaluations from their count); training/streams.py
+  names each.
 * The online unit of work is one exploring episode, its `train.updates_per_episode` updates and
   its evaluation if one is due; the checkpoint records how much of the current unit is left
   (`updates_due`, `eval_due`), so a stop in the middle of a unit finishes it on resume.
@@ -35,11 +36,9 @@ from moto_jax.data.rollout import episode_seed
 from moto_jax.data.store import EpisodeStore
 from moto_jax.suites import make_env
 from moto_jax.training import checkpoint as ckpt_lib
-from moto_jax.training import config_check, diagnostics, evaluation, offline_data, refits
+from moto_jax.training import config_check, diagnostics, evaluation, offline_data, refits, streams
 from moto_jax.training.logger import MetricWriter, read_metrics, truncate_metrics
 
-EVAL_SEED_OFFSET = 1_000_000    # evaluation starts never coincide with training episodes
-EVAL_KEY = 3_000_000_000        # fold_in offset of the evaluation episodes' policy key
 BATCH_KEYS = ep_lib.STEP_KEYS + ('bc_weight',)
 
 
@@ -95,7 +94,7 @@ class Trainer:
     manifest_lib.check_settings(self.offline_dir, self.env.settings())
     self.rng = jax.random.PRNGKey(config.seed)
     self.parts = agent.build(config, self.action_dim)      # networks, optimizers, losses: once per run
-    self.state = state = agent.create_train_state(self.parts, jax.random.fold_in(self.rng, 0), self.mesh)
+    self.state = state = agent.create_train_state(self.parts, streams.key(self.rng, streams.PARAMS), self.mesh)
     self.checkpointer = ckpt_lib.Checkpointer(workdir, keep=t.keep_checkpoints, clean_temporary=True)
     if self.checkpointer.removed_temporary:
       log(f'Removed {len(self.checkpointer.removed_temporary)} unfinished checkpoint folder(s) of an '
@@ -157,7 +156,7 @@ class Trainer:
     step = self.counters.grad_steps
     entropy = [self.config.seed, step] + ([attempt] if attempt else [])
     if jax.process_count() > 1:      # multi-host: each process samples its own share of the global batch
-      entropy = [self.config.seed, step, attempt, 1_000_000 + jax.process_index()]
+      entropy = [self.config.seed, step, attempt, streams.HOST_BATCH + jax.process_index()]
     rng = np.random.default_rng(entropy)
     batch = self.store.sample(self.config.train.batch_size // jax.process_count(), rng)
     # The update sees the standard keys only (domains may store more, e.g. Kitchen's task flags).
@@ -167,7 +166,7 @@ class Trainer:
     """Compiles the update ahead of time and reports the compile time and its cost."""
     t0 = time.time()
     batch = self._batch()
-    lowered = self.update.lower(self.state, batch, jax.random.fold_in(self.rng, 1))
+    lowered = self.update.lower(self.state, batch, streams.key(self.rng, streams.COMPILE))
     compiled = lowered.compile()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -185,7 +184,7 @@ class Trainer:
       # A retry after a skipped update uses fresh windows and a fresh key: the same batch and key
       # would fail the same way. Without skips the streams are those of (seed, step) alone.
       attempt = self.nonfinite_run
-      key = jax.random.fold_in(self.rng, 10 + step)
+      key = streams.key(self.rng, streams.UPDATE, step)
       if attempt:
         key = jax.random.fold_in(key, attempt)
       self.state, metrics = self.update(self.state, self._batch(attempt), key)
@@ -267,7 +266,7 @@ class Trainer:
     episodes = self.refits.offline_episodes(self.store)
     self.log(f'Refit: {t.refit_steps} actor-critic steps on the frozen world model over {len(episodes)} '
              f'offline episodes (one compiled loop without a progress bar; `small`: ~2 min on a slow 2-core CPU)...')
-    metrics = self.run_refit(t.refit_steps, episodes, jax.random.fold_in(self.rng, refits.OFFLINE_KEY))
+    metrics = self.run_refit(t.refit_steps, episodes, streams.key(self.rng, streams.REFIT_OFFLINE))
     self.log(f'Refit done in {time.time() - start:.0f} s (compile included): '
              f'actor/bc_loglik={metrics["actor/bc_loglik"]:.3g} critic/loss={metrics["critic/loss"]:.3g}')
 
@@ -277,7 +276,7 @@ class Trainer:
     t = self.config.train
     episodes, capacity = self.refits.online_episodes(self.store, t.env_steps)
     metrics = self.run_refit(t.online_refit_steps, episodes,
-                             jax.random.fold_in(self.rng, refits.ONLINE_KEY + self.counters.episodes), capacity)
+                             streams.key(self.rng, streams.REFIT_ONLINE, self.counters.episodes), capacity)
     if self.counters.episodes % t.eval_every_episodes == 0:
       self.log(f'[refit {self.counters.env_steps}] {t.online_refit_steps} steps over {len(episodes)} episodes: '
                f'actor/bc_loglik={metrics["actor/bc_loglik"]:.3g} critic/loss={metrics["critic/loss"]:.3g}')
@@ -301,9 +300,9 @@ class Trainer:
           episode = ep_lib.load_episode(self.online_files[i])
           self.store.add(episode, part='online', persist=False)
         else:
-          seed = episode_seed(self.config.seed + 1, i)
+          seed = episode_seed(self.config.seed + streams.EXPLORE_SEED, i)
           episode = self.actor.episode(self.env, agent.acting_params(self.state), seed,
-                                       jax.random.fold_in(self.rng, 2_000_000_000 + i), explore=True)
+                                       streams.key(self.rng, streams.EXPLORE, i), explore=True)
           self.store.add(episode, part='online')
         steps = len(episode['image']) - 1
         self.counters.episodes += 1
@@ -339,22 +338,21 @@ class Trainer:
     t = self.config.train
     if t.eval_episodes == 0:
       return
-    seeds = [episode_seed(self.config.seed, EVAL_SEED_OFFSET + k) for k in range(t.eval_episodes)]
+    seeds = [episode_seed(self.config.seed, streams.EVAL_STARTS + k) for k in range(t.eval_episodes)]
     while len(self.eval_envs) < min(t.eval_envs, t.eval_episodes):
       self.eval_envs.append(make_env(self.config))
     acting = agent.acting_params(self.state)
     summary, episodes = evaluation.evaluate(self.actor, self.eval_envs, acting, seeds,
-                                            jax.random.fold_in(self.rng, EVAL_KEY))
+                                            streams.key(self.rng, streams.EVAL))
     summary['env_steps'] = self.counters.env_steps
     summary['grad_steps'] = self.counters.grad_steps
     # What the policy does at the reset, beside what the demos do there (diag/demo_first_action_i).
     for i, v in enumerate(np.mean([e['action'][1] for e in episodes], axis=0)):
       summary[f'eval/first_action_{i}'] = float(v)
-    diag_rng = np.random.default_rng([self.config.seed, 7, self.counters.evals])
+    diag_rng = np.random.default_rng([self.config.seed, streams.DIAGNOSTIC_BATCH, self.counters.evals])
     batch = self.store.sample(self.config.train.batch_size, diag_rng)
     summary.update(self.diagnostics(self.state.params, {k: batch[k] for k in BATCH_KEYS},
-                                    jax.random.fold_in(jax.random.fold_in(self.rng, 4_000_000_000),
-                                                       self.counters.evals),
+                                    jax.random.fold_in(streams.key(self.rng, streams.DIAGNOSTICS), self.counters.evals),
                                     acting=acting))
     self.writer.write(self.counters.env_steps, 'eval', summary, console=True, echo=tqdm.tqdm.write)
     self.evals.append(summary)

@@ -14,10 +14,9 @@ import jax
 import numpy as np
 
 from moto_jax.agent import refit as refit_lib
+from moto_jax.training import streams
 
 MAX_EPISODES = 50               # episodes of each kind whose posteriors a refit holds in memory
-OFFLINE_KEY = 4_100_000_000     # fold_in offsets of the refits' random streams (run's rng)
-ONLINE_KEY = 4_200_000_000      # + the online episode count
 
 
 class Refits:
@@ -31,7 +30,7 @@ class Refits:
     """The offline episodes every refit uses: all, or MAX_EPISODES drawn with the run's seed."""
     episodes = store.episodes('offline')
     if len(episodes) > MAX_EPISODES:
-      chosen = np.random.default_rng([self.config.seed, 11]).choice(len(episodes), MAX_EPISODES, replace=False)
+      chosen = np.random.default_rng([self.config.seed, streams.REFIT_EPISODES]).choice(len(episodes), MAX_EPISODES, replace=False)
       episodes = [episodes[i] for i in sorted(chosen)]
     return episodes
 
