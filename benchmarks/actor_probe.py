@@ -53,9 +53,10 @@ def main():
   p.add_argument('--eval_checkpoint_actor', action='store_true', help="also evaluate the run's own actor")
   args = p.parse_args()
 
-  env = make_env(restore.load_config(args.workdir))
-  config, state, counters, step, parts = restore.load_run(args.workdir, args.step)
-  action_dim = parts.action_dim
+  recorded = restore.load_config(args.workdir)
+  env = make_env(recorded)
+  action_dim = int(env.action_space.shape[0])
+  config, state, counters, step, _ = restore.load_run(args.workdir, args.step, agent.build(recorded, action_dim))
   config = config.unlock()
   if args.bc_scale is not None:
     config.agent.bc_scale = args.bc_scale

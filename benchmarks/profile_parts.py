@@ -30,7 +30,6 @@ from benchmarks.train_step import ACTION_DIM, flops_of, host_seconds, make_batch
 from configs import metaworld  # noqa: E402
 from moto_jax import agent  # noqa: E402
 from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
-from moto_jax.agent import update as update_lib  # noqa: E402
 from moto_jax.agent.world_model_loss import kl_balance  # noqa: E402
 from moto_jax.networks import conv, layers  # noqa: E402
 
@@ -57,14 +56,14 @@ def main():
   args = parser.parse_args()
   config = metaworld.get_config(f'drawer-open,{args.preset}')
   b, t = args.batch or config.train.batch_size, args.seq or config.train.seq_len
-  mesh = update_lib.default_mesh()
+  mesh = agent.default_mesh()
   rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   agent_parts = agent.build(config, ACTION_DIM)
   nets = agent_parts.nets
   state = agent.create_train_state(agent_parts, jax.random.key(0), mesh=mesh)
   params = state.params
   wm = params['wm']
-  batch = update_lib.shard_batch(make_batch(b, t), mesh)
+  batch = agent.shard_batch(make_batch(b, t), mesh)
   key = jax.random.key(1)
   roof = roofline_gflops(roofline_size())
   print(f'jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); preset {args.preset}, '
@@ -93,7 +92,7 @@ def main():
     return jnp.mean(kl_balance(logits, layers.select_member(prior_all, member), 0.8, 0.0)[0])
 
   def wm_loss(w, bt, k):
-    return agent_parts.world_model_loss(nets, w, bt, k)[0]
+    return agent_parts.losses.world_model(nets, w, bt, k)[0]
 
   def actor(a, w, c, st, pr, k):
     return agent_parts.losses.actor(a, nets, w, c, st, pr, k)

@@ -87,7 +87,6 @@ def roofline_gflops(n: int, reps: int = 10) -> float:
 def host_seconds(config, batch: int, length: int, steps: int = 20) -> float:
   """Seconds per update outside the jitted step: sampling a batch from a store of 10 x 200-step
   episodes and placing it, sharded, on the devices."""
-  from moto_jax.agent import update as update_lib
   from moto_jax.data.store import EpisodeStore
   rng = np.random.default_rng(0)
   store = EpisodeStore(length, online_fraction=config.train.online_fraction, cover_edges=config.train.cover_edges)
@@ -98,10 +97,10 @@ def host_seconds(config, batch: int, length: int, steps: int = 20) -> float:
                'reward': rng.normal(size=n).astype(np.float32), 'discount': np.ones(n, np.float32),
                'is_first': np.arange(n) == 0, 'is_terminal': np.zeros(n, bool),
                'success': np.array(True), 'bc_weight': np.float32(1.0)}, part='offline')
-  mesh = update_lib.default_mesh()
+  mesh = agent.default_mesh()
   start = time.perf_counter()
   for _ in range(steps):
-    out = update_lib.shard_batch(store.sample(batch, rng), mesh)
+    out = agent.shard_batch(store.sample(batch, rng), mesh)
   jax.block_until_ready(out)
   return (time.perf_counter() - start) / steps
 

@@ -96,7 +96,7 @@ def agent_config(preset: str) -> ml_collections.ConfigDict:
   # on the same frozen model, bc_scale 10 -> 3/10, 100 -> 9/10, BC alone 10/10).
   c.bc_scale = 100.0 if preset == 'small' else 1.0
   c.data_critic_loss = True   # L_data (Eq. 8); False = ablation
-  # Actor-critic steps per world-model step (update.train): step k imagines from the posterior
+  # Actor-critic steps per world-model step (update.train_step): step k imagines from the posterior
   # states at time indices k::K, so K steps cost about one step's imagination. The paper: 1.
   c.actor_steps = 4 if preset == 'small' else 1
   c.actor = dict(units=units, layers=layers, min_std=0.1, max_std=1.0)

@@ -9,7 +9,6 @@ import ml_collections
 from configs import common
 
 
-
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   task, preset = common.parse_arg(arg, 'drawer-open', 'configs/metaworld.py')
   env = dict(

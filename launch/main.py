@@ -63,7 +63,7 @@ def main(argv):
                                process_id=_PROCESS_ID.value)
   from moto_jax.training import config_check, loop
   try:
-    config_check.validate(config)          # before any compile or data collection
+    # train_and_evaluate validates the config first, before any compile or data collection.
     loop.train_and_evaluate(config, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
   except (config_check.ConfigError, loop.DiskFullError, loop.NonFiniteError) as e:
     sys.stderr.write(f'FATAL {type(e).__name__}: {e}\n')    # the message names the problem; no traceback

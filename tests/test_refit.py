@@ -1,6 +1,6 @@
 """Extra actor-critic steps: K per update (agent.actor_steps) and on a frozen world model (agent/refit.py).
 
-Apart from test_agent.py, whose module fixture allows one trace of `update.train`."""
+Apart from test_agent.py, whose module fixture allows one trace of `update.train_step`."""
 import jax
 import numpy as np
 import optax

@@ -13,7 +13,7 @@ from moto_jax.training import config_check, loop, offline_data
 def toy():
   suites.register('toy', 'toy_suite:SUITE')
   yield __import__('toy_suite')
-  suites.SUITES.pop('toy')
+  suites.unregister('toy')
 
 
 def test_registry_names_the_built_in_suites_and_rejects_unknown_ones():
@@ -25,7 +25,7 @@ def test_registry_names_the_built_in_suites_and_rejects_unknown_ones():
     with pytest.raises(TypeError, match='numpy:pi is a float, not a moto_jax.suites.Suite'):
       suites.get('bad')
   finally:
-    suites.SUITES.pop('bad')
+    suites.unregister('bad')
 
 
 def test_config_check_reads_domains_and_tasks_through_the_registry(toy):

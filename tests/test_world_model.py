@@ -105,8 +105,8 @@ def test_reset_zeroes_state(nets, params):
 
 def test_world_model_loss_terms(nets, params, config):
   batch = synthetic_batch(0, 2, 4)
-  from moto_jax.agent.world_model_loss import loss_settings
-  settings = loss_settings(config.model)
+  from moto_jax.agent.world_model_loss import settings_from
+  settings = settings_from(config.model)
   loss_fn = jax.jit(lambda p, b, k: agent.world_model_loss(nets, p, b, k, **settings))
   loss, (metrics, post) = loss_fn(params['wm'], batch, jax.random.key(0))
   m = config.model

@@ -10,6 +10,6 @@ from moto_jax.agent.parts import AgentParts, build
 from moto_jax.agent.policy import init_carry, make_act_fn
 from moto_jax.agent.returns import lambda_returns, penalised_reward, value_expansion
 from moto_jax.agent.train_state import TrainState, acting_params, create_train_state, make_optimizers, param_count
-from moto_jax.agent.update import (default_mesh, make_update_fn, make_world_model_update_fn, replicate,
-                                   shard_batch, train_step, world_model_step)
+from moto_jax.agent.sharding import default_mesh, replicate, shard_batch
+from moto_jax.agent.update import make_update_fn, make_world_model_update_fn, train_step, world_model_step
 from moto_jax.agent.world_model_loss import kl_balance, world_model_loss

@@ -28,7 +28,7 @@ def make_act_fn(parts):
   """
   nets, config = parts.nets, parts.config
   noise, explore_from = config.agent.explore_noise, config.agent.explore_from
-  if explore_from not in ('sample', 'mode'):
+  if explore_from not in ('sample', 'mode'):       # also for callers that skip config_check
     raise ValueError(f"config.agent.explore_from={explore_from!r}; expected 'sample' or 'mode'")
 
   @functools.partial(jax.jit, static_argnames=('explore',))

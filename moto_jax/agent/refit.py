@@ -106,7 +106,7 @@ def make_refit_fn(parts: AgentParts, mesh: Mesh | None = None, steps: int | None
       window = split({k: take(post[k]) for k in ('deter', 'stoch', 'feat')})
       pairs = ac_loss.real_pairs(window['feat'], batch)
       return actor_critic_steps(nets, parts.opts, parts.losses, wm, carry, start_chunks(window, cfg.actor_steps),
-                                pairs, k_actor, k_critic, tau=cfg.tau, actor_ema=cfg.actor_ema)
+                                pairs, k_actor, k_critic, tau=cfg.tau, ema_decay=cfg.actor_ema)
 
     carry, metrics = jax.lax.scan(one, ActorCritic.of(state), jax.random.split(k_steps, steps))
     return carry.into(state), jax.tree.map(lambda x: jnp.mean(x, 0), metrics)

@@ -3,10 +3,10 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
+from moto_jax.agent.sharding import default_mesh, replicate
 from moto_jax.networks import layers
 
 
@@ -57,8 +57,7 @@ def create_train_state(parts, rng: jax.Array, mesh: Mesh | None = None) -> Train
       opt_state={k: opts[k].init(params[k]) for k in params},
       actor_ema=jax.tree.map(jnp.copy, params['actor']),
   )
-  mesh = mesh if mesh is not None else Mesh(np.asarray(jax.devices()), ('data',))
-  return jax.device_put(state, NamedSharding(mesh, P()))
+  return replicate(state, mesh if mesh is not None else default_mesh())
 
 
 def param_count(state: TrainState) -> dict:

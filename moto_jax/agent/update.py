@@ -2,7 +2,7 @@
 
 Data parallelism is `jax.jit` over a `Mesh` with one axis 'data': the batch's leading axis B is
 sharded, the state is replicated, and XLA inserts the gradient all-reduce. With several hosts
-the mesh spans every process's devices and the batch is the global batch (see `shard_batch`).
+the mesh spans every process's devices and the batch is the global batch (see `sharding.shard_batch`).
 """
 import functools
 from typing import NamedTuple
@@ -15,6 +15,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from moto_jax.agent import actor_critic_loss as ac_loss
 from moto_jax.agent.parts import AgentParts, Losses
+from moto_jax.agent.sharding import default_mesh
 from moto_jax.agent.train_state import TrainState
 from moto_jax.networks.world_model import Networks
 
@@ -27,7 +28,7 @@ def _apply(opt: optax.GradientTransformation, grads, opt_state, params):
 
 
 def _world_model_step(parts: AgentParts, state: TrainState, batch, key):
-  grad_fn = jax.value_and_grad(parts.world_model_loss, argnums=1, has_aux=True)
+  grad_fn = jax.value_and_grad(parts.losses.world_model, argnums=1, has_aux=True)
   (_, (metrics, post)), grads = grad_fn(parts.nets, state.params['wm'], batch, key)
   wm, opt_state = _apply(parts.opts['wm'], grads, state.opt_state['wm'], state.params['wm'])
   metrics['wm/grad_norm'] = optax.global_norm(grads)
@@ -77,9 +78,9 @@ class ActorCritic(NamedTuple):
 
 
 def actor_critic_steps(nets: Networks, opts, losses: Losses, wm, carry: ActorCritic, chunks: dict, pairs: dict,
-                       k_actor: jax.Array, k_critic: jax.Array, *, tau: float, actor_ema: float):
+                       k_actor: jax.Array, k_critic: jax.Array, *, tau: float, ema_decay: float):
   """K = len(chunks) actor steps, each followed by a critic step and the Polyak updates of the
-  target critics (rate `tau`) and of the averaged actor (decay `actor_ema`), on a fixed world
+  target critics (rate `tau`) and of the averaged actor (decay `ema_decay`), on a fixed world
   model `wm`; step k imagines from `chunks[k]`; BC and L_data use all of `pairs`.
 
   Returns (carry, metrics averaged over the K steps). With K = 1 the keys are `k_actor`,
@@ -98,7 +99,7 @@ def actor_critic_steps(nets: Networks, opts, losses: Losses, wm, carry: ActorCri
     critic, critic_opt = _apply(opts['critic'], grads, c.critic_opt, c.critic)
     critic_metrics['critic/grad_norm'] = optax.global_norm(grads)
     target = optax.incremental_update(critic, c.target_critic, tau)    # Polyak
-    ema = optax.incremental_update(new_actor, c.actor_ema, 1.0 - actor_ema)
+    ema = optax.incremental_update(new_actor, c.actor_ema, 1.0 - ema_decay)
     return ActorCritic(new_actor, actor_opt, critic, critic_opt, target, ema), {**actor_metrics, **critic_metrics}
 
   k = chunks['deter'].shape[0]
@@ -126,25 +127,9 @@ def train_step(parts: AgentParts, state: TrainState, batch: dict, rng: jax.Array
   carry, ac_metrics = actor_critic_steps(parts.nets, parts.opts, parts.losses, wm, ActorCritic.of(state),
                                          start_chunks(post, cfg.actor_steps),
                                          ac_loss.real_pairs(sg(post['feat']), batch), k_actor, k_critic,
-                                         tau=cfg.tau, actor_ema=cfg.actor_ema)
+                                         tau=cfg.tau, ema_decay=cfg.actor_ema)
   state = carry.into(state, step=state.step + 1, params={'wm': wm}, opt_state={'wm': wm_opt})
   return state, {**metrics, **ac_metrics}
-
-
-def default_mesh() -> Mesh:
-  """A 1-D mesh 'data' over every device of every process."""
-  return Mesh(np.asarray(jax.devices()), ('data',))
-
-
-def shard_batch(batch: dict, mesh: Mesh) -> dict:
-  """Builds the global batch from this process's rows, sharded over 'data' on axis 0."""
-  sharding = NamedSharding(mesh, P('data'))
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
-
-
-def replicate(tree, mesh: Mesh):
-  """Places a pytree (e.g. the TrainState) replicated on every device of the mesh."""
-  return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
 def skip_nonfinite(step_fn):

@@ -26,7 +26,7 @@ def kl_balance(post: jax.Array, prior: jax.Array, alpha: float, free_nats: float
 SETTINGS = ('kl_alpha', 'free_nats', 'kl_scale', 'image_scale', 'reward_scale')
 
 
-def loss_settings(model_config: ml_collections.ConfigDict) -> dict:
+def settings_from(model_config: ml_collections.ConfigDict) -> dict:
   """`world_model_loss`'s keyword settings from `config.model`."""
   return {k: model_config[k] for k in SETTINGS}
 

@@ -8,8 +8,8 @@ scripted collection share `rollout`:
   * `cut(info) -> bool`: the step just taken is dropped and the episode ends (Kitchen 'partial'
     stops before any full solution);
   * `stop(info) -> bool`: the episode ends after this step (a script that has finished);
-  * `label(episode) -> (success, bc_weight)`: by default `success` is any step's `info['success']`
-    and `bc_weight` is `success`.
+  * `label(episode, success) -> (success, bc_weight)`, given the recorded episode and whether any
+    step's `info['success']` was set: by default that `success`, and `bc_weight` = `success`.
 The episode also ends when the environment terminates or truncates. An environment may name
 per-step info to record (`env.STEP_INFO`: episode key -> info key, e.g. Kitchen's task flags).
 """
@@ -55,11 +55,10 @@ class _Recorder:
     out = dict(image=np.stack(self.images), action=np.stack(self.actions),
                reward=np.asarray(self.rewards, np.float32),
                discount=(1.0 - is_terminal).astype(np.float32), is_first=np.arange(n) == 0,
-               is_terminal=is_terminal, **{k: np.stack(v) for k, v in self.recorded.items()})
-    success, bc_weight = label(out, self.success)
-    out['success'] = np.array(bool(success))
-    out['bc_weight'] = np.float32(bc_weight)
-    return out
+               is_terminal=is_terminal)
+    recorded = {k: np.stack(v) for k, v in self.recorded.items()}
+    success, bc_weight = label({**out, **recorded}, self.success)
+    return {**out, 'success': np.array(bool(success)), 'bc_weight': np.float32(bc_weight), **recorded}
 
 
 def rollout(env, policy_fn, seed: int, *, stop: Callable[[dict], bool] | None = None,

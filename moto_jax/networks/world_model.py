@@ -97,10 +97,10 @@ class Networks:
     return self.critic.apply({'params': critic_params}, feat, action)
 
 
-def make_networks(config: ml_collections.ConfigDict, action_dim: int,
-                  image_shape: tuple[int, int, int] = (64, 64, 3)) -> Networks:
-  """Builds the modules from `config.model` and `config.agent`."""
+def make_networks(config: ml_collections.ConfigDict, action_dim: int) -> Networks:
+  """Builds the modules from `config.model` and `config.agent` for images of `config.env.image_size`."""
   m, a = config.model, config.agent
+  image_shape = (config.env.image_size, config.env.image_size, 3)
   return Networks(
       encoder=conv.Encoder(**m.encoder),
       rssm=rssm_lib.RSSM(**m.rssm),

@@ -32,6 +32,12 @@ def register(name: str, target: str) -> None:
   _LOADED.pop(name, None)
 
 
+def unregister(name: str) -> None:
+  """Removes suite `name` (e.g. a test's toy suite) from the registry."""
+  SUITES.pop(name, None)
+  _LOADED.pop(name, None)
+
+
 def names() -> tuple[str, ...]:
   return tuple(SUITES)
 

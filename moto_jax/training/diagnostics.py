@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from moto_jax.agent import actor_critic_loss as ac_loss
-from moto_jax.agent import update as agent_update
+from moto_jax.agent import sharding
 
 MAX_EPISODES = 16
 MIN_LENGTH = 4     # demos shorter than this (steps incl. the reset) are left out
@@ -90,8 +90,8 @@ class Diagnostics:
     self.config = parts.config
     self.nets = parts.nets
     self.actor_loss = parts.losses.actor
-    self.bc_scale = ac_loss.loss_settings(parts.config.agent).actor['bc_scale']
-    self.mesh = mesh if mesh is not None else agent_update.default_mesh()
+    self.bc_scale = parts.losses.actor.keywords['bc_scale']     # beta_bc after the mode
+    self.mesh = mesh if mesh is not None else sharding.default_mesh()
     self.demos = demos
     self._on_demos = jax.jit(self._demo_stats)
     self._grad_share = jax.jit(self._bc_grad_share)
@@ -133,7 +133,7 @@ class Diagnostics:
     k_demo, k_grad = jax.random.split(rng)
     d = self.demos
     if d is not None:
-      inputs = agent_update.shard_batch({k: d[k] for k in ('image', 'action', 'is_first')}, self.mesh)
+      inputs = sharding.shard_batch({k: d[k] for k in ('image', 'action', 'is_first')}, self.mesh)
       err, q, v = jax.device_get(self._on_demos(params if acting is None else acting, inputs, k_demo))
       mask, phase = d['mask'] > 0, d['phase']
       g = d['returns'] + d['boot'] * v[np.arange(len(v)), d['last']][:, None]
@@ -147,5 +147,5 @@ class Diagnostics:
       for i, v in enumerate(d['action'][:d['episodes'], 1].mean(0)):
         out[f'diag/demo_first_action_{i}'] = float(v)
     if batch is not None:
-      out['diag/bc_grad_share'] = float(self._grad_share(params, agent_update.shard_batch(batch, self.mesh), k_grad))
+      out['diag/bc_grad_share'] = float(self._grad_share(params, sharding.shard_batch(batch, self.mesh), k_grad))
     return out

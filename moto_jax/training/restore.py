@@ -29,7 +29,13 @@ def load_run(workdir: str, step: int | None = None, parts: agent.AgentParts | No
   otherwise they are built, with an environment built to read the action size.
   """
   config = load_config(workdir)
-  parts = agent.build(config, action_dim_of(config)) if parts is None else parts
+  if parts is None:
+    parts = agent.build(config, action_dim_of(config))
+  else:
+    differ = [k for k in ('model', 'agent') if parts.config[k].to_dict() != config[k].to_dict()]
+    if differ:
+      raise ValueError(f'The parts given were built from a config whose {" and ".join(differ)} section(s) '
+                       f'differ from the run in {workdir}; build them from restore.load_config(workdir).')
   template = agent.create_train_state(parts, jax.random.PRNGKey(0))
   checkpointer = ckpt_lib.Checkpointer(workdir)
   try:

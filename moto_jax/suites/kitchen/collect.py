@@ -37,6 +37,8 @@ from moto_jax.suites.kitchen import script as kitchen_script
 MIN_SUBTASKS, MAX_SUBTASKS = 2, 4
 HOLD_STEPS = 5          # still steps after a script ends
 SUMMARY_KEYS = ('reward', 'tasks_done', 'subtasks_done', 'success', 'bc_weight')
+EPISODE_KEYS = ('image', 'action', 'reward', 'discount', 'is_first', 'is_terminal', 'tasks_done', 'subtasks_done',
+                'success', 'bc_weight')
 
 
 def plan_episode(target_tasks, bc_tasks, task: str, rng: np.random.Generator, full_share: float,
@@ -92,7 +94,8 @@ def rollout(env, policy, seed: int, bc_tasks=(), forbid_success: bool = False) -
     return bool(tasks.all(axis=1).any()), float(bc_predicate(tasks, env.target_tasks, bc_tasks))
 
   cut = (lambda info: bool(info['tasks_done'].all())) if forbid_success else None
-  return rollout_lib.rollout(env, policy, seed, stop=stop, cut=cut, label=label)
+  episode = rollout_lib.rollout(env, policy, seed, stop=stop, cut=cut, label=label)
+  return {k: episode[k] for k in EPISODE_KEYS}     # the datasets' key order (files as before)
 
 
 # ---------------------------------------------------------------------------------------------
