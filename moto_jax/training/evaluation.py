@@ -64,7 +64,16 @@ def evaluate(actor: AgentActor, envs, params, seeds: list[int], rng: jax.Array) 
   returns = [float(e['reward'].sum()) for e in episodes]
   summary = {'eval/success_rate': float(np.mean([bool(e['success']) for e in episodes])),
              'eval/return': float(np.mean(returns)), 'eval/episodes': float(len(episodes))}
+  if episodes and 'tasks_done' in episodes[0]:      # multi-task suites (Kitchen): per-step target flags
+    summary.update(task_counts(episodes))
   return summary, episodes
+
+
+def task_counts(episodes: list[dict]) -> dict:
+  """Target tasks per episode from the per-step flags `tasks_done` [T+1, K]: completed (in goal at
+  some step) and in goal at the episode's last step, averaged over episodes."""
+  return {'eval/tasks_completed': float(np.mean([e['tasks_done'].any(axis=0).sum() for e in episodes])),
+          'eval/tasks_at_end': float(np.mean([e['tasks_done'][-1].sum() for e in episodes]))}
 
 
 def write_video(frames: np.ndarray, path: str, scale: int = 4, fps: int = 20) -> str:
