@@ -14,13 +14,12 @@ class AgentActor:
   """Steps a jitted policy through single-environment episodes."""
 
   def __init__(self, parts):
-    self._config = parts.config
-    self._action_dim = parts.action_dim
+    self._parts = parts
     self._act = policy_lib.make_act_fn(parts)
 
   def policy_fn(self, params, rng: jax.Array, explore: bool):
     """A `policy_fn(obs, info) -> action` for `rollout_lib.rollout`, fresh carry per episode."""
-    carry = policy_lib.init_carry(self._config, 1, self._action_dim)
+    carry = policy_lib.init_carry(self._parts.config, 1, self._parts.action_dim)
     first = [True]
     key = [rng]
 
@@ -38,7 +37,7 @@ class AgentActor:
 
   def episodes(self, envs: list, params, seeds: list[int], rng: jax.Array, explore: bool) -> list[dict]:
     """`len(seeds) <= len(envs)` episodes in lock step, one batched policy call per step."""
-    carry = policy_lib.init_carry(self._config, len(envs), self._action_dim)
+    carry = policy_lib.init_carry(self._parts.config, len(envs), self._parts.action_dim)
     key = rng
 
     def fn(images, is_first):

@@ -23,14 +23,14 @@ class Refits:
   """Runs the refits of one run on its mesh; see the module docstring."""
 
   def __init__(self, parts, mesh):
-    self.parts, self.config, self.mesh = parts, parts.config, mesh
+    self.parts, self.mesh = parts, mesh
     self._fns = {}              # compiled refits by (steps, episodes, length)
 
   def offline_episodes(self, store) -> list[dict]:
     """The offline episodes every refit uses: all, or MAX_EPISODES drawn with the run's seed."""
     episodes = store.episodes('offline')
     if len(episodes) > MAX_EPISODES:
-      chosen = np.random.default_rng([self.config.seed, streams.REFIT_EPISODES]).choice(len(episodes), MAX_EPISODES, replace=False)
+      chosen = np.random.default_rng([self.parts.config.seed, streams.REFIT_EPISODES]).choice(len(episodes), MAX_EPISODES, replace=False)
       episodes = [episodes[i] for i in sorted(chosen)]
     return episodes
 
