@@ -47,6 +47,8 @@ def test_observation_shape_dtype(env):
   assert info['tasks_done'].shape == (4,) and info['all_done'].shape == (len(ALL_SUBTASKS),)
   assert env.settings()['render']['camera']['distance'] == 1.86   # the authors' top-down view
   assert env.settings()['render']['camera']['elevation'] == -60.0
+  from moto_jax import suites
+  assert suites.action_dim(kitchen_config.get_config('mixed,debug')) == env.action_space.shape[0] == 9
 
 
 def test_same_seed_gives_identical_images(env):

@@ -30,6 +30,9 @@ def test_observation_shape_dtype_range(env):
   assert img.max() > img.min()            # not a blank frame
   assert set(obs) == {'image'}             # no proprioception
   assert env.observation_space.contains(obs)
+  from configs import metaworld as metaworld_config
+  from moto_jax import suites
+  assert suites.action_dim(metaworld_config.get_config('drawer-open,debug')) == env.action_space.shape[0] == 4
 
 
 def test_reward_is_exactly_success(env):

@@ -5,6 +5,7 @@ log-probabilities (after the optional uniform mix), so that differences between
 distributions, KL terms and the ensemble penalty are invariant to the softmax shift.
 """
 import chex
+import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -56,18 +57,20 @@ def straight_through_mode(logits: jax.Array) -> jax.Array:
   return onehot + probs - sg(probs)
 
 
+def _categoricals(logits: jax.Array) -> distrax.Distribution:
+  """G independent categoricals over C classes, the G groups as one event: [..., G, C]."""
+  return distrax.Independent(distrax.Categorical(logits=logits), reinterpreted_batch_ndims=1)
+
+
 def categorical_kl(lhs: jax.Array, rhs: jax.Array) -> jax.Array:
   """KL(lhs || rhs) of G independent categoricals, summed over groups. [..., G, C] -> [...]."""
   chex.assert_equal_shape([lhs, rhs])
-  lhs = jax.nn.log_softmax(lhs, axis=-1)
-  rhs = jax.nn.log_softmax(rhs, axis=-1)
-  return jnp.sum(jnp.exp(lhs) * (lhs - rhs), axis=(-2, -1))
+  return _categoricals(lhs).kl_divergence(_categoricals(rhs))
 
 
 def categorical_entropy(logits: jax.Array) -> jax.Array:
   """Entropy of G independent categoricals, summed over groups. [..., G, C] -> [...]."""
-  logp = jax.nn.log_softmax(logits, axis=-1)
-  return -jnp.sum(jnp.exp(logp) * logp, axis=(-2, -1))
+  return _categoricals(logits).entropy()
 
 
 def ensemble_disagreement(logits: jax.Array) -> jax.Array:

@@ -58,3 +58,8 @@ def get(name: str) -> Suite:
 def make_env(config, seed: int | None = None):
   """The environment of `config.domain` / `config.task` with `config.env` settings."""
   return get(config.domain).make_env(config, config.seed if seed is None else seed)
+
+
+def action_dim(config) -> int:
+  """Size of `config.domain`'s action vector (`Suite.action_dim`)."""
+  return get(config.domain).action_dim(config)

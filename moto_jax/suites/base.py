@@ -41,6 +41,15 @@ class Suite:
     """The pixel environment of `config.task` with the `config.env` settings."""
     raise NotImplementedError
 
+  def action_dim(self, config) -> int:
+    """Size of the action vector. The default builds an environment to read it; a suite whose size is
+    fixed returns it directly, so restoring a checkpoint needs no simulator."""
+    env = self.make_env(config, config.seed)
+    try:
+      return int(env.action_space.shape[0])
+    finally:
+      env.close()
+
   def scripted_policy(self, env, config, rng: np.random.Generator, action_noise: float | None = None):
     """A `policy_fn(obs, info) -> action` solving `config.task` (it may read `info`; agents never do),
     with Gaussian action noise of std `action_noise` (default `config.data.action_noise`) drawn from `rng`."""

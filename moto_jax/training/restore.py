@@ -5,17 +5,9 @@ import jax
 import ml_collections
 
 from moto_jax import agent
+from moto_jax import suites
 from moto_jax.training import checkpoint as ckpt_lib
 from moto_jax.training import config_check
-
-
-def action_dim_of(config) -> int:
-  from moto_jax.suites import make_env
-  env = make_env(config)
-  try:
-    return int(env.action_space.shape[0])
-  finally:
-    env.close()
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -26,11 +18,11 @@ def load_run(workdir: str, step: int | None = None, parts: agent.AgentParts | No
   """Returns `(config, state, counters, step, parts)` of a workdir's checkpoint.
 
   Pass the run's `parts` (`agent.build`) when they are at hand (evaluating several checkpoints);
-  otherwise they are built, with an environment built to read the action size.
+  otherwise they are built (the action size from the suite, `suites.action_dim`).
   """
   config = load_config(workdir)
   if parts is None:
-    parts = agent.build(config, action_dim_of(config))
+    parts = agent.build(config, suites.action_dim(config))
   else:
     differ = [k for k in ('model', 'agent') if parts.config[k].to_dict() != config[k].to_dict()]
     if differ:

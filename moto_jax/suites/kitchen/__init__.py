@@ -30,6 +30,9 @@ class KitchenSuite(Suite):
     from moto_jax.suites.kitchen.env import KitchenEnv
     return KitchenEnv(config.task, seed=seed, **config.env)
 
+  def action_dim(self, config) -> int:
+    return 9          # 7 arm joints and 2 gripper fingers (KitchenEnv.action_space)
+
   def collect(self, config, out_dir: str, num_episodes: int | None = None, progress: bool = True) -> dict:
     """Scripted play data in `config.data.workers` processes (`collect.collect_kitchen`)."""
     from moto_jax.suites.kitchen.collect import collect_kitchen

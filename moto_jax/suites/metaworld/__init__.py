@@ -25,6 +25,9 @@ class MetaWorldSuite(Suite):
     from moto_jax.suites.metaworld.env import MetaWorldEnv
     return MetaWorldEnv(config.task, seed=seed, **config.env)
 
+  def action_dim(self, config) -> int:
+    return 4          # end-effector xyz and gripper, every task (MetaWorldEnv.action_space)
+
   def scripted_policy(self, env, config, rng: np.random.Generator, action_noise: float | None = None):
     """The MetaWorld expert for the task, reading the simulator state in `info['state']`."""
     from metaworld.policies import ENV_POLICY_MAP
