@@ -29,8 +29,9 @@ def assemble(domain: str, task: str, preset: str, env: dict, data: dict) -> ml_c
   """The full, locked config: domain sections `env` and `data` plus the shared model/agent/train.
 
   Every domain's `data` section also has `dir` (offline dataset directory; empty = generate into
-  `cache_dir`), `cache_dir` and `skip_corrupt` (skip and count unreadable episode files instead
-  of failing).
+  `cache_dir`), `cache_dir`, `skip_corrupt` (skip and count unreadable episode files instead
+  of failing) and `subset_episodes` (train on a seeded random subset of that many offline
+  episodes, App. A.2; 0 = all).
   """
   c = ml_collections.ConfigDict()
   c.domain = domain
@@ -40,7 +41,7 @@ def assemble(domain: str, task: str, preset: str, env: dict, data: dict) -> ml_c
   # render_quality: 'fast' (no MSAA, shadows or reflections) or 'shipped' (the model's own look).
   c.env = ml_collections.ConfigDict(dict(image_size=64, render_quality='fast', **env))
   c.data = ml_collections.ConfigDict(dict(dir='', cache_dir='~/.cache/moto_jax/datasets',
-                                          skip_corrupt=False, **data))
+                                          skip_corrupt=False, subset_episodes=0, **data))
   c.model = model_config(preset)
   c.agent = agent_config(preset)
   c.train = train_config(preset)
@@ -152,4 +153,8 @@ def train_config(preset: str) -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.max_nonfinite = 10             # consecutive non-finite updates before the run stops
   c.video_every_evals = 2
+  # The uncertainty bound of App. B at every evaluation (analysis/bound.py): the scripted expert on
+  # the first `bound_episodes` evaluation start seeds (0 = off), Eq. 12 from its first `bound_starts` steps.
+  c.bound_episodes = {'debug': 1}.get(preset, 10)
+  c.bound_starts = 2 if preset == 'debug' else 5
   return c

@@ -5,8 +5,9 @@ r"""Open-loop video prediction: how well does the world model imagine the future
 Conditions on the first `context` frames of held-out episodes, rolls the prior forward
 on the recorded actions, and writes `<workdir>/openloop/openloop_<step>.gif` (rows:
 episodes; columns: truth | prediction | error) and `rewards_<step>.png` (predicted vs
-true rewards). Held-out episodes are fresh scripted episodes from seeds the dataset never
-used (MetaWorld), or the episodes of `--episodes_dir` (required for Kitchen).
+true rewards). Held-out episodes are fresh noise-free scripted episodes from seeds the dataset
+never used (Kitchen: the scripted controller running the four target tasks in order), or the
+episodes of `--episodes_dir`.
 """
 import os
 

@@ -371,3 +371,51 @@ def test_openloop_tiles_truth_prediction_and_error():
   assert frames.shape == (3, 2 * 4, 3 * 5, 3) and frames.dtype == np.uint8
   np.testing.assert_array_equal(frames[:, :, :5], 0)                 # truth
   np.testing.assert_array_equal(frames[:, :, 5:], int(0.25 * 255))   # prediction, |error|
+
+
+def test_uncertainty_bound_logged_at_every_evaluation(finished_run):
+  config, workdir, _ = finished_run
+  evals = [r for r in read_metrics(workdir) if r['phase'] == 'eval']
+  assert evals and all('bound/estimate' in r for r in evals)
+  for r in evals:
+    assert np.isfinite(r['bound/estimate']) and r['bound/estimate'] > 0
+    assert r['bound/bound'] == pytest.approx(2 * config.agent.penalty_scale * r['bound/estimate'])
+    assert r['bound/return_gap'] == pytest.approx(r['bound/expert_return'] - r['bound/agent_return'])
+  # The expert and its start seeds are fixed for the run: its return is the same at every evaluation.
+  assert len({r['bound/expert_return'] for r in evals}) == 1
+  assert os.path.exists(os.path.join(workdir, 'bound.png'))
+
+
+def test_offline_subset_is_seeded_recorded_and_checked_on_resume(cache, tmp_path):
+  from moto_jax.training import offline_data
+  config = debug_config(cache).unlock()
+  config.data.num_episodes = 3
+  config.data.subset_episodes = 2
+  directory = offline_data.resolve(config, log=lambda *a: None)
+  names = offline_data.subset(config, directory, str(tmp_path), log=lambda *a: None)
+  assert len(names) == 2 and len(set(names)) == 2 and names == sorted(names)
+  recorded = json.load(open(tmp_path / offline_data.SUBSET_FILE))
+  assert recorded['episodes'] == names and recorded['of'] == 3 and recorded['seed'] == config.seed
+  assert offline_data.subset(config, directory, str(tmp_path), log=lambda *a: None) == names   # resume
+  # The subset is not part of what the dataset's cache key hashes: the same dataset serves every size.
+  full = config.copy_and_resolve_references()
+  full.data.subset_episodes = 0
+  assert offline_data.cache_path(full) == offline_data.cache_path(config)
+  assert offline_data.subset(full, directory, str(tmp_path / 'all'), log=lambda *a: None) is None
+  # Other seeds draw other subsets (3 choose 2: seeds 0..9 cannot all agree).
+  draws = {}
+  for seed in range(10):
+    other = config.copy_and_resolve_references()
+    other.seed = seed
+    draws[seed] = offline_data.subset(other, directory, str(tmp_path / f's{seed}'), log=lambda *a: None)
+  bad = config.copy_and_resolve_references()
+  bad.seed = next(seed for seed, drawn in draws.items() if drawn != names)
+  with pytest.raises(ValueError, match='records a different offline subset'):
+    offline_data.subset(bad, directory, str(tmp_path), log=lambda *a: None)
+  config.data.subset_episodes = 4
+  with pytest.raises(ValueError, match='subset_episodes=4, but .* holds only 3 episodes'):
+    offline_data.subset(config, directory, str(tmp_path / 'big'), log=lambda *a: None)
+  # The store loads only the subset.
+  from moto_jax.data.store import EpisodeStore
+  store = EpisodeStore(8, image_shape=(64, 64, 3), action_dim=4)
+  assert store.load_directory(directory, names=names) == 2

@@ -69,10 +69,17 @@ class EpisodeStore:
 
   # --- filling -------------------------------------------------------------
 
-  def load_directory(self, directory: str, part: str = 'offline', limit: int | None = None) -> int:
-    """Loads the episode files of `directory` (the first `limit`, default all) into `part`;
-    returns how many were loaded."""
+  def load_directory(self, directory: str, part: str = 'offline', limit: int | None = None,
+                     names: list[str] | None = None) -> int:
+    """Loads the episode files of `directory` (the first `limit`, default all; or only the file
+    `names` given, in their order) into `part`; returns how many were loaded."""
     files = ep_lib.episode_files(directory)[:limit]
+    if names is not None:
+      missing = [n for n in names if not os.path.exists(os.path.join(directory, n))]
+      if missing:
+        raise FileNotFoundError(f'{directory}: episode file(s) {", ".join(missing[:5])} of the run\'s offline '
+                                f'subset are missing')
+      files = [os.path.join(directory, n) for n in names]
     loaded = 0
     for path in files:
       try:

@@ -55,6 +55,11 @@ class Suite:
     with Gaussian action noise of std `action_noise` (default `config.data.action_noise`) drawn from `rng`."""
     raise NotImplementedError(f'suite {self.name!r} has no scripted policy')
 
+  def has_expert(self) -> bool:
+    """Whether `expert_episodes` can run (the suite has a scripted policy or its own expert)."""
+    cls = type(self)
+    return cls.scripted_policy is not Suite.scripted_policy or cls.expert_episodes is not Suite.expert_episodes
+
   def collector_info(self, config) -> dict:
     """What generated a dataset, recorded in its manifest."""
     return dict(kind=f'{self.name} scripted policy', seed=config.seed)
@@ -94,15 +99,16 @@ class Suite:
       env.close()
     return manifest
 
-  def held_out_episodes(self, config, n: int, offset: int = 7_000_000) -> list[dict]:
-    """`n` noise-free scripted episodes from start seeds no dataset uses (open-loop prediction's input)."""
+  def expert_episodes(self, config, seeds: list[int]) -> list[dict]:
+    """Noise-free scripted episodes of `config.task`, one per start seed, to the episode's time limit
+    (the reference policy of the uncertainty bound, the input of open-loop prediction)."""
     env = self.make_env(config, config.seed)
     try:
-      out = []
-      for i in range(n):
-        seed = rollout_lib.episode_seed(config.seed, offset + i)
-        policy = self.scripted_policy(env, config, np.random.default_rng(seed), action_noise=0.0)
-        out.append(rollout_lib.rollout(env, policy, seed))
-      return out
+      return [rollout_lib.rollout(env, self.scripted_policy(env, config, np.random.default_rng(seed), action_noise=0.0),
+                                  seed) for seed in seeds]
     finally:
       env.close()
+
+  def held_out_episodes(self, config, n: int, offset: int = 7_000_000) -> list[dict]:
+    """`n` expert episodes from start seeds no dataset uses (open-loop prediction's input)."""
+    return self.expert_episodes(config, [rollout_lib.episode_seed(config.seed, offset + i) for i in range(n)])

@@ -41,6 +41,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(env.render_quality in ('fast', 'shipped'), 'env.render_quality', env.render_quality,
            'expected "fast" or "shipped"')
   _require(data.num_episodes >= 1, 'data.num_episodes', data.num_episodes, 'expected >= 1')
+  _require(data.subset_episodes >= 0, 'data.subset_episodes', data.subset_episodes, 'expected >= 0 (0 = all)')
   _require(not data.dir or os.path.isdir(os.path.expanduser(data.dir)), 'data.dir', data.dir,
            'not a directory')
   _require(model.decoder.kind in ('transpose', 'subpixel'), 'model.decoder.kind', model.decoder.kind,
@@ -82,6 +83,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
            'expected a value in [0, 1]')
   _require(train.log_every >= 1, 'train.log_every', train.log_every, 'expected >= 1')
   _require(train.keep_checkpoints >= 1, 'train.keep_checkpoints', train.keep_checkpoints, 'expected >= 1')
+  _require(train.bound_episodes >= 0, 'train.bound_episodes', train.bound_episodes, 'expected >= 0')
+  _require(1 <= train.bound_starts < env.episode_length, 'train.bound_starts', train.bound_starts,
+           f'expected 1 .. env.episode_length - 1 = {env.episode_length - 1}')
+  if train.bound_episodes:
+    suite = suites.get(config.domain)
+    _require(suite.has_expert(), 'train.bound_episodes', train.bound_episodes,
+             f'suite {config.domain!r} has no scripted expert (the bound\'s reference policy); set 0')
   _require(train.max_nonfinite >= 1, 'train.max_nonfinite', train.max_nonfinite, 'expected >= 1')
 
 

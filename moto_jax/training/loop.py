@@ -36,6 +36,7 @@ from moto_jax.data.rollout import episode_seed
 from moto_jax.data.store import EpisodeStore
 from moto_jax.suites import make_env
 from moto_jax.training import checkpoint as ckpt_lib
+from moto_jax.training import bound as bound_lib
 from moto_jax.training import config_check, diagnostics, evaluation, offline_data, refits, streams
 from moto_jax.training.logger import MetricWriter, read_metrics, truncate_metrics
 
@@ -120,7 +121,8 @@ class Trainer:
     if len(self.online_files) > self.counters.episodes:
       log(f'{len(self.online_files) - self.counters.episodes} online episode(s) saved after the checkpoint '
           f'will be replayed (their updates and evaluations run again).')
-    n = self.store.load_directory(self.offline_dir, part='offline')
+    n = self.store.load_directory(self.offline_dir, part='offline',
+                                  names=offline_data.subset(config, self.offline_dir, workdir, log=log))
     stats = self.store.stats()
     log(f'Episode store: {n} offline episodes ({stats["offline_steps"]} steps), '
         f'{stats["online_episodes"]} online ({stats["online_steps"]} steps), '
@@ -139,6 +141,8 @@ class Trainer:
     demos = diagnostics.demo_episodes(self.store.episodes('offline'), gamma=config.agent.gamma,
                                       multiple=jax.device_count())
     self.diagnostics = diagnostics.Diagnostics(self.parts, demos, mesh=self.mesh)
+    self.bound = (bound_lib.UncertaintyBound(self.parts, self.eval_seeds()[:t.bound_episodes])
+                  if t.bound_episodes else None)
     dropped = truncate_metrics(workdir, self.counters.metrics_bytes)
     if dropped:
       log(f'metrics.jsonl: {dropped} bytes logged after the checkpoint dropped; they are logged again.')
@@ -334,11 +338,14 @@ class Trainer:
       self.run_evaluation()
       self.counters.eval_due = False
 
+  def eval_seeds(self) -> list[int]:
+    return [episode_seed(self.config.seed, streams.EVAL_STARTS + k) for k in range(self.config.train.eval_episodes)]
+
   def run_evaluation(self):
     t = self.config.train
     if t.eval_episodes == 0:
       return
-    seeds = [episode_seed(self.config.seed, streams.EVAL_STARTS + k) for k in range(t.eval_episodes)]
+    seeds = self.eval_seeds()
     while len(self.eval_envs) < min(t.eval_envs, t.eval_episodes):
       self.eval_envs.append(make_env(self.config))
     acting = agent.acting_params(self.state)
@@ -354,6 +361,9 @@ class Trainer:
     summary.update(self.diagnostics(self.state.params, {k: batch[k] for k in BATCH_KEYS},
                                     jax.random.fold_in(streams.key(self.rng, streams.DIAGNOSTICS), self.counters.evals),
                                     acting=acting))
+    if self.bound is not None:
+      summary.update(self.bound(self.state.params, episodes,
+                                jax.random.fold_in(streams.key(self.rng, streams.BOUND), self.counters.evals)))
     self.writer.write(self.counters.env_steps, 'eval', summary, console=True, echo=tqdm.tqdm.write)
     self.evals.append(summary)
     if self.counters.evals % t.video_every_evals == 0:
@@ -363,6 +373,8 @@ class Trainer:
     self.counters.evals += 1
     evaluation.plot_learning_curve(self.evals, os.path.join(self.workdir, 'learning_curve.png'),
                                    title=f'{self.config.domain}/{self.config.task} ({self.config.preset})')
+    bound_lib.plot_bound(self.evals, os.path.join(self.workdir, 'bound.png'),
+                         title=f'Uncertainty bound (App. B): {self.config.domain}/{self.config.task}')
 
   def wall_seconds(self) -> float:
     """Wall clock of the run over all its sessions, this one counted from its start (a session

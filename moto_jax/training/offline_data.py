@@ -13,7 +13,7 @@ from moto_jax.data import manifest as manifest_lib
 def cache_path(config) -> str:
   """`<cache_dir>/<domain>/<task>-<hash of what determines the data>`."""
   key = dict(env=config.env.to_dict(), data={k: v for k, v in config.data.to_dict().items()
-                                            if k not in ('dir', 'cache_dir', 'skip_corrupt', 'workers')},
+                                            if k not in ('dir', 'cache_dir', 'skip_corrupt', 'workers', 'subset_episodes')},
              seed=config.seed)
   digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
   return os.path.join(os.path.expanduser(config.data.cache_dir), config.domain, f'{config.task}-{digest}')
@@ -51,3 +51,36 @@ def collect_tasks(config, out_dir: str, tasks: list[str] | None = None, num_epis
     out[task] = suite.collect(task_config, task_dir, num_episodes=num_episodes)
     log(f'{task}: ' + json.dumps({k: out[task].get(k) for k in suite.summary_keys}) + f' -> {task_dir}')
   return out
+
+
+SUBSET_FILE = 'offline_subset.json'
+
+
+def subset(config, directory: str, workdir: str, log=print) -> list[str] | None:
+  """The offline episode files a run trains on: all (None) unless `config.data.subset_episodes` > 0,
+  then that many drawn without replacement from `[config.seed, streams.OFFLINE_SUBSET]` (App. A.2),
+  in file order, and recorded in `<workdir>/offline_subset.json` (a resumed run checks it)."""
+  n = config.data.subset_episodes
+  if not n:
+    return None
+  import numpy as np
+  from moto_jax.training import streams
+  files = [os.path.basename(f) for f in ep_lib.episode_files(directory)]
+  if n > len(files):
+    raise ValueError(f'config.data.subset_episodes={n}, but {directory} holds only {len(files)} episodes')
+  chosen = sorted(np.random.default_rng([config.seed, streams.OFFLINE_SUBSET]).choice(len(files), n, replace=False))
+  names = [files[i] for i in chosen]
+  path = os.path.join(workdir, SUBSET_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      recorded = json.load(f)['episodes']
+    if recorded != names:
+      raise ValueError(f'{path} records a different offline subset than {directory} gives now (was the '
+                       f'dataset changed?); move the workdir or restore the dataset')
+  else:
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, 'w') as f:
+      json.dump({'directory': directory, 'seed': config.seed, 'subset_episodes': n, 'of': len(files),
+                 'episodes': names}, f, indent=1)
+  log(f'Offline subset: {n} of {len(files)} episodes (data.subset_episodes), listed in {path}')
+  return names

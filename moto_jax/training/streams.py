@@ -8,7 +8,7 @@ resumed run draws what the uninterrupted run drew (training/loop.py).
 * NumPy generators: the batch of gradient step s is drawn from `[config.seed, s]` (plus the retry
   count after a skipped update, plus `HOST_BATCH + process index` on several hosts); the other NumPy
   streams are `[config.seed, <stream>, ...]`. These share one entropy space: `[seed, 11]`
-  (REFIT_EPISODES) is also the batch entropy of gradient step 11. The two draws serve unrelated
+  (REFIT_EPISODES) is also the batch entropy of gradient step 11, `[seed, 13]` (OFFLINE_SUBSET) that of step 13. The two draws serve unrelated
   purposes (which offline episodes a refit holds; which windows one update sees), so nothing
   depends on it; the values are kept so that runs stay reproducible across versions.
 * Environment starts: evaluation episode k starts from `episode_seed(config.seed, EVAL_STARTS + k)`,
@@ -25,10 +25,12 @@ EVAL = 3_000_000_000            # evaluation episodes' policy key (the same at e
 DIAGNOSTICS = 4_000_000_000     # then fold_in(evaluation count): the diagnostics' posterior draws
 REFIT_OFFLINE = 4_100_000_000   # the refit at the end of the offline phase
 REFIT_ONLINE = 4_200_000_000    # + online episode count: the refit after that episode's updates
+BOUND = 4_290_000_000           # then fold_in(evaluation count): the uncertainty bound's prior draws
 
 # NumPy generators: [config.seed, stream, ...] (the batches: [config.seed, gradient step, ...]).
 DIAGNOSTIC_BATCH = 7            # + [evaluation count]: the batch the BC gradient share is measured on
 REFIT_EPISODES = 11             # which offline episodes the refits hold, when there are too many
+OFFLINE_SUBSET = 13             # which offline episodes a run trains on (data.subset_episodes)
 HOST_BATCH = 1_000_000          # + process index, 4th entry of a batch's seed: each host's share
 
 # Environment start seeds.

@@ -38,9 +38,11 @@ class KitchenSuite(Suite):
     from moto_jax.suites.kitchen.collect import collect_kitchen
     return collect_kitchen(config, out_dir, num_episodes=num_episodes, progress=progress)
 
-  def held_out_episodes(self, config, n: int, offset: int = 7_000_000) -> list[dict]:
-    raise ValueError('Kitchen has no single scripted solution to hold out: pass --episodes_dir for Kitchen '
-                     'runs (e.g. a part of the offline data not trained on)')
+  def scripted_policy(self, env, config, rng, action_noise: float | None = None):
+    """The scripted controller running the task's four target tasks in order, then holding still."""
+    from moto_jax.suites.kitchen.script import PlayScript
+    noise = config.data.action_noise if action_noise is None else action_noise
+    return PlayScript(env, TARGET_TASKS[config.task], rng, action_noise=noise)
 
 
 SUITE = KitchenSuite()
