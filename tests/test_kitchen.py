@@ -163,3 +163,28 @@ def test_evaluation_counts_target_tasks_per_episode():
   other[4, :] = True                 # all four at the last step
   counts = evaluation.task_counts([{'tasks_done': done}, {'tasks_done': other}])
   assert counts == {'eval/tasks_completed': (2 + 4) / 2, 'eval/tasks_at_end': (1 + 4) / 2}
+
+
+def test_composition_context_and_cut_by_hand():
+  from moto_jax.analysis import composition
+  flags = np.zeros((10, 4), bool)
+  flags[2:, 0] = True
+  flags[4:6, 1] = True                   # in goal for two steps only: still counts as completed
+  flags[7:, 2] = True
+  flags[8:, 3] = True
+  assert composition.context_lengths([flags], 3) == [8]        # third target first at step 7: observe 0..7
+  with pytest.raises(ValueError, match='completes 4 targets before its last step; needs 5'):
+    composition.context_lengths([flags], 5)
+  e = {'image': np.zeros((10, 2, 2, 3)), 'tasks_done': flags, 'reward': np.arange(10.0), 'success': np.array(True)}
+  cut = composition.cut_after(e, 1)
+  assert len(cut['image']) == 10 and len(cut['reward']) == 10    # never all four at once: not cut
+  cut = composition.cut_after({**e, 'image': np.zeros((20, 2, 2, 3)), 'reward': np.arange(20.0),
+                               'tasks_done': np.concatenate([flags, np.ones((10, 4), bool)])}, 2)
+  assert len(cut['image']) == 13 and cut['reward'][-1] == 12 and cut['success']   # all four at 10: 10 + 2 + 1
+
+
+def test_expert_order_finishes_every_target_task():
+  from moto_jax.suites.kitchen import EXPERT_ORDER, TARGET_TASKS
+  assert {k: set(v) for k, v in EXPERT_ORDER.items()} == {k: set(v) for k, v in TARGET_TASKS.items()}
+  # 'partial': the three tasks its data covers (the BC tasks) first, the light switch last (App. A.1).
+  assert set(EXPERT_ORDER['partial'][:3]) == set(kitchen_config.get_config('partial').data.bc_tasks)

@@ -213,8 +213,9 @@ def test_one_bad_episode_is_skipped_on_fresh_data(tmp_path, cache, finished_run)
 
 @pytest.mark.integration
 @pytest.mark.xdist_group('kitchen_job')
-def test_kitchen_main_job_end_to_end(tmp_path):
-  """Kitchen offline episodes carry task flags that online episodes lack; the run must not care."""
+def test_kitchen_main_job_end_to_end(tmp_path, monkeypatch):
+  """Kitchen offline episodes carry task flags that online episodes lack; the run must not care.
+  Then the composition analysis (App. A.1) reads the finished run."""
   from configs import kitchen as kitchen_config
   c = kitchen_config.get_config('mixed,debug').unlock()
   c.data.cache_dir = str(tmp_path / 'cache')
@@ -229,6 +230,36 @@ def test_kitchen_main_job_end_to_end(tmp_path):
   online = ep_lib.load_episode(ep_lib.episode_files(str(tmp_path / 'run' / 'episodes'))[0])
   assert online['tasks_done'].shape == (21, 4) and online['subtasks_done'].shape[0] == 21
   np.testing.assert_array_equal(online['reward'][1:], online['tasks_done'][1:].sum(1))
+  evals = [r for r in read_metrics(str(tmp_path / 'run')) if r['phase'] == 'eval']
+  assert all(np.isfinite(r['bound/estimate']) for r in evals)          # the Kitchen expert as the reference
+
+  # A.1 on this run. 20-step debug episodes cannot hold four scripted solutions, so the expert
+  # episodes are recorded ones with the targets marked done at steps 3, 6, 9 and 12.
+  from moto_jax.analysis import composition
+  from moto_jax.suites import kitchen as kitchen_suite
+
+  def solved(config, n, offset=0):
+    del config, offset
+    out = []
+    for i in range(n):
+      e = dict(ep_lib.load_episode(ep_lib.episode_files(str(tmp_path / 'run' / 'episodes'))[i % 2]))
+      flags = np.zeros((len(e['image']), 4), bool)
+      for k, t in enumerate((3, 6, 9, 12)):
+        flags[t:, k] = True
+      e.update(tasks_done=flags, success=np.array(True))
+      out.append(e)
+    return out
+
+  monkeypatch.setattr(kitchen_suite.KitchenSuite, 'held_out_episodes', lambda self, *a, **k: solved(*a, **k))
+  r = composition.composition_report(str(tmp_path / 'run'), episodes=2, after=4, log=lambda *a: None)
+  assert r['episodes'] == 2 and r['context'] == [10, 10]           # up to the third target's step, 9
+  assert r['predicted_steps'] == [7, 7]                            # steps 10..16: cut 4 after the fourth (12)
+  for k in ('pred_reward_max', 'pred_reward_final', 'policy_reward_final', 'image_mse', 'max_training_reward'):
+    assert np.isfinite(r[k]), k
+  assert r['true_count_final'] == 4.0 and r['pred_reward_mean_when_four_done'] is not None
+  for k in ('gif', 'png'):
+    assert os.path.getsize(r[k]) > 0
+  assert json.load(open(r['png'][:-4] + '.json'))['context'] == [10, 10]
 
 
 def offline_data_dir(config):
