@@ -450,3 +450,14 @@ def test_offline_subset_is_seeded_recorded_and_checked_on_resume(cache, tmp_path
   from moto_jax.data.store import EpisodeStore
   store = EpisodeStore(8, image_shape=(64, 64, 3), action_dim=4)
   assert store.load_directory(directory, names=names) == 2
+
+
+def test_runs_recorded_before_a_field_was_added_resume_when_it_keeps_their_behaviour():
+  old = {'data': {'dir': ''}, 'train': {'env_steps': 30}}
+  new = {'data': {'dir': '', 'subset_episodes': 0}, 'train': {'env_steps': 30, 'bound_episodes': 10,
+                                                              'bound_starts': 5}}
+  assert config_check.config_diff(old, new) == []
+  new['data']['subset_episodes'] = 2                       # would train on other data: a difference
+  assert config_check.config_diff(old, new) == ['data.subset_episodes']
+  # Recorded with the field, any change counts.
+  assert config_check.config_diff(new, {**new, 'train': {**new['train'], 'bound_episodes': 0}}) == ['train.bound_episodes']

@@ -125,7 +125,7 @@ class UncertaintyBound:
       episodes = suites.get(self.parts.config.domain).expert_episodes(self.parts.config, self.seeds)
       self.expert_returns = [discounted_return(e['reward'], self.gamma) for e in episodes]
       self.expert_success = float(np.mean([bool(e['success']) for e in episodes]))
-      self._batch = jax.device_put(expert_batch(episodes, self.starts))
+      self._batch = expert_batch(episodes, self.starts)
     return self._batch
 
   def __call__(self, params, agent_episodes: list[dict], key: jax.Array) -> dict:

@@ -142,10 +142,19 @@ def _flatten(d: dict, prefix: str = '') -> dict:
   return out
 
 
+# Fields added to the config after runs were recorded without them: a recorded run that lacks one
+# resumes without --allow_config_change when the new value keeps what the run did (None: any value,
+# the field only adds measurements).
+ADDED_FIELDS = {'data.subset_episodes': 0, 'train.bound_episodes': None, 'train.bound_starts': None}
+
+
 def config_diff(old: dict, new: dict) -> list[str]:
-  """Dotted names of the fields whose values differ (or exist in only one)."""
+  """Dotted names of the fields whose values differ (or exist in only one; see `ADDED_FIELDS`)."""
   a, b = _flatten(old), _flatten(new)
-  return sorted(k for k in set(a) | set(b) if a.get(k, '<absent>') != b.get(k, '<absent>'))
+
+  def added(k):
+    return k not in a and k in ADDED_FIELDS and ADDED_FIELDS[k] in (None, b.get(k))
+  return sorted(k for k in set(a) | set(b) if a.get(k, '<absent>') != b.get(k, '<absent>') and not added(k))
 
 
 def record(config: ml_collections.ConfigDict, workdir: str, allow_change: bool = False,
