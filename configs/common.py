@@ -153,7 +153,7 @@ def train_config(preset: str) -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.max_nonfinite = 10             # consecutive non-finite updates before the run stops
   c.video_every_evals = 2
-  # The uncertainty bound of App. B at every evaluation (analysis/bound.py): the scripted expert on
+  # The uncertainty bound of App. B at every evaluation (training/bound.py): the scripted expert on
   # the first `bound_episodes` evaluation start seeds (0 = off), Eq. 12 from its first `bound_starts` steps.
   c.bound_episodes = {'debug': 1}.get(preset, 10)
   c.bound_starts = 2 if preset == 'debug' else 5

@@ -28,7 +28,7 @@ def main(argv):
         f'targets; context {r["context"]} frames.\n'
         f'Predicted reward along the recorded actions: max {r["pred_reward_max"]:.2f}, mean while all four are '
         f'done {r["pred_reward_mean_when_four_done"]}, final {r["pred_reward_final"]:.2f} (true final count '
-        f'{r["true_count_final"]:.1f}; the training data never exceeds {r["max_training_reward"]:.0f}).\n'
+        f'{r["true_count_final"]:.1f}; the largest reward in the training data: {r["max_training_reward"]}).\n'
         f'The policy inside the model: final predicted reward {r["policy_reward_final"]:.2f}, max '
         f'{r["policy_reward_max"]:.2f}.\nGIF: {r["gif"]}\nPlot: {r["png"]}')
 

@@ -70,3 +70,51 @@ def test_estimate_on_the_debug_networks_is_finite_positive_and_follows_the_mask(
   # A shorter second episode leaves fewer valid steps: its rows sum fewer terms.
   short = fn(params['wm'], bound.expert_batch([eps[0], _episode(5, 4, 200)], 2), jax.random.key(1))
   assert short['estimate'] < out['estimate']
+
+
+class _IndexNets:
+  """Stand-in networks that make Eq. 12's indices visible: the posterior state at frame t is the
+  number t (read from the image), a prior step adds the action's first component, and head 1's
+  logits are [x', 0] against head 0's uniform ones (as in `_toy_step`)."""
+
+  class rssm:
+    ensemble = 2
+
+  def encode(self, wm, image):
+    return image[..., 0, 0, :1].astype(jnp.float32)                      # [N, L, 1]: the frame index
+
+  def observe(self, wm, embed, action, is_first, key):
+    return {'deter': embed, 'stoch': jnp.zeros(embed.shape[:2] + (1, 2))}
+
+  def img_step(self, wm, state, action, key, member):
+    x = state['deter'][:, 0] + action[:, 0]
+    nxt, logits = _toy_step({'x': x - action[:, 0]}, action, key, member)
+    return {'deter': nxt['x'][:, None], 'stoch': state['stoch']}, logits
+
+
+def test_eq12_starts_from_the_first_k_posteriors_and_steps_with_the_next_actions():
+  length, starts, gamma = 6, 2, 0.9
+  image = np.zeros((1, length, 64, 64, 3), np.uint8)
+  image[0, :, 0, 0, 0] = np.arange(length)                                 # frame t shows t
+  action = (0.1 * np.arange(length) ** 2)[None, :, None].repeat(4, -1).astype(np.float32)   # a_t varies with t
+  batch = {'image': image, 'action': action, 'is_first': np.arange(length)[None] == 0,
+           'step_valid': np.ones((1, length), np.float32)}
+  out = bound.make_estimate_fn(_IndexNets(), starts, gamma)({}, batch, jax.random.key(0))
+  sig = lambda z: 1.0 / (1.0 + np.exp(-z))
+  u = lambda x: (abs(np.log(sig(x)) - np.log(0.5)) + abs(np.log(sig(-x)) - np.log(0.5))) / 4.0
+  a = action[0, :, 0]
+  rows = []
+  for k in range(starts):                      # from z_k, the prior steps with a_{k+1}, ..., a_{k+H}
+    x, total = float(k), 0.0
+    for h in range(length - starts):
+      x += a[k + h + 1]
+      total += gamma ** h * u(x)
+    rows.append(total)
+  np.testing.assert_allclose(out['estimate'], np.mean(rows), rtol=1e-5)
+
+
+def test_the_bound_uses_lambda_u_as_the_losses_do():
+  config = metaworld_config.get_config('drawer-open,debug').unlock()
+  assert bound.UncertaintyBound(agent.build(config, 4), [1]).penalty_scale == config.agent.penalty_scale == 1.0
+  config.agent.mode = 'dreamerv2'                          # no penalty in DreamerV2 mode: lambda_u = 0
+  assert bound.UncertaintyBound(agent.build(config, 4), [1]).penalty_scale == 0.0

@@ -12,6 +12,14 @@ from moto_jax.analysis import figures
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _extra(tmp_path):
+  return (f'--config.data.cache_dir={tmp_path / "cache"}',)
+
+
+def _run_dir(tmp_path, variant):
+  return figures.workdir(str(tmp_path), 'metaworld', 'debug', variant, 'drawer-open', 0, _extra(tmp_path))
+
+
 def _figure(tmp_path, *args):
   cmd = [sys.executable, '-m', 'launch.figures', f'--out={tmp_path}', '--preset=debug',
          f'--override=data.cache_dir={tmp_path / "cache"}', *args]
@@ -22,7 +30,8 @@ def _figure(tmp_path, *args):
 
 def test_bound_figure_runs_its_run_then_other_figures_reuse_it(tmp_path):
   _figure(tmp_path, '--figure=bound')
-  run_dir = figures.workdir(str(tmp_path), 'metaworld', 'debug', 'full', 'drawer-open', 0)
+  run_dir = _run_dir(tmp_path, 'full')
+  assert '-debug-' in run_dir                             # the override's hash names the runs' folder
   assert json.load(open(os.path.join(run_dir, 'summary.json')))['phase'] == 'done'
   b = json.load(open(tmp_path / 'bound.json'))
   evals = b['runs']['drawer-open/seed0']['evaluations']
@@ -40,7 +49,11 @@ def test_bound_figure_runs_its_run_then_other_figures_reuse_it(tmp_path):
   a = json.load(open(tmp_path / 'ablations.json'))['tasks']['drawer-open']
   assert a['full']['seeds']['0']['finished'] and a['full']['median_final_success'] is not None
   assert not a['no_bc']['seeds']['0']['finished'] and a['no_bc']['median_final_success'] is None
-  assert not os.path.exists(figures.workdir(str(tmp_path), 'metaworld', 'debug', 'no_bc', 'drawer-open', 0))
+  assert not os.path.exists(_run_dir(tmp_path, 'no_bc'))
+  # The composition figure under --report_only without its Kitchen run: drawn, and says so.
+  _figure(tmp_path, '--figure=composition', '--report_only')
+  c = json.load(open(tmp_path / 'composition.json'))
+  assert c['finished'] is False and 'partial' in c['run']
 
 
 def test_unknown_figure_and_wrong_composition_domain_are_named(tmp_path):

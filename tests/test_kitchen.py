@@ -188,3 +188,4 @@ def test_expert_order_finishes_every_target_task():
   assert {k: set(v) for k, v in EXPERT_ORDER.items()} == {k: set(v) for k, v in TARGET_TASKS.items()}
   # 'partial': the three tasks its data covers (the BC tasks) first, the light switch last (App. A.1).
   assert set(EXPERT_ORDER['partial'][:3]) == set(kitchen_config.get_config('partial').data.bc_tasks)
+  assert EXPERT_ORDER['partial'][3] == 'light switch'

@@ -85,12 +85,19 @@ def make_rollouts(nets, steps: int):
   return fn
 
 
-def max_dataset_reward(directory: str) -> float:
-  """The largest per-step reward in a dataset's episode files (read without the images)."""
-  best = -np.inf
-  for path in ep_lib.episode_files(directory):
+def max_training_reward(config, workdir: str) -> float | None:
+  """The largest per-step reward in the offline episodes a run trained on (its subset, if it used
+  one), read without the images; None when the dataset is not on this machine."""
+  directory = os.path.expanduser(config.data.dir) if config.data.dir else offline_data.cache_path(config)
+  files = ep_lib.episode_files(directory)
+  subset_file = os.path.join(workdir, offline_data.SUBSET_FILE)
+  if files and os.path.exists(subset_file):
+    with open(subset_file) as f:
+      files = [os.path.join(directory, n) for n in json.load(f)['episodes']]
+  best = None
+  for path in files:
     with np.load(path) as f:
-      best = max(best, float(np.max(f['reward'])))
+      best = max(best if best is not None else -np.inf, float(np.max(f['reward'])))
   return best
 
 
@@ -141,7 +148,7 @@ def composition_report(workdir: str, step: int | None = None, episodes: int = 4,
     truth.append(np.concatenate([t, np.repeat(t[-1:], pad, 0)]))
     frames.append(np.concatenate([p, np.repeat(p[-1:], pad, 0)]))
   all_four = np.concatenate([p[c >= 4] for p, c in zip(pred, true_count)])
-  training_max = max_dataset_reward(offline_data.resolve(config, log=lambda *a: None))
+  training_max = max_training_reward(config, workdir)
   result = dict(
       step=int(step), task=config.task, episodes=len(solved), episodes_tried=episodes, context=context,
       predicted_steps=[int(len(p)) for p in pred],
@@ -164,7 +171,7 @@ def composition_report(workdir: str, step: int | None = None, episodes: int = 4,
   return result
 
 
-def plot_composition(true_count, pred, policy, training_max: float, path: str) -> str:
+def plot_composition(true_count, pred, policy, training_max: float | None, path: str) -> str:
   """One panel per episode: the true count of targets in goal, the reward the model predicts along the
   recorded actions and along the policy's, against the predicted step; the dataset's maximum dashed."""
   import matplotlib
@@ -175,7 +182,8 @@ def plot_composition(true_count, pred, policy, training_max: float, path: str) -
     ax.plot(true_count[i], label='targets in goal (true)')
     ax.plot(pred[i], label='predicted reward, recorded actions')
     ax.plot(policy[i], label='predicted reward, policy in the model')
-    ax.axhline(training_max, color='gray', linestyle='--', linewidth=1, label='max reward in the data')
+    if training_max is not None:
+      ax.axhline(training_max, color='gray', linestyle='--', linewidth=1, label='max reward in the data')
     ax.set_xlabel('steps after the third target')
     ax.set_title(f'episode {i}')
   axes[0][0].legend(fontsize=6)

@@ -1,7 +1,8 @@
 """One command per figure of the paper (`launch.figures`): run, or resume, exactly the runs a figure
 needs, one after the other, then draw it and write its numbers.
 
-Runs live in `<out>/runs/<domain>-<preset>/<variant>/<task>/seed<s>`; each is the main job
+Runs live in `<out>/runs/<domain>-<preset>[-<hash of --override values>]/<variant>/<task>/seed<s>`
+(runs with other overrides never mix with these); each is the main job
 (`python -m launch.main` in a subprocess, its log beside it as `seed<s>.log`), so a run interrupted
 in one session resumes in the next and a run finished for one figure serves every figure that
 needs it (the `full` variant is shared by the learning curves, the ablations, the data-size table
@@ -16,7 +17,9 @@ and the bound). Each figure writes `<out>/<figure>.png` and `<out>/<figure>.json
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -43,8 +46,12 @@ SUBSET_SIZES = {'metaworld': (2, 5, 10), 'kitchen': (100, 250, 300)}
 
 # --- runs --------------------------------------------------------------------------------------
 
-def workdir(out: str, domain: str, preset: str, variant: str, task: str, seed: int) -> str:
-  return os.path.join(out, 'runs', f'{domain}-{preset}', variant, task, f'seed{seed}')
+def workdir(out: str, domain: str, preset: str, variant: str, task: str, seed: int, extra: tuple[str, ...] = ()) -> str:
+  """A run's folder; runs with extra overrides (`--override`) get their own, named by a hash of them."""
+  group = f'{domain}-{preset}'
+  if extra:
+    group += '-' + hashlib.sha1('\n'.join(sorted(extra)).encode()).hexdigest()[:8]
+  return os.path.join(out, 'runs', group, variant, task, f'seed{seed}')
 
 
 def read_summary(path: str) -> dict | None:
@@ -94,6 +101,11 @@ def _row(summary: dict | None, evals: list[dict]) -> dict:
   if evals and 'eval/tasks_completed' in evals[-1]:
     row['final_tasks_completed'] = evals[-1]['eval/tasks_completed']
   return row
+
+
+def _nan(x):
+  """Missing values are drawn as gaps, not as zeros."""
+  return math.nan if x is None else x
 
 
 def _median(values):
@@ -157,7 +169,7 @@ def learning_curves(out, domain, preset, tasks, seeds, train=True, extra=(), log
   for i, task in enumerate(tasks):
     runs, rows = {}, {}
     for seed in seeds:
-      path = workdir(out, domain, preset, 'full', task, seed)
+      path = workdir(out, domain, preset, 'full', task, seed, extra)
       summary = run(domain, task, preset, seed, path, extra=extra, train=train, log=log)
       runs[seed] = read_evals(path)
       rows[seed] = _row(summary, runs[seed])
@@ -187,7 +199,7 @@ def ablations(out, domain, preset, tasks, seeds, train=True, extra=(), log=print
     for variant, overrides in ABLATIONS.items():
       runs, rows = {}, {}
       for seed in seeds:
-        path = workdir(out, domain, preset, variant, task, seed)
+        path = workdir(out, domain, preset, variant, task, seed, extra)
         summary = run(domain, task, preset, seed, path, overrides, extra=extra, train=train, log=log)
         runs[seed] = read_evals(path)
         rows[seed] = _row(summary, runs[seed])
@@ -202,7 +214,7 @@ def ablations(out, domain, preset, tasks, seeds, train=True, extra=(), log=print
   axes[0][0].set_ylabel('success rate')
   axes[0][0].legend(fontsize=7)
   names = list(ABLATIONS)
-  axes[0][-1].bar(range(len(names)), [_median(finals[v]) or 0.0 for v in names])
+  axes[0][-1].bar(range(len(names)), [_nan(_median(finals[v])) for v in names])
   axes[0][-1].set_xticks(range(len(names)), [LABELS[v] for v in names], rotation=30, fontsize=7)
   axes[0][-1].set_ylim(0, 1.05)
   axes[0][-1].set_title('final success (median)', fontsize=9)
@@ -213,31 +225,34 @@ def subset(out, domain, preset, tasks, seeds, train=True, extra=(), sizes=None, 
   """App. A.2: final success against the number of offline episodes trained on (`data.subset_episodes`;
   the full dataset's size is the `full` run)."""
   from configs import kitchen as kitchen_config, metaworld as metaworld_config
+  from moto_jax.training import config_check
   plt = _plt()
   sizes = tuple(sizes or SUBSET_SIZES[domain])
   fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(3.6 * (len(tasks) + 1), 3.2), squeeze=False)
   result = {'figure': 'subset', 'domain': domain, 'preset': preset, 'seeds': list(seeds), 'tasks': {}}
   for i, task in enumerate(tasks):
-    config = (kitchen_config if domain == 'kitchen' else metaworld_config).get_config(f'{task},{preset}')
+    config = (kitchen_config if domain == 'kitchen' else metaworld_config).get_config(f'{task},{preset}').unlock()
+    for item in extra:                                      # the overrides may change the dataset's size
+      config_check.override(config, item[len('--config.'):])
     total = config.data.num_episodes
     result['tasks'][task] = {}
-    for n in sizes:
+    for n in sorted({min(n, total) for n in sizes}):
       variant, overrides = ('full', {}) if n >= total else (f'subset{n}', {'data.subset_episodes': n})
       runs, rows = {}, {}
       for seed in seeds:
-        path = workdir(out, domain, preset, variant, task, seed)
+        path = workdir(out, domain, preset, variant, task, seed, extra)
         summary = run(domain, task, preset, seed, path, overrides, extra=extra, train=train, log=log)
         runs[seed] = read_evals(path)
         rows[seed] = _row(summary, runs[seed])
-      result['tasks'][task][str(min(n, total))] = {
+      result['tasks'][task][str(n)] = {
           'seeds': rows, 'median_final_success': _median([r.get('final_success_rate') for r in rows.values()])}
-      _curves(axes[0][i], runs, label=f'{min(n, total)} episodes')
+      _curves(axes[0][i], runs, label=f'{n} episodes' + (' (all)' if n == total else ''))
     axes[0][i].set_title(task, fontsize=9)
     axes[0][i].set_ylim(-0.05, 1.05)
     axes[0][i].set_xlabel('env steps (0 = offline end)', fontsize=8)
     axes[0][i].legend(fontsize=7)
     xs = [int(k) for k in result['tasks'][task]]
-    axes[0][-1].plot(xs, [result['tasks'][task][str(x)]['median_final_success'] or 0.0 for x in xs], marker='o',
+    axes[0][-1].plot(xs, [_nan(result['tasks'][task][str(x)]['median_final_success']) for x in xs], marker='o',
                      label=task)
   axes[0][0].set_ylabel('success rate')
   axes[0][-1].set_xlabel('offline episodes')
@@ -250,28 +265,21 @@ def subset(out, domain, preset, tasks, seeds, train=True, extra=(), sizes=None, 
 def bound(out, domain, preset, tasks, seeds, train=True, extra=(), log=print):
   """App. B / Fig. 6: per task and seed, the discounted return gap J(expert) - J(agent) and the bound
   2 lambda_u eps_hat of Eq. 12 against env steps (logged at every evaluation of the `full` runs)."""
+  from moto_jax.training.bound import draw_bound
   plt = _plt()
   pairs = [(t, s) for t in tasks for s in seeds]
   fig, axes = plt.subplots(1, len(pairs), figsize=(4.0 * len(pairs), 3.2), squeeze=False)
   result = {'figure': 'bound', 'domain': domain, 'preset': preset, 'runs': {}}
   for ax, (task, seed) in zip(axes[0], pairs):
-    path = workdir(out, domain, preset, 'full', task, seed)
+    path = workdir(out, domain, preset, 'full', task, seed, extra)
     run(domain, task, preset, seed, path, extra=extra, train=train, log=log)
-    rows = [e for e in read_evals(path) if 'bound/estimate' in e]
+    rows = draw_bound(ax, read_evals(path), estimate_axis=False)
     keys = ('env_steps', 'bound/return_gap', 'bound/bound', 'bound/estimate', 'bound/expert_return',
             'bound/agent_return', 'eval/success_rate')
     result['runs'][f'{task}/seed{seed}'] = {
         'evaluations': [{k: e[k] for k in keys if k in e} for e in rows],
         'gap_within_bound': (sum(e['bound/return_gap'] <= e['bound/bound'] for e in rows) / len(rows)) if rows else None}
-    xs = [e['env_steps'] for e in rows]
-    ax.plot(xs, [e['bound/return_gap'] for e in rows], marker='o', label='J(expert) - J(agent)')
-    ax.plot(xs, [e['bound/bound'] for e in rows], marker='s', label='2 lambda_u eps_hat (Eq. 12)')
-    ax.axvline(0, color='gray', linestyle='--', linewidth=1)
-    ax.set_title(f'{task}, seed {seed}', fontsize=9)
-    ax.set_xlabel('env steps (0 = offline end)', fontsize=8)
-    ax.grid(alpha=0.3)
-  axes[0][0].set_ylabel('discounted return')
-  axes[0][0].legend(fontsize=7)
+    ax.set_title(f'{task}, seed {seed}' + ('' if rows else ' (no run on disk)'), fontsize=9)
   return _write(out, 'bound', result, fig)
 
 
@@ -281,9 +289,13 @@ def composition(out, domain, preset, tasks, seeds, train=True, extra=(), log=pri
   from moto_jax.analysis.composition import composition_report
   if domain != 'kitchen' or list(tasks) != ['partial']:
     raise ValueError("The composition figure reads a Kitchen 'partial' run: --domain=kitchen --tasks=partial")
-  path = workdir(out, domain, preset, 'full', 'partial', seeds[0])
+  path = workdir(out, domain, preset, 'full', 'partial', seeds[0], extra)
   if run(domain, 'partial', preset, seeds[0], path, extra=extra, train=train, log=log) is None:
-    raise RuntimeError(f'The Kitchen partial run in {path} has not finished (see {path}.log)')
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 1.5))
+    ax.axis('off')
+    ax.text(0.5, 0.5, f'The Kitchen partial run has not finished:\n{path}', ha='center', va='center', fontsize=8)
+    return _write(out, 'composition', {'figure': 'composition', 'run': path, 'finished': False}, fig)
   report = composition_report(path, log=log)
   result = {'figure': 'composition', 'run': path, **report}
   result['png'] = shutil.copyfile(report['png'], os.path.join(out, 'composition.png'))

@@ -11,8 +11,8 @@ rolled forward by the current model with the expert's recorded actions, and
 
     eps_hat = 1/(N K) sum_{i, k} sum_{h=0}^{H-1} gamma^h u(zhat^{i,k}_h, a^i_{k+h+1}),
 
-H = L - K for episodes of L steps (every row rolls as far as the shortest remaining stretch
-allows; steps past an episode's end are masked). The prior steps sample a random ensemble head per
+H = L - K for episodes of L frames (the reset included; padded to the longest, steps past an
+episode's end are masked). The prior steps sample a random ensemble head per
 row and step, as the imagination of Sec. 4 does; the posterior takes the most likely class.
 
 At each evaluation the main job logs, in `metrics.jsonl` (`phase` eval, `bound/*`): the expert's and
@@ -34,8 +34,8 @@ from moto_jax.networks import layers
 
 def discounted_return(reward: np.ndarray, gamma: float) -> float:
   """sum_{i>=1} gamma^(i-1) r_i of one episode (reward[0] belongs to the reset)."""
-  r = np.asarray(reward, np.float64)[1:]
-  return float(np.sum(gamma ** np.arange(len(r)) * r))
+  from moto_jax.training.diagnostics import discounted_returns
+  return float(discounted_returns(np.asarray(reward, np.float64), gamma)[0]) if len(reward) > 1 else 0.0
 
 
 def rollout_uncertainty(img_step: Callable, ensemble: int, start, actions: jax.Array, valid: jax.Array,
@@ -114,7 +114,9 @@ class UncertaintyBound:
     self.parts, self.seeds = parts, list(seeds)
     cfg = parts.config
     self.gamma, self.starts = cfg.agent.gamma, cfg.train.bound_starts
-    self.penalty_scale = cfg.agent.penalty_scale
+    # lambda_u as the losses use it (0 in DreamerV2 mode, which has no penalty).
+    from moto_jax.agent.actor_critic_loss import loss_settings
+    self.penalty_scale = loss_settings(cfg.agent).actor['penalty_scale']
     self._fn = make_estimate_fn(parts.nets, self.starts, self.gamma)
     self._batch = None
     self.expert_returns = None
@@ -144,27 +146,37 @@ class UncertaintyBound:
             'bound/disagreement': float(out['disagreement'])}
 
 
+def draw_bound(ax, evals: list[dict], estimate_axis: bool = True) -> list[dict]:
+  """Draws the return gap and the bound (and eps_hat on a right axis) of the evaluation records that
+  have them against env steps on `ax`; returns those records."""
+  rows = [e for e in evals if 'bound/estimate' in e]
+  steps = [e['env_steps'] for e in rows]
+  ax.plot(steps, [e['bound/return_gap'] for e in rows], marker='o', label='J(expert) - J(agent)')
+  ax.plot(steps, [e['bound/bound'] for e in rows], marker='s', label='2 lambda_u eps_hat (Eq. 12 bound)')
+  ax.axvline(0, color='gray', linestyle='--', linewidth=1)
+  ax.set_xlabel('environment steps (0 = end of offline pre-training)', fontsize=8)
+  ax.set_ylabel('discounted return')
+  ax.grid(alpha=0.3)
+  lines = ax.get_lines()[:2]
+  if estimate_axis:
+    right = ax.twinx()
+    right.plot(steps, [e['bound/estimate'] for e in rows], color='gray', linestyle=':', marker='.',
+               label='eps_hat (right axis)')
+    right.set_ylabel('eps_hat: discounted disagreement')
+    lines = lines + right.get_lines()
+  ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc='upper right')
+  return rows
+
+
 def plot_bound(evals: list[dict], path: str, title: str = '') -> str | None:
   """The return gap and Eq. 12's estimate against env steps (the paper's Fig. 6); None without data."""
-  rows = [e for e in evals if 'bound/estimate' in e]
-  if not rows:
+  if not any('bound/estimate' in e for e in evals):
     return None
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
-  steps = [e['env_steps'] for e in rows]
   fig, ax = plt.subplots(figsize=(6, 3.8))
-  ax.plot(steps, [e['bound/return_gap'] for e in rows], marker='o', label='J(expert) - J(agent)')
-  ax.plot(steps, [e['bound/bound'] for e in rows], marker='s', label='2 lambda_u eps_hat (Eq. 12 bound)')
-  ax.set_xlabel('environment steps (0 = end of offline pre-training)')
-  ax.set_ylabel('discounted return')
-  ax.grid(alpha=0.3)
-  right = ax.twinx()
-  right.plot(steps, [e['bound/estimate'] for e in rows], color='gray', linestyle=':', marker='.',
-             label='eps_hat (right axis)')
-  right.set_ylabel('eps_hat: discounted disagreement')
-  lines = ax.get_lines() + right.get_lines()
-  ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc='upper right')
+  draw_bound(ax, evals)
   ax.set_title(title or 'Uncertainty bound (App. B)')
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -86,6 +86,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(train.bound_episodes >= 0, 'train.bound_episodes', train.bound_episodes, 'expected >= 0')
   _require(1 <= train.bound_starts < env.episode_length, 'train.bound_starts', train.bound_starts,
            f'expected 1 .. env.episode_length - 1 = {env.episode_length - 1}')
+  if train.bound_episodes and train.eval_episodes:
+    _require(train.bound_episodes <= train.eval_episodes, 'train.bound_episodes', train.bound_episodes,
+             f'expected at most train.eval_episodes={train.eval_episodes} (the expert runs from their start seeds)')
   if train.bound_episodes:
     suite = suites.get(config.domain)
     _require(suite.has_expert(), 'train.bound_episodes', train.bound_episodes,

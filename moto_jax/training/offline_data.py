@@ -75,8 +75,9 @@ def subset(config, directory: str, workdir: str, log=print) -> list[str] | None:
     with open(path) as f:
       recorded = json.load(f)['episodes']
     if recorded != names:
-      raise ValueError(f'{path} records a different offline subset than {directory} gives now (was the '
-                       f'dataset changed?); move the workdir or restore the dataset')
+      raise ValueError(f'{path} records a different offline subset than config.data.subset_episodes={n}, '
+                       f'config.seed={config.seed} and {directory} give now (one of them changed since the run '
+                       f'started); restore them, or start the run in another workdir')
   else:
     os.makedirs(workdir, exist_ok=True)
     with open(path, 'w') as f:

@@ -8,9 +8,10 @@ resumed run draws what the uninterrupted run drew (training/loop.py).
 * NumPy generators: the batch of gradient step s is drawn from `[config.seed, s]` (plus the retry
   count after a skipped update, plus `HOST_BATCH + process index` on several hosts); the other NumPy
   streams are `[config.seed, <stream>, ...]`. These share one entropy space: `[seed, 11]`
-  (REFIT_EPISODES) is also the batch entropy of gradient step 11, `[seed, 13]` (OFFLINE_SUBSET) that of step 13. The two draws serve unrelated
-  purposes (which offline episodes a refit holds; which windows one update sees), so nothing
-  depends on it; the values are kept so that runs stay reproducible across versions.
+  (REFIT_EPISODES) is also the batch entropy of gradient step 11, and `[seed, 13]` (OFFLINE_SUBSET)
+  that of step 13. The draws serve unrelated purposes (which offline episodes a refit holds or a run
+  trains on; which windows one update sees), so nothing depends on it; the values are kept so that
+  runs stay reproducible across versions.
 * Environment starts: evaluation episode k starts from `episode_seed(config.seed, EVAL_STARTS + k)`,
   exploring episode i from `episode_seed(config.seed + EXPLORE_SEED, i)`.
 """
