@@ -103,6 +103,20 @@ def _row(summary: dict | None, evals: list[dict]) -> dict:
   return row
 
 
+def _variant(out, domain, preset, variant, task, seeds, overrides=None, extra=(), train=True, log=print):
+  """Runs (or reads) one variant of one task over the seeds: (evaluations by seed, its JSON entry)."""
+  runs, rows = {}, {}
+  for seed in seeds:
+    path = workdir(out, domain, preset, variant, task, seed, extra)
+    summary = run(domain, task, preset, seed, path, overrides, extra=extra, train=train, log=log)
+    runs[seed] = read_evals(path)
+    rows[seed] = _row(summary, runs[seed])
+  entry = {'seeds': rows, 'median_final_success': _median([r.get('final_success_rate') for r in rows.values()])}
+  if overrides:
+    entry['overrides'] = overrides
+  return runs, entry
+
+
 def _nan(x):
   """Missing values are drawn as gaps, not as zeros."""
   return math.nan if x is None else x
@@ -167,14 +181,7 @@ def learning_curves(out, domain, preset, tasks, seeds, train=True, extra=(), log
                            squeeze=False)
   result = {'figure': name or domain, 'domain': domain, 'preset': preset, 'seeds': list(seeds), 'tasks': {}}
   for i, task in enumerate(tasks):
-    runs, rows = {}, {}
-    for seed in seeds:
-      path = workdir(out, domain, preset, 'full', task, seed, extra)
-      summary = run(domain, task, preset, seed, path, extra=extra, train=train, log=log)
-      runs[seed] = read_evals(path)
-      rows[seed] = _row(summary, runs[seed])
-    result['tasks'][task] = {'seeds': rows,
-                             'median_final_success': _median([r.get('final_success_rate') for r in rows.values()])}
+    runs, result['tasks'][task] = _variant(out, domain, preset, 'full', task, seeds, None, extra, train, log)
     _curves(axes[0][i], runs)
     axes[0][i].set_title(task, fontsize=9)
     axes[0][i].set_ylim(-0.05, 1.05)
@@ -197,15 +204,8 @@ def ablations(out, domain, preset, tasks, seeds, train=True, extra=(), log=print
   for i, task in enumerate(tasks):
     result['tasks'][task] = {}
     for variant, overrides in ABLATIONS.items():
-      runs, rows = {}, {}
-      for seed in seeds:
-        path = workdir(out, domain, preset, variant, task, seed, extra)
-        summary = run(domain, task, preset, seed, path, overrides, extra=extra, train=train, log=log)
-        runs[seed] = read_evals(path)
-        rows[seed] = _row(summary, runs[seed])
-      result['tasks'][task][variant] = {'overrides': overrides, 'seeds': rows,
-                                        'median_final_success': _median([r.get('final_success_rate')
-                                                                         for r in rows.values()])}
+      runs, result['tasks'][task][variant] = _variant(out, domain, preset, variant, task, seeds, overrides,
+                                                      extra, train, log)
       finals.setdefault(variant, []).append(result['tasks'][task][variant]['median_final_success'])
       _curves(axes[0][i], runs, label=LABELS[variant])
     axes[0][i].set_title(task, fontsize=9)
@@ -238,14 +238,8 @@ def subset(out, domain, preset, tasks, seeds, train=True, extra=(), sizes=None, 
     result['tasks'][task] = {}
     for n in sorted({min(n, total) for n in sizes}):
       variant, overrides = ('full', {}) if n >= total else (f'subset{n}', {'data.subset_episodes': n})
-      runs, rows = {}, {}
-      for seed in seeds:
-        path = workdir(out, domain, preset, variant, task, seed, extra)
-        summary = run(domain, task, preset, seed, path, overrides, extra=extra, train=train, log=log)
-        runs[seed] = read_evals(path)
-        rows[seed] = _row(summary, runs[seed])
-      result['tasks'][task][str(n)] = {
-          'seeds': rows, 'median_final_success': _median([r.get('final_success_rate') for r in rows.values()])}
+      runs, result['tasks'][task][str(n)] = _variant(out, domain, preset, variant, task, seeds, overrides,
+                                                     extra, train, log)
       _curves(axes[0][i], runs, label=f'{n} episodes' + (' (all)' if n == total else ''))
     axes[0][i].set_title(task, fontsize=9)
     axes[0][i].set_ylim(-0.05, 1.05)
