@@ -267,7 +267,7 @@ def bound(out, domain, preset, tasks, seeds, train=True, extra=(), log=print):
   for ax, (task, seed) in zip(axes[0], pairs):
     path = workdir(out, domain, preset, 'full', task, seed, extra)
     run(domain, task, preset, seed, path, extra=extra, train=train, log=log)
-    rows = draw_bound(ax, read_evals(path), estimate_axis=False)
+    rows = draw_bound(ax, read_evals(path))
     keys = ('env_steps', 'bound/return_gap', 'bound/bound', 'bound/estimate', 'bound/expert_return',
             'bound/agent_return', 'eval/success_rate')
     result['runs'][f'{task}/seed{seed}'] = {

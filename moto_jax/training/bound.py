@@ -146,9 +146,9 @@ class UncertaintyBound:
             'bound/disagreement': float(out['disagreement'])}
 
 
-def draw_bound(ax, evals: list[dict], estimate_axis: bool = True) -> list[dict]:
-  """Draws the return gap and the bound (and eps_hat on a right axis) of the evaluation records that
-  have them against env steps on `ax`; returns those records."""
+def draw_bound(ax, evals: list[dict]) -> list[dict]:
+  """Draws the return gap and the bound 2 lambda_u eps_hat of the evaluation records that have them
+  against env steps on `ax` (eps_hat itself is in the records); returns those records."""
   rows = [e for e in evals if 'bound/estimate' in e]
   steps = [e['env_steps'] for e in rows]
   ax.plot(steps, [e['bound/return_gap'] for e in rows], marker='o', label='J(expert) - J(agent)')
@@ -157,14 +157,8 @@ def draw_bound(ax, evals: list[dict], estimate_axis: bool = True) -> list[dict]:
   ax.set_xlabel('environment steps (0 = end of offline pre-training)', fontsize=8)
   ax.set_ylabel('discounted return')
   ax.grid(alpha=0.3)
-  lines = ax.get_lines()[:2]
-  if estimate_axis:
-    right = ax.twinx()
-    right.plot(steps, [e['bound/estimate'] for e in rows], color='gray', linestyle=':', marker='.',
-               label='eps_hat (right axis)')
-    right.set_ylabel('eps_hat: discounted disagreement')
-    lines = lines + right.get_lines()
-  ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc='upper right')
+  ax.set_ylim(bottom=min(0.0, *[e['bound/return_gap'] for e in rows]) if rows else 0.0)
+  ax.legend(fontsize=7, loc='best')
   return rows
 
 
