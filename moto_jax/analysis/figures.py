@@ -256,24 +256,38 @@ def subset(out, domain, preset, tasks, seeds, train=True, extra=(), sizes=None, 
   return _write(out, 'subset', result, fig)
 
 
+def _subset_variants(out, domain, preset, task, seed, extra) -> list[str]:
+  """The `subset<N>` runs of a task and seed on disk (the `subset` figure's), smallest N first."""
+  group = os.path.dirname(os.path.dirname(os.path.dirname(workdir(out, domain, preset, 'full', task, seed, extra))))
+  found = [v for v in (os.listdir(group) if os.path.isdir(group) else [])
+           if v.startswith('subset') and v[6:].isdigit()
+           and os.path.isdir(workdir(out, domain, preset, v, task, seed, extra))]
+  return sorted(found, key=lambda v: int(v[6:]))
+
+
 def bound(out, domain, preset, tasks, seeds, train=True, extra=(), log=print):
   """App. B / Fig. 6: per task and seed, the discounted return gap J(expert) - J(agent) and the bound
-  2 lambda_u eps_hat of Eq. 12 against env steps (logged at every evaluation of the `full` runs)."""
+  2 lambda_u eps_hat of Eq. 12 against env steps (logged at every evaluation) of the `full` run, and
+  of the `subset` figure's runs with fewer offline episodes where they are on disk (not trained here)."""
   from moto_jax.training.bound import draw_bound
   plt = _plt()
-  pairs = [(t, s) for t in tasks for s in seeds]
-  fig, axes = plt.subplots(1, len(pairs), figsize=(4.0 * len(pairs), 3.2), squeeze=False)
+  panels = [(t, s, v) for t in tasks for s in seeds
+            for v in _subset_variants(out, domain, preset, t, s, extra) + ['full']]
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.2), squeeze=False)
   result = {'figure': 'bound', 'domain': domain, 'preset': preset, 'runs': {}}
-  for ax, (task, seed) in zip(axes[0], pairs):
-    path = workdir(out, domain, preset, 'full', task, seed, extra)
-    run(domain, task, preset, seed, path, extra=extra, train=train, log=log)
+  for ax, (task, seed, variant) in zip(axes[0], panels):
+    path = workdir(out, domain, preset, variant, task, seed, extra)
+    if variant == 'full':
+      run(domain, task, preset, seed, path, extra=extra, train=train, log=log)
     rows = draw_bound(ax, read_evals(path))
     keys = ('env_steps', 'bound/return_gap', 'bound/bound', 'bound/estimate', 'bound/expert_return',
             'bound/agent_return', 'eval/success_rate')
-    result['runs'][f'{task}/seed{seed}'] = {
+    name = f'{task}/seed{seed}' + ('' if variant == 'full' else f'/{variant}')
+    result['runs'][name] = {
         'evaluations': [{k: e[k] for k in keys if k in e} for e in rows],
         'gap_within_bound': (sum(e['bound/return_gap'] <= e['bound/bound'] for e in rows) / len(rows)) if rows else None}
-    ax.set_title(f'{task}, seed {seed}' + ('' if rows else ' (no run on disk)'), fontsize=9)
+    label = 'all offline episodes' if variant == 'full' else f'{variant[6:]} offline episodes'
+    ax.set_title(f'{task}, seed {seed}, {label}' + ('' if rows else ' (no run on disk)'), fontsize=9)
   return _write(out, 'bound', result, fig)
 
 
