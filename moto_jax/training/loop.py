@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import time
 
 import jax
@@ -39,40 +38,9 @@ from moto_jax.training import checkpoint as ckpt_lib
 from moto_jax.training import bound as bound_lib
 from moto_jax.training import config_check, diagnostics, evaluation, offline_data, refits, streams
 from moto_jax.training.logger import MetricWriter, read_metrics, truncate_metrics
+from moto_jax.training.stopping import DiskFullError, NonFiniteError, _StopRequested  # noqa: F401 (re-exported)
 
 BATCH_KEYS = ep_lib.STEP_KEYS + ('bc_weight',)
-
-
-class DiskFullError(OSError):
-  """The disk filled up; the message says what was being written and where the run resumes."""
-
-
-class NonFiniteError(RuntimeError):
-  """Too many consecutive updates with non-finite losses."""
-
-
-class _StopRequested:
-  """Turns SIGINT/SIGTERM into a flag the loop checks between steps."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = {}
-
-  def __enter__(self):
-    for sig in (signal.SIGINT, signal.SIGTERM):
-      self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.requested:       # a second signal: stop now
-      raise KeyboardInterrupt
-    self.requested = True
-    tqdm.tqdm.write(f'Received {signal.Signals(signum).name}: checkpointing and exiting.')
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
 
 
 class Trainer:

@@ -1,0 +1,65 @@
+"""Offline data a run trains on: the seeded subset of App. A.2, and resuming runs recorded before
+a config field existed."""
+import json
+
+import pytest
+from configs import metaworld as mw_config
+
+from moto_jax.training import config_check
+
+
+@pytest.fixture
+def cache(tmp_path_factory):
+  return tmp_path_factory.mktemp('cache')
+
+
+def debug_config(cache_dir):
+  c = mw_config.get_config('drawer-open,debug').unlock()
+  c.data.cache_dir = str(cache_dir)
+  return c.lock()
+
+
+def test_offline_subset_is_seeded_recorded_and_checked_on_resume(cache, tmp_path):
+  from moto_jax.training import offline_data
+  config = debug_config(cache).unlock()
+  config.data.num_episodes = 3
+  config.data.subset_episodes = 2
+  directory = offline_data.resolve(config, log=lambda *a: None)
+  names = offline_data.subset(config, directory, str(tmp_path), log=lambda *a: None)
+  assert len(names) == 2 and len(set(names)) == 2 and names == sorted(names)
+  recorded = json.load(open(tmp_path / offline_data.SUBSET_FILE))
+  assert recorded['episodes'] == names and recorded['of'] == 3 and recorded['seed'] == config.seed
+  assert offline_data.subset(config, directory, str(tmp_path), log=lambda *a: None) == names   # resume
+  # The subset is not part of what the dataset's cache key hashes: the same dataset serves every size.
+  full = config.copy_and_resolve_references()
+  full.data.subset_episodes = 0
+  assert offline_data.cache_path(full) == offline_data.cache_path(config)
+  assert offline_data.subset(full, directory, str(tmp_path / 'all'), log=lambda *a: None) is None
+  # Other seeds draw other subsets (3 choose 2: seeds 0..9 cannot all agree).
+  draws = {}
+  for seed in range(10):
+    other = config.copy_and_resolve_references()
+    other.seed = seed
+    draws[seed] = offline_data.subset(other, directory, str(tmp_path / f's{seed}'), log=lambda *a: None)
+  bad = config.copy_and_resolve_references()
+  bad.seed = next(seed for seed, drawn in draws.items() if drawn != names)
+  with pytest.raises(ValueError, match='records a different offline subset'):
+    offline_data.subset(bad, directory, str(tmp_path), log=lambda *a: None)
+  config.data.subset_episodes = 4
+  with pytest.raises(ValueError, match='subset_episodes=4, but .* holds only 3 episodes'):
+    offline_data.subset(config, directory, str(tmp_path / 'big'), log=lambda *a: None)
+  # The store loads only the subset.
+  from moto_jax.data.store import EpisodeStore
+  store = EpisodeStore(8, image_shape=(64, 64, 3), action_dim=4)
+  assert store.load_directory(directory, names=names) == 2
+
+
+def test_runs_recorded_before_a_field_was_added_resume_when_it_keeps_their_behaviour():
+  old = {'data': {'dir': ''}, 'train': {'env_steps': 30}}
+  new = {'data': {'dir': '', 'subset_episodes': 0}, 'train': {'env_steps': 30, 'bound_episodes': 10,
+                                                              'bound_starts': 5}}
+  assert config_check.config_diff(old, new) == []
+  new['data']['subset_episodes'] = 2                       # would train on other data: a difference
+  assert config_check.config_diff(old, new) == ['data.subset_episodes']
+  # Recorded with the field, any change counts.
+  assert config_check.config_diff(new, {**new, 'train': {**new['train'], 'bound_episodes': 0}}) == ['train.bound_episodes']
