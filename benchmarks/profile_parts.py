@@ -7,7 +7,7 @@ scan (observe), the prior ensemble heads with the KL, the whole world-model loss
 runs on the default mesh, batch axis sharded, the way the update runs it. Printed side by side with
 the machine's matmul roofline measured in the same run.
 
-  python benchmarks/profile_parts.py --preset=small [--batch=16 --seq=32] [--steps=5]
+  python benchmarks/profile_parts.py --preset=small [--batch=16 --seq=32] [--steps=5] [--set FIELD=VALUE]
 
 The per-part times do not add up to the full update exactly: XLA fuses across parts in the full step.
 """
@@ -32,6 +32,7 @@ from moto_jax import agent  # noqa: E402
 from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
 from moto_jax.agent.world_model_loss import kl_balance  # noqa: E402
 from moto_jax.networks import conv, layers  # noqa: E402
+from moto_jax.training import config_check  # noqa: E402
 
 
 def time_fn(fn, args, steps: int) -> tuple[float, float, float]:
@@ -53,8 +54,12 @@ def main():
   parser.add_argument('--batch', type=int, default=0, help='0: the preset batch size')
   parser.add_argument('--seq', type=int, default=0, help='0: the preset sequence length')
   parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
+                      help='config override, e.g. --set model.decoder.impl=phases (repeatable)')
   args = parser.parse_args()
-  config = metaworld.get_config(f'drawer-open,{args.preset}')
+  config = metaworld.get_config(f'drawer-open,{args.preset}').unlock()
+  for item in args.set:
+    config_check.override(config, item)
   b, t = args.batch or config.train.batch_size, args.seq or config.train.seq_len
   mesh = agent.default_mesh()
   rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))

@@ -130,6 +130,10 @@ def test_patch_conv_equals_flax_conv(shape, kernel, stride, padding):
   p_ref = ref.init(jax.random.key(1), x)
   for impl in conv.IMPLS:
     mod = conv.Conv(6, (kernel, kernel), strides=(stride, stride), padding=padding, impl=impl)
+    if impl == 'phases' and (stride, padding) == (2, 'SAME'):
+      with pytest.raises(ValueError, match='stride-2 VALID'):
+        mod.init(jax.random.key(1), x)
+      continue
     p = mod.init(jax.random.key(1), x)
     chex.assert_trees_all_equal(p, p_ref)
     p = jax.tree.map(lambda a: a + 0.1, p)                  # a non-zero bias
@@ -141,15 +145,56 @@ def test_patch_conv_equals_flax_conv(shape, kernel, stride, padding):
     conv.Conv(6, (3, 3), impl='fft').init(jax.random.key(1), x)
 
 
+@pytest.mark.parametrize('size,kernel', [(31, 4), (14, 4), (64, 4), (15, 6), (9, 2)])
+def test_stride2_phase_conv_equals_strided_conv(size, kernel):
+  """The space-to-depth form of a stride-2 VALID conv: same outputs and gradients, odd sizes too."""
+  x = jax.random.normal(jax.random.key(0), (2, size, size + 1, 5))
+  w = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 7))
+  ref = lambda a, b: jax.lax.conv_general_dilated(a, b, (2, 2), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  out = conv.conv_stride2_phases(x, w)
+  chex.assert_shape(out, ref(x, w).shape)
+  np.testing.assert_allclose(out, ref(x, w), atol=1e-4)
+  loss = lambda f: (lambda a, b: jnp.sum(jnp.sin(f(a, b))))
+  chex.assert_trees_all_close(jax.grad(loss(conv.conv_stride2_phases), (0, 1))(x, w),
+                              jax.grad(loss(ref), (0, 1))(x, w), atol=1e-3)
+  with pytest.raises(ValueError, match='even'):
+    conv.conv_stride2_phases(x, jnp.zeros((3, 3, 5, 7)))
+
+
+@pytest.mark.parametrize('size,kernel', [(4, 4), (7, 4), (8, 6), (5, 2), (16, 8)])
+def test_transpose_phase_conv_equals_flax_conv_transpose(size, kernel):
+  """conv.ConvTranspose in every impl has nn.ConvTranspose's parameters, outputs and gradients."""
+  import flax.linen as nn
+  x = jax.random.normal(jax.random.key(0), (2, size, size + 1, 5))
+  ref = nn.ConvTranspose(6, (kernel, kernel), strides=(2, 2), padding='SAME')
+  init = ref.init(jax.random.key(1), x)
+  p_ref = jax.tree.map(lambda a: a + 0.1, init)                     # a non-zero bias
+  for impl in conv.IMPLS:
+    mod = conv.ConvTranspose(6, (kernel, kernel), impl=impl)
+    chex.assert_trees_all_equal(mod.init(jax.random.key(1), x), init)
+    out = mod.apply(p_ref, x)
+    chex.assert_shape(out, (2, 2 * size, 2 * size + 2, 6))
+    np.testing.assert_allclose(out, ref.apply(p_ref, x), atol=1e-5)
+    g = jax.grad(lambda q, y: jnp.sum(jnp.sin(mod.apply(q, y))), argnums=(0, 1))(p_ref, x)
+    g_ref = jax.grad(lambda q, y: jnp.sum(jnp.sin(ref.apply(q, y))), argnums=(0, 1))(p_ref, x)
+    chex.assert_trees_all_close(g, g_ref, atol=1e-4)
+  with pytest.raises(ValueError, match='impl'):
+    conv.ConvTranspose(6, (4, 4), impl='fft').init(jax.random.key(1), x)
+
+
 def test_encoder_decoder_impls_agree():
   image = jax.random.randint(jax.random.key(0), (3, 64, 64, 3), 0, 256).astype(jnp.uint8)
   enc = [conv.Encoder(depth=4, impl=i) for i in conv.IMPLS]
   p = enc[0].init(jax.random.key(1), image)
-  np.testing.assert_allclose(enc[1].apply(p, image), enc[0].apply(p, image), atol=1e-4)
+  for e in enc[1:]:
+    np.testing.assert_allclose(e.apply(p, image), enc[0].apply(p, image), atol=1e-4)
   feat = jax.random.normal(jax.random.key(2), (3, 20))
-  dec = [conv.Decoder(kind='subpixel', depth=4, impl=i) for i in conv.IMPLS]
-  p = dec[0].init(jax.random.key(1), feat)
-  np.testing.assert_allclose(dec[1].apply(p, feat), dec[0].apply(p, feat), atol=1e-4)
+  for kind in ('subpixel', 'transpose'):
+    dec = [conv.Decoder(kind=kind, depth=4, impl=i) for i in conv.IMPLS]
+    p = dec[0].init(jax.random.key(1), feat)
+    for d in dec[1:]:
+      chex.assert_trees_all_equal_shapes(d.init(jax.random.key(1), feat), p)
+      np.testing.assert_allclose(d.apply(p, feat), dec[0].apply(p, feat), atol=1e-4)
 
 
 # The categorical KL and entropy are distrax's; checked here against their defining sums. The

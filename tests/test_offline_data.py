@@ -63,3 +63,11 @@ def test_runs_recorded_before_a_field_was_added_resume_when_it_keeps_their_behav
   assert config_check.config_diff(old, new) == ['data.subset_episodes']
   # Recorded with the field, any change counts.
   assert config_check.config_diff(new, {**new, 'train': {**new['train'], 'bound_episodes': 0}}) == ['train.bound_episodes']
+
+
+def test_a_run_resumes_with_another_convolution_form_but_not_another_convolution():
+  old = {'model': {'encoder': {'impl': 'xla', 'depth': 8}, 'decoder': {'impl': 'xla', 'kind': 'transpose'}}}
+  new = {'model': {'encoder': {'impl': 'patches', 'depth': 8}, 'decoder': {'impl': 'phases', 'kind': 'transpose'}}}
+  assert config_check.config_diff(old, new) == []
+  new['model']['decoder']['kind'] = 'subpixel'            # another function: a difference
+  assert config_check.config_diff(old, new) == ['model.decoder.kind']

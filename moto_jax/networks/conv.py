@@ -40,7 +40,70 @@ def depth_to_space(x: jax.Array, block: int) -> jax.Array:
   return x.reshape(n, h * block, w * block, out)
 
 
-IMPLS = ('xla', 'patches')
+IMPLS = ('xla', 'patches', 'phases')
+
+
+def space_to_depth(x: jax.Array, block: int) -> jax.Array:
+  """[N, H * b, W * b, C] -> [N, H, W, b * b * C]; channel (r, s, c) holds x[b*i + r, b*j + s, c]."""
+  n, h, w, c = x.shape
+  x = x.reshape(n, h // block, block, w // block, block, c)
+  return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // block, w // block, block * block * c)
+
+
+def _conv(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def conv_stride2_phases(x: jax.Array, kernel: jax.Array, patches: bool = False) -> jax.Array:
+  """`conv_general_dilated(x, kernel, strides 2, 'VALID')` for an even kernel, as one stride-1 conv.
+
+  y[o] = sum_k x[2o + k] w[k] = sum_{t, r} X[o + t, r] w[2t + r] with X = space_to_depth(x, 2):
+  a (k/2) x (k/2) stride-1 convolution over the 4 input phases. The same function; its gradients
+  are stride-1 convolutions too (the strided form's input gradient is an input-dilated
+  convolution, which XLA:CPU computes on the inserted zeros). Args: x [N, H, W, C]; kernel [k, k, C, C'].
+  """
+  k, k2, cin, cout = kernel.shape
+  if k != k2 or k % 2:
+    raise ValueError(f'conv_stride2_phases: kernel {kernel.shape[:2]} must be square with an even size')
+  _, h, w, _ = x.shape
+  ho, wo = (h - k) // 2 + 1, (w - k) // 2 + 1
+  x = x[:, :2 * ho + k - 2, :2 * wo + k - 2]          # the rows and columns the strided conv reads
+  t = k // 2
+  v = kernel.reshape(t, 2, t, 2, cin, cout).transpose(0, 2, 1, 3, 4, 5).reshape(t, t, 4 * cin, cout)
+  x = space_to_depth(x, 2)
+  return conv_patches(x, v, 1, 'VALID') if patches else _conv(x, v, 'VALID')
+
+
+def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False) -> jax.Array:
+  """`lax.conv_transpose(x, kernel, strides 2, 'SAME')` (flax `nn.ConvTranspose`) for an even kernel.
+
+  Output row 2i + a (phase a) is sum_t x[i + lo_a + t] w[p_a + 2t], t < k/2: each phase is a
+  (k/2)-tap stride-1 convolution of x. All four (row, column) phases come from one stride-1
+  convolution to 4 C' channels, then depth-to-space. The same function without the transposed
+  form's inserted zeros (4x its FLOPs on XLA:CPU). Args: x [N, H, W, C]; kernel [k, k, C, C'];
+  patches: compute the stride-1 convolution as `conv_patches` (its kernel gradient a matrix product).
+  """
+  k, k2, cin, cout = kernel.shape
+  if k != k2 or k % 2:
+    raise ValueError(f'conv_transpose_phases: kernel {kernel.shape[:2]} must be square with an even size')
+  t, pad = k // 2, k // 2                             # lax pads the dilated input by k/2 for SAME
+  first = [(pad - a) % 2 for a in (0, 1)]             # first kernel tap of phase a
+  lo = [(a + first[a] - pad) // 2 for a in (0, 1)]    # input offset of that tap
+  before, after = -min(lo), max(lo) + t - 1
+  # v[t, u, c, (a, b, c')] = w[first[a] + 2t, first[b] + 2u, c, c'].
+  taps = [kernel[first[a]::2] for a in (0, 1)]        # per row phase: [t, k, C, C']
+  v = jnp.stack([jnp.stack([taps[a][:, first[b]::2] for b in (0, 1)], 3) for a in (0, 1)], 3)
+  v = v.reshape(t, t, cin, 4 * cout)
+  if patches:
+    z = conv_patches(jnp.pad(x, ((0, 0), (before, after), (before, after), (0, 0))), v, 1, 'VALID')
+  else:
+    z = _conv(x, v, ((before, after), (before, after)))  # [N, H + 1, W + 1, 4 C'] for k = 4
+  n, h, w, _ = x.shape
+  z = z.reshape(z.shape[:3] + (2, 2, cout))
+  rows = [jnp.stack([z[:, lo[a] + before:lo[a] + before + h, lo[b] + before:lo[b] + before + w, a, b]
+                     for b in (0, 1)], 3) for a in (0, 1)]   # per a: [N, H, W, 2(b), C']
+  y = jnp.stack(rows, 2)                               # [N, H, 2(a), W, 2(b), C']
+  return y.reshape(n, 2 * h, 2 * w, cout)
 
 
 def conv_patches(x: jax.Array, kernel: jax.Array, stride: int, padding: str) -> jax.Array:
@@ -76,11 +139,16 @@ class Conv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    if self.impl == 'xla':
-      return self._xla(x)
-    if self.impl != 'patches':
+    if self.impl not in IMPLS:
       raise ValueError(f'conv impl={self.impl!r}; expected one of {IMPLS}')
+    if self.impl == 'xla' or (self.impl == 'phases' and tuple(self.strides) == (1, 1)):
+      return self._xla(x)
     kernel, bias = self._params(x.shape[-1])
+    if self.impl == 'phases':
+      if tuple(self.strides) != (2, 2) or self.padding != 'VALID':
+        raise ValueError(f"conv impl='phases' computes stride-2 VALID convolutions; got strides={self.strides}, "
+                         f'padding={self.padding!r}')
+      return conv_stride2_phases(x, kernel) + bias
     if self.strides[0] != self.strides[1]:
       raise ValueError(f'strides={self.strides}: the patch form needs equal strides')
     return conv_patches(x, kernel, self.strides[0], self.padding) + bias
@@ -94,6 +162,27 @@ class Conv(nn.Module):
     kernel, bias = self._params(x.shape[-1])
     y = jax.lax.conv_general_dilated(x, kernel, self.strides, self.padding,
                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return y + bias
+
+
+class ConvTranspose(nn.Module):
+  """`nn.ConvTranspose(features, kernel_size, strides=(2, 2), padding='SAME')` (same parameter names,
+  shapes and initialisers) computed by `impl`: 'xla' (`lax.conv_transpose`) or 'phases'
+  (`conv_transpose_phases`)."""
+  features: int
+  kernel_size: tuple[int, int]
+  impl: str = 'phases'
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.impl not in IMPLS:
+      raise ValueError(f'transposed conv impl={self.impl!r}; expected one of {IMPLS}')
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), tuple(self.kernel_size) + (x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    if self.impl == 'xla':
+      y = jax.lax.conv_transpose(x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    else:
+      y = conv_transpose_phases(x, kernel, patches=self.impl == 'patches')
     return y + bias
 
 
@@ -144,8 +233,7 @@ class Decoder(nn.Module):
       last = i == self.layers - 1
       out = channels if last else self.depth * 2 ** (self.layers - 2 - i)
       if self.kind == 'transpose':
-        x = nn.ConvTranspose(out, (self.kernel, self.kernel), strides=(2, 2), padding='SAME',
-                             name=f'conv{i}')(x)
+        x = ConvTranspose(out, (self.kernel, self.kernel), impl=self.impl, name=f'conv{i}')(x)
       else:
         k = self.subpixel_kernel
         x = Conv(out * 4, (k, k), strides=(1, 1), padding='SAME', impl=self.impl, name=f'conv{i}')(x)

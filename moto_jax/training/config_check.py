@@ -47,8 +47,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(model.decoder.kind in ('transpose', 'subpixel'), 'model.decoder.kind', model.decoder.kind,
            'expected "transpose" or "subpixel"')
   for part in ('encoder', 'decoder'):
-    _require(model[part].impl in ('xla', 'patches'), f'model.{part}.impl', model[part].impl,
-             'expected "xla" or "patches"')
+    _require(model[part].impl in ('xla', 'patches', 'phases'), f'model.{part}.impl', model[part].impl,
+             'expected "xla", "patches" or "phases"')
   _require(agent.explore_from in ('sample', 'mode'), 'agent.explore_from', agent.explore_from,
            'expected "sample" or "mode"')
   _require(agent.explore_noise >= 0, 'agent.explore_noise', agent.explore_noise, 'expected >= 0')
@@ -151,13 +151,20 @@ def _flatten(d: dict, prefix: str = '') -> dict:
 ADDED_FIELDS = {'data.subset_episodes': 0, 'train.bound_episodes': None, 'train.bound_starts': None}
 
 
+# Fields that choose how a function is computed, not which function: a run may resume with another
+# value (the convolution forms of conv.py share parameters and outputs).
+COMPUTE_ONLY_FIELDS = ('model.encoder.impl', 'model.decoder.impl')
+
+
 def config_diff(old: dict, new: dict) -> list[str]:
-  """Dotted names of the fields whose values differ (or exist in only one; see `ADDED_FIELDS`)."""
+  """Dotted names of the fields whose values differ (or exist in only one; see `ADDED_FIELDS`),
+  leaving out `COMPUTE_ONLY_FIELDS`."""
   a, b = _flatten(old), _flatten(new)
 
   def added(k):
     return k not in a and k in ADDED_FIELDS and ADDED_FIELDS[k] in (None, b.get(k))
-  return sorted(k for k in set(a) | set(b) if a.get(k, '<absent>') != b.get(k, '<absent>') and not added(k))
+  return sorted(k for k in set(a) | set(b) if a.get(k, '<absent>') != b.get(k, '<absent>') and not added(k)
+                and k not in COMPUTE_ONLY_FIELDS)
 
 
 def record(config: ml_collections.ConfigDict, workdir: str, allow_change: bool = False,
