@@ -5,14 +5,21 @@ update runs it): milliseconds per forward + backward (gradients of the input and
 FLOP count, the GFLOP/s achieved, and its share of the matmul roofline measured in the same run.
 'xla' is `lax.conv_general_dilated` / `lax.conv_transpose`; 'phases' the stride-1 form of the
 stride-2 convolutions (conv.conv_stride2_phases, conv.conv_transpose_phases); 'patches' the patch
-matrix product (conv.conv_patches; encoder and sub-pixel layers). All compute the same function.
+matrix product (conv.conv_patches; the transposed layers' phases as patches); 'phases+patches'
+the stride-2 layers' phases as patches. All compute the same function.
 
   python benchmarks/conv_layers.py --preset=paper [--steps=5] [--impls=xla,phases,patches]
       [--decoder=transpose]   # decoder kind (default: the preset's)
+      [--layers=encoder]      # only the layers whose name starts with this
 """
 import argparse
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == '__main__':
+  from moto_jax import hugepages
+  hugepages.reexec()      # as launch.main does (MOTO_HUGEPAGES=0: off)
 import time
 
 if 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
@@ -41,6 +48,7 @@ def layer_fns(kind: str, stride: int, padding: str):
          'patches': lambda x, w: conv.conv_patches(x, w, stride, padding)}
   if stride == 2 and padding == 'VALID':
     fns['phases'] = conv.conv_stride2_phases
+    fns['phases+patches'] = lambda x, w: conv.conv_stride2_phases(x, w, patches=True)
   return fns
 
 
@@ -68,8 +76,9 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--preset', default='paper')
   parser.add_argument('--decoder', default='', help="decoder kind ('transpose' | 'subpixel'; default: the preset's)")
-  parser.add_argument('--impls', default='xla,phases,patches')
+  parser.add_argument('--impls', default='xla,phases,patches,phases+patches')
   parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--layers', default='', help="only layers whose name starts with this, e.g. 'encoder'")
   args = parser.parse_args()
   config = metaworld.get_config(f'drawer-open,{args.preset}').unlock()
   if args.decoder:
@@ -77,10 +86,14 @@ def main():
   n = config.train.batch_size * config.train.seq_len
   mesh = agent.default_mesh()
   data = NamedSharding(mesh, P('data'))
+  from moto_jax import hugepages
+  print(f'{hugepages.status()}')
   print(f'jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); preset {args.preset}, '
         f'{n} images, decoder {config.model.decoder.kind}', flush=True)
   rows = []
   for name, kind, shape, kshape, stride, padding in layers_of(config):
+    if not name.startswith(args.layers):
+      continue
     x = jax.device_put(jax.random.normal(jax.random.key(0), (n,) + shape), data)
     w = jax.random.normal(jax.random.key(1), kshape) * 0.05
     for impl, f in layer_fns(kind, stride, padding).items():

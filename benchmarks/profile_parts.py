@@ -14,6 +14,11 @@ The per-part times do not add up to the full update exactly: XLA fuses across pa
 import argparse
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == '__main__':
+  from moto_jax import hugepages
+  hugepages.reexec()      # as launch.main does (MOTO_HUGEPAGES=0: off)
 import time
 
 if 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
@@ -71,6 +76,8 @@ def main():
   batch = agent.shard_batch(make_batch(b, t), mesh)
   key = jax.random.key(1)
   roof = roofline_gflops(roofline_size())
+  from moto_jax import hugepages
+  print(f'{hugepages.status()}')
   print(f'jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); preset {args.preset}, '
         f'batch {b} x {t}; matmul roofline {roof:.1f} GFLOP/s (one device)', flush=True)
 

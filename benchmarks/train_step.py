@@ -8,8 +8,9 @@ while timing (less than the core count when other jobs share the machine), the a
 the machine's matmul roofline measured in the same run, and the host side per update (sampling a batch
 and placing it on the devices). Then the subpixel / transpose and patches / xla ratios.
 
-  python benchmarks/train_step.py --presets=paper,small --steps=5 [--kinds=subpixel] [--jobs=wm,full]
-      [--impls=xla,patches]    # conv implementations to compare (model.encoder/decoder.impl)
+  python benchmarks/train_step.py --presets=paper,small --steps=5 [--kinds=subpixel,preset] [--jobs=wm,full]
+      [--impls=xla,preset]     # conv implementations to compare (model.encoder/decoder.impl;
+                               # default: the preset's own)
       [--batches=16x32,8x32]   # batch shapes (default: the preset's)
       [--set agent.actor_steps=4]   # any config field
 
@@ -21,6 +22,9 @@ that many CPU devices (data parallelism), one core each.
 import os as _os
 import sys as _sys
 _sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))   # the repository root
+if __name__ == '__main__':
+  from moto_jax import hugepages as _hugepages
+  _hugepages.reexec()     # as launch.main does (MOTO_HUGEPAGES=0: off)
 import argparse
 import resource
 import time
@@ -137,22 +141,30 @@ def measure(make_fn, config, batch_shape, steps: int) -> dict:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--presets', default='paper,small')
-  parser.add_argument('--kinds', default='transpose,subpixel')
+  parser.add_argument('--kinds', default='preset', help="decoder kinds: subset of transpose, subpixel, preset "
+                      "(the preset's own)")
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--jobs', default='wm,wm16x32,full', help='subset of wm, wm16x32, full')
-  parser.add_argument('--impls', default='xla', help='conv implementations: subset of xla, patches')
+  parser.add_argument('--impls', default='preset', help="conv implementations: subset of xla, patches, phases, "
+                      "preset (the preset's own)")
   parser.add_argument('--batches', default='', help="BxT shapes for the wm and full jobs, e.g. 16x32,8x32 "
                       "(default: the preset's batch)")
   parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                       help='config override, e.g. --set agent.actor_steps=4 (repeatable)')
   args = parser.parse_args()
-  print(f'jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.device_count()}', flush=True)
+  from moto_jax import hugepages
+  print(f'jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.device_count()}; {hugepages.status()}', flush=True)
   rows = []
   for preset in args.presets.split(','):
     for kind, impl in ((k, i) for k in args.kinds.split(',') for i in args.impls.split(',')):
       config = metaworld.get_config(f'drawer-open,{preset}').unlock()
-      config.model.decoder.kind = kind
-      config.model.encoder.impl = config.model.decoder.impl = impl
+      if kind != 'preset':
+        config.model.decoder.kind = kind
+      if impl != 'preset':
+        config.model.encoder.impl = config.model.decoder.impl = impl
+      kind, impl = config.model.decoder.kind, config.model.encoder.impl
+      if config.model.decoder.impl != impl:
+        impl = f'{impl}/{config.model.decoder.impl}'
       for item in args.set:
         config_check.override(config, item)
       shapes = ([tuple(int(x) for x in s.split('x')) for s in args.batches.split(',')] if args.batches
@@ -195,11 +207,12 @@ def main():
     if kind == 'subpixel' and other:
       print(f"  {preset:6s} {step:4s} {batch:6s} time x{r['step_s'] / other['step_s']:.2f}  "
             f"FLOPs x{r['gflop'] / other['gflop']:.2f}")
-  print('\npatches / xla conv impl (step time):')
+  print('\nconv impl / xla (step time):')
   for (preset, kind, impl, step, batch), r in index.items():
     other = index.get((preset, kind, 'xla', step, batch))
-    if impl == 'patches' and other:
-      print(f"  {preset:6s} {kind:9s} {step:4s} {batch:6s} time x{r['step_s'] / other['step_s']:.2f}")
+    if impl != 'xla' and other:
+      print(f"  {preset:6s} {kind:9s} {impl:8s} {step:4s} {batch:6s} time x{r['step_s'] / other['step_s']:.2f} "
+            f"({1 / r['step_s']:.3f} against {1 / other['step_s']:.3f} updates/s)")
   print(f"\npeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 10:.0f} MiB")
 
 
