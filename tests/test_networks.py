@@ -161,25 +161,36 @@ def test_stride2_phase_conv_equals_strided_conv(size, kernel):
     conv.conv_stride2_phases(x, jnp.zeros((3, 3, 5, 7)))
 
 
-@pytest.mark.parametrize('size,kernel', [(4, 4), (7, 4), (8, 6), (5, 2), (16, 8)])
-def test_transpose_phase_conv_equals_flax_conv_transpose(size, kernel):
+@pytest.mark.parametrize('size,kernel,cout', [(4, 4, 6), (7, 4, 6), (8, 6, 6), (5, 2, 6), (16, 8, 6),
+                                              (6, 4, 1)])   # 4 C' < C: the shifted-output form
+def test_transpose_phase_conv_equals_flax_conv_transpose(size, kernel, cout):
   """conv.ConvTranspose in every impl has nn.ConvTranspose's parameters, outputs and gradients."""
   import flax.linen as nn
   x = jax.random.normal(jax.random.key(0), (2, size, size + 1, 5))
-  ref = nn.ConvTranspose(6, (kernel, kernel), strides=(2, 2), padding='SAME')
+  ref = nn.ConvTranspose(cout, (kernel, kernel), strides=(2, 2), padding='SAME')
   init = ref.init(jax.random.key(1), x)
   p_ref = jax.tree.map(lambda a: a + 0.1, init)                     # a non-zero bias
   for impl in conv.IMPLS:
-    mod = conv.ConvTranspose(6, (kernel, kernel), impl=impl)
+    mod = conv.ConvTranspose(cout, (kernel, kernel), impl=impl)
     chex.assert_trees_all_equal(mod.init(jax.random.key(1), x), init)
     out = mod.apply(p_ref, x)
-    chex.assert_shape(out, (2, 2 * size, 2 * size + 2, 6))
+    chex.assert_shape(out, (2, 2 * size, 2 * size + 2, cout))
     np.testing.assert_allclose(out, ref.apply(p_ref, x), atol=1e-5)
     g = jax.grad(lambda q, y: jnp.sum(jnp.sin(mod.apply(q, y))), argnums=(0, 1))(p_ref, x)
     g_ref = jax.grad(lambda q, y: jnp.sum(jnp.sin(ref.apply(q, y))), argnums=(0, 1))(p_ref, x)
     chex.assert_trees_all_close(g, g_ref, atol=1e-4)
   with pytest.raises(ValueError, match='impl'):
     conv.ConvTranspose(6, (4, 4), impl='fft').init(jax.random.key(1), x)
+
+
+def test_shifted_output_conv_equals_valid_conv():
+  x = jax.random.normal(jax.random.key(0), (2, 9, 8, 6))
+  w = jax.random.normal(jax.random.key(1), (2, 3, 6, 2))
+  ref = lambda a, b: jax.lax.conv_general_dilated(a, b, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  np.testing.assert_allclose(conv.conv_shifted_outputs(x, w), ref(x, w), atol=1e-4)
+  loss = lambda f: (lambda a, b: jnp.sum(jnp.sin(f(a, b))))
+  chex.assert_trees_all_close(jax.grad(loss(conv.conv_shifted_outputs), (0, 1))(x, w),
+                              jax.grad(loss(ref), (0, 1))(x, w), atol=1e-3)
 
 
 def test_encoder_decoder_impls_agree():

@@ -15,10 +15,18 @@ Decoder: a dense layer to a [64 / 2**layers]^2 x (depth * 2**(layers-1)) map, th
 Every hidden layer is followed by LayerNorm (over channels) and SiLU.
 
 `impl` chooses how each convolution is computed, with the same parameters and outputs:
-'xla' is `lax.conv_general_dilated` (flax `nn.Conv`); 'patches' gathers the kernel's k*k shifted
-(strided) slices of the input into one [N, H', W', k*k*C] array and multiplies it by the kernel as a
-[k*k*C, C'] matrix. XLA:CPU runs convolutions with few channels on large maps memory-bound; the
-patch form turns them into one matrix product (BUILD_NOTES, "Where an update's time goes").
+* 'xla': `lax.conv_general_dilated` / `lax.conv_transpose` (flax `nn.Conv` / `nn.ConvTranspose`).
+* 'phases': a stride-2 convolution as a stride-1 one on the input's 2 x 2 phases (space-to-depth),
+  a transposed one as a stride-1 convolution to its 4 output phases (depth-to-space): no
+  inserted zeros and no dilated convolutions in the gradients.
+* 'patches': the 'phases' forms for the transposed convolutions, and every convolution as matrix
+  products: the kernel's k*k shifted (strided) slices of the input gathered into one
+  [N, H', W', k*k*C] array times the kernel as a [k*k*C, C'] matrix (`conv_patches`), or for few
+  output channels the input times every tap at once, then shifted sums (`conv_shifted_outputs`).
+XLA:CPU computes the kernel gradients of strided and transposed convolutions at 2-10 GFLOP/s at
+the paper's sizes; as matrix products the `paper` update runs 8x faster. At the `small` sizes its
+own convolutions are as fast (BUILD_NOTES, "Where an update's time goes"; per layer:
+benchmarks/conv_layers.py).
 """
 import chex
 import flax.linen as nn
@@ -81,7 +89,8 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False
   (k/2)-tap stride-1 convolution of x. All four (row, column) phases come from one stride-1
   convolution to 4 C' channels, then depth-to-space. The same function without the transposed
   form's inserted zeros (4x its FLOPs on XLA:CPU). Args: x [N, H, W, C]; kernel [k, k, C, C'];
-  patches: compute the stride-1 convolution as `conv_patches` (its kernel gradient a matrix product).
+  patches: compute the stride-1 convolution as matrix products (`conv_patches`, or
+  `conv_shifted_outputs` when 4 C' < C), whose kernel gradients are matrix products too.
   """
   k, k2, cin, cout = kernel.shape
   if k != k2 or k % 2:
@@ -95,7 +104,9 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False
   v = jnp.stack([jnp.stack([taps[a][:, first[b]::2] for b in (0, 1)], 3) for a in (0, 1)], 3)
   v = v.reshape(t, t, cin, 4 * cout)
   if patches:
-    z = conv_patches(jnp.pad(x, ((0, 0), (before, after), (before, after), (0, 0))), v, 1, 'VALID')
+    x_pad = jnp.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
+    # Per position, the patch form moves t*t*C values and the shifted-output form t*t*4C'.
+    z = conv_shifted_outputs(x_pad, v) if 4 * cout < cin else conv_patches(x_pad, v, 1, 'VALID')
   else:
     z = _conv(x, v, ((before, after), (before, after)))  # [N, H + 1, W + 1, 4 C'] for k = 4
   n, h, w, _ = x.shape
@@ -127,6 +138,53 @@ def conv_patches(x: jax.Array, kernel: jax.Array, stride: int, padding: str) -> 
   cols = [x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
           for i in range(kh) for j in range(kw)]
   return jnp.concatenate(cols, -1) @ kernel.reshape(kh * kw * cin, cout)
+
+
+@jax.custom_vjp
+def conv_shifted_outputs(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A stride-1 VALID convolution as one matrix product on the input, then shifted sums.
+
+  U = x @ [C, kh*kw*C'] holds every tap's contribution at every input position; output (i, j)
+  sums tap (a, b)'s C' channels of U at (i + a, j + b). Cheaper in memory than `conv_patches`
+  when kh*kw*C' < kh*kw*C, i.e. for few output channels (the decoder's last layer).
+  Args: x [N, H, W, C]; kernel [kh, kw, C, C']. Returns [N, H - kh + 1, W - kw + 1, C'].
+  Its gradient is written out (`_shifted_bwd`).
+  """
+  return _shifted_outputs(x, kernel)
+
+
+def _shifted_outputs(x, kernel):
+  kh, kw, cin, cout = kernel.shape
+  n, h, w, _ = x.shape
+  ho, wo = h - kh + 1, w - kw + 1
+  u = (x @ _tap_matrix(kernel)).reshape(n, h, w, kh, kw, cout)
+  return sum(u[:, a:a + ho, b:b + wo, a, b] for a in range(kh) for b in range(kw))
+
+
+def _tap_matrix(kernel: jax.Array) -> jax.Array:
+  """[kh, kw, C, C'] -> [C, kh*kw*C']."""
+  kh, kw, cin, cout = kernel.shape
+  return kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
+
+
+def _shifted_fwd(x, kernel):
+  return _shifted_outputs(x, kernel), (x, kernel)
+
+
+def _shifted_bwd(res, dz):
+  """dU (every tap's shifted copy of dz, stacked on channels), then two matrix products. Autodiff
+  of the shifted sums instead adds kh*kw scattered arrays of U's size: 3x slower on XLA:CPU."""
+  x, kernel = res
+  kh, kw, cin, cout = kernel.shape
+  n, h, w, _ = x.shape
+  du = jnp.stack([jnp.pad(dz, ((0, 0), (a, kh - 1 - a), (b, kw - 1 - b), (0, 0)))
+                  for a in range(kh) for b in range(kw)], 3).reshape(n * h * w, kh * kw * cout)
+  dx = (du @ _tap_matrix(kernel).T).reshape(x.shape)
+  dk = (x.reshape(-1, cin).T @ du).reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3)
+  return dx, dk
+
+
+conv_shifted_outputs.defvjp(_shifted_fwd, _shifted_bwd)
 
 
 class Conv(nn.Module):
@@ -191,7 +249,7 @@ class Encoder(nn.Module):
   depth: int = 48
   kernel: int = 4
   layers: int = 4
-  impl: str = 'xla'             # 'xla' | 'patches' (see the module docstring)
+  impl: str = 'xla'             # 'xla' | 'patches' | 'phases' (see the module docstring)
 
   @nn.compact
   def __call__(self, image: jax.Array) -> jax.Array:
@@ -213,7 +271,7 @@ class Decoder(nn.Module):
   layers: int = 4
   subpixel_kernel: int = 3
   image_shape: tuple[int, int, int] = (64, 64, 3)
-  impl: str = 'xla'             # of the 'subpixel' kind's convolutions: 'xla' | 'patches'
+  impl: str = 'xla'             # 'xla' | 'patches' | 'phases' (see the module docstring)
 
   @nn.compact
   def __call__(self, feat: jax.Array) -> jax.Array:
