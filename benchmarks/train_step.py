@@ -162,9 +162,10 @@ def main():
         config.model.decoder.kind = kind
       if impl != 'preset':
         config.model.encoder.impl = config.model.decoder.impl = impl
-      kind, impl = config.model.decoder.kind, config.model.encoder.impl
-      if config.model.decoder.impl != impl:
-        impl = f'{impl}/{config.model.decoder.impl}'
+      from moto_jax.networks import conv
+      kind, impl = config.model.decoder.kind, conv.resolve_impl(config.model.encoder.impl)
+      if conv.resolve_impl(config.model.decoder.impl) != impl:
+        impl = f'{impl}/{conv.resolve_impl(config.model.decoder.impl)}'
       for item in args.set:
         config_check.override(config, item)
       shapes = ([tuple(int(x) for x in s.split('x')) for s in args.batches.split(',')] if args.batches

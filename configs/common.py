@@ -59,11 +59,12 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
       'debug': dict(depth=4, deter=16, hidden=16, groups=4, classes=4, ensemble=3, head_units=16, head_layers=1),
   }[preset]
   c = ml_collections.ConfigDict()
-  # impl: how convolutions are computed, same parameters and outputs ('xla' | 'patches' | 'phases',
-  # conv.py). At paper sizes XLA:CPU's own kernel gradients of the strided and transposed convs
-  # run at 2-10 GFLOP/s; as patch matrix products the paper update is 8x faster (BUILD_NOTES,
-  # "Where an update's time goes"). At `small` sizes XLA's convolutions are as fast.
-  impl = 'patches' if preset == 'paper' else 'xla'
+  # impl: how convolutions are computed, same parameters and outputs ('auto' | 'xla' | 'patches' |
+  # 'phases', conv.py; 'auto': 'patches' on a CPU, 'xla' on GPU/TPU). At paper sizes XLA:CPU's own
+  # kernel gradients of the strided and transposed convs run at 2-10 GFLOP/s; as matrix products
+  # the paper update is 10x faster (BUILD_NOTES, "Where an update's time goes"). At `small` sizes
+  # XLA's convolutions are as fast or faster.
+  impl = 'auto' if preset == 'paper' else 'xla'
   c.encoder = dict(depth=sizes['depth'], kernel=4, layers=4, impl=impl)
   c.decoder = dict(kind='subpixel' if preset != 'paper' else 'transpose', depth=sizes['depth'], kernel=4, layers=4,
                    subpixel_kernel=3,   # kernel of the 'subpixel' kind's stride-1 convs

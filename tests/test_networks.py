@@ -10,6 +10,7 @@ from moto_jax.networks import conv
 from moto_jax.networks import layers
 from moto_jax.networks import rssm as rssm_lib
 from moto_jax.networks.actor_critic import TanhGaussian
+from moto_jax.networks.world_model import make_networks
 
 
 def test_encoder_shape(nets, params, config):
@@ -181,6 +182,16 @@ def test_transpose_phase_conv_equals_flax_conv_transpose(size, kernel, cout):
     chex.assert_trees_all_close(g, g_ref, atol=1e-4)
   with pytest.raises(ValueError, match='impl'):
     conv.ConvTranspose(6, (4, 4), impl='fft').init(jax.random.key(1), x)
+
+
+def test_auto_impl_is_patches_on_a_cpu_and_unknown_impls_are_named():
+  assert conv.resolve_impl('auto') == ('patches' if jax.default_backend() == 'cpu' else 'xla')
+  assert [conv.resolve_impl(i) for i in conv.IMPLS] == list(conv.IMPLS)
+  with pytest.raises(ValueError, match="'fft'"):
+    conv.resolve_impl('fft')
+  from configs import metaworld
+  nets = make_networks(metaworld.get_config('drawer-open,paper'), 4)
+  assert nets.encoder.impl == nets.decoder.impl == conv.resolve_impl('auto')
 
 
 def test_shifted_output_conv_equals_valid_conv():

@@ -51,6 +51,16 @@ def depth_to_space(x: jax.Array, block: int) -> jax.Array:
 IMPLS = ('xla', 'patches', 'phases')
 
 
+def resolve_impl(impl: str) -> str:
+  """A config's impl: one of IMPLS, or 'auto' = 'patches' on a CPU backend (measured there) and
+  'xla' on GPU/TPU (where cuDNN-style kernels run the convolutions and their gradients well)."""
+  if impl == 'auto':
+    return 'patches' if jax.default_backend() == 'cpu' else 'xla'
+  if impl not in IMPLS:
+    raise ValueError(f"conv impl={impl!r}; expected 'auto' or one of {IMPLS}")
+  return impl
+
+
 def space_to_depth(x: jax.Array, block: int) -> jax.Array:
   """[N, H * b, W * b, C] -> [N, H, W, b * b * C]; channel (r, s, c) holds x[b*i + r, b*j + s, c]."""
   n, h, w, c = x.shape

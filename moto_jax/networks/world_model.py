@@ -102,9 +102,9 @@ def make_networks(config: ml_collections.ConfigDict, action_dim: int) -> Network
   m, a = config.model, config.agent
   image_shape = (config.env.image_size, config.env.image_size, 3)
   return Networks(
-      encoder=conv.Encoder(**m.encoder),
+      encoder=conv.Encoder(**{**m.encoder, 'impl': conv.resolve_impl(m.encoder.impl)}),
       rssm=rssm_lib.RSSM(**m.rssm),
-      decoder=conv.Decoder(**m.decoder, image_shape=tuple(image_shape)),
+      decoder=conv.Decoder(**{**m.decoder, 'impl': conv.resolve_impl(m.decoder.impl)}, image_shape=tuple(image_shape)),
       reward=layers.MLP(m.reward_head.units, m.reward_head.layers, out=1),
       actor=actor_critic.Actor(action_dim, **a.actor),
       critic=actor_critic.Critic(**a.critic),

@@ -47,8 +47,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(model.decoder.kind in ('transpose', 'subpixel'), 'model.decoder.kind', model.decoder.kind,
            'expected "transpose" or "subpixel"')
   for part in ('encoder', 'decoder'):
-    _require(model[part].impl in ('xla', 'patches', 'phases'), f'model.{part}.impl', model[part].impl,
-             'expected "xla", "patches" or "phases"')
+    _require(model[part].impl in ('auto', 'xla', 'patches', 'phases'), f'model.{part}.impl', model[part].impl,
+             'expected "auto", "xla", "patches" or "phases"')
   _require(agent.explore_from in ('sample', 'mode'), 'agent.explore_from', agent.explore_from,
            'expected "sample" or "mode"')
   _require(agent.explore_noise >= 0, 'agent.explore_noise', agent.explore_noise, 'expected >= 0')
