@@ -23,8 +23,8 @@ import os as _os
 import sys as _sys
 _sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))   # the repository root
 if __name__ == '__main__':
-  from moto_jax import hugepages as _hugepages
-  _hugepages.reexec()     # as launch.main does (MOTO_HUGEPAGES=0: off)
+  from benchmarks import process_setup as _setup
+  _setup.start(cpu_devices=False)     # huge pages; the device count is XLA_FLAGS's (see above)
 import argparse
 import resource
 import time
