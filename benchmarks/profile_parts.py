@@ -8,6 +8,7 @@ runs on the default mesh, batch axis sharded, the way the update runs it. Printe
 the machine's matmul roofline measured in the same run.
 
   python benchmarks/profile_parts.py --preset=small [--batch=16 --seq=32] [--steps=5] [--set FIELD=VALUE]
+      [--parts=actor,full]     # only these parts (name prefixes)
 
 The per-part times do not add up to the full update exactly: XLA fuses across parts in the full step.
 """
@@ -29,6 +30,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from benchmarks.train_step import ACTION_DIM, flops_of, host_seconds, make_batch, roofline_gflops, roofline_size  # noqa: E402
 from configs import metaworld  # noqa: E402
 from moto_jax import agent  # noqa: E402
+from moto_jax import hugepages  # noqa: E402
 from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
 from moto_jax.agent.world_model_loss import kl_balance  # noqa: E402
 from moto_jax.networks import conv, layers  # noqa: E402
@@ -54,6 +56,8 @@ def main():
   parser.add_argument('--batch', type=int, default=0, help='0: the preset batch size')
   parser.add_argument('--seq', type=int, default=0, help='0: the preset sequence length')
   parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--parts', default='', help="only the parts whose names start with these, comma-separated "
+                      "(e.g. 'actor,full'; default: all)")
   parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                       help='config override, e.g. --set model.decoder.impl=phases (repeatable)')
   args = parser.parse_args()
@@ -71,8 +75,7 @@ def main():
   batch = agent.shard_batch(make_batch(b, t), mesh)
   key = jax.random.key(1)
   roof = roofline_gflops(roofline_size())
-  from moto_jax import hugepages
-  print(f'{hugepages.status()}')
+  print(hugepages.status())
   print(f'jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); preset {args.preset}, '
         f'batch {b} x {t}; matmul roofline {roof:.1f} GFLOP/s (one XLA device, all cores)', flush=True)
 
@@ -121,26 +124,30 @@ def main():
        (params['actor'], wm, params['critic'], start, pairs, key)),
       ('critic loss', grad(critic), (params['critic'], state.target_critic, params['actor'], rollout, pairs, key)),
   ]
+  wanted = [w for w in args.parts.split(',') if w]
+  keep = lambda name: not wanted or any(name.startswith(w) for w in wanted)
   rows = []
-  for name, fn, fargs in parts:
+  for name, fn, fargs in (p for p in parts if keep(p[0])):
     c, s, g = time_fn(fn, fargs, args.steps)
     rows.append((name, c, s, g))
     print(f'{name:28s} compile {c:5.1f} s  {s * 1e3:8.1f} ms  {g:7.2f} GFLOP  {g / s:6.1f} GFLOP/s', flush=True)
-  full = agent.make_update_fn(agent_parts, mesh)
-  start_t = time.perf_counter()
-  compiled = full.lower(state, batch, key).compile()
-  c = time.perf_counter() - start_t
-  state, m = compiled(state, batch, key)          # the state is donated: thread it through
-  jax.block_until_ready(m)
-  start_t = time.perf_counter()
-  for i in range(args.steps):
-    state, m = compiled(state, batch, jax.random.key(i))
-  jax.block_until_ready(m)
-  s, g = (time.perf_counter() - start_t) / args.steps, flops_of(compiled) / 1e9
-  rows.append(('full update', c, s, g))
-  print(f'{"full update":28s} compile {c:5.1f} s  {s * 1e3:8.1f} ms  {g:7.2f} GFLOP  {g / s:6.1f} GFLOP/s', flush=True)
+  full_s = float('nan')                           # share column: without the full update, none
+  if keep('full update'):
+    full = agent.make_update_fn(agent_parts, mesh)
+    start_t = time.perf_counter()
+    compiled = full.lower(state, batch, key).compile()
+    c = time.perf_counter() - start_t
+    state, m = compiled(state, batch, key)          # the state is donated: thread it through
+    jax.block_until_ready(m)
+    start_t = time.perf_counter()
+    for i in range(args.steps):
+      state, m = compiled(state, batch, jax.random.key(i))
+    jax.block_until_ready(m)
+    s, g = (time.perf_counter() - start_t) / args.steps, flops_of(compiled) / 1e9
+    rows.append(('full update', c, s, g))
+    print(f'{"full update":28s} compile {c:5.1f} s  {s * 1e3:8.1f} ms  {g:7.2f} GFLOP  {g / s:6.1f} GFLOP/s', flush=True)
+    full_s = s
   host = host_seconds(config, b, t, args.steps * 4)
-  full_s = s
 
   # The roofline matmul runs on one XLA device, whose intra-op threads use every core: it is the
   # machine's rate, to which the parts' rates (all devices together) compare directly.

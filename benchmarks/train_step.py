@@ -34,6 +34,8 @@ import numpy as np
 
 from configs import metaworld
 from moto_jax import agent
+from moto_jax import hugepages
+from moto_jax.networks import conv
 from moto_jax.training import config_check
 
 ACTION_DIM = 4
@@ -152,7 +154,6 @@ def main():
   parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                       help='config override, e.g. --set agent.actor_steps=4 (repeatable)')
   args = parser.parse_args()
-  from moto_jax import hugepages
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.device_count()}; {hugepages.status()}', flush=True)
   rows = []
   for preset in args.presets.split(','):
@@ -162,7 +163,6 @@ def main():
         config.model.decoder.kind = kind
       if impl != 'preset':
         config.model.encoder.impl = config.model.decoder.impl = impl
-      from moto_jax.networks import conv
       kind, impl = config.model.decoder.kind, conv.resolve_impl(config.model.encoder.impl)
       if conv.resolve_impl(config.model.decoder.impl) != impl:
         impl = f'{impl}/{conv.resolve_impl(config.model.decoder.impl)}'

@@ -59,7 +59,7 @@ def reexec() -> None:
 
 def status() -> str:
   """One line for logs: whether this process runs with the tunable."""
-  if 'glibc.malloc.hugetlb=1' in os.environ.get('GLIBC_TUNABLES', ''):
+  if TUNABLE in os.environ.get('GLIBC_TUNABLES', ''):
     return 'malloc: transparent huge pages (glibc.malloc.hugetlb=1)'
   why = available() if os.environ.get('MOTO_HUGEPAGES', '1') != '0' else 'MOTO_HUGEPAGES=0'
   return f'malloc: 4 KiB pages ({why or "not restarted"})'

@@ -68,8 +68,15 @@ def space_to_depth(x: jax.Array, block: int) -> jax.Array:
   return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // block, w // block, block * block * c)
 
 
-def _conv(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
-  return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+def _conv(x: jax.Array, kernel: jax.Array, padding, strides=(1, 1)) -> jax.Array:
+  """XLA's convolution, NHWC input and HWIO kernel (flax's layout)."""
+  return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def _kernel_and_bias(module: nn.Module, kernel_shape: tuple, features: int):
+  """The 'kernel' and 'bias' parameters of flax's `nn.Conv` / `nn.ConvTranspose` (same initialisers)."""
+  return (module.param('kernel', nn.initializers.lecun_normal(), kernel_shape),
+          module.param('bias', nn.initializers.zeros_init(), (features,)))
 
 
 def conv_stride2_phases(x: jax.Array, kernel: jax.Array, patches: bool = False) -> jax.Array:
@@ -209,44 +216,35 @@ class Conv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.impl not in IMPLS:
       raise ValueError(f'conv impl={self.impl!r}; expected one of {IMPLS}')
-    if self.impl == 'xla' or (self.impl == 'phases' and tuple(self.strides) == (1, 1)):
-      return self._xla(x)
-    kernel, bias = self._params(x.shape[-1])
-    if self.impl == 'phases':
-      if tuple(self.strides) != (2, 2) or self.padding != 'VALID':
-        raise ValueError(f"conv impl='phases' computes stride-2 VALID convolutions; got strides={self.strides}, "
-                         f'padding={self.padding!r}')
-      return conv_stride2_phases(x, kernel) + bias
-    if self.strides[0] != self.strides[1]:
+    strides = tuple(self.strides)
+    if self.impl == 'phases' and strides != (1, 1) and (strides != (2, 2) or self.padding != 'VALID'):
+      raise ValueError(f"conv impl='phases' computes stride-2 VALID convolutions; got strides={self.strides}, "
+                       f'padding={self.padding!r}')
+    if self.impl == 'patches' and strides[0] != strides[1]:
       raise ValueError(f'strides={self.strides}: the patch form needs equal strides')
-    return conv_patches(x, kernel, self.strides[0], self.padding) + bias
-
-  def _params(self, cin: int):
-    kernel = self.param('kernel', nn.initializers.lecun_normal(), tuple(self.kernel_size) + (cin, self.features))
-    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
-    return kernel, bias
-
-  def _xla(self, x):
-    kernel, bias = self._params(x.shape[-1])
-    y = jax.lax.conv_general_dilated(x, kernel, self.strides, self.padding,
-                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    kernel, bias = _kernel_and_bias(self, tuple(self.kernel_size) + (x.shape[-1], self.features), self.features)
+    if self.impl == 'patches':
+      y = conv_patches(x, kernel, strides[0], self.padding)
+    elif self.impl == 'phases' and strides == (2, 2):
+      y = conv_stride2_phases(x, kernel)
+    else:                                                 # 'xla', or 'phases' at stride 1 (the same)
+      y = _conv(x, kernel, self.padding, strides)
     return y + bias
 
 
 class ConvTranspose(nn.Module):
   """`nn.ConvTranspose(features, kernel_size, strides=(2, 2), padding='SAME')` (same parameter names,
-  shapes and initialisers) computed by `impl`: 'xla' (`lax.conv_transpose`) or 'phases'
-  (`conv_transpose_phases`)."""
+  shapes and initialisers) computed by `impl`: 'xla' (`lax.conv_transpose`), 'phases'
+  (`conv_transpose_phases`) or 'patches' (its phases as matrix products)."""
   features: int
   kernel_size: tuple[int, int]
-  impl: str = 'phases'
+  impl: str = 'xla'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.impl not in IMPLS:
       raise ValueError(f'transposed conv impl={self.impl!r}; expected one of {IMPLS}')
-    kernel = self.param('kernel', nn.initializers.lecun_normal(), tuple(self.kernel_size) + (x.shape[-1], self.features))
-    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    kernel, bias = _kernel_and_bias(self, tuple(self.kernel_size) + (x.shape[-1], self.features), self.features)
     if self.impl == 'xla':
       y = jax.lax.conv_transpose(x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     else:
