@@ -9,6 +9,7 @@ the machine's matmul roofline measured in the same run.
 
   python benchmarks/profile_parts.py --preset=small [--batch=16 --seq=32] [--steps=5] [--set FIELD=VALUE]
       [--parts=actor,full]     # only these parts (name prefixes)
+      [--trace=20]             # also the 20 slowest XLA ops of each part, from a jax.profiler trace
 
 The per-part times do not add up to the full update exactly: XLA fuses across parts in the full step.
 """
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from benchmarks import xla_trace  # noqa: E402
 from benchmarks.train_step import ACTION_DIM, flops_of, host_seconds, make_batch, roofline_gflops, roofline_size  # noqa: E402
 from configs import metaworld  # noqa: E402
 from moto_jax import agent  # noqa: E402
@@ -37,8 +39,8 @@ from moto_jax.networks import conv, layers  # noqa: E402
 from moto_jax.training import config_check  # noqa: E402
 
 
-def time_fn(fn, args, steps: int) -> tuple[float, float, float]:
-  """(compile s, s per call, GFLOP per call) of a jitted fn."""
+def time_fn(fn, args, steps: int, trace: int = 0, name: str = '') -> tuple[float, float, float]:
+  """(compile s, s per call, GFLOP per call) of a jitted fn; with `trace`, prints its slowest ops."""
   start = time.perf_counter()
   compiled = fn.lower(*args).compile()
   compile_s = time.perf_counter() - start
@@ -47,7 +49,11 @@ def time_fn(fn, args, steps: int) -> tuple[float, float, float]:
   for _ in range(steps):
     out = compiled(*args)
   jax.block_until_ready(out)
-  return compile_s, (time.perf_counter() - start) / steps, flops_of(compiled) / 1e9
+  seconds = (time.perf_counter() - start) / steps
+  if trace:
+    rows = xla_trace.top_ops(lambda: jax.block_until_ready(compiled(*args)), compiled.as_text(), steps, trace)
+    xla_trace.print_top_ops(name, rows, seconds * 1e3)
+  return compile_s, seconds, flops_of(compiled) / 1e9
 
 
 def main():
@@ -58,6 +64,8 @@ def main():
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--parts', default='', help="only the parts whose names start with these, comma-separated "
                       "(e.g. 'actor,full'; default: all)")
+  parser.add_argument('--trace', type=int, default=0, metavar='N',
+                      help='print the N slowest XLA ops of each timed part (jax.profiler trace; 0: off)')
   parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                       help='config override, e.g. --set model.decoder.impl=phases (repeatable)')
   args = parser.parse_args()
@@ -128,7 +136,7 @@ def main():
   keep = lambda name: not wanted or any(name.startswith(w) for w in wanted)
   rows = []
   for name, fn, fargs in (p for p in parts if keep(p[0])):
-    c, s, g = time_fn(fn, fargs, args.steps)
+    c, s, g = time_fn(fn, fargs, args.steps, args.trace, name)
     rows.append((name, c, s, g))
     print(f'{name:28s} compile {c:5.1f} s  {s * 1e3:8.1f} ms  {g:7.2f} GFLOP  {g / s:6.1f} GFLOP/s', flush=True)
   full_s = float('nan')                           # share column: without the full update, none
@@ -144,6 +152,13 @@ def main():
       state, m = compiled(state, batch, jax.random.key(i))
     jax.block_until_ready(m)
     s, g = (time.perf_counter() - start_t) / args.steps, flops_of(compiled) / 1e9
+    if args.trace:
+      def call():
+        nonlocal state
+        state, metrics = compiled(state, batch, key)
+        jax.block_until_ready(metrics)
+      xla_trace.print_top_ops('full update', xla_trace.top_ops(call, compiled.as_text(), args.steps, args.trace),
+                              s * 1e3)
     rows.append(('full update', c, s, g))
     print(f'{"full update":28s} compile {c:5.1f} s  {s * 1e3:8.1f} ms  {g:7.2f} GFLOP  {g / s:6.1f} GFLOP/s', flush=True)
     full_s = s

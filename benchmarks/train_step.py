@@ -14,9 +14,9 @@ and placing it on the devices). Then the subpixel / transpose and patches / xla 
       [--batches=16x32,8x32]   # batch shapes (default: the preset's)
       [--set agent.actor_steps=4]   # any config field
 
-XLA:CPU runs most of a step on one core. With
-XLA_FLAGS=--xla_force_host_platform_device_count=<cores> the default mesh splits the batch over
-that many CPU devices (data parallelism), one core each.
+On a CPU it splits the machine into one XLA device per core, as the main job does, and the
+default mesh splits the batch over them (data parallelism); XLA_FLAGS=
+--xla_force_host_platform_device_count=N sets another count (1: one device using every core).
 """
 
 import os as _os
@@ -24,7 +24,7 @@ import sys as _sys
 _sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))   # the repository root
 if __name__ == '__main__':
   from benchmarks import process_setup as _setup
-  _setup.start(cpu_devices=False)     # huge pages; the device count is XLA_FLAGS's (see above)
+  _setup.start(cpu_devices=True)      # huge pages; one XLA device per core unless XLA_FLAGS sets it
 import argparse
 import resource
 import time

@@ -73,6 +73,39 @@ def test_ensemble_heads_initialised_differently(nets, params):
   assert float(jnp.min(layers.ensemble_disagreement(logits))) > 1e-3
 
 
+def _member_ops(raw, member, w_u, w_s, plain):
+  """sum(w_u * Eq. 2) + sum(w_s * the picked member's log-probs), through unimix as in the RSSM."""
+  logits = layers.unimix_logits(raw, 0.01)
+  if plain:   # the textbook forms: jnp.std over members, a one-hot sum
+    u = jnp.mean(jnp.std(jax.nn.log_softmax(logits, -1), axis=0), axis=(-2, -1))
+    picked = jnp.sum(logits * jnp.moveaxis(jax.nn.one_hot(member, raw.shape[0]), -1, 0)[..., None, None], 0)
+  else:
+    u, picked = layers.ensemble_disagreement(logits), layers.select_member(logits, member)
+  return jnp.sum(w_u * u) + jnp.sum(w_s * picked)
+
+
+def test_member_ops_match_plain_formulas():
+  """The written-out member sums and hand-written gradients equal the plain formulas (round-off)."""
+  k1, k2, k3, k4 = jax.random.split(jax.random.key(0), 4)
+  raw = 3.0 * jax.random.normal(k1, (7, 2, 5, 4, 6))          # [M, *batch (2, 5), G, C]
+  member = jax.random.randint(k2, (2, 5), 0, 7)
+  w_u, w_s = jax.random.normal(k3, (2, 5)), jax.random.normal(k4, (2, 5, 4, 6))
+  fast = jax.jit(jax.value_and_grad(_member_ops), static_argnums=4)
+  value, grad = fast(raw, member, w_u, w_s, False)
+  ref_value, ref_grad = fast(raw, member, w_u, w_s, True)
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  np.testing.assert_allclose(grad, ref_grad, atol=1e-5 * float(jnp.max(jnp.abs(ref_grad))))
+  # The pick is exact and its gradient lands only on the picked member.
+  np.testing.assert_array_equal(layers.select_member(raw, member),
+                                jnp.take_along_axis(raw, member[None, ..., None, None], 0)[0])
+  g = jax.grad(lambda r: jnp.sum(layers.select_member(r, member)))(raw)
+  np.testing.assert_array_equal(g.sum((-2, -1)), 24.0 * jnp.moveaxis(jax.nn.one_hot(member, 7), -1, 0))
+  # Members that agree exactly (a value whose member mean is exact): no disagreement, zero gradient.
+  same = jnp.full(raw.shape, -2.5)
+  np.testing.assert_array_equal(layers.ensemble_disagreement(same), 0.0)
+  np.testing.assert_array_equal(jax.grad(lambda r: jnp.sum(layers.ensemble_disagreement(r)))(same), 0.0)
+
+
 def test_critic_twins_differ(nets, params):
   feat = jax.random.normal(jax.random.key(0), (6, nets.feat_dim))
   q = nets.q_values(params['critic'], feat, jnp.zeros((6, ACTION_DIM)))

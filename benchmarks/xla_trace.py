@@ -1,0 +1,51 @@
+"""Per-op times of a compiled XLA program from a `jax.profiler` trace, with each op's source.
+
+XLA:CPU records every thunk it runs (fusions, matrix products, copies) in the trace, named as the
+instruction in the optimized HLO; the HLO's metadata names the jax operation it came from. The
+times are summed over every thread (both XLA devices), so ops that ran at once add up to more
+than the wall time.
+"""
+import collections
+import glob
+import re
+import tempfile
+
+import jax
+
+_INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%(\S+) = .*?metadata=\{op_name="([^"]*)"', re.M)
+
+
+def op_sources(hlo_text: str) -> dict:
+  """{instruction name: jax op_name} of an optimized HLO module's text."""
+  return {name: source for name, source in _INSTRUCTION.findall(hlo_text)}
+
+
+def top_ops(call, hlo_text: str, calls: int, top: int) -> list[tuple[float, int, str, str]]:
+  """Runs `call()` (which blocks until done) `calls` times under the profiler.
+
+  Returns the `top` ops as (ms per call, runs per call, instruction, source), by time.
+  """
+  sources = op_sources(hlo_text)
+  with tempfile.TemporaryDirectory() as logdir:
+    with jax.profiler.trace(logdir):
+      for _ in range(calls):
+        call()
+    files = glob.glob(f'{logdir}/**/*.xplane.pb', recursive=True)
+    if not files:
+      raise RuntimeError(f'jax.profiler wrote no trace under {logdir}')
+    data = jax.profiler.ProfileData.from_file(files[0])
+  total, runs = collections.Counter(), collections.Counter()
+  for plane in data.planes:
+    for line in plane.lines:
+      for event in line.events:
+        if event.name in sources:
+          total[event.name] += event.duration_ns
+          runs[event.name] += 1
+  return [(ns / 1e6 / calls, runs[name] // calls, name, sources[name]) for name, ns in total.most_common(top)]
+
+
+def print_top_ops(title: str, rows, wall_ms: float) -> None:
+  print(f'\n{title}: top XLA ops (ms per call, summed over threads; wall {wall_ms:.1f} ms per call)')
+  print('| ms | runs | op | from |\n|---|---|---|---|')
+  for ms, n, name, source in rows:
+    print(f'| {ms:.1f} | {n} | {name} | {source[-110:]} |')
