@@ -29,7 +29,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from benchmarks.train_step import flops_of, roofline_gflops, roofline_size  # noqa: E402
 from configs import metaworld  # noqa: E402
 from moto_jax import agent  # noqa: E402
-from moto_jax import hugepages  # noqa: E402
+from moto_jax import allocator  # noqa: E402
 from moto_jax.networks import conv  # noqa: E402
 
 
@@ -82,7 +82,7 @@ def main():
   n = config.train.batch_size * config.train.seq_len
   mesh = agent.default_mesh()
   data = NamedSharding(mesh, P('data'))
-  print(hugepages.status())
+  print(allocator.status())
   print(f'jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); preset {args.preset}, '
         f'{n} images, decoder {config.model.decoder.kind}', flush=True)
   rows = []

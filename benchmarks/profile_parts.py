@@ -32,7 +32,7 @@ from benchmarks import xla_trace  # noqa: E402
 from benchmarks.train_step import ACTION_DIM, flops_of, host_seconds, make_batch, roofline_gflops, roofline_size  # noqa: E402
 from configs import metaworld  # noqa: E402
 from moto_jax import agent  # noqa: E402
-from moto_jax import hugepages  # noqa: E402
+from moto_jax import allocator  # noqa: E402
 from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
 from moto_jax.agent.world_model_loss import kl_balance  # noqa: E402
 from moto_jax.networks import conv, layers  # noqa: E402
@@ -83,7 +83,7 @@ def main():
   batch = agent.shard_batch(make_batch(b, t), mesh)
   key = jax.random.key(1)
   roof = roofline_gflops(roofline_size())
-  print(hugepages.status())
+  print(allocator.status())
   print(f'jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); preset {args.preset}, '
         f'batch {b} x {t}; matmul roofline {roof:.1f} GFLOP/s (one XLA device, all cores)', flush=True)
 

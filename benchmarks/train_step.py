@@ -34,7 +34,7 @@ import numpy as np
 
 from configs import metaworld
 from moto_jax import agent
-from moto_jax import hugepages
+from moto_jax import allocator
 from moto_jax.networks import conv
 from moto_jax.training import config_check
 
@@ -154,7 +154,7 @@ def main():
   parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                       help='config override, e.g. --set agent.actor_steps=4 (repeatable)')
   args = parser.parse_args()
-  print(f'jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.device_count()}; {hugepages.status()}', flush=True)
+  print(f'jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.device_count()}; {allocator.status()}', flush=True)
   rows = []
   for preset in args.presets.split(','):
     for kind, impl in ((k, i) for k in args.kinds.split(',') for i in args.impls.split(',')):

@@ -4,8 +4,9 @@ r"""MOTO: offline pre-training, then online fine-tuning, in one resumable job.
 
 Re-running the same command on the same workdir resumes from its last checkpoint.
 Override any config field with `--config.<field>=<value>` (e.g. `--config.seed=1`).
-On Linux with glibc >= 2.35 the job restarts itself once at launch with transparent huge pages for
-malloc (moto_jax/hugepages.py; MOTO_HUGEPAGES=0 turns that off).
+At launch the job restarts itself once with an allocator that keeps XLA:CPU's per-update buffers
+mapped (jemalloc where installed, else glibc's huge pages; moto_jax/allocator.py; MOTO_MALLOC=off
+turns that off).
 """
 import os
 import re
@@ -91,6 +92,6 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == '__main__':
-  from moto_jax import hugepages
-  hugepages.reexec()      # glibc's huge pages for XLA:CPU's buffers (moto_jax/hugepages.py); MOTO_HUGEPAGES=0: off
+  from moto_jax import allocator
+  allocator.reexec()      # jemalloc or glibc's huge pages for XLA:CPU's buffers (moto_jax/allocator.py)
   app.run(main, flags_parser=parse_flags)

@@ -29,7 +29,7 @@ import numpy as np
 import tqdm
 
 from moto_jax import agent
-from moto_jax import hugepages
+from moto_jax import allocator
 from moto_jax.data import episodes as ep_lib
 from moto_jax.data import manifest as manifest_lib
 from moto_jax.data.rollout import episode_seed
@@ -145,7 +145,7 @@ class Trainer:
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = (cost or {}).get('flops', float('nan'))
     self.log(f'Compiled update in {time.time() - t0:.1f} s ({flops / 1e9:.1f} GFLOP per update per device, '
-             f'{jax.device_count()} {jax.devices()[0].platform} device(s); {hugepages.status()}).')
+             f'{jax.device_count()} {jax.devices()[0].platform} device(s); {allocator.status()}).')
     self.update = compiled
 
   def train_steps(self, n: int, phase: str, bar=None) -> int:
