@@ -24,7 +24,7 @@ import sys as _sys
 _sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))   # the repository root
 if __name__ == '__main__':
   from benchmarks import process_setup as _setup
-  _setup.start(cpu_devices=True)      # huge pages; one XLA device per core unless XLA_FLAGS sets it
+  _setup.start(cpu_devices=True)      # the allocator; one XLA device per core unless XLA_FLAGS sets it
 import argparse
 import resource
 import time

@@ -3,7 +3,8 @@
 XLA:CPU records every thunk it runs (fusions, matrix products, copies) in the trace, named as the
 instruction in the optimized HLO; the HLO's metadata names the jax operation it came from. The
 times are summed over every thread (both XLA devices), so ops that ran at once add up to more
-than the wall time.
+than the wall time. A `while` (a scan) spans the ops of its body, which are listed too: its time
+counts them again.
 """
 import collections
 import glob
@@ -12,12 +13,17 @@ import tempfile
 
 import jax
 
-_INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%(\S+) = .*?metadata=\{op_name="([^"]*)"', re.M)
+_INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%(\S+) = ([^\n]*)$', re.M)
+_SOURCE = re.compile(r'metadata=\{[^}]*?op_name="([^"]*)"')
 
 
 def op_sources(hlo_text: str) -> dict:
-  """{instruction name: jax op_name} of an optimized HLO module's text."""
-  return {name: source for name, source in _INSTRUCTION.findall(hlo_text)}
+  """{instruction name: jax op_name ('' where XLA made the op itself)} of an optimized HLO text."""
+  sources = {}
+  for name, rest in _INSTRUCTION.findall(hlo_text):
+    found = _SOURCE.search(rest)
+    sources[name] = found.group(1) if found else ''
+  return sources
 
 
 def top_ops(call, hlo_text: str, calls: int, top: int) -> list[tuple[float, int, str, str]]:
@@ -48,4 +54,5 @@ def print_top_ops(title: str, rows, wall_ms: float) -> None:
   print(f'\n{title}: top XLA ops (ms per call, summed over threads; wall {wall_ms:.1f} ms per call)')
   print('| ms | runs | op | from |\n|---|---|---|---|')
   for ms, n, name, source in rows:
-    print(f'| {ms:.1f} | {n} | {name} | {source[-110:]} |')
+    note = ' (spans its body)' if name.startswith('while') else ''
+    print(f'| {ms:.1f} | {n} | {name}{note} | {source[-110:] or "(made by XLA)"} |')

@@ -8,14 +8,17 @@ kernel time per 8.2 s update. Two remedies, chosen in this order (BUILD_NOTES "T
 * `jemalloc` (Debian/Ubuntu: `apt install libjemalloc2`), preloaded with its purging turned off
   (`MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`, plus `thp:always` where the kernel allows
   transparent huge pages): freed memory stays mapped and the next update reuses it.
-  Measured: the `paper` update 8.2 -> 6.4 s, `small` 0.417 -> 0.373 s.
+  Measured in one session, alternating runs: the `paper` update 7.7-7.9 -> 6.1-6.5 s, `small`
+  0.42-0.44 -> 0.38-0.39 s.
 * otherwise glibc's `glibc.malloc.hugetlb=1` (glibc >= 2.35): fresh mappings in 2 MiB transparent
   huge pages, one fault per 2 MiB instead of per 4 KiB (paper 9.9 -> 7.4 s in session 23).
 
 Both are read only when a process starts, so `reexec` starts the program again (same process id,
 interpreter, arguments; environment plus the setting). MOTO_MALLOC chooses: `auto` (default),
-`jemalloc`, `glibc` (huge pages only) or `off` (leave the process as it is; MOTO_HUGEPAGES=0,
-the older switch, means the same).
+`jemalloc`, `glibc` (huge pages only) or `off` (leave the process as it is; where MOTO_MALLOC is
+unset, MOTO_HUGEPAGES=0, the older switch, means the same). MOTO_JEMALLOC_PATH names the library
+where it is not in a standard place ('' : behave as if none were installed). Child processes
+inherit the setting.
 """
 import ctypes.util
 import os
@@ -41,6 +44,8 @@ def _thp_mode() -> str | None:
 
 def jemalloc_path() -> str | None:
   """Path (or library name) of an installed libjemalloc, None if there is none."""
+  if 'MOTO_JEMALLOC_PATH' in os.environ:
+    return os.environ['MOTO_JEMALLOC_PATH'] or None
   for path in _JEMALLOC_PATHS:
     if os.path.exists(path):
       return path
@@ -68,19 +73,30 @@ def glibc_available() -> str | None:
   return None
 
 
-def choice() -> str:
-  """MOTO_MALLOC, validated; MOTO_HUGEPAGES=0 means 'off'."""
-  if os.environ.get('MOTO_HUGEPAGES', '1') == '0':
-    return 'off'
-  value = os.environ.get('MOTO_MALLOC', 'auto')
+def choice() -> tuple[str, str]:
+  """(MOTO_MALLOC validated, the variable that set it); unset, MOTO_HUGEPAGES=0 means 'off'."""
+  if 'MOTO_MALLOC' not in os.environ:
+    if os.environ.get('MOTO_HUGEPAGES', '1') == '0':
+      return 'off', 'MOTO_HUGEPAGES=0'
+    return 'auto', ''
+  value = os.environ['MOTO_MALLOC']
   if value not in CHOICES:
     raise ValueError(f'MOTO_MALLOC={value!r}; expected one of {CHOICES}')
-  return value
+  return value, f'MOTO_MALLOC={value}'
+
+
+def _jemalloc_mapped() -> bool:
+  """Whether a libjemalloc is mapped into this process (False where /proc is unreadable)."""
+  try:
+    with open('/proc/self/maps') as f:
+      return 'jemalloc' in f.read()
+  except OSError:
+    return False
 
 
 def active() -> str | None:
-  """What this process runs with: 'jemalloc', 'glibc' (huge pages) or None."""
-  if 'jemalloc' in os.environ.get('LD_PRELOAD', ''):
+  """What this process runs with: 'jemalloc' (preloaded and mapped), 'glibc' (huge pages) or None."""
+  if 'jemalloc' in os.environ.get('LD_PRELOAD', '') and _jemalloc_mapped():
     return 'jemalloc'
   if TUNABLE in os.environ.get('GLIBC_TUNABLES', ''):
     return 'glibc'
@@ -89,15 +105,17 @@ def active() -> str | None:
 
 def plan() -> tuple[str | None, str]:
   """(what to restart with: 'jemalloc', 'glibc' or None, why not when None)."""
-  wanted = choice()
+  wanted, source = choice()
   if wanted == 'off':
-    return None, 'MOTO_MALLOC=off' if os.environ.get('MOTO_HUGEPAGES', '1') != '0' else 'MOTO_HUGEPAGES=0'
-  if active() is not None or 'glibc.malloc.hugetlb' in os.environ.get('GLIBC_TUNABLES', ''):
-    return None, 'already set'
+    return None, source
+  if active() is not None or 'jemalloc' in os.environ.get('LD_PRELOAD', ''):
+    return None, 'already set'                # also: a preload that failed is not retried
   if wanted in ('auto', 'jemalloc') and jemalloc_path():
     return 'jemalloc', ''
   if wanted == 'jemalloc':
-    return None, 'no libjemalloc found (apt install libjemalloc2)'
+    return None, 'MOTO_MALLOC=jemalloc but no libjemalloc found (apt-get install libjemalloc2)'
+  if 'glibc.malloc.hugetlb' in os.environ.get('GLIBC_TUNABLES', ''):
+    return None, 'GLIBC_TUNABLES sets glibc.malloc.hugetlb'
   why = glibc_available()
   return (None, why) if why else ('glibc', '')
 
@@ -105,8 +123,10 @@ def plan() -> tuple[str | None, str]:
 def reexec() -> None:
   """Restarts this Python program once with the allocator setting `plan` picks; returns without
   doing anything where none applies, it is already set, or it is turned off."""
-  what, _ = plan()
+  what, why = plan()
   if what is None:
+    if choice()[0] == 'jemalloc' and why != 'already set':
+      print(f'moto_jax.allocator: {why}; running with glibc as it is', file=sys.stderr, flush=True)
     return
   if what == 'jemalloc':
     preload = os.environ.get('LD_PRELOAD', '')
@@ -125,6 +145,8 @@ def reexec() -> None:
 def status() -> str:
   """One line for logs: the allocator this process runs with."""
   now = active()
+  if now is None and 'jemalloc' in os.environ.get('LD_PRELOAD', ''):
+    return f'malloc: glibc (LD_PRELOAD names jemalloc, but it is not loaded: {os.environ["LD_PRELOAD"]})'
   if now == 'jemalloc':
     return f'malloc: jemalloc, memory kept for reuse (MALLOC_CONF={os.environ.get("MALLOC_CONF", "")})'
   if now == 'glibc':

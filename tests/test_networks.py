@@ -95,6 +95,10 @@ def test_member_ops_match_plain_formulas():
   ref_value, ref_grad = fast(raw, member, w_u, w_s, True)
   np.testing.assert_allclose(value, ref_value, rtol=1e-5)
   np.testing.assert_allclose(grad, ref_grad, atol=1e-5 * float(jnp.max(jnp.abs(ref_grad))))
+  # The same under vmap (a leading axis of independent problems).
+  grads = jax.vmap(jax.grad(_member_ops), (0, 0, None, None, None))
+  np.testing.assert_allclose(grads(raw[None].repeat(2, 0), member[None].repeat(2, 0), w_u, w_s, False)[1],
+                             ref_grad, atol=1e-5 * float(jnp.max(jnp.abs(ref_grad))))
   # The pick is exact and its gradient lands only on the picked member.
   np.testing.assert_array_equal(layers.select_member(raw, member),
                                 jnp.take_along_axis(raw, member[None, ..., None, None], 0)[0])

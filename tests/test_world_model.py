@@ -61,11 +61,12 @@ def test_select_member_value_and_gradient():
 
 
 def test_disagreement_zero_when_identical_and_grows_with_spread():
+  # Inputs are normalised log-probs, as RSSM.prior_logits gives them.
   base = jax.random.normal(jax.random.key(0), (6, 4, 5))
   noise = jax.random.normal(jax.random.key(1), (3, 6, 4, 5))
-  identical = jnp.broadcast_to(base, (3, 6, 4, 5)) + 7.0   # a softmax shift is no disagreement
+  identical = jax.nn.log_softmax(jnp.broadcast_to(base, (3, 6, 4, 5)) + 7.0)
   np.testing.assert_allclose(layers.ensemble_disagreement(identical), 0.0, atol=1e-5)
-  u = [float(jnp.mean(layers.ensemble_disagreement(base + s * noise))) for s in (0.1, 0.5, 2.0)]
+  u = [float(jnp.mean(layers.ensemble_disagreement(jax.nn.log_softmax(base + s * noise)))) for s in (0.1, 0.5, 2.0)]
   assert 0 < u[0] < u[1] < u[2]
 
 

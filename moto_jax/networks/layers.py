@@ -4,6 +4,8 @@ The stochastic state is G groups of C classes. Its "logits" are always normalise
 log-probabilities (after the optional uniform mix), so that differences between
 distributions, KL terms and the ensemble penalty are invariant to the softmax shift.
 """
+import functools
+
 import chex
 import distrax
 import flax.linen as nn
@@ -120,7 +122,6 @@ def _member_mask(member: jax.Array, m: int, ndim: int) -> jax.Array:
   return mask.reshape(mask.shape + (1,) * (ndim - mask.ndim))
 
 
-@jax.custom_vjp
 def select_member(values: jax.Array, member: jax.Array) -> jax.Array:
   """Picks member `member[...]` of an ensemble output: [M, *batch, ...], int [*batch] -> [*batch, ...].
 
@@ -128,6 +129,11 @@ def select_member(values: jax.Array, member: jax.Array) -> jax.Array:
   """
   m = values.shape[0]
   chex.assert_shape(values, (m, *member.shape) + values.shape[1 + member.ndim:])
+  return _select(m, values, member)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _select(m: int, values: jax.Array, member: jax.Array) -> jax.Array:
   picked = member.reshape(member.shape + (1,) * (values.ndim - 1 - member.ndim))
   total = jnp.where(picked == 0, values[0], 0.0)
   for i in range(1, m):
@@ -135,17 +141,15 @@ def select_member(values: jax.Array, member: jax.Array) -> jax.Array:
   return total
 
 
-def _select_fwd(values, member):
-  return select_member(values, member), (member, values.shape[0])
+def _select_fwd(m, values, member):
+  return _select(m, values, member), member
 
 
-def _select_bwd(res, g):
-  member, m = res
-  mask = _member_mask(member, m, g.ndim + 1)
-  return jnp.where(mask, g[None], 0.0), None
+def _select_bwd(m, member, g):
+  return jnp.where(_member_mask(member, m, g.ndim + 1), g[None], 0.0), None
 
 
-select_member.defvjp(_select_fwd, _select_bwd)
+_select.defvjp(_select_fwd, _select_bwd)
 
 
 def flatten_trailing(x: jax.Array, num: int) -> jax.Array:
