@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import process_setup  # noqa: E402
 if __name__ == '__main__':
-  process_setup.start(cpu_devices=True)
+  process_setup.start()
 
 import jax
 import jax.numpy as jnp

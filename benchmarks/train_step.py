@@ -5,8 +5,9 @@ For each (preset, decoder kind): compile time, steady-state seconds per world-mo
 FLOP count of the compiled step and the GFLOP/s achieved, and memory (XLA's buffer analysis of
 the compiled step, per device; the process's peak RSS at the end), the CPU cores the process actually got
 while timing (less than the core count when other jobs share the machine), the achieved rate as a share of
-the machine's matmul roofline measured in the same run, and the host side per update (sampling a batch
-and placing it on the devices). Then the subpixel / transpose and patches / xla ratios.
+the machine's matmul roofline measured in the same run, the host side per update (sampling a batch
+and placing it on the devices), and the kernel time and page faults per update (the allocator's
+cost: moto_jax/allocator.py). Then the subpixel / transpose and patches / xla ratios.
 
   python benchmarks/train_step.py --presets=paper,small --steps=5 [--kinds=subpixel,preset] [--jobs=wm,full]
       [--impls=xla,preset]     # conv implementations to compare (model.encoder/decoder.impl;
@@ -24,7 +25,7 @@ import sys as _sys
 _sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))   # the repository root
 if __name__ == '__main__':
   from benchmarks import process_setup as _setup
-  _setup.start(cpu_devices=True)      # the allocator; one XLA device per core unless XLA_FLAGS sets it
+  _setup.start()      # the allocator; one XLA device per core unless XLA_FLAGS sets it
 import argparse
 import resource
 import time
@@ -127,17 +128,21 @@ def measure(make_fn, config, batch_shape, steps: int) -> dict:
   compile_s = time.perf_counter() - start
   state, metrics = compiled(state, batch, rng)          # warm-up
   jax.block_until_ready(metrics)
-  start, cpu_start = time.perf_counter(), time.process_time()
+  start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
   for i in range(steps):
     state, metrics = compiled(state, batch, jax.random.key(i))
   jax.block_until_ready(metrics)
   wall = time.perf_counter() - start
+  end = resource.getrusage(resource.RUSAGE_SELF)
   step_s = wall / steps
-  cores = (time.process_time() - cpu_start) / wall   # < device count when other jobs share the CPU
+  kernel_s = (end.ru_stime - usage.ru_stime) / steps      # mapping and zeroing fresh memory, mostly
+  cores = (end.ru_utime + end.ru_stime - usage.ru_utime - usage.ru_stime) / wall   # < devices when shared
+  faults = (end.ru_minflt - usage.ru_minflt) / steps
   flops = flops_of(compiled)
   return {'compile_s': compile_s, 'step_s': step_s, 'updates_per_s': 1.0 / step_s,
           'gflop': flops / 1e9, 'gflops_per_s': flops / 1e9 / step_s, 'xla_mem_mb': memory_of(compiled) / 2 ** 20,
-          'params': agent.param_count(state)['total'], 'cores': cores, 'peak_mb': device_peak_mb()}
+          'params': agent.param_count(state)['total'], 'cores': cores, 'peak_mb': device_peak_mb(),
+          'kernel_s': kernel_s, 'faults': faults}
 
 
 def main():
@@ -185,7 +190,8 @@ def main():
         rows.append(r)
         print(f"{preset:6s} {kind:9s} {impl:7s} {step:4s} {r['batch']:6s} compile {r['compile_s']:6.1f} s  "
               f"step {r['step_s']:7.3f} s  {r['updates_per_s']:6.2f} upd/s  {r['gflop']:8.1f} GFLOP  "
-              f"{r['gflops_per_s']:6.1f} GFLOP/s  host {r['host_s'] * 1e3:.0f} ms  XLA mem {r['xla_mem_mb']:7.0f} MiB  device peak {r['peak_mb']:.0f} MiB  params {r['params']:,}  cores used {r['cores']:.2f}",
+              f"{r['gflops_per_s']:6.1f} GFLOP/s  host {r['host_s'] * 1e3:.0f} ms  XLA mem {r['xla_mem_mb']:7.0f} MiB  device peak {r['peak_mb']:.0f} MiB  params {r['params']:,}  cores used {r['cores']:.2f}  "
+              f"kernel {r['kernel_s']:.2f} s/update  page faults {r['faults']:,.0f}/update",
               flush=True)
 
   # After the steps, so that the device's peak memory above holds the steps' buffers only.
@@ -195,12 +201,13 @@ def main():
     r['roof'] = r['gflops_per_s'] / roof
   print(f'\nroofline (same run): jitted {n} x {n} f32 matmul through XLA: {roof:.1f} GFLOP/s')
   print('| preset | decoder | conv impl | step | batch | compile s | s/update | updates/s | GFLOP | GFLOP/s | '
-        'of roofline | host ms/update | XLA mem MiB | device peak MiB | cores used |')
-  print('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+        'of roofline | host ms/update | XLA mem MiB | device peak MiB | cores used | kernel s/update | '
+        'page faults/update |')
+  print('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
   for r in rows:
     print(f"| {r['preset']} | {r['kind']} | {r['impl']} | {r['step']} | {r['batch']} | {r['compile_s']:.1f} | {r['step_s']:.3f} | "
           f"{r['updates_per_s']:.2f} | {r['gflop']:.1f} | {r['gflops_per_s']:.1f} | {r['roof']:.0%} | {r['host_s'] * 1e3:.0f} | "
-          f"{r['xla_mem_mb']:.0f} | {r['peak_mb']:.0f} | {r['cores']:.2f} |")
+          f"{r['xla_mem_mb']:.0f} | {r['peak_mb']:.0f} | {r['cores']:.2f} | {r['kernel_s']:.2f} | {r['faults']:,.0f} |")
   print('\nsubpixel / transpose (step time, FLOPs):')
   index = {(r['preset'], r['kind'], r['impl'], r['step'], r['batch']): r for r in rows}
   for (preset, kind, impl, step, batch), r in index.items():

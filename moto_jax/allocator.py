@@ -2,8 +2,9 @@
 
 XLA:CPU allocates an update's temporaries (GiBs at the paper sizes) afresh at every call. glibc's
 malloc serves allocations this large with fresh mappings and returns them on free, so the kernel
-zeroes and maps the same memory again at every update: at `paper` sizes on a 2-core CPU, 2.6 s of
-kernel time per 8.2 s update. Two remedies, chosen in this order (BUILD_NOTES "The allocator"):
+zeroes and maps the same memory again at every update: at `paper` sizes on a 2-core CPU, 1.6 s of
+kernel time per 6.8 s update with glibc's huge pages, 3.8 s per 8.1 s without them
+(`benchmarks/train_step.py` prints both). Two remedies, chosen in this order (BUILD_NOTES "The allocator"):
 
 * `jemalloc` (Debian/Ubuntu: `apt install libjemalloc2`), preloaded with its purging turned off
   (`MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`, plus `thp:always` where the kernel allows
@@ -108,7 +109,7 @@ def plan() -> tuple[str | None, str]:
   wanted, source = choice()
   if wanted == 'off':
     return None, source
-  if active() is not None or 'jemalloc' in os.environ.get('LD_PRELOAD', ''):
+  if 'jemalloc' in os.environ.get('LD_PRELOAD', '') or TUNABLE in os.environ.get('GLIBC_TUNABLES', ''):
     return None, 'already set'                # also: a preload that failed is not retried
   if wanted in ('auto', 'jemalloc') and jemalloc_path():
     return 'jemalloc', ''

@@ -24,7 +24,7 @@ Every hidden layer is followed by LayerNorm (over channels) and SiLU.
   [N, H', W', k*k*C] array times the kernel as a [k*k*C, C'] matrix (`conv_patches`), or for few
   output channels the input times every tap at once, then shifted sums (`conv_shifted_outputs`).
 XLA:CPU computes the kernel gradients of strided and transposed convolutions at 2-10 GFLOP/s at
-the paper's sizes; as matrix products the `paper` update runs 8x faster. At the `small` sizes its
+the paper's sizes; as matrix products the `paper` update ran 9.8x faster (BUILD_NOTES). At the `small` sizes its
 own convolutions are as fast (BUILD_NOTES, "Where an update's time goes"; per layer:
 benchmarks/conv_layers.py).
 """

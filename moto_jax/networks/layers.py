@@ -79,7 +79,8 @@ def sum_members(values) -> jax.Array:
   """Sum over the leading (member) axis of `values` [M, ...], as M - 1 elementwise adds in order.
 
   XLA:CPU runs a reduction over a short leading axis into a large output (7 members of [N, G, C])
-  ~30x slower than the same adds written out (BUILD_NOTES "Reductions over the member axis").
+  ~30x slower than the same adds written out (`benchmarks/member_axis.py`; BUILD_NOTES
+  "Reductions over the member axis").
   """
   total = values[0]
   for i in range(1, values.shape[0]):
