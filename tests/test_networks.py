@@ -99,11 +99,7 @@ def test_member_ops_match_plain_formulas():
   grads = jax.vmap(jax.grad(_member_ops), (0, 0, None, None, None))
   np.testing.assert_allclose(grads(raw[None].repeat(2, 0), member[None].repeat(2, 0), w_u, w_s, False)[1],
                              ref_grad, atol=1e-5 * float(jnp.max(jnp.abs(ref_grad))))
-  # The pick is exact and its gradient lands only on the picked member.
-  np.testing.assert_array_equal(layers.select_member(raw, member),
-                                jnp.take_along_axis(raw, member[None, ..., None, None], 0)[0])
-  g = jax.grad(lambda r: jnp.sum(layers.select_member(r, member)))(raw)
-  np.testing.assert_array_equal(g.sum((-2, -1)), 24.0 * jnp.moveaxis(jax.nn.one_hot(member, 7), -1, 0))
+  # (The pick's exactness and its gradient: tests/test_world_model.py::test_select_member_value_and_gradient.)
   # Members that agree exactly (a value whose member mean is exact): no disagreement, zero gradient.
   same = jnp.full(raw.shape, -2.5)
   np.testing.assert_array_equal(layers.ensemble_disagreement(same), 0.0)
