@@ -9,7 +9,8 @@ the machine's matmul roofline measured in the same run.
 
   python benchmarks/profile_parts.py --preset=small [--batch=16 --seq=32] [--steps=5] [--set FIELD=VALUE]
       [--parts=actor,full]     # only these parts (name prefixes)
-      [--trace=20]             # also the 20 slowest XLA ops of each part, from a jax.profiler trace
+      [--trace=20]             # also the 20 slowest XLA ops of each part, from a jax.profiler trace,
+                               # and all ops' time summed by part, pass and kind
 
 The per-part times do not add up to the full update exactly: XLA fuses across parts in the full step.
 """
@@ -51,8 +52,9 @@ def time_fn(fn, args, steps: int, trace: int = 0, name: str = '') -> tuple[float
   jax.block_until_ready(out)
   seconds = (time.perf_counter() - start) / steps
   if trace:
-    rows = xla_trace.top_ops(lambda: jax.block_until_ready(compiled(*args)), compiled.as_text(), steps, trace)
-    xla_trace.print_top_ops(name, rows, seconds * 1e3)
+    rows = xla_trace.top_ops(lambda: jax.block_until_ready(compiled(*args)), compiled.as_text(), steps, None)
+    xla_trace.print_top_ops(name, rows[:trace], seconds * 1e3)
+    xla_trace.print_groups(name, rows)
   return compile_s, seconds, flops_of(compiled) / 1e9
 
 
@@ -157,8 +159,9 @@ def main():
         nonlocal state
         state, metrics = compiled(state, batch, key)
         jax.block_until_ready(metrics)
-      xla_trace.print_top_ops('full update', xla_trace.top_ops(call, compiled.as_text(), args.steps, args.trace),
-                              s * 1e3)
+      trace_rows = xla_trace.top_ops(call, compiled.as_text(), args.steps, None)
+      xla_trace.print_top_ops('full update', trace_rows[:args.trace], s * 1e3)
+      xla_trace.print_groups('full update', trace_rows)
     rows.append(('full update', c, s, g))
     print(f'{"full update":28s} compile {c:5.1f} s  {s * 1e3:8.1f} ms  {g:7.2f} GFLOP  {g / s:6.1f} GFLOP/s', flush=True)
     full_s = s

@@ -26,10 +26,10 @@ def op_sources(hlo_text: str) -> dict:
   return sources
 
 
-def top_ops(call, hlo_text: str, calls: int, top: int) -> list[tuple[float, int, str, str]]:
+def top_ops(call, hlo_text: str, calls: int, top: int | None) -> list[tuple[float, int, str, str]]:
   """Runs `call()` (which blocks until done) `calls` times under the profiler.
 
-  Returns the `top` ops as (ms per call, runs per call, instruction, source), by time.
+  Returns the `top` ops (None: all) as (ms per call, runs per call, instruction, source), by time.
   """
   sources = op_sources(hlo_text)
   with tempfile.TemporaryDirectory() as logdir:
@@ -56,3 +56,34 @@ def print_top_ops(title: str, rows, wall_ms: float) -> None:
   for ms, n, name, source in rows:
     note = ' (spans its body)' if name.startswith('while') else ''
     print(f'| {ms:.1f} | {n} | {name}{note} | {source[-110:] or "(made by XLA)"} |')
+
+
+_MODULE = re.compile(r'jvp\((\w+)\)')
+
+
+def group_of(name: str, source: str) -> tuple[str, str, str]:
+  """(part, pass, kind) of an op: the flax module it came from ('scan' inside a `while` body, '-'
+  where none is named), 'backward' under a transpose, and the op's kind (its instruction name
+  without the number: 'ynn_fusion' runs matrix products, 'all-reduce' waits for the other devices)."""
+  kind = re.sub(r'\.\d+$', '', name)
+  if '/while/' in source:
+    part = 'scan'
+  else:
+    found = _MODULE.search(source)
+    part = found.group(1) if found else '-'
+  return part, ('backward' if 'transpose(' in source else 'forward'), kind
+
+
+def print_groups(title: str, rows) -> None:
+  """Op time summed by part and pass, and by kind, over every op of `rows` (from `top_ops(..., None)`),
+  `while` ops left out (they span their bodies' ops, which are counted)."""
+  rows = [r for r in rows if not r[2].startswith('while')]
+  total = sum(r[0] for r in rows)
+  for label, key in (('part, pass', lambda g: f'{g[0]}, {g[1]}'), ('kind', lambda g: g[2])):
+    sums = collections.Counter()
+    for ms, _, name, source in rows:
+      sums[key(group_of(name, source))] += ms
+    print(f'\n{title}: op time by {label} (ms per call, summed over threads; all ops {total:.0f} ms)')
+    print(f'| {label} | ms | share |\n|---|---|---|')
+    for group, ms in sums.most_common(12):
+      print(f'| {group} | {ms:.1f} | {ms / total:.0%} |')

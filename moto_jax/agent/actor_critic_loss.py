@@ -84,8 +84,7 @@ def actor_loss(actor_params, nets: Networks, wm, critic_params, start: dict, pai
     'action' [H+1, N, A] and penalised 'reward' [H, N] for the critics.
   """
   k_imag, k_ent = jax.random.split(key)
-  policy = lambda feat, k: nets.policy(actor_params, feat).sample(k)
-  traj = nets.imagine(wm, start, policy, horizon, k_imag)
+  traj = nets.imagine(wm, start, actor_params, horizon, k_imag)
   reward = nets.predict_reward(wm, traj['feat'][1:])                          # r^(z_{k+1}) [H, N]
   reward = returns.penalised_reward(reward, traj['disagreement'], penalty_scale)   # Eq. 3
   q = jnp.min(nets.q_values(critic_params, traj['feat'], traj['action']), axis=0)  # [H+1, N]

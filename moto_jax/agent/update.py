@@ -149,7 +149,12 @@ def skip_nonfinite(step_fn):
 def _jit(step_fn, parts: AgentParts, mesh: Mesh | None):
   mesh = mesh if mesh is not None else default_mesh()
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  fn = skip_nonfinite(functools.partial(step_fn, parts))
+  step = skip_nonfinite(functools.partial(step_fn, parts))
+
+  def fn(*args):
+    # Traced under the mesh, the scans run per device on their rows (`networks.data_parallel`).
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return step(*args)
   return jax.jit(fn, in_shardings=(replicated, data, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
 

@@ -21,7 +21,11 @@ class TanhGaussian(flax.struct.PyTreeNode):
 
   def sample(self, key: jax.Array) -> jax.Array:
     """Reparameterised sample [..., A] in (-1, 1)."""
-    return jnp.tanh(self.mean + self.std * jax.random.normal(key, self.mean.shape))
+    return self.sample_given(jax.random.normal(key, self.mean.shape))
+
+  def sample_given(self, noise: jax.Array) -> jax.Array:
+    """`sample` with its standard-normal noise [..., A] drawn already."""
+    return jnp.tanh(self.mean + self.std * noise)
 
   def sample_and_log_prob(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Reparameterised sample [..., A] and its log-density [...], exact without an atanh."""

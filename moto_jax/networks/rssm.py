@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from moto_jax.networks import data_parallel
 from moto_jax.networks import layers
 
 State = dict  # {'deter': [..., D], 'stoch': [..., G, C]}
@@ -98,10 +99,15 @@ def feature(state: State) -> jax.Array:
   return jnp.concatenate([state['deter'], layers.flatten_trailing(state['stoch'], 2)], -1)
 
 
-def _sample(key: jax.Array | None, logits: jax.Array) -> jax.Array:
-  if key is None:
+def _gumbel(key: jax.Array | None, stoch: jax.Array) -> jax.Array | None:
+  """The Gumbel noise of a sample of shape `stoch` [N, G, C] (None: the mode)."""
+  return None if key is None else jax.random.gumbel(key, stoch.shape, stoch.dtype)
+
+
+def _sample(gumbel: jax.Array | None, logits: jax.Array) -> jax.Array:
+  if gumbel is None:
     return layers.straight_through_mode(logits)
-  return layers.straight_through_sample(key, logits)
+  return layers.straight_through_given(gumbel, logits)
 
 
 def obs_step(rssm: RSSM, params, state: State, action: jax.Array, embed: jax.Array,
@@ -111,6 +117,10 @@ def obs_step(rssm: RSSM, params, state: State, action: jax.Array, embed: jax.Arr
   Args: state [N], action a_t [N, A] (the action that led to this observation), embed [N, E].
   key None takes the mode instead of a sample. Returns (state, posterior logits [N, G, C]).
   """
+  return _obs_step(rssm, params, state, action, embed, is_first, _gumbel(key, state['stoch']))
+
+
+def _obs_step(rssm, params, state, action, embed, is_first, gumbel):
   chex.assert_rank([action, embed, is_first], [2, 2, 1])
   keep = 1.0 - is_first.astype(jnp.float32)[:, None]
   deter = state['deter'] * keep
@@ -119,7 +129,7 @@ def obs_step(rssm: RSSM, params, state: State, action: jax.Array, embed: jax.Arr
   variables = {'params': params}
   deter = rssm.apply(variables, deter, stoch, action, method=RSSM.core)
   logits = rssm.apply(variables, deter, embed, method=RSSM.posterior_logits)
-  return {'deter': deter, 'stoch': _sample(key, logits)}, logits
+  return {'deter': deter, 'stoch': _sample(gumbel, logits)}, logits
 
 
 def img_step(rssm: RSSM, params, state: State, action: jax.Array, key: jax.Array | None,
@@ -128,12 +138,16 @@ def img_step(rssm: RSSM, params, state: State, action: jax.Array, key: jax.Array
 
   Returns (state', logits of every head [M, N, G, C]) (the latter for the penalty of Eq. 2).
   """
+  return _img_step(rssm, params, state, action, _gumbel(key, state['stoch']), member)
+
+
+def _img_step(rssm, params, state, action, gumbel, member):
   chex.assert_rank([action, member], [2, 1])
   variables = {'params': params}
   deter = rssm.apply(variables, state['deter'], state['stoch'], action, method=RSSM.core)
   all_logits = rssm.apply(variables, deter, method=RSSM.prior_logits)
   logits = layers.select_member(all_logits, member)
-  return {'deter': deter, 'stoch': _sample(key, logits)}, all_logits
+  return {'deter': deter, 'stoch': _sample(gumbel, logits)}, all_logits
 
 
 def observe(rssm: RSSM, params, embed: jax.Array, action: jax.Array, is_first: jax.Array,
@@ -142,31 +156,40 @@ def observe(rssm: RSSM, params, embed: jax.Array, action: jax.Array, is_first: j
 
   Args: embed [B, T, E], action [B, T, A], is_first bool [B, T].
   Returns {'deter': [B, T, D], 'stoch': [B, T, G, C], 'logits': [B, T, G, C]}.
+  The samples' noise is drawn for all rows before the scan (the numbers step t's key draws), and
+  under a data-parallel mesh every device scans its own rows (`data_parallel.rows_per_device`).
   """
   b, t = is_first.shape
   chex.assert_shape(embed, (b, t, None))
   chex.assert_shape(action, (b, t, None))
   if state is None:
     state = initial_state(rssm, b)
-  keys = jax.random.split(key, t) if key is not None else None
   xs = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (embed, action, is_first))
+  gumbel = None
+  if key is not None:
+    shape = (b, rssm.groups, rssm.classes)
+    gumbel = jax.vmap(lambda k: jax.random.gumbel(k, shape))(jax.random.split(key, t))   # [T, B, G, C]
 
-  def step(carry, inputs):
-    (e, a, first), k = inputs
-    carry, logits = obs_step(rssm, params, carry, a, e, first, k)
-    return carry, {**carry, 'logits': logits}
+  def scan(params, state, xs, gumbel):
+    def step(carry, inputs):
+      (e, a, first), g = inputs
+      carry, logits = _obs_step(rssm, params, carry, a, e, first, g)
+      return carry, {**carry, 'logits': logits}
+    return jax.lax.scan(step, state, (xs, gumbel))[1]
 
-  _, out = jax.lax.scan(step, state, (xs, keys))
+  out = data_parallel.rows_per_device(scan, (None, 0, 1, 1), 1)(params, state, xs, gumbel)
   return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), out)
 
 
-def imagine(rssm: RSSM, params, start: State, policy: Callable[[jax.Array, jax.Array], jax.Array],
-            horizon: int, key: jax.Array) -> dict:
+def imagine(rssm: RSSM, params, start: State, policy: Callable, policy_params, horizon: int, key: jax.Array,
+            action_dim: int) -> dict:
   """Prior rollout of `horizon` steps in one `lax.scan` (ALGORITHM.md Sec. 3), time-major.
 
-  At every step `a_k = policy(z_k, key)`, h_{k+1} = GRU(...), and s_{k+1} is sampled from a prior
-  head drawn uniformly at random for every row and step. The final action `a_H = policy(z_H)`
-  is drawn after the scan, for bootstrapping.
+  At every step `a_k = policy(policy_params, z_k, noise_k)` with standard-normal noise
+  [N, action_dim] (a reparameterised sample), h_{k+1} = GRU(...), and s_{k+1} is sampled from a prior head drawn
+  uniformly at random for every row and step. The final action `a_H` is
+  drawn after the scan, for bootstrapping. All noise is drawn for all rows before the scan, and
+  under a data-parallel mesh every device scans its own rows (`data_parallel.rows_per_device`).
 
   Args: start state with rows [N]. Returns
     {'deter': [H+1, N, D], 'stoch': [H+1, N, G, C], 'feat': [H+1, N, F], 'action': [H+1, N, A],
@@ -174,17 +197,26 @@ def imagine(rssm: RSSM, params, start: State, policy: Callable[[jax.Array, jax.A
   """
   n = start['deter'].shape[0]
 
-  def step(state, k):
+  def draw(k):
     k_act, k_member, k_sample = jax.random.split(k, 3)
-    action = policy(feature(state), k_act)
-    member = jax.random.randint(k_member, (n,), 0, rssm.ensemble)
-    nxt, all_logits = img_step(rssm, params, state, action, k_sample, member)
-    u = layers.ensemble_disagreement(all_logits)                        # Eq. 2
-    return nxt, {'state': state, 'action': action, 'disagreement': u}
+    return (jax.random.normal(k_act, (n, action_dim)),
+            jax.random.randint(k_member, (n,), 0, rssm.ensemble),
+            jax.random.gumbel(k_sample, (n, rssm.groups, rssm.classes)))
 
   key, k_last = jax.random.split(key)
-  last, out = jax.lax.scan(step, start, jax.random.split(key, horizon))
+  noise = jax.vmap(draw)(jax.random.split(key, horizon))            # each [H, N, ...]
+
+  def scan(params, policy_params, start, noise):
+    def step(state, inputs):
+      act_noise, member, gumbel = inputs
+      action = policy(policy_params, feature(state), act_noise)
+      nxt, all_logits = _img_step(rssm, params, state, action, gumbel, member)
+      u = layers.ensemble_disagreement(all_logits)                      # Eq. 2
+      return nxt, {'state': state, 'action': action, 'disagreement': u}
+    return jax.lax.scan(step, start, noise)
+
+  last, out = data_parallel.rows_per_device(scan, (None, None, 0, 1), (0, 1))(params, policy_params, start, noise)
   states = jax.tree.map(lambda xs, x: jnp.concatenate([xs, x[None]], 0), out['state'], last)
   feat = feature(states)
-  action = jnp.concatenate([out['action'], policy(feat[-1], k_last)[None]], 0)
+  action = jnp.concatenate([out['action'], policy(policy_params, feat[-1], jax.random.normal(k_last, (n, action_dim)))[None]], 0)
   return {**states, 'feat': feat, 'action': action, 'disagreement': out['disagreement']}

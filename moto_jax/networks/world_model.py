@@ -84,9 +84,10 @@ class Networks:
   def img_step(self, wm, state, action, key, member):
     return rssm_lib.img_step(self.rssm, wm['rssm'], state, action, key, member)
 
-  def imagine(self, wm, start, policy, horizon: int, key) -> dict:
-    """Prior rollout; see `rssm.imagine`."""
-    return rssm_lib.imagine(self.rssm, wm['rssm'], start, policy, horizon, key)
+  def imagine(self, wm, start, actor_params, horizon: int, key) -> dict:
+    """Prior rollout with the actor's reparameterised samples; see `rssm.imagine`."""
+    policy = lambda params, feat, noise: self.policy(params, feat).sample_given(noise)
+    return rssm_lib.imagine(self.rssm, wm['rssm'], start, policy, actor_params, horizon, key, self.action_dim)
 
   # Actor and critics.
   def policy(self, actor_params, feat: jax.Array) -> actor_critic.TanhGaussian:
