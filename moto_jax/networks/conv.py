@@ -28,6 +28,8 @@ the paper's sizes; as matrix products the `paper` update ran 9.8x faster (BUILD_
 own convolutions are as fast (BUILD_NOTES, "Where an update's time goes"; per layer:
 benchmarks/conv_layers.py).
 """
+import functools
+
 import chex
 import flax.linen as nn
 import jax
@@ -127,11 +129,36 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False
   else:
     z = _conv(x, v, ((before, after), (before, after)))  # [N, H + 1, W + 1, 4 C'] for k = 4
   n, h, w, _ = x.shape
+  return _interleave_phases(z, tuple(o + before for o in lo), h, w)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _interleave_phases(z: jax.Array, offsets: tuple[int, int], h: int, w: int) -> jax.Array:
+  """[N, H', W', 4 C'] (channels (a, b, c')) -> [N, 2h, 2w, C'] with output (2i + a, 2j + b) =
+  z[i + offsets[a], j + offsets[b], (a, b)]. Its gradient puts each phase in place with one pad
+  per phase, stacked: autodiff of the slices pads every phase to the whole of z and adds the four
+  (at `paper` sizes ~4x the memory traffic)."""
+  n, cout = z.shape[0], z.shape[-1] // 4
   z = z.reshape(z.shape[:3] + (2, 2, cout))
-  rows = [jnp.stack([z[:, lo[a] + before:lo[a] + before + h, lo[b] + before:lo[b] + before + w, a, b]
-                     for b in (0, 1)], 3) for a in (0, 1)]   # per a: [N, H, W, 2(b), C']
-  y = jnp.stack(rows, 2)                               # [N, H, 2(a), W, 2(b), C']
-  return y.reshape(n, 2 * h, 2 * w, cout)
+  rows = [jnp.stack([z[:, offsets[a]:offsets[a] + h, offsets[b]:offsets[b] + w, a, b]
+                     for b in (0, 1)], 3) for a in (0, 1)]   # per a: [N, h, w, 2(b), C']
+  return jnp.stack(rows, 2).reshape(n, 2 * h, 2 * w, cout)   # from [N, h, 2(a), w, 2(b), C']
+
+
+def _interleave_fwd(z, offsets, h, w):
+  return _interleave_phases(z, offsets, h, w), z.shape
+
+
+def _interleave_bwd(offsets, h, w, shape, dy):
+  n, rows, cols, channels = shape
+  dy = dy.reshape(n, h, 2, w, 2, channels // 4)
+  pieces = [jnp.pad(dy[:, :, a, :, b], ((0, 0), (offsets[a], rows - h - offsets[a]),
+                                          (offsets[b], cols - w - offsets[b]), (0, 0)))
+            for a in (0, 1) for b in (0, 1)]
+  return (jnp.stack(pieces, 3).reshape(shape),)
+
+
+_interleave_phases.defvjp(_interleave_fwd, _interleave_bwd)
 
 
 def conv_patches(x: jax.Array, kernel: jax.Array, stride: int, padding: str) -> jax.Array:
