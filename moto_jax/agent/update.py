@@ -1,7 +1,9 @@
 """The jitted training steps: `world_model_update` and the full `update` (ALGORITHM.md Sec. 7).
 
 Data parallelism is `jax.jit` over a `Mesh` with one axis 'data': the batch's leading axis B is
-sharded, the state is replicated, and XLA inserts the gradient all-reduce. With several hosts
+sharded, the state is replicated, and XLA inserts the gradient all-reduce. The steps are traced
+under the mesh, so the posterior and imagination scans run per device on their rows and sum their
+parameters' gradients once (`networks.data_parallel`). With several hosts
 the mesh spans every process's devices and the batch is the global batch (see `sharding.shard_batch`).
 """
 import functools
