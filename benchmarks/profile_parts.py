@@ -35,6 +35,7 @@ from configs import metaworld  # noqa: E402
 from moto_jax import agent  # noqa: E402
 from moto_jax import allocator  # noqa: E402
 from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
+from moto_jax.agent.sharding import under_mesh  # noqa: E402
 from moto_jax.agent.world_model_loss import kl_balance  # noqa: E402
 from moto_jax.networks import conv, layers  # noqa: E402
 from moto_jax.training import config_check  # noqa: E402
@@ -120,8 +121,8 @@ def main():
   def critic(c, tc, a, ro, pr, k):
     return agent_parts.losses.critic(c, nets, tc, a, ro, pr, k)[0]
 
-  def grad(f):
-    return jax.jit(jax.grad(f))
+  def grad(f):        # traced under the mesh, as the update is (its scans run per device)
+    return jax.jit(under_mesh(jax.grad(f), mesh))
 
   rollout = jax.jit(lambda *xs: actor(*xs)[1][1])(params['actor'], wm, params['critic'], start, pairs, key)
   parts = [

@@ -62,15 +62,14 @@ _MODULE = re.compile(r'jvp\((\w+)\)')
 
 
 def group_of(name: str, source: str) -> tuple[str, str, str]:
-  """(part, pass, kind) of an op: the flax module it came from ('scan' inside a `while` body, '-'
-  where none is named), 'backward' under a transpose, and the op's kind (its instruction name
-  without the number: 'ynn_fusion' runs matrix products, 'all-reduce' waits for the other devices)."""
+  """(part, pass, kind) of an op: the flax module it came from (else 'scan' inside a `while` body,
+  which is where the RSSM's steps run, else '-': XLA's own ops, e.g. convolutions' kernel
+  gradients, carry no source), 'backward' under a transpose, and the op's kind (its instruction
+  name without the number: 'ynn_fusion' runs matrix products, 'all-reduce' waits for the other
+  devices)."""
   kind = re.sub(r'\.\d+$', '', name)
-  if '/while/' in source:
-    part = 'scan'
-  else:
-    found = _MODULE.search(source)
-    part = found.group(1) if found else '-'
+  found = _MODULE.search(source)
+  part = found.group(1) if found else 'scan' if '/while/' in source else '-'
   return part, ('backward' if 'transpose(' in source else 'forward'), kind
 
 

@@ -146,16 +146,17 @@ def _interleave_phases(z: jax.Array, offsets: tuple[int, int], h: int, w: int) -
 
 
 def _interleave_fwd(z, offsets, h, w):
-  return _interleave_phases(z, offsets, h, w), z.shape
+  return _interleave_phases(z, offsets, h, w), None
 
 
-def _interleave_bwd(offsets, h, w, shape, dy):
-  n, rows, cols, channels = shape
-  dy = dy.reshape(n, h, 2, w, 2, channels // 4)
-  pieces = [jnp.pad(dy[:, :, a, :, b], ((0, 0), (offsets[a], rows - h - offsets[a]),
-                                          (offsets[b], cols - w - offsets[b]), (0, 0)))
+def _interleave_bwd(offsets, h, w, _, dy):
+  n, cout = dy.shape[0], dy.shape[-1]
+  extra = max(offsets)                                  # z has h + extra rows, w + extra columns
+  dy = dy.reshape(n, h, 2, w, 2, cout)
+  pieces = [jnp.pad(dy[:, :, a, :, b], ((0, 0), (offsets[a], extra - offsets[a]),
+                                          (offsets[b], extra - offsets[b]), (0, 0)))
             for a in (0, 1) for b in (0, 1)]
-  return (jnp.stack(pieces, 3).reshape(shape),)
+  return (jnp.stack(pieces, 3).reshape(n, h + extra, w + extra, 4 * cout),)
 
 
 _interleave_phases.defvjp(_interleave_fwd, _interleave_bwd)

@@ -45,7 +45,7 @@ def rows_per_device(fn: Callable, in_axes: Sequence[int | None], out_axes) -> Ca
     def per_device(*local):
       # Replicated inputs made device-varying once, here: the transpose of that cast (a sum of
       # the gradients over devices) then happens once, not at every use inside a scan's body.
-      local = [arg if axis is not None else jax.tree.map(lambda x: jax.lax.pcast(x, AXIS, to='varying'), arg)
+      local = [arg if axis is not None else jax.lax.pcast(arg, AXIS, to='varying')
                for arg, axis in zip(local, in_axes)]
       return fn(*local)
     return jax.shard_map(per_device, mesh=mesh, in_specs=in_specs, out_specs=out_specs)(*args)

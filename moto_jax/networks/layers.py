@@ -44,15 +44,10 @@ def unimix_logits(logits: jax.Array, unimix: float) -> jax.Array:
   return jnp.log(probs)
 
 
-def straight_through_sample(key: jax.Array, logits: jax.Array) -> jax.Array:
-  """One-hot sample with straight-through gradients: `onehot + probs - sg(probs)`. [..., G, C]."""
-  return straight_through_given(jax.random.gumbel(key, logits.shape, logits.dtype), logits)
-
-
 def straight_through_given(gumbel: jax.Array, logits: jax.Array) -> jax.Array:
-  """`straight_through_sample` with its Gumbel noise [..., G, C] drawn already: the sample is
-  argmax(logits + gumbel), which is what `jax.random.categorical(key, logits)` draws when
-  `gumbel = jax.random.gumbel(key, logits.shape)`."""
+  """One-hot sample with straight-through gradients, `onehot + probs - sg(probs)`, given its Gumbel
+  noise [..., G, C]: the sample is argmax(logits + gumbel), what `jax.random.categorical(key,
+  logits)` draws when `gumbel = jax.random.gumbel(key, logits.shape)`. [..., G, C]."""
   chex.assert_equal_shape([gumbel, logits])
   probs = jax.nn.softmax(logits, axis=-1)
   index = jnp.argmax(logits + gumbel, axis=-1)

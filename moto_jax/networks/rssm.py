@@ -99,9 +99,9 @@ def feature(state: State) -> jax.Array:
   return jnp.concatenate([state['deter'], layers.flatten_trailing(state['stoch'], 2)], -1)
 
 
-def _gumbel(key: jax.Array | None, stoch: jax.Array) -> jax.Array | None:
-  """The Gumbel noise of a sample of shape `stoch` [N, G, C] (None: the mode)."""
-  return None if key is None else jax.random.gumbel(key, stoch.shape, stoch.dtype)
+def _gumbel(key: jax.Array | None, shape: tuple) -> jax.Array | None:
+  """The Gumbel noise of a sample of `shape` [..., G, C] (key None: None, the mode)."""
+  return None if key is None else jax.random.gumbel(key, shape, jnp.float32)
 
 
 def _sample(gumbel: jax.Array | None, logits: jax.Array) -> jax.Array:
@@ -117,7 +117,7 @@ def obs_step(rssm: RSSM, params, state: State, action: jax.Array, embed: jax.Arr
   Args: state [N], action a_t [N, A] (the action that led to this observation), embed [N, E].
   key None takes the mode instead of a sample. Returns (state, posterior logits [N, G, C]).
   """
-  return _obs_step(rssm, params, state, action, embed, is_first, _gumbel(key, state['stoch']))
+  return _obs_step(rssm, params, state, action, embed, is_first, _gumbel(key, state['stoch'].shape))
 
 
 def _obs_step(rssm, params, state, action, embed, is_first, gumbel):
@@ -138,7 +138,7 @@ def img_step(rssm: RSSM, params, state: State, action: jax.Array, key: jax.Array
 
   Returns (state', logits of every head [M, N, G, C]) (the latter for the penalty of Eq. 2).
   """
-  return _img_step(rssm, params, state, action, _gumbel(key, state['stoch']), member)
+  return _img_step(rssm, params, state, action, _gumbel(key, state['stoch'].shape), member)
 
 
 def _img_step(rssm, params, state, action, gumbel, member):
@@ -156,7 +156,7 @@ def observe(rssm: RSSM, params, embed: jax.Array, action: jax.Array, is_first: j
 
   Args: embed [B, T, E], action [B, T, A], is_first bool [B, T].
   Returns {'deter': [B, T, D], 'stoch': [B, T, G, C], 'logits': [B, T, G, C]}.
-  The samples' noise is drawn for all rows before the scan (the numbers step t's key draws), and
+  Step t samples with the Gumbel noise of `split(key, T)[t]`, drawn for all rows before the scan;
   under a data-parallel mesh every device scans its own rows (`data_parallel.rows_per_device`).
   """
   b, t = is_first.shape
@@ -168,7 +168,7 @@ def observe(rssm: RSSM, params, embed: jax.Array, action: jax.Array, is_first: j
   gumbel = None
   if key is not None:
     shape = (b, rssm.groups, rssm.classes)
-    gumbel = jax.vmap(lambda k: jax.random.gumbel(k, shape))(jax.random.split(key, t))   # [T, B, G, C]
+    gumbel = jax.vmap(lambda k: _gumbel(k, shape))(jax.random.split(key, t))   # [T, B, G, C]
 
   def scan(params, state, xs, gumbel):
     def step(carry, inputs):
@@ -181,15 +181,15 @@ def observe(rssm: RSSM, params, embed: jax.Array, action: jax.Array, is_first: j
   return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), out)
 
 
-def imagine(rssm: RSSM, params, start: State, policy: Callable, policy_params, horizon: int, key: jax.Array,
-            action_dim: int) -> dict:
+def imagine(rssm: RSSM, params, start: State, policy: Callable, policy_params, horizon: int,
+            key: jax.Array, action_dim: int) -> dict:
   """Prior rollout of `horizon` steps in one `lax.scan` (ALGORITHM.md Sec. 3), time-major.
 
-  At every step `a_k = policy(policy_params, z_k, noise_k)` with standard-normal noise
-  [N, action_dim] (a reparameterised sample), h_{k+1} = GRU(...), and s_{k+1} is sampled from a prior head drawn
-  uniformly at random for every row and step. The final action `a_H` is
-  drawn after the scan, for bootstrapping. All noise is drawn for all rows before the scan, and
-  under a data-parallel mesh every device scans its own rows (`data_parallel.rows_per_device`).
+  At every step `a_k = policy(policy_params, z_k, noise_k)` with standard-normal noise_k
+  [N, action_dim] (a reparameterised sample), h_{k+1} = GRU(...), and s_{k+1} is sampled from a
+  prior head drawn uniformly at random for every row and step. The final action `a_H` is drawn
+  after the scan, for bootstrapping. All noise is drawn for all rows before the scan; under a
+  data-parallel mesh every device scans its own rows (`data_parallel.rows_per_device`).
 
   Args: start state with rows [N]. Returns
     {'deter': [H+1, N, D], 'stoch': [H+1, N, G, C], 'feat': [H+1, N, F], 'action': [H+1, N, A],
@@ -201,7 +201,7 @@ def imagine(rssm: RSSM, params, start: State, policy: Callable, policy_params, h
     k_act, k_member, k_sample = jax.random.split(k, 3)
     return (jax.random.normal(k_act, (n, action_dim)),
             jax.random.randint(k_member, (n,), 0, rssm.ensemble),
-            jax.random.gumbel(k_sample, (n, rssm.groups, rssm.classes)))
+            _gumbel(k_sample, (n, rssm.groups, rssm.classes)))
 
   key, k_last = jax.random.split(key)
   noise = jax.vmap(draw)(jax.random.split(key, horizon))            # each [H, N, ...]
@@ -215,8 +215,10 @@ def imagine(rssm: RSSM, params, start: State, policy: Callable, policy_params, h
       return nxt, {'state': state, 'action': action, 'disagreement': u}
     return jax.lax.scan(step, start, noise)
 
-  last, out = data_parallel.rows_per_device(scan, (None, None, 0, 1), (0, 1))(params, policy_params, start, noise)
+  per_device = data_parallel.rows_per_device(scan, (None, None, 0, 1), (0, 1))
+  last, out = per_device(params, policy_params, start, noise)
   states = jax.tree.map(lambda xs, x: jnp.concatenate([xs, x[None]], 0), out['state'], last)
   feat = feature(states)
-  action = jnp.concatenate([out['action'], policy(policy_params, feat[-1], jax.random.normal(k_last, (n, action_dim)))[None]], 0)
+  last_action = policy(policy_params, feat[-1], jax.random.normal(k_last, (n, action_dim)))
+  action = jnp.concatenate([out['action'], last_action[None]], 0)
   return {**states, 'feat': feat, 'action': action, 'disagreement': out['disagreement']}
