@@ -1,5 +1,8 @@
 """Shared test set-up: fast XLA compiles, the debug config and synthetic batches."""
+import json
 import os
+import subprocess
+import sys
 import tempfile
 
 import jax
@@ -77,3 +80,15 @@ def nets(config):
 @pytest.fixture(scope='module')
 def params(nets):
   return nets.init(jax.random.key(0))
+
+
+def run_with_cpu_devices(script: str, devices: int) -> dict:
+  """Runs `script` (Python source; `conftest` importable) in a fresh process whose CPU is split into
+  `devices` XLA devices (fixed when JAX starts), and returns the JSON its last stdout line prints."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', JAX_PLATFORMS='cpu',
+             PYTHONPATH=os.pathsep.join([os.path.join(root, 'tests'), root]))
+  out = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True,
+                       timeout=600, cwd=root)
+  assert out.returncode == 0, out.stderr[-4000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])

@@ -3,13 +3,9 @@ and gradients as on one device, and no all-reduce inside a loop of their compile
 
 Runs in a subprocess, because the number of virtual CPU devices is fixed when JAX starts.
 """
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import run_with_cpu_devices
 
 SCRIPT = textwrap.dedent('''
     import json, re
@@ -78,12 +74,7 @@ SCRIPT = textwrap.dedent('''
 
 
 def test_scans_per_device_match_one_device():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2', JAX_PLATFORMS='cpu',
-             PYTHONPATH=os.pathsep.join([os.path.join(ROOT, 'tests'), ROOT]))
-  out = subprocess.run([sys.executable, '-c', SCRIPT], env=env, capture_output=True, text=True,
-                       timeout=600, cwd=ROOT)
-  assert out.returncode == 0, out.stderr[-4000:]
-  result = json.loads(out.stdout.strip().splitlines()[-1])
+  result = run_with_cpu_devices(SCRIPT, 2)
   one, two = result['loss']
   assert abs(one - two) < 1e-5 * abs(one), result
   assert result['moved'] > 0 and result['worst'] < 1e-4, result   # every leaf, relative to its size

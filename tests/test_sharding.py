@@ -2,15 +2,11 @@
 
 Runs in a subprocess, because the number of virtual CPU devices is fixed when JAX starts.
 """
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import run_with_cpu_devices
 
 SCRIPT = textwrap.dedent('''
     import json
@@ -60,12 +56,7 @@ SCRIPT = textwrap.dedent('''
 @pytest.mark.slow
 @pytest.mark.integration
 def test_four_devices_match_one():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu',
-             PYTHONPATH=os.pathsep.join([os.path.join(ROOT, 'tests'), ROOT]))
-  out = subprocess.run([sys.executable, '-c', SCRIPT], env=env, capture_output=True, text=True,
-                       timeout=600, cwd=ROOT)
-  assert out.returncode == 0, out.stderr[-4000:]
-  result = json.loads(out.stdout.strip().splitlines()[-1])
+  result = run_with_cpu_devices(SCRIPT, 4)
   assert result['moved'] > 1e-4                   # the updates changed the parameters
   assert result['max_diff'] < 1e-4, result        # ... identically on 1 and 4 devices
   assert abs(result['loss_one'] - result['loss_four']) < 1e-3 * abs(result['loss_one'])
