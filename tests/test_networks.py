@@ -185,12 +185,13 @@ def test_stride2_phase_conv_equals_strided_conv(size, kernel):
   x = jax.random.normal(jax.random.key(0), (2, size, size + 1, 5))
   w = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 7))
   ref = lambda a, b: jax.lax.conv_general_dilated(a, b, (2, 2), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  out = conv.conv_stride2_phases(x, w)
-  chex.assert_shape(out, ref(x, w).shape)
-  np.testing.assert_allclose(out, ref(x, w), atol=1e-4)
   loss = lambda f: (lambda a, b: jnp.sum(jnp.sin(f(a, b))))
-  chex.assert_trees_all_close(jax.grad(loss(conv.conv_stride2_phases), (0, 1))(x, w),
-                              jax.grad(loss(ref), (0, 1))(x, w), atol=1e-3)
+  for patches in (False, True):        # the stride-1 conv by XLA, or as patches (the encoder at `paper`)
+    phases = lambda a, b: conv.conv_stride2_phases(a, b, patches=patches)
+    out = phases(x, w)
+    chex.assert_shape(out, ref(x, w).shape)
+    np.testing.assert_allclose(out, ref(x, w), atol=1e-4)
+    chex.assert_trees_all_close(jax.grad(loss(phases), (0, 1))(x, w), jax.grad(loss(ref), (0, 1))(x, w), atol=1e-3)
   with pytest.raises(ValueError, match='even'):
     conv.conv_stride2_phases(x, jnp.zeros((3, 3, 5, 7)))
 
