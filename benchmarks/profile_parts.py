@@ -41,21 +41,28 @@ from moto_jax.networks import conv, layers  # noqa: E402
 from moto_jax.training import config_check  # noqa: E402
 
 
+def timed(call, steps: int, hlo_text: str, trace: int = 0, name: str = '') -> float:
+  """Seconds per `call()` (one call of a compiled program, returning its outputs) after a warm-up;
+  with `trace`, prints the program's `trace` slowest ops and its op time by part and kind."""
+  jax.block_until_ready(call())
+  start = time.perf_counter()
+  for _ in range(steps):
+    out = call()
+  jax.block_until_ready(out)
+  seconds = (time.perf_counter() - start) / steps
+  if trace:
+    rows = xla_trace.top_ops(lambda: jax.block_until_ready(call()), hlo_text, steps, None)
+    xla_trace.print_top_ops(name, rows[:trace], seconds * 1e3)
+    xla_trace.print_groups(name, rows)
+  return seconds
+
+
 def time_fn(fn, args, steps: int, trace: int = 0, name: str = '') -> tuple[float, float, float]:
   """(compile s, s per call, GFLOP per call) of a jitted fn; with `trace`, prints its slowest ops."""
   start = time.perf_counter()
   compiled = fn.lower(*args).compile()
   compile_s = time.perf_counter() - start
-  jax.block_until_ready(compiled(*args))
-  start = time.perf_counter()
-  for _ in range(steps):
-    out = compiled(*args)
-  jax.block_until_ready(out)
-  seconds = (time.perf_counter() - start) / steps
-  if trace:
-    rows = xla_trace.top_ops(lambda: jax.block_until_ready(compiled(*args)), compiled.as_text(), steps, None)
-    xla_trace.print_top_ops(name, rows[:trace], seconds * 1e3)
-    xla_trace.print_groups(name, rows)
+  seconds = timed(lambda: compiled(*args), steps, compiled.as_text(), trace, name)
   return compile_s, seconds, flops_of(compiled) / 1e9
 
 
@@ -148,21 +155,13 @@ def main():
     start_t = time.perf_counter()
     compiled = full.lower(state, batch, key).compile()
     c = time.perf_counter() - start_t
-    state, m = compiled(state, batch, key)          # the state is donated: thread it through
-    jax.block_until_ready(m)
-    start_t = time.perf_counter()
-    for i in range(args.steps):
-      state, m = compiled(state, batch, jax.random.key(i))
-    jax.block_until_ready(m)
-    s, g = (time.perf_counter() - start_t) / args.steps, flops_of(compiled) / 1e9
-    if args.trace:
-      def call():
-        nonlocal state
-        state, metrics = compiled(state, batch, key)
-        jax.block_until_ready(metrics)
-      trace_rows = xla_trace.top_ops(call, compiled.as_text(), args.steps, None)
-      xla_trace.print_top_ops('full update', trace_rows[:args.trace], s * 1e3)
-      xla_trace.print_groups('full update', trace_rows)
+
+    def call():                                     # the state is donated: thread it through
+      nonlocal state
+      state, metrics = compiled(state, batch, key)
+      return metrics
+    s = timed(call, args.steps, compiled.as_text(), args.trace, 'full update')
+    g = flops_of(compiled) / 1e9
     rows.append(('full update', c, s, g))
     print(f'{"full update":28s} compile {c:5.1f} s  {s * 1e3:8.1f} ms  {g:7.2f} GFLOP  {g / s:6.1f} GFLOP/s', flush=True)
     full_s = s

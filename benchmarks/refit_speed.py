@@ -11,10 +11,9 @@ the pixels). Splits the CPU into one XLA device per core as launch.main does.
 """
 import os
 import sys
-if 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                             f' --xla_force_host_platform_device_count={os.cpu_count()}').strip()
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository root
+from moto_jax import cpu_devices  # noqa: E402
+cpu_devices.split()
 import argparse  # noqa: E402
 import time  # noqa: E402
 

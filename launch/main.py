@@ -17,6 +17,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from moto_jax import cpu_devices
+
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file[:task,preset].', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, episodes, logs and plots.')
 _ALLOW_CHANGE = flags.DEFINE_bool('allow_config_change', False,
@@ -34,17 +36,6 @@ _CPU_DEVICES = flags.DEFINE_integer(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def set_cpu_devices(batch_size: int, requested: int | None) -> int:
-  """Adds `--xla_force_host_platform_device_count` to XLA_FLAGS; must run before jax is imported."""
-  flags_now = os.environ.get('XLA_FLAGS', '')
-  if 'xla_force_host_platform_device_count' in flags_now:
-    return 0
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
-  n = requested or max(d for d in range(1, cores + 1) if batch_size % d == 0)
-  os.environ['XLA_FLAGS'] = f'{flags_now} --xla_force_host_platform_device_count={n}'.strip()
-  return n
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -57,7 +48,7 @@ def main(argv):
     given = ', '.join(f'--{k}' for k, v in by_hand.items() if v is not None)
     raise app.UsageError(f'{given} only apply with --multihost')
   # Each process's CPU devices share its part of the global batch.
-  set_cpu_devices(config.train.batch_size // (_NUM_PROCESSES.value or 1), _CPU_DEVICES.value)
+  cpu_devices.split(config.train.batch_size // (_NUM_PROCESSES.value or 1), _CPU_DEVICES.value)
   import jax  # pylint: disable=g-import-not-at-top
   if _MULTIHOST.value:
     # CPU processes exchange gradients over gloo (set before any backend starts; unused on GPU/TPU).

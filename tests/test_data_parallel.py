@@ -12,9 +12,10 @@ SCRIPT = textwrap.dedent('''
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import NamedSharding, PartitionSpec as P
     jax.config.update('jax_disable_most_optimizations', True)
     from conftest import ACTION_DIM, debug_config, synthetic_batch
+    from moto_jax.agent.sharding import default_mesh, under_mesh
     from moto_jax.networks.world_model import make_networks
 
     assert jax.device_count() == 2, jax.devices()
@@ -36,13 +37,9 @@ SCRIPT = textwrap.dedent('''
     fn = jax.value_and_grad(loss, argnums=(0, 1))
     args = (params['wm'], params['actor'], start, batch)
     ref_loss, ref_grads = jax.jit(fn)(*args)                  # no mesh: plain scans, one device
-    mesh = Mesh(np.asarray(jax.devices()), ('data',))
+    mesh = default_mesh()
     rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-
-    def traced(*a):
-      with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
-        return fn(*a)
-    sharded = jax.jit(traced, in_shardings=(rep, rep, data, data), out_shardings=rep)
+    sharded = jax.jit(under_mesh(fn, mesh), in_shardings=(rep, rep, data, data), out_shardings=rep)
     compiled = sharded.lower(*args).compile()
     got_loss, got_grads = compiled(*args)
     # Every gradient leaf against its own scale.
