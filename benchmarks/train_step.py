@@ -7,13 +7,14 @@ the compiled step, per device; the process's peak RSS at the end), the CPU cores
 while timing (less than the core count when other jobs share the machine), the achieved rate as a share of
 the machine's matmul roofline measured in the same run, the host side per update (sampling a batch
 and placing it on the devices), and the kernel time and page faults per update (the allocator's
-cost: moto_jax/allocator.py). Then the subpixel / transpose and patches / xla ratios.
+cost: moto_jax/allocator.py). Then the subpixel / transpose, patches / xla and bfloat16 / float32 ratios.
 
   python benchmarks/train_step.py --presets=paper,small --steps=5 [--kinds=subpixel,preset] [--jobs=wm,full]
       [--impls=xla,preset]     # conv implementations to compare (model.encoder/decoder.impl;
                                # default: the preset's own)
       [--batches=16x32,8x32]   # batch shapes (default: the preset's)
       [--set agent.actor_steps=4]   # any config field
+      [--dtypes=float32,bfloat16]   # model.compute_dtype values to compare (default: the preset's)
 
 On a CPU it splits the machine into one XLA device per core, as the main job does, and the
 default mesh splits the batch over them (data parallelism); XLA_FLAGS=
@@ -158,12 +159,17 @@ def main():
                       "(default: the preset's batch)")
   parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                       help='config override, e.g. --set agent.actor_steps=4 (repeatable)')
+  parser.add_argument('--dtypes', default='preset', help="model.compute_dtype values: subset of float32, "
+                      "bfloat16, preset (the preset's own)")
   args = parser.parse_args()
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.device_count()}; {allocator.status()}', flush=True)
   rows = []
   for preset in args.presets.split(','):
-    for kind, impl in ((k, i) for k in args.kinds.split(',') for i in args.impls.split(',')):
+    for kind, impl, dtype in ((k, i, d) for k in args.kinds.split(',') for i in args.impls.split(',')
+                              for d in args.dtypes.split(',')):
       config = metaworld.get_config(f'drawer-open,{preset}').unlock()
+      if dtype != 'preset':
+        config.model.compute_dtype = dtype
       if kind != 'preset':
         config.model.decoder.kind = kind
       if impl != 'preset':
@@ -173,6 +179,7 @@ def main():
         impl = f'{impl}/{conv.resolve_impl(config.model.decoder.impl)}'
       for item in args.set:
         config_check.override(config, item)
+      dtype = config.model.compute_dtype
       shapes = ([tuple(int(x) for x in s.split('x')) for s in args.batches.split(',')] if args.batches
                 else [(config.train.batch_size, config.train.seq_len)])
       jobs = []
@@ -185,10 +192,10 @@ def main():
       for step, make_fn, shape in jobs:
         config.train.batch_size, config.train.seq_len = shape
         r = measure(make_fn, config, shape, args.steps)
-        r.update(preset=preset, kind=kind, impl=impl, step=step, batch=f'{shape[0]}x{shape[1]}',
+        r.update(preset=preset, kind=kind, impl=impl, dtype=dtype, step=step, batch=f'{shape[0]}x{shape[1]}',
                  host_s=host_seconds(config, *shape))
         rows.append(r)
-        print(f"{preset:6s} {kind:9s} {impl:7s} {step:4s} {r['batch']:6s} compile {r['compile_s']:6.1f} s  "
+        print(f"{preset:6s} {kind:9s} {impl:7s} {dtype:8s} {step:4s} {r['batch']:6s} compile {r['compile_s']:6.1f} s  "
               f"step {r['step_s']:7.3f} s  {r['updates_per_s']:6.2f} upd/s  {r['gflop']:8.1f} GFLOP  "
               f"{r['gflops_per_s']:6.1f} GFLOP/s  host {r['host_s'] * 1e3:.0f} ms  XLA mem {r['xla_mem_mb']:7.0f} MiB  device peak {r['peak_mb']:.0f} MiB  params {r['params']:,}  cores used {r['cores']:.2f}  "
               f"kernel {r['kernel_s']:.2f} s/update  page faults {r['faults']:,.0f}/update",
@@ -200,27 +207,34 @@ def main():
   for r in rows:
     r['roof'] = r['gflops_per_s'] / roof
   print(f'\nroofline (same run): jitted {n} x {n} f32 matmul through XLA: {roof:.1f} GFLOP/s')
-  print('| preset | decoder | conv impl | step | batch | compile s | s/update | updates/s | GFLOP | GFLOP/s | '
+  print('| preset | decoder | conv impl | dtype | step | batch | compile s | s/update | updates/s | GFLOP | GFLOP/s | '
         'of roofline | host ms/update | XLA mem MiB | device peak MiB | cores used | kernel s/update | '
         'page faults/update |')
-  print('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+  print('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
   for r in rows:
-    print(f"| {r['preset']} | {r['kind']} | {r['impl']} | {r['step']} | {r['batch']} | {r['compile_s']:.1f} | {r['step_s']:.3f} | "
+    print(f"| {r['preset']} | {r['kind']} | {r['impl']} | {r['dtype']} | {r['step']} | {r['batch']} | {r['compile_s']:.1f} | {r['step_s']:.3f} | "
           f"{r['updates_per_s']:.2f} | {r['gflop']:.1f} | {r['gflops_per_s']:.1f} | {r['roof']:.0%} | {r['host_s'] * 1e3:.0f} | "
           f"{r['xla_mem_mb']:.0f} | {r['peak_mb']:.0f} | {r['cores']:.2f} | {r['kernel_s']:.2f} | {r['faults']:,.0f} |")
   print('\nsubpixel / transpose (step time, FLOPs):')
-  index = {(r['preset'], r['kind'], r['impl'], r['step'], r['batch']): r for r in rows}
-  for (preset, kind, impl, step, batch), r in index.items():
-    other = index.get((preset, 'transpose', impl, step, batch))
+  index = {(r['preset'], r['kind'], r['impl'], r['dtype'], r['step'], r['batch']): r for r in rows}
+  for (preset, kind, impl, dtype, step, batch), r in index.items():
+    other = index.get((preset, 'transpose', impl, dtype, step, batch))
     if kind == 'subpixel' and other:
       print(f"  {preset:6s} {step:4s} {batch:6s} time x{r['step_s'] / other['step_s']:.2f}  "
             f"FLOPs x{r['gflop'] / other['gflop']:.2f}")
   print('\nconv impl / xla (step time):')
-  for (preset, kind, impl, step, batch), r in index.items():
-    other = index.get((preset, kind, 'xla', step, batch))
+  for (preset, kind, impl, dtype, step, batch), r in index.items():
+    other = index.get((preset, kind, 'xla', dtype, step, batch))
     if impl != 'xla' and other:
       print(f"  {preset:6s} {kind:9s} {impl:8s} {step:4s} {batch:6s} time x{r['step_s'] / other['step_s']:.2f} "
             f"({1 / r['step_s']:.3f} against {1 / other['step_s']:.3f} updates/s)")
+  print('\nbfloat16 / float32 products (step time, XLA memory):')
+  for (preset, kind, impl, dtype, step, batch), r in index.items():
+    other = index.get((preset, kind, impl, 'float32', step, batch))
+    if dtype != 'float32' and other:
+      print(f"  {preset:6s} {kind:9s} {impl:8s} {step:4s} {batch:6s} time x{r['step_s'] / other['step_s']:.2f} "
+            f"({1 / r['step_s']:.3f} against {1 / other['step_s']:.3f} updates/s)  "
+            f"memory x{r['xla_mem_mb'] / other['xla_mem_mb']:.2f}")
   print(f"\npeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 10:.0f} MiB")
 
 

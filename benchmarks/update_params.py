@@ -4,6 +4,7 @@ saved at one checkout and compared with another's (or with another device count)
   python benchmarks/update_params.py --out=/tmp/a.npz [--devices=1] [--updates=3]   # at checkout A
   python benchmarks/update_params.py --out=/tmp/b.npz [--devices=1]                 # at checkout B
   python benchmarks/update_params.py --compare /tmp/a.npz /tmp/b.npz
+  [--set model.encoder.impl=patches --set model.compute_dtype=bfloat16]   # config overrides
 
 The batch is the tests' synthetic one (4 rows), the mesh spans `--devices` CPU devices. The
 comparison prints the largest absolute difference over all parameters (0.0: bit for bit).
@@ -22,6 +23,8 @@ def main():
   parser.add_argument('--out', help='save the parameters here (.npz)')
   parser.add_argument('--devices', type=int, default=1)
   parser.add_argument('--updates', type=int, default=3)
+  parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
+                      help='config override, e.g. --set model.decoder.impl=patches (repeatable)')
   parser.add_argument('--compare', nargs=2, metavar=('A', 'B'), help='two saved files to compare')
   args = parser.parse_args()
   if args.compare:
@@ -39,7 +42,10 @@ def main():
   from jax.sharding import Mesh
   from conftest import ACTION_DIM, debug_config, synthetic_batch
   from moto_jax import agent
+  from moto_jax.training import config_check
   config = debug_config()
+  for item in args.set:
+    config_check.override(config, item)
   mesh = Mesh(np.asarray(jax.devices()[:args.devices]), ('data',))
   parts = agent.build(config, ACTION_DIM)
   state = agent.create_train_state(parts, jax.random.key(0), mesh=mesh)

@@ -77,6 +77,12 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
   c.free_nats = 0.0
   c.image_scale = 1.0       # weight of the image log-likelihood
   c.reward_scale = 1.0      # weight of the reward log-likelihood
+  # Precision of the image encoder's and decoder's products, most of the update's arithmetic
+  # (networks/precision.py): 'float32', or 'bfloat16' (factors rounded to bfloat16, float32
+  # accumulation; parameters, optimizer, normalisation, the RSSM, heads and losses stay float32).
+  # Faster where the hardware multiplies bfloat16 natively: CPUs with AMX / AVX512-BF16 through
+  # XLA's YNNPACK with impl 'patches' (`paper`: 1.2x here, BUILD_NOTES), GPU tensor cores.
+  c.compute_dtype = 'float32'
   c.lr = 3e-4
   c.eps = 1e-5
   c.grad_clip = 100.0

@@ -35,6 +35,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from moto_jax.networks import layers
+from moto_jax.networks import precision
+
 
 def preprocess(image: jax.Array) -> jax.Array:
   """uint8 [..., H, W, 3] in [0, 255] -> float32 in [-0.5, 0.5]."""
@@ -70,9 +73,12 @@ def space_to_depth(x: jax.Array, block: int) -> jax.Array:
   return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // block, w // block, block * block * c)
 
 
-def _conv(x: jax.Array, kernel: jax.Array, padding, strides=(1, 1)) -> jax.Array:
-  """XLA's convolution, NHWC input and HWIO kernel (flax's layout)."""
-  return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+def _conv(x: jax.Array, kernel: jax.Array, padding, strides=(1, 1), dtype=jnp.float32) -> jax.Array:
+  """XLA's convolution, NHWC input and HWIO kernel (flax's layout); the factors rounded to `dtype`,
+  float32 accumulation and output."""
+  return jax.lax.conv_general_dilated(x.astype(dtype), kernel.astype(dtype), strides, padding,
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                      preferred_element_type=jnp.float32)
 
 
 def _kernel_and_bias(module: nn.Module, kernel_shape: tuple, features: int):
@@ -81,7 +87,7 @@ def _kernel_and_bias(module: nn.Module, kernel_shape: tuple, features: int):
           module.param('bias', nn.initializers.zeros_init(), (features,)))
 
 
-def conv_stride2_phases(x: jax.Array, kernel: jax.Array, patches: bool = False) -> jax.Array:
+def conv_stride2_phases(x: jax.Array, kernel: jax.Array, patches: bool = False, dtype=jnp.float32) -> jax.Array:
   """`conv_general_dilated(x, kernel, strides 2, 'VALID')` for an even kernel, as one stride-1 conv.
 
   y[o] = sum_k x[2o + k] w[k] = sum_{t, r} X[o + t, r] w[2t + r] with X = space_to_depth(x, 2):
@@ -98,10 +104,10 @@ def conv_stride2_phases(x: jax.Array, kernel: jax.Array, patches: bool = False) 
   t = k // 2
   v = kernel.reshape(t, 2, t, 2, cin, cout).transpose(0, 2, 1, 3, 4, 5).reshape(t, t, 4 * cin, cout)
   x = space_to_depth(x, 2)
-  return conv_patches(x, v, 1, 'VALID') if patches else _conv(x, v, 'VALID')
+  return conv_patches(x, v, 1, 'VALID', dtype) if patches else _conv(x, v, 'VALID', dtype=dtype)
 
 
-def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False) -> jax.Array:
+def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False, dtype=jnp.float32) -> jax.Array:
   """`lax.conv_transpose(x, kernel, strides 2, 'SAME')` (flax `nn.ConvTranspose`) for an even kernel.
 
   Output row 2i + a (phase a) is sum_t x[i + lo_a + t] w[p_a + 2t], t < k/2: each phase is a
@@ -125,9 +131,10 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False
   if patches:
     x_pad = jnp.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
     # Per position, the patch form moves t*t*C values and the shifted-output form t*t*4C'.
-    z = conv_shifted_outputs(x_pad, v) if 4 * cout < cin else conv_patches(x_pad, v, 1, 'VALID')
+    z = (conv_shifted_outputs(x_pad, v, dtype) if 4 * cout < cin
+         else conv_patches(x_pad, v, 1, 'VALID', dtype))
   else:
-    z = _conv(x, v, ((before, after), (before, after)))  # [N, H + 1, W + 1, 4 C'] for k = 4
+    z = _conv(x, v, ((before, after), (before, after)), dtype=dtype)  # [N, H + 1, W + 1, 4 C'] for k = 4
   n, h, w, _ = x.shape
   return _interleave_phases(z, tuple(o + before for o in lo), h, w)
 
@@ -162,11 +169,11 @@ def _interleave_bwd(offsets, h, w, _, dy):
 _interleave_phases.defvjp(_interleave_fwd, _interleave_bwd)
 
 
-def conv_patches(x: jax.Array, kernel: jax.Array, stride: int, padding: str) -> jax.Array:
+def conv_patches(x: jax.Array, kernel: jax.Array, stride: int, padding: str, dtype=jnp.float32) -> jax.Array:
   """The convolution of `nn.Conv` (NHWC input, HWIO kernel, no dilation) as patches @ kernel.
 
   Args: x [N, H, W, C]; kernel [kh, kw, C, C']; padding 'VALID' or 'SAME' (as XLA pads: the extra
-  row/column at the end). Returns [N, H', W', C'].
+  row/column at the end); dtype: the product's precision (`precision.matmul`). Returns [N, H', W', C'].
   """
   kh, kw, cin, cout = kernel.shape
   chex.assert_rank(x, 4)
@@ -182,27 +189,27 @@ def conv_patches(x: jax.Array, kernel: jax.Array, stride: int, padding: str) -> 
   ho, wo = (h - kh) // stride + 1, (w - kw) // stride + 1
   cols = [x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
           for i in range(kh) for j in range(kw)]
-  return jnp.concatenate(cols, -1) @ kernel.reshape(kh * kw * cin, cout)
+  return precision.matmul(jnp.concatenate(cols, -1), kernel.reshape(kh * kw * cin, cout), dtype)
 
 
-@jax.custom_vjp
-def conv_shifted_outputs(x: jax.Array, kernel: jax.Array) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_shifted_outputs(x: jax.Array, kernel: jax.Array, dtype=jnp.float32) -> jax.Array:
   """A stride-1 VALID convolution as one matrix product on the input, then shifted sums.
 
   U = x @ [C, kh*kw*C'] holds every tap's contribution at every input position; output (i, j)
   sums tap (a, b)'s C' channels of U at (i + a, j + b). Cheaper in memory than `conv_patches`
   when kh*kw*C' < kh*kw*C, i.e. for few output channels (the decoder's last layer).
-  Args: x [N, H, W, C]; kernel [kh, kw, C, C']. Returns [N, H - kh + 1, W - kw + 1, C'].
-  Its gradient is written out (`_shifted_bwd`).
+  Args: x [N, H, W, C]; kernel [kh, kw, C, C']; dtype: the products' precision (precision.py).
+  Returns [N, H - kh + 1, W - kw + 1, C']. Its gradient is written out (`_shifted_bwd`).
   """
-  return _shifted_outputs(x, kernel)
+  return _shifted_outputs(x, kernel, dtype)
 
 
-def _shifted_outputs(x, kernel):
+def _shifted_outputs(x, kernel, dtype):
   kh, kw, cin, cout = kernel.shape
   n, h, w, _ = x.shape
   ho, wo = h - kh + 1, w - kw + 1
-  u = (x @ _tap_matrix(kernel)).reshape(n, h, w, kh, kw, cout)
+  u = precision.matmul(x, _tap_matrix(kernel), dtype).reshape(n, h, w, kh, kw, cout)
   return sum(u[:, a:a + ho, b:b + wo, a, b] for a in range(kh) for b in range(kw))
 
 
@@ -212,11 +219,11 @@ def _tap_matrix(kernel: jax.Array) -> jax.Array:
   return kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
 
 
-def _shifted_fwd(x, kernel):
-  return _shifted_outputs(x, kernel), (x, kernel)
+def _shifted_fwd(x, kernel, dtype):
+  return _shifted_outputs(x, kernel, dtype), (x, kernel)
 
 
-def _shifted_bwd(res, dz):
+def _shifted_bwd(dtype, res, dz):
   """dU (every tap's shifted copy of dz, stacked on channels), then two matrix products. Autodiff
   of the shifted sums instead adds kh*kw scattered arrays of U's size: 3x slower on XLA:CPU."""
   x, kernel = res
@@ -224,8 +231,9 @@ def _shifted_bwd(res, dz):
   n, h, w, _ = x.shape
   du = jnp.stack([jnp.pad(dz, ((0, 0), (a, kh - 1 - a), (b, kw - 1 - b), (0, 0)))
                   for a in range(kh) for b in range(kw)], 3).reshape(n * h * w, kh * kw * cout)
-  dx = (du @ _tap_matrix(kernel).T).reshape(x.shape)
-  dk = (x.reshape(-1, cin).T @ du).reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3)
+  dx, dk = precision.product_grads(x.reshape(-1, cin), _tap_matrix(kernel), du, dtype)
+  dx = dx.reshape(x.shape)
+  dk = dk.reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3)
   return dx, dk
 
 
@@ -239,6 +247,7 @@ class Conv(nn.Module):
   strides: tuple[int, int] = (1, 1)
   padding: str = 'SAME'
   impl: str = 'xla'
+  dtype: str = 'float32'        # precision of the products ('float32' | 'bfloat16'; precision.py)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -252,17 +261,18 @@ class Conv(nn.Module):
       raise ValueError(f'strides={self.strides}: the patch form needs equal strides')
     kernel, bias = _kernel_and_bias(self, tuple(self.kernel_size) + (x.shape[-1], self.features), self.features)
     kh, kw = self.kernel_size
+    dtype = precision.resolve(self.dtype)
     if self.impl == 'patches' and strides == (2, 2) and self.padding == 'VALID' and kh == kw and kh % 2 == 0:
       # The encoder's layers: the input's 2 x 2 phases, then patches of k/2 x k/2 unit-stride slices.
       # Its input gradient sums (k/2)^2 shifted copies instead of k^2 strided ones (10 % faster
       # at paper sizes, BUILD_NOTES "Speed on the CPU").
-      y = conv_stride2_phases(x, kernel, patches=True)
+      y = conv_stride2_phases(x, kernel, patches=True, dtype=dtype)
     elif self.impl == 'patches':
-      y = conv_patches(x, kernel, strides[0], self.padding)
+      y = conv_patches(x, kernel, strides[0], self.padding, dtype)
     elif self.impl == 'phases' and strides == (2, 2):
-      y = conv_stride2_phases(x, kernel)
+      y = conv_stride2_phases(x, kernel, dtype=dtype)
     else:                                                 # 'xla', or 'phases' at stride 1 (the same)
-      y = _conv(x, kernel, self.padding, strides)
+      y = _conv(x, kernel, self.padding, strides, dtype)
     return y + bias
 
 
@@ -273,16 +283,19 @@ class ConvTranspose(nn.Module):
   features: int
   kernel_size: tuple[int, int]
   impl: str = 'xla'
+  dtype: str = 'float32'        # precision of the products ('float32' | 'bfloat16'; precision.py)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.impl not in IMPLS:
       raise ValueError(f'transposed conv impl={self.impl!r}; expected one of {IMPLS}')
     kernel, bias = _kernel_and_bias(self, tuple(self.kernel_size) + (x.shape[-1], self.features), self.features)
+    dtype = precision.resolve(self.dtype)
     if self.impl == 'xla':
-      y = jax.lax.conv_transpose(x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      y = jax.lax.conv_transpose(x.astype(dtype), kernel.astype(dtype), (2, 2), 'SAME',
+                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC'), preferred_element_type=jnp.float32)
     else:
-      y = conv_transpose_phases(x, kernel, patches=self.impl == 'patches')
+      y = conv_transpose_phases(x, kernel, patches=self.impl == 'patches', dtype=dtype)
     return y + bias
 
 
@@ -292,6 +305,7 @@ class Encoder(nn.Module):
   kernel: int = 4
   layers: int = 4
   impl: str = 'xla'             # 'xla' | 'patches' | 'phases' (see the module docstring)
+  dtype: str = 'float32'        # precision of the products ('float32' | 'bfloat16'; precision.py)
 
   @nn.compact
   def __call__(self, image: jax.Array) -> jax.Array:
@@ -300,7 +314,7 @@ class Encoder(nn.Module):
     x = preprocess(image.reshape((-1,) + image.shape[-3:]))
     for i in range(self.layers):
       x = Conv(self.depth * 2 ** i, (self.kernel, self.kernel), strides=(2, 2), padding='VALID',
-               impl=self.impl, name=f'conv{i}')(x)
+               impl=self.impl, dtype=self.dtype, name=f'conv{i}')(x)
       x = nn.silu(nn.LayerNorm(name=f'norm{i}')(x))
     return x.reshape(lead + (-1,))
 
@@ -314,6 +328,7 @@ class Decoder(nn.Module):
   subpixel_kernel: int = 3
   image_shape: tuple[int, int, int] = (64, 64, 3)
   impl: str = 'xla'             # 'xla' | 'patches' | 'phases' (see the module docstring)
+  dtype: str = 'float32'        # precision of the products ('float32' | 'bfloat16'; precision.py)
 
   @nn.compact
   def __call__(self, feat: jax.Array) -> jax.Array:
@@ -326,17 +341,18 @@ class Decoder(nn.Module):
     lead = feat.shape[:-1]
     x = feat.reshape((-1, feat.shape[-1]))
     start_depth = self.depth * 2 ** (self.layers - 1)
-    x = nn.Dense(height // scale * width // scale * start_depth, name='project')(x)
+    x = layers.Dense(height // scale * width // scale * start_depth, dtype=self.dtype, name='project')(x)
     x = x.reshape((-1, height // scale, width // scale, start_depth))
     x = nn.silu(nn.LayerNorm(name='project_norm')(x))
     for i in range(self.layers):
       last = i == self.layers - 1
       out = channels if last else self.depth * 2 ** (self.layers - 2 - i)
       if self.kind == 'transpose':
-        x = ConvTranspose(out, (self.kernel, self.kernel), impl=self.impl, name=f'conv{i}')(x)
+        x = ConvTranspose(out, (self.kernel, self.kernel), impl=self.impl, dtype=self.dtype, name=f'conv{i}')(x)
       else:
         k = self.subpixel_kernel
-        x = Conv(out * 4, (k, k), strides=(1, 1), padding='SAME', impl=self.impl, name=f'conv{i}')(x)
+        x = Conv(out * 4, (k, k), strides=(1, 1), padding='SAME', impl=self.impl, dtype=self.dtype,
+                 name=f'conv{i}')(x)
         x = depth_to_space(x, 2)
       if not last:
         x = nn.silu(nn.LayerNorm(name=f'norm{i}')(x))

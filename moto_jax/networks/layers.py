@@ -12,7 +12,25 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from moto_jax.networks import precision
+
 sg = jax.lax.stop_gradient
+
+
+class Dense(nn.Module):
+  """`nn.Dense` (the same parameter names, shapes and initialisers) whose product runs at the
+  precision `dtype` names ('float32' | 'bfloat16': `precision.matmul`). Output float32."""
+  features: int
+  use_bias: bool = True
+  dtype: str = 'float32'
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (x.shape[-1], self.features))
+    y = precision.matmul(x, kernel, precision.resolve(self.dtype))
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    return y
 
 
 class MLP(nn.Module):

@@ -102,10 +102,14 @@ def make_networks(config: ml_collections.ConfigDict, action_dim: int) -> Network
   """Builds the modules from `config.model` and `config.agent` for images of `config.env.image_size`."""
   m, a = config.model, config.agent
   image_shape = (config.env.image_size, config.env.image_size, 3)
+  # The precision of the encoder's and decoder's products (precision.py); runs recorded before the
+  # field existed computed in float32.
+  dtype = m.get('compute_dtype', 'float32')
   return Networks(
-      encoder=conv.Encoder(**{**m.encoder, 'impl': conv.resolve_impl(m.encoder.impl)}),
+      encoder=conv.Encoder(**{**m.encoder, 'impl': conv.resolve_impl(m.encoder.impl)}, dtype=dtype),
       rssm=rssm_lib.RSSM(**m.rssm),
-      decoder=conv.Decoder(**{**m.decoder, 'impl': conv.resolve_impl(m.decoder.impl)}, image_shape=tuple(image_shape)),
+      decoder=conv.Decoder(**{**m.decoder, 'impl': conv.resolve_impl(m.decoder.impl)}, image_shape=tuple(image_shape),
+                           dtype=dtype),
       reward=layers.MLP(m.reward_head.units, m.reward_head.layers, out=1),
       actor=actor_critic.Actor(action_dim, **a.actor),
       critic=actor_critic.Critic(**a.critic),

@@ -49,6 +49,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for part in ('encoder', 'decoder'):
     _require(model[part].impl in ('auto', 'xla', 'patches', 'phases'), f'model.{part}.impl', model[part].impl,
              'expected "auto", "xla", "patches" or "phases"')
+  _require(model.compute_dtype in ('float32', 'bfloat16'), 'model.compute_dtype', model.compute_dtype,
+           'expected "float32" or "bfloat16"')
   _require(agent.explore_from in ('sample', 'mode'), 'agent.explore_from', agent.explore_from,
            'expected "sample" or "mode"')
   _require(agent.explore_noise >= 0, 'agent.explore_noise', agent.explore_noise, 'expected >= 0')
@@ -148,7 +150,8 @@ def _flatten(d: dict, prefix: str = '') -> dict:
 # Fields added to the config after runs were recorded without them: a recorded run that lacks one
 # resumes without --allow_config_change when the new value keeps what the run did (None: any value,
 # the field only adds measurements).
-ADDED_FIELDS = {'data.subset_episodes': 0, 'train.bound_episodes': None, 'train.bound_starts': None}
+ADDED_FIELDS = {'data.subset_episodes': 0, 'train.bound_episodes': None, 'train.bound_starts': None,
+                'model.compute_dtype': 'float32'}
 
 
 # Fields that choose how a function is computed, not which function: a run may resume with another

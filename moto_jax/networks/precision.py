@@ -1,0 +1,84 @@
+"""Matrix products at a chosen precision: inputs rounded to `dtype`, float32 accumulation.
+
+`matmul(x, w, dtype)` is `x @ w` for 2-D float32 arrays. With dtype float32 it is exactly that.
+With bfloat16 both factors are rounded to bfloat16 and multiplied with float32 accumulation and
+a float32 result, forward and backward (the incoming gradient is rounded too), as in DreamerV3's
+default mixed precision. `model.compute_dtype` applies it to the image encoder's and decoder's
+products (conv.py), most of the update's arithmetic; parameters, optimizer state,
+normalisation, losses and everything elementwise stay float32.
+
+Why the gradient is written out: XLA:CPU hands a bfloat16 product to its fast kernels (YNNPACK,
+using AMX or AVX512-BF16 where the CPU has them) only when the left factor is [M, K] and the
+right [K, N], both row-major. Autodiff's kernel gradient x^T @ g and input gradient g @ w^T
+contract over a leading dimension or read a transposed (column-major) operand, and XLA then
+computes them in float32 after converting both factors. So the backward products here are
+arranged as g^T @ x (-> dw^T) and g @ (w^T), with the transposed factor materialised row-major
+(`_row_major_transpose`).
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def resolve(name: str):
+  """A config's compute dtype name -> the jnp dtype."""
+  if name not in DTYPES:
+    raise ValueError(f'compute dtype {name!r}; expected one of {tuple(DTYPES)}')
+  return DTYPES[name]
+
+
+def _row_major_transpose(a: jax.Array) -> jax.Array:
+  """a.T [N, M] as a row-major array. A plain transpose feeding a product is a layout change
+  that XLA folds into the product (as a column-major operand); built as the concatenation of
+  the transposes of a's two column halves, it is computed and stored row-major."""
+  n = a.shape[1]
+  if n < 2:
+    return a.T
+  return jnp.concatenate([a[:, :n // 2].T, a[:, n // 2:].T], 0)
+
+
+def _dot(a, b):
+  return jnp.dot(a, b, preferred_element_type=jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _mixed(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
+  return _dot(x.astype(dtype), w.astype(dtype))
+
+
+def _mixed_fwd(x, w, dtype):
+  xl, wl = x.astype(dtype), w.astype(dtype)
+  return _dot(xl, wl), (xl, wl)
+
+
+def _mixed_bwd(dtype, res, g):
+  xl, wl = res
+  return product_grads(xl, wl, g, dtype)
+
+
+_mixed.defvjp(_mixed_fwd, _mixed_bwd)
+
+
+def product_grads(x: jax.Array, w: jax.Array, g: jax.Array, dtype=jnp.float32):
+  """The gradients (dx, dw) of `x @ w` (x [M, K], w [K, N]) given the output's gradient g [M, N],
+  float32. With dtype float32 they are autodiff's `g @ w.T` and `x.T @ g`; otherwise the factors
+  are rounded to `dtype` and the products arranged as the module doc says."""
+  if jnp.dtype(dtype) == jnp.float32:
+    return g @ w.T, x.T @ g
+  xl, wl, gl = x.astype(dtype), w.astype(dtype), g.astype(dtype)
+  dx = _dot(gl, _row_major_transpose(wl))                          # [M, N] @ [N, K]
+  # ([N, M] @ [M, K]).T; the final transpose is materialised too: XLA rewrites a plain
+  # transpose of a product as the product of the transposed factors, the unsupported form.
+  dw = _row_major_transpose(_dot(_row_major_transpose(gl), xl))
+  return dx, dw
+
+
+def matmul(x: jax.Array, w: jax.Array, dtype=jnp.float32) -> jax.Array:
+  """x [..., K] @ w [K, N] -> float32 [..., N], the factors rounded to `dtype` (see module doc)."""
+  if jnp.dtype(dtype) == jnp.float32:
+    return x @ w
+  lead = x.shape[:-1]
+  return _mixed(x.reshape(-1, x.shape[-1]), w, dtype).reshape(lead + (w.shape[-1],))

@@ -1,0 +1,136 @@
+"""The products' precision (networks/precision.py, `model.compute_dtype`): float32 is the plain
+product bit for bit; bfloat16 rounds the factors (and the incoming gradient), accumulates in
+float32, and stays bfloat16 in XLA:CPU's compiled program, backward products included."""
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import ACTION_DIM, debug_config, synthetic_batch
+from moto_jax import agent
+from moto_jax.networks import conv
+from moto_jax.networks import layers
+from moto_jax.networks import precision
+from moto_jax.training import config_check
+
+BF16 = jnp.bfloat16
+
+
+def _factors(m=96, k=40, n=24):
+  kx, kw, kg = jax.random.split(jax.random.key(0), 3)
+  return (jax.random.normal(kx, (m, k)), jax.random.normal(kw, (k, n)) / np.sqrt(k),
+          jax.random.normal(kg, (m, n)))
+
+
+def _rounded(a):
+  return np.asarray(a.astype(BF16).astype(jnp.float32), np.float64)
+
+
+def test_float32_is_the_plain_product_bit_for_bit():
+  x, w, g = _factors()
+  np.testing.assert_array_equal(precision.matmul(x, w), x @ w)
+  _, vjp = jax.vjp(precision.matmul, x, w)
+  _, vjp_plain = jax.vjp(jnp.matmul, x, w)
+  for a, b in zip(vjp(g), vjp_plain(g)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bfloat16_rounds_the_factors_and_accumulates_in_float32():
+  x, w, g = _factors()
+  y, vjp = jax.vjp(lambda x, w: precision.matmul(x, w, BF16), x, w)
+  dx, dw = vjp(g)
+  assert y.dtype == dx.dtype == dw.dtype == jnp.float32
+  xr, wr, gr = _rounded(x), _rounded(w), _rounded(g)
+  # Exact products of the rounded factors, summed in float64: only float32 accumulation differs.
+  np.testing.assert_allclose(y, xr @ wr, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dx, gr @ wr.T, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dw, xr.T @ gr, rtol=1e-5, atol=1e-4)
+  # ... and they are not the float32 products (the rounding is real).
+  assert np.max(np.abs(np.asarray(y) - np.asarray(x @ w))) > 1e-3
+  # Leading axes are kept.
+  x3 = x.reshape(4, 24, 40)
+  np.testing.assert_array_equal(precision.matmul(x3, w, BF16), y.reshape(4, 24, -1))
+
+
+def _dot_operand_types(hlo: str) -> list[tuple[str, str]]:
+  """Element types of every dot's two operands in a compiled module's text."""
+  out = []
+  for comp in re.split(r'\n(?=\S)', hlo):                # one computation per block
+    types = dict(re.findall(r'%([\w.\-]+) = (\w+)\[', comp))
+    types.update(re.findall(r'([\w.\-]+): (\w+)\[', comp.split('\n', 1)[0]))   # signature parameters
+    for a, b in re.findall(r'\bdot\(%([\w.\-]+), %([\w.\-]+)\)', comp):
+      out.append((types.get(a), types.get(b)))
+  return out
+
+
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason="XLA:CPU's compiled program")
+def test_bfloat16_products_stay_bfloat16_in_the_compiled_gradient():
+  """XLA:CPU converts a bfloat16 product back to float32 when its kernels cannot take the
+  operands' layout (autodiff's transposed products): every product of the forward and backward
+  pass of `matmul` and of the patch-form convolution must keep bfloat16 operands."""
+  x, w, _ = _factors(512, 256, 128)
+  img = jax.random.normal(jax.random.key(1), (8, 16, 16, 32))
+  kernel = jax.random.normal(jax.random.key(2), (4, 4, 32, 48))
+  cases = {
+      'matmul': (lambda x, w: jnp.sum(jnp.sin(precision.matmul(x, w, BF16))), (x, w)),
+      'conv_patches': (lambda a, k: jnp.sum(jnp.sin(conv.conv_patches(a, k, 2, 'VALID', BF16))), (img, kernel)),
+      'transposed conv': (lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16))),
+                          (img, kernel[..., :16])),
+  }
+  with jax.default_matmul_precision('default'), jax.disable_jit(False):
+    for name, (f, args) in cases.items():
+      compiled = jax.jit(jax.grad(f, (0, 1))).lower(*args).compile()
+      operands = _dot_operand_types(compiled.as_text())
+      assert len(operands) >= 3, (name, operands)          # forward, input and kernel gradients
+      assert all(t == ('bf16', 'bf16') for t in operands), (name, operands)
+      grads = jax.jit(jax.grad(f, (0, 1)))(*args)            # and it runs
+      assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
+
+
+def test_dense_has_flax_parameters_and_output():
+  x = jax.random.normal(jax.random.key(0), (5, 7))
+  ours, flax_dense = layers.Dense(3), nn.Dense(3)
+  p = ours.init(jax.random.key(1), x)
+  q = flax_dense.init(jax.random.key(1), x)
+  assert jax.tree.map(jnp.shape, p) == jax.tree.map(jnp.shape, q)
+  for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(q)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(ours.apply(p, x), flax_dense.apply(q, x))
+  np.testing.assert_allclose(layers.Dense(3, dtype='bfloat16').apply(p, x), flax_dense.apply(q, x), atol=0.05)
+
+
+def test_update_in_bfloat16_is_close_to_float32():
+  """One update at the debug sizes, every product in bfloat16: the same losses to ~1 %."""
+  losses = {}
+  for dtype in ('float32', 'bfloat16'):
+    config = debug_config()
+    config.model.compute_dtype = dtype
+    config.model.encoder.impl = config.model.decoder.impl = 'patches'
+    parts = agent.build(config, ACTION_DIM)
+    state = agent.create_train_state(parts, jax.random.key(0))
+    update = agent.make_update_fn(parts)
+    batch = synthetic_batch(0, 4, config.train.seq_len)
+    _, metrics = update(state, batch, jax.random.key(1))
+    losses[dtype] = {k: float(metrics[k]) for k in ('wm/loss', 'wm/image_loss', 'critic/loss')}
+  for k, v in losses['float32'].items():
+    assert np.isfinite(losses['bfloat16'][k])
+    assert losses['bfloat16'][k] == pytest.approx(v, rel=0.02), (k, losses)
+
+
+def test_compute_dtype_is_checked_and_older_runs_resume():
+  config = debug_config()
+  config.model.compute_dtype = 'float16'
+  with pytest.raises(config_check.ConfigError, match=r"model\.compute_dtype='float16'.*bfloat16"):
+    config_check.validate(config)
+  with pytest.raises(ValueError, match="compute dtype 'float16'"):
+    precision.resolve('float16')
+  # A run recorded before the field existed did its products in float32.
+  new = config_check.to_dict(debug_config())
+  old = config_check.to_dict(debug_config())
+  del old['model']['compute_dtype']
+  assert config_check.config_diff(old, new) == []
+  new['model']['compute_dtype'] = 'bfloat16'
+  assert config_check.config_diff(old, new) == ['model.compute_dtype']
