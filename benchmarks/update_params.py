@@ -4,7 +4,9 @@ saved at one checkout and compared with another's (or with another device count)
   python benchmarks/update_params.py --out=/tmp/a.npz [--devices=1] [--updates=3]   # at checkout A
   python benchmarks/update_params.py --out=/tmp/b.npz [--devices=1]                 # at checkout B
   python benchmarks/update_params.py --compare /tmp/a.npz /tmp/b.npz
-  [--set model.encoder.impl=patches --set model.compute_dtype=bfloat16]   # config overrides
+
+--set FIELD=VALUE (repeatable) overrides the debug config when saving, e.g.
+--set model.decoder.impl=patches --set model.compute_dtype=bfloat16.
 
 The batch is the tests' synthetic one (4 rows), the mesh spans `--devices` CPU devices. The
 comparison prints the largest absolute difference over all parameters (0.0: bit for bit).

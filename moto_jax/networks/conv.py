@@ -73,12 +73,22 @@ def space_to_depth(x: jax.Array, block: int) -> jax.Array:
   return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // block, w // block, block * block * c)
 
 
+def _xla_conv(x, kernel, out_dtype, *, padding, strides):
+  return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                      preferred_element_type=out_dtype)
+
+
+def _xla_conv_transpose(x, kernel, out_dtype):
+  return jax.lax.conv_transpose(x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                preferred_element_type=out_dtype)
+
+
 def _conv(x: jax.Array, kernel: jax.Array, padding, strides=(1, 1), dtype=jnp.float32) -> jax.Array:
   """XLA's convolution, NHWC input and HWIO kernel (flax's layout); the factors rounded to `dtype`,
-  float32 accumulation and output."""
-  return jax.lax.conv_general_dilated(x.astype(dtype), kernel.astype(dtype), strides, padding,
-                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-                                      preferred_element_type=jnp.float32)
+  float32 accumulation and output (`precision.rounded`)."""
+  padding = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
+  op = functools.partial(_xla_conv, padding=padding, strides=tuple(strides))
+  return precision.rounded(op, x, kernel, dtype)
 
 
 def _kernel_and_bias(module: nn.Module, kernel_shape: tuple, features: int):
@@ -185,6 +195,9 @@ def conv_patches(x: jax.Array, kernel: jax.Array, stride: int, padding: str, dty
     x = jnp.pad(x, ((0, 0), pads(x.shape[1], kh), pads(x.shape[2], kw), (0, 0)))
   elif padding != 'VALID':
     raise ValueError(f'padding={padding!r}; expected VALID or SAME')
+  # The patch matrix is gathered at the product's precision: half the memory traffic in
+  # bfloat16 (and its gradient is summed over the overlapping patches at that precision).
+  x = x.astype(dtype)
   _, h, w, _ = x.shape
   ho, wo = (h - kh) // stride + 1, (w - kw) // stride + 1
   cols = [x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
@@ -229,6 +242,7 @@ def _shifted_bwd(dtype, res, dz):
   x, kernel = res
   kh, kw, cin, cout = kernel.shape
   n, h, w, _ = x.shape
+  dz = dz.astype(dtype)                  # rounded where the products would round it (no-op in float32)
   du = jnp.stack([jnp.pad(dz, ((0, 0), (a, kh - 1 - a), (b, kw - 1 - b), (0, 0)))
                   for a in range(kh) for b in range(kw)], 3).reshape(n * h * w, kh * kw * cout)
   dx, dk = precision.product_grads(x.reshape(-1, cin), _tap_matrix(kernel), du, dtype)
@@ -292,8 +306,7 @@ class ConvTranspose(nn.Module):
     kernel, bias = _kernel_and_bias(self, tuple(self.kernel_size) + (x.shape[-1], self.features), self.features)
     dtype = precision.resolve(self.dtype)
     if self.impl == 'xla':
-      y = jax.lax.conv_transpose(x.astype(dtype), kernel.astype(dtype), (2, 2), 'SAME',
-                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC'), preferred_element_type=jnp.float32)
+      y = precision.rounded(_xla_conv_transpose, x, kernel, dtype)
     else:
       y = conv_transpose_phases(x, kernel, patches=self.impl == 'patches', dtype=dtype)
     return y + bias

@@ -1,10 +1,11 @@
-"""Matrix products at a chosen precision: inputs rounded to `dtype`, float32 accumulation.
+"""Products at a chosen precision: factors rounded to `dtype`, float32 accumulation.
 
-`matmul(x, w, dtype)` is `x @ w` for 2-D float32 arrays. With dtype float32 it is exactly that.
-With bfloat16 both factors are rounded to bfloat16 and multiplied with float32 accumulation and
-a float32 result, forward and backward (the incoming gradient is rounded too), as in DreamerV3's
-default mixed precision. `model.compute_dtype` applies it to the image encoder's and decoder's
-products (conv.py), most of the update's arithmetic; parameters, optimizer state,
+`matmul(x, w, dtype)` is `x @ w` for float32 x [..., K] and w [K, N]; with dtype float32 it is
+exactly that. With bfloat16 both factors are rounded to bfloat16 and multiplied with float32
+accumulation and a float32 result, forward and backward (the incoming gradient is rounded too),
+as in DreamerV3's default mixed precision. `rounded(op, x, w, dtype)` does the same for any
+bilinear op (XLA's convolutions). `model.compute_dtype` applies them to the image encoder's and
+decoder's products (conv.py), most of the update's arithmetic; parameters, optimizer state,
 normalisation, losses and everything elementwise stay float32.
 
 Why the gradient is written out: XLA:CPU hands a bfloat16 product to its fast kernels (YNNPACK,
@@ -51,12 +52,14 @@ def _mixed(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
 
 def _mixed_fwd(x, w, dtype):
   xl, wl = x.astype(dtype), w.astype(dtype)
-  return _dot(xl, wl), (xl, wl)
+  # The last residual only carries x's dtype: x may come in already rounded (conv_patches).
+  return _dot(xl, wl), (xl, wl, jnp.zeros((0,), x.dtype))
 
 
 def _mixed_bwd(dtype, res, g):
-  xl, wl = res
-  return product_grads(xl, wl, g, dtype)
+  xl, wl, x_dtype = res
+  dx, dw = product_grads(xl, wl, g, dtype)     # float32
+  return dx.astype(x_dtype.dtype), dw
 
 
 _mixed.defvjp(_mixed_fwd, _mixed_bwd)
@@ -82,3 +85,35 @@ def matmul(x: jax.Array, w: jax.Array, dtype=jnp.float32) -> jax.Array:
     return x @ w
   lead = x.shape[:-1]
   return _mixed(x.reshape(-1, x.shape[-1]), w, dtype).reshape(lead + (w.shape[-1],))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 3))
+def _rounded(op, x, w, dtype):
+  return op(x.astype(dtype), w.astype(dtype), jnp.float32)
+
+
+def _rounded_fwd(op, x, w, dtype):
+  xl, wl = x.astype(dtype), w.astype(dtype)
+  return op(xl, wl, jnp.float32), (xl, wl)
+
+
+def _rounded_bwd(op, dtype, res, g):
+  xl, wl = res
+  # The op's own gradient at the rounded factors and the rounded gradient, each exact in float32
+  # (a vjp at the low-precision factors would round the gradients it returns to that precision).
+  f32 = lambda a: a.astype(jnp.float32)
+  _, vjp = jax.vjp(lambda a, b: op(a, b, jnp.float32), f32(xl), f32(wl))
+  return vjp(f32(g.astype(dtype)))
+
+
+_rounded.defvjp(_rounded_fwd, _rounded_bwd)
+
+
+def rounded(op, x: jax.Array, w: jax.Array, dtype=jnp.float32) -> jax.Array:
+  """op(x, w, out_dtype) for a bilinear `op` taking its output dtype (e.g. a convolution with
+  `preferred_element_type`), its factors rounded to `dtype`, forward and backward, float32 out.
+  With dtype float32: op(x, w, float32), plain autodiff. `op` must be hashable (a module-level
+  function or a functools.partial of one)."""
+  if jnp.dtype(dtype) == jnp.float32:
+    return op(x, w, jnp.float32)
+  return _rounded(op, x, w, dtype)
