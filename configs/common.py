@@ -80,8 +80,9 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
   # Precision of the image encoder's and decoder's products, most of the update's arithmetic
   # (networks/precision.py): 'float32', or 'bfloat16' (factors rounded to bfloat16, float32
   # accumulation; parameters, optimizer, normalisation, the RSSM, heads and losses stay float32).
-  # Faster where the hardware multiplies bfloat16 natively: CPUs with AMX / AVX512-BF16 through
-  # XLA's YNNPACK with impl 'patches' (`paper`: 1.2x here, BUILD_NOTES), GPU tensor cores.
+  # Faster where the hardware multiplies bfloat16 natively: on CPUs with AMX / AVX512-BF16 through
+  # XLA's YNNPACK with impl 'patches' (`paper`: 1.2x here; `small`: no gain; BUILD_NOTES). GPU
+  # tensor cores should gain too; not measured.
   c.compute_dtype = 'float32'
   c.lr = 3e-4
   c.eps = 1e-5
