@@ -56,8 +56,8 @@ def test_bfloat16_rounds_the_factors_and_accumulates_in_float32():
   np.testing.assert_array_equal(precision.matmul(x3, w, BF16), y.reshape(4, 24, -1))
 
 
-def test_rounded_convolution_rounds_factors_and_gradient():
-  """XLA's convolutions (impl 'xla'): the same rounding through `precision.rounded`."""
+def test_convolutions_round_factors_and_gradient():
+  """XLA's convolutions (impl 'xla', `precision.rounded`) and the patch form: the same rounding."""
   x = jax.random.normal(jax.random.key(0), (2, 9, 9, 6))
   k = jax.random.normal(jax.random.key(1), (3, 3, 6, 5))
   g = jax.random.normal(jax.random.key(2), (2, 4, 4, 5))
@@ -70,6 +70,15 @@ def test_rounded_convolution_rounds_factors_and_gradient():
     assert a.dtype == jnp.float32
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
   assert np.max(np.abs(np.asarray(y16) - np.asarray(conv32(x, k)))) > 1e-3
+  # The patch form: the patches gathered in bfloat16, their gradient summed in float32.
+  for stride, padding in ((2, 'VALID'), (1, 'SAME')):
+    y16, vjp16 = jax.vjp(lambda a, b: conv.conv_patches(a, b, stride, padding, BF16), x, k)
+    y_ref, vjp_ref = jax.vjp(lambda a, b: conv.conv_patches(a, b, stride, padding), r(x), r(k))
+    np.testing.assert_allclose(y16, y_ref, rtol=1e-5, atol=1e-5)
+    gp = jax.random.normal(jax.random.key(5), y16.shape)
+    for a, b in zip(vjp16(gp), vjp_ref(r(gp))):
+      assert a.dtype == jnp.float32
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-5)
   # The transposed convolution and float32 (plain autodiff, bit for bit).
   xt = jax.random.normal(jax.random.key(3), (2, 4, 4, 6))
   np.testing.assert_array_equal(
