@@ -81,7 +81,7 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
   # (networks/precision.py): 'float32', or 'bfloat16' (factors rounded to bfloat16, float32
   # accumulation; parameters, optimizer, normalisation, the RSSM, heads and losses stay float32).
   # Faster where the hardware multiplies bfloat16 natively: on CPUs with AMX / AVX512-BF16 through
-  # XLA's YNNPACK with impl 'patches' (`paper`: 1.2x here; `small`: no gain; BUILD_NOTES). GPU
+  # XLA's YNNPACK with impl 'patches' (`paper`: 1.2-1.3x here; `small`: no gain; BUILD_NOTES). GPU
   # tensor cores should gain too; not measured.
   c.compute_dtype = 'float32'
   c.lr = 3e-4
