@@ -2,6 +2,7 @@
 product bit for bit; bfloat16 rounds the factors (and the incoming gradient), accumulates in
 float32, and stays bfloat16 in XLA:CPU's compiled program, backward products included."""
 import re
+import textwrap
 
 import flax.linen as nn
 import jax
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ACTION_DIM, debug_config, synthetic_batch
+from conftest import ACTION_DIM, debug_config, run_with_cpu_devices, synthetic_batch
 from moto_jax import agent
 from moto_jax.networks import conv
 from moto_jax.networks import layers
@@ -175,3 +176,40 @@ def test_compute_dtype_is_checked_and_older_runs_resume():
   assert config_check.config_diff(old, new) == []
   new['model']['compute_dtype'] = 'bfloat16'
   assert config_check.config_diff(old, new) == ['model.compute_dtype']
+
+
+TWO_DEVICES = textwrap.dedent('''
+    import json
+    import jax
+    import numpy as np
+    from jax.sharding import Mesh
+    jax.config.update('jax_disable_most_optimizations', True)
+    from conftest import ACTION_DIM, debug_config, run_with_cpu_devices, synthetic_batch
+    from moto_jax import agent
+
+    config = debug_config()
+    config.model.compute_dtype = 'bfloat16'
+    config.model.encoder.impl = config.model.decoder.impl = 'patches'
+    config.model.decoder.kind = 'transpose'
+    batch = synthetic_batch(0, 4, config.train.seq_len)
+    out = {}
+    for name, devices in (('one', jax.devices()[:1]), ('two', jax.devices())):
+      mesh = Mesh(np.asarray(devices), ('data',))
+      parts = agent.build(config, ACTION_DIM)
+      state = agent.create_train_state(parts, jax.random.key(0), mesh=mesh)
+      update = agent.make_update_fn(parts, mesh=mesh)
+      for step in range(2):                       # the second update's losses see the first's gradients
+        state, metrics = update(state, agent.shard_batch(batch, mesh), jax.random.key(step))
+      out[name] = {k: float(metrics[k]) for k in ('wm/loss', 'wm/image_loss', 'critic/loss')}
+    print(json.dumps(out))
+''')
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_bfloat16_update_on_two_devices_matches_one():
+  """The arranged products under the data-parallel mesh (the batch sharded over 2 devices): the
+  same update as on one device, up to the order of float32 sums."""
+  out = run_with_cpu_devices(TWO_DEVICES, 2)
+  for k, v in out['one'].items():
+    assert out['two'][k] == pytest.approx(v, rel=1e-5), (k, out)
