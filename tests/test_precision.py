@@ -111,6 +111,7 @@ def test_bfloat16_products_stay_bfloat16_in_the_compiled_gradient():
   kernel = jax.random.normal(jax.random.key(2), (4, 4, 32, 48))
   cases = {
       'matmul': (lambda x, w: jnp.sum(jnp.sin(precision.matmul(x, w, BF16))), (x, w)),
+      'matmul, odd rows': (lambda x, w: jnp.sum(jnp.sin(precision.matmul(x, w, BF16))), (x[:511], w)),
       'conv_patches': (lambda a, k: jnp.sum(jnp.sin(conv.conv_patches(a, k, 2, 'VALID', BF16))), (img, kernel)),
       'transposed conv': (lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16))),
                           (img, kernel[..., :16])),

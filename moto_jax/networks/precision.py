@@ -33,9 +33,14 @@ def resolve(name: str):
 
 def _row_major_transpose(a: jax.Array) -> jax.Array:
   """a.T [N, M] as a row-major array. A plain transpose feeding a product is a layout change
-  that XLA folds into the product (as a column-major operand); built as the concatenation of
-  the transposes of a's two column halves, it is computed and stored row-major."""
-  n = a.shape[1]
+  that XLA folds into the product (as a column-major operand). Written as a transpose of a's rows
+  in blocks, [M / b, b, N] -> [N, M / b, b], it is computed and stored row-major, at the speed of
+  XLA's transposes (3-4x faster than the concatenation of two halves' transposes it replaced,
+  BUILD_NOTES). Rows not divisible by 2: that concatenation."""
+  m, n = a.shape
+  for b in (8, 4, 2):
+    if m % b == 0:
+      return a.reshape(m // b, b, n).transpose(2, 0, 1).reshape(n, m)
   if n < 2:
     return a.T
   return jnp.concatenate([a[:, :n // 2].T, a[:, n // 2:].T], 0)
