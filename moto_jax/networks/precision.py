@@ -35,8 +35,8 @@ def _row_major_transpose(a: jax.Array) -> jax.Array:
   """a.T [N, M] as a row-major array. A plain transpose feeding a product is a layout change
   that XLA folds into the product (as a column-major operand). Written as a transpose of a's rows
   in blocks, [M / b, b, N] -> [N, M / b, b], it is computed and stored row-major, at the speed of
-  XLA's transposes (3-4x faster than the concatenation of two halves' transposes it replaced,
-  BUILD_NOTES). Rows not divisible by 2: that concatenation."""
+  XLA's transposes (faster than the concatenation of two halves' transposes it replaced:
+  BUILD_NOTES, `benchmarks/bf16_products.py`). Rows not divisible by 2: that concatenation."""
   m, n = a.shape
   for b in (8, 4, 2):
     if m % b == 0:
