@@ -57,7 +57,7 @@ def _mixed(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
 
 def _mixed_fwd(x, w, dtype):
   xl, wl = x.astype(dtype), w.astype(dtype)
-  # The last residual only carries x's dtype: x may come in already rounded (conv_patches).
+  # The last residual only carries x's dtype (x may come in already rounded; w is a float32 parameter).
   return _dot(xl, wl), (xl, wl, jnp.zeros((0,), x.dtype))
 
 
