@@ -86,7 +86,6 @@ def _xla_conv_transpose(x, kernel, out_dtype):
 def _conv(x: jax.Array, kernel: jax.Array, padding, strides=(1, 1), dtype=jnp.float32) -> jax.Array:
   """XLA's convolution, NHWC input and HWIO kernel (flax's layout); the factors rounded to `dtype`,
   float32 accumulation and output (`precision.rounded`)."""
-  padding = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
   op = functools.partial(_xla_conv, padding=padding, strides=tuple(strides))
   return precision.rounded(op, x, kernel, dtype)
 
@@ -183,8 +182,9 @@ def conv_patches(x: jax.Array, kernel: jax.Array, stride: int, padding: str, dty
   """The convolution of `nn.Conv` (NHWC input, HWIO kernel, no dilation) as patches @ kernel.
 
   Args: x [N, H, W, C]; kernel [kh, kw, C, C']; padding 'VALID' or 'SAME' (as XLA pads: the extra
-  row/column at the end); dtype: the product's precision (precision.py; in bfloat16 the patch
-  matrix is gathered in bfloat16, `_low_patches_product`). Returns [N, H', W', C'].
+  row/column at the end); dtype: the product's precision (`precision.matmul`, which in bfloat16
+  gathers the patch matrix from the rounded input and sums its gradient back in float32; summed
+  in bfloat16 it was slower: BUILD_NOTES). Returns [N, H', W', C'].
   """
   kh, kw, cin, cout = kernel.shape
   chex.assert_rank(x, 4)
@@ -196,13 +196,10 @@ def conv_patches(x: jax.Array, kernel: jax.Array, stride: int, padding: str, dty
     x = jnp.pad(x, ((0, 0), pads(x.shape[1], kh), pads(x.shape[2], kw), (0, 0)))
   elif padding != 'VALID':
     raise ValueError(f'padding={padding!r}; expected VALID or SAME')
-  n, h, w, _ = x.shape
+  _, h, w, _ = x.shape
   ho, wo = (h - kh) // stride + 1, (w - kw) // stride + 1
   gather = functools.partial(_gather_patches, kh=kh, kw=kw, stride=stride, ho=ho, wo=wo)
-  kernel = kernel.reshape(kh * kw * cin, cout)
-  if jnp.dtype(dtype) == jnp.float32:
-    return gather(x) @ kernel
-  return _low_patches_product(gather, x, kernel, dtype).reshape(n, ho, wo, cout)
+  return precision.matmul(x, kernel.reshape(kh * kw * cin, cout), dtype, lhs=gather)
 
 
 def _gather_patches(x, *, kh, kw, stride, ho, wo):
@@ -210,33 +207,6 @@ def _gather_patches(x, *, kh, kw, stride, ho, wo):
   cols = [x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
           for i in range(kh) for j in range(kw)]
   return jnp.concatenate(cols, -1)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 3))
-def _low_patches_product(gather, x, kernel, dtype):
-  """gather(x) @ kernel [M, C'] with the patch matrix gathered at `dtype` (half the memory traffic
-  in bfloat16), the product and its gradients as `precision.matmul`'s, and the patches' gradient
-  summed back onto x in float32 (in bfloat16 that sum was slower and less exact: BUILD_NOTES)."""
-  return _low_patches_fwd(gather, x, kernel, dtype)[0]
-
-
-def _low_patches_fwd(gather, x, kernel, dtype):
-  patches = gather(x.astype(dtype))
-  patches = patches.reshape(-1, patches.shape[-1])
-  kl = kernel.astype(dtype)
-  x_like = jnp.zeros((0,) + x.shape, x.dtype)     # carries x's shape and dtype to the backward pass
-  return jnp.dot(patches, kl, preferred_element_type=jnp.float32), (patches, kl, x_like)
-
-
-def _low_patches_bwd(gather, dtype, res, g):
-  patches, kl, x_like = res
-  dpatches, dk = precision.product_grads(patches, kl, g, dtype)          # float32
-  x_spec = jax.ShapeDtypeStruct(x_like.shape[1:], jnp.float32)
-  (dx,) = jax.linear_transpose(gather, x_spec)(dpatches.reshape(jax.eval_shape(gather, x_spec).shape))
-  return dx.astype(x_like.dtype), dk
-
-
-_low_patches_product.defvjp(_low_patches_fwd, _low_patches_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

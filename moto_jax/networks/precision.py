@@ -3,7 +3,8 @@
 `matmul(x, w, dtype)` is `x @ w` for float32 x [..., K] and w [K, N]; with dtype float32 it is
 exactly that. With bfloat16 both factors are rounded to bfloat16 and multiplied with float32
 accumulation and a float32 result, forward and backward (the incoming gradient is rounded too),
-as in DreamerV3's default mixed precision. `rounded(op, x, w, dtype)` does the same for any
+as in DreamerV3's default mixed precision; `matmul(x, w, dtype, lhs)` multiplies lhs(x) for a
+linear `lhs` (a convolution's patch gather). `rounded(op, x, w, dtype)` does the same for any
 bilinear op (XLA's convolutions). `model.compute_dtype` applies them to the image encoder's and
 decoder's products (conv.py), most of the update's arithmetic; parameters, optimizer state,
 normalisation, losses and everything elementwise stay float32.
@@ -50,21 +51,31 @@ def _dot(a, b):
   return jnp.dot(a, b, preferred_element_type=jnp.float32)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _mixed(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
-  return _dot(x.astype(dtype), w.astype(dtype))
+def _identity(x):
+  return x
 
 
-def _mixed_fwd(x, w, dtype):
-  xl, wl = x.astype(dtype), w.astype(dtype)
-  # The last residual only carries x's dtype (x may come in already rounded; w is a float32 parameter).
-  return _dot(xl, wl), (xl, wl, jnp.zeros((0,), x.dtype))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 3))
+def _mixed(lhs, x, w, dtype):
+  return _mixed_fwd(lhs, x, w, dtype)[0]
 
 
-def _mixed_bwd(dtype, res, g):
-  xl, wl, x_dtype = res
-  dx, dw = product_grads(xl, wl, g, dtype)     # float32
-  return dx.astype(x_dtype.dtype), dw
+def _mixed_fwd(lhs, x, w, dtype):
+  xl = lhs(x.astype(dtype))
+  xl = xl.reshape(-1, xl.shape[-1])
+  wl = w.astype(dtype)
+  x_like = jnp.zeros((0,) + x.shape, x.dtype)      # carries x's shape to the backward pass
+  return _dot(xl, wl), (xl, wl, x_like)
+
+
+def _mixed_bwd(lhs, dtype, res, g):
+  xl, wl, x_like = res
+  dxl, dw = product_grads(xl, wl, g, dtype)        # float32
+  if lhs is _identity:
+    return dxl.reshape(x_like.shape[1:]), dw
+  spec = jax.ShapeDtypeStruct(x_like.shape[1:], jnp.float32)
+  (dx,) = jax.linear_transpose(lhs, spec)(dxl.reshape(jax.eval_shape(lhs, spec).shape))
+  return dx, dw
 
 
 _mixed.defvjp(_mixed_fwd, _mixed_bwd)
@@ -84,17 +95,23 @@ def product_grads(x: jax.Array, w: jax.Array, g: jax.Array, dtype=jnp.float32):
   return dx, dw
 
 
-def matmul(x: jax.Array, w: jax.Array, dtype=jnp.float32) -> jax.Array:
-  """x [..., K] @ w [K, N] -> float32 [..., N], the factors rounded to `dtype` (see module doc)."""
+def matmul(x: jax.Array, w: jax.Array, dtype=jnp.float32, lhs=None) -> jax.Array:
+  """lhs(x) [..., K] @ w [K, N] -> float32 [..., N], the factors rounded to `dtype` (see module doc).
+
+  `lhs`: a linear map applied to x first (conv.py gathers a convolution's patch matrix with it),
+  default none. In bfloat16 it runs on the rounded x (half the memory traffic), and its transpose
+  sums the left factor's gradient back onto x in float32. `lhs` must be hashable (a module-level
+  function or a functools.partial of one)."""
   if jnp.dtype(dtype) == jnp.float32:
-    return x @ w
-  lead = x.shape[:-1]
-  return _mixed(x.reshape(-1, x.shape[-1]), w, dtype).reshape(lead + (w.shape[-1],))
+    return (x if lhs is None else lhs(x)) @ w
+  lhs = _identity if lhs is None else lhs
+  lead = jax.eval_shape(lhs, x).shape[:-1]
+  return _mixed(lhs, x, w, dtype).reshape(lead + (w.shape[-1],))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 3))
 def _rounded(op, x, w, dtype):
-  return op(x.astype(dtype), w.astype(dtype), jnp.float32)
+  return _rounded_fwd(op, x, w, dtype)[0]
 
 
 def _rounded_fwd(op, x, w, dtype):
