@@ -146,6 +146,21 @@ def measure(make_fn, config, batch_shape, steps: int) -> dict:
           'kernel_s': kernel_s, 'faults': faults}
 
 
+KEYS = ('preset', 'kind', 'impl', 'dtype', 'step', 'batch')
+
+
+def print_ratios(rows: list, title: str, field: str, base: str, extra) -> None:
+  """Each row against the row that differs only in `field`, set to `base`: step-time ratio,
+  updates/s of both, then `extra(row, base_row)`."""
+  print(f'\n{title} (step time):')
+  index = {tuple(r[k] for k in KEYS): r for r in rows}
+  for r in rows:
+    other = index.get(tuple(base if k == field else r[k] for k in KEYS))
+    if r[field] != base and other:
+      print(f"  {'  '.join(str(r[k]) for k in KEYS)}  time x{r['step_s'] / other['step_s']:.2f} "
+            f"({1 / r['step_s']:.3f} against {1 / other['step_s']:.3f} updates/s)  {extra(r, other)}")
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--presets', default='paper,small')
@@ -215,26 +230,10 @@ def main():
     print(f"| {r['preset']} | {r['kind']} | {r['impl']} | {r['dtype']} | {r['step']} | {r['batch']} | {r['compile_s']:.1f} | {r['step_s']:.3f} | "
           f"{r['updates_per_s']:.2f} | {r['gflop']:.1f} | {r['gflops_per_s']:.1f} | {r['roof']:.0%} | {r['host_s'] * 1e3:.0f} | "
           f"{r['xla_mem_mb']:.0f} | {r['peak_mb']:.0f} | {r['cores']:.2f} | {r['kernel_s']:.2f} | {r['faults']:,.0f} |")
-  print('\nsubpixel / transpose (step time, FLOPs):')
-  index = {(r['preset'], r['kind'], r['impl'], r['dtype'], r['step'], r['batch']): r for r in rows}
-  for (preset, kind, impl, dtype, step, batch), r in index.items():
-    other = index.get((preset, 'transpose', impl, dtype, step, batch))
-    if kind == 'subpixel' and other:
-      print(f"  {preset:6s} {step:4s} {batch:6s} time x{r['step_s'] / other['step_s']:.2f}  "
-            f"FLOPs x{r['gflop'] / other['gflop']:.2f}")
-  print('\nconv impl / xla (step time):')
-  for (preset, kind, impl, dtype, step, batch), r in index.items():
-    other = index.get((preset, kind, 'xla', dtype, step, batch))
-    if impl != 'xla' and other:
-      print(f"  {preset:6s} {kind:9s} {impl:8s} {step:4s} {batch:6s} time x{r['step_s'] / other['step_s']:.2f} "
-            f"({1 / r['step_s']:.3f} against {1 / other['step_s']:.3f} updates/s)")
-  print('\nbfloat16 / float32 products (step time, XLA memory):')
-  for (preset, kind, impl, dtype, step, batch), r in index.items():
-    other = index.get((preset, kind, impl, 'float32', step, batch))
-    if dtype != 'float32' and other:
-      print(f"  {preset:6s} {kind:9s} {impl:8s} {step:4s} {batch:6s} time x{r['step_s'] / other['step_s']:.2f} "
-            f"({1 / r['step_s']:.3f} against {1 / other['step_s']:.3f} updates/s)  "
-            f"memory x{r['xla_mem_mb'] / other['xla_mem_mb']:.2f}")
+  print_ratios(rows, 'subpixel / transpose', 'kind', 'transpose', lambda r, o: f"FLOPs x{r['gflop'] / o['gflop']:.2f}")
+  print_ratios(rows, 'conv impl / xla', 'impl', 'xla', lambda r, o: '')
+  print_ratios(rows, 'bfloat16 / float32 products', 'dtype', 'float32',
+               lambda r, o: f"memory x{r['xla_mem_mb'] / o['xla_mem_mb']:.2f}")
   print(f"\npeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 10:.0f} MiB")
 
 
