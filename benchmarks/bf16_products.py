@@ -46,30 +46,28 @@ def main():
   parser.add_argument('--reps', type=int, default=5)
   args = parser.parse_args()
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}, one XLA device using every core')
-  cols = ['f32 x@w', 'f32 g@w.T', 'f32 x.T@g', 'bf16 x@w', 'bf16 autodiff g@w.T', 'bf16 autodiff x.T@g',
-          'bf16 arranged dx', 'bf16 arranged dw']
-  print('| M, K, N | ' + ' | '.join(cols) + ' | f32 / bf16 (all three) |')
-  print('|---' * (len(cols) + 2) + '|')
-  dot16 = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=F32))
-  fns = [jax.jit(lambda x, w, g: x @ w), jax.jit(lambda x, w, g: g @ w.T), jax.jit(lambda x, w, g: x.T @ g),
-         lambda x, w, g: dot16(x, w),
-         jax.jit(lambda x, w, g: jnp.dot(g, w.T, preferred_element_type=F32)),
-         jax.jit(lambda x, w, g: jnp.dot(x.T, g, preferred_element_type=F32)),
-         jax.jit(lambda x, w, g: precision.product_grads(x, w, g, BF16)[0]),
-         jax.jit(lambda x, w, g: precision.product_grads(x, w, g, BF16)[1])]
+  lowp = lambda a, b: jnp.dot(a, b, preferred_element_type=F32)
+  # (column, product, operands): 'f32' float32 x, w, g; 'low' all three bfloat16; 'res' bfloat16 x
+  # and w (the forward's residuals) with the float32 gradient, as the update's backward pass has.
+  columns = [('f32 x@w', lambda x, w, g: x @ w, 'f32'), ('f32 g@w.T', lambda x, w, g: g @ w.T, 'f32'),
+             ('f32 x.T@g', lambda x, w, g: x.T @ g, 'f32'), ('bf16 x@w', lambda x, w, g: lowp(x, w), 'low'),
+             ('bf16 autodiff g@w.T', lambda x, w, g: lowp(g, w.T), 'low'),
+             ('bf16 autodiff x.T@g', lambda x, w, g: lowp(x.T, g), 'low'),
+             ('bf16 arranged dx', lambda x, w, g: precision.product_grads(x, w, g, BF16)[0], 'res'),
+             ('bf16 arranged dw', lambda x, w, g: precision.product_grads(x, w, g, BF16)[1], 'res')]
+  print('| M, K, N | ' + ' | '.join(c[0] for c in columns) + ' | f32 / bf16 (all three) |')
+  print('|---' * (len(columns) + 2) + '|')
   for m, k, n in SHAPES:
     keys = jax.random.split(jax.random.key(0), 3)
     x, w, g = (jax.random.normal(kk, s) for kk, s in zip(keys, [(m, k), (k, n), (m, n)]))
-    low = [a.astype(BF16) for a in (x, w, g)]
-    times = []
-    for i, f in enumerate(fns):
-      operands = (x, w, g) if i < 3 else low if i < 6 else (low[0], low[1], g)
-      times.append(seconds(f, *operands, reps=args.reps))
+    xl, wl, gl = (a.astype(BF16) for a in (x, w, g))
+    operands = {'f32': (x, w, g), 'low': (xl, wl, gl), 'res': (xl, wl, g)}
+    times = {name: seconds(jax.jit(f), *operands[which], reps=args.reps) for name, f, which in columns}
     flop = 2 * m * k * n
-    ratio = sum(times[:3]) / (times[3] + times[6] + times[7])
-    print(f'| {m}, {k}, {n} | ' + ' | '.join(f'{flop / t / 1e9:.0f}' for t in times) + f' | {ratio:.2f}x |',
-          flush=True)
-
+    ratio = (sum(times[c] for c in ('f32 x@w', 'f32 g@w.T', 'f32 x.T@g'))
+             / sum(times[c] for c in ('bf16 x@w', 'bf16 arranged dx', 'bf16 arranged dw')))
+    print(f'| {m}, {k}, {n} | ' + ' | '.join(f'{flop / t / 1e9:.0f}' for t in times.values())
+          + f' | {ratio:.2f}x |', flush=True)
 
 if __name__ == '__main__':
   main()

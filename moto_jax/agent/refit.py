@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from moto_jax.agent import actor_critic_loss as ac_loss
 from moto_jax.agent.parts import AgentParts
-from moto_jax.agent.sharding import under_mesh
+from moto_jax.agent.sharding import AXIS, under_mesh
 from moto_jax.agent.train_state import TrainState
 from moto_jax.agent.update import ActorCritic, actor_critic_steps, start_chunks
 
@@ -85,7 +85,7 @@ def make_refit_fn(parts: AgentParts, mesh: Mesh | None = None, steps: int | None
     split = lambda tree: tree
     jit = jax.jit
   else:
-    data = NamedSharding(mesh, P('data'))
+    data = NamedSharding(mesh, P(AXIS))
     split = lambda tree: jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, data), tree)
     replicated = NamedSharding(mesh, P())
     jit = lambda f: jax.jit(under_mesh(f, mesh), in_shardings=replicated, out_shardings=replicated)

@@ -17,7 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from moto_jax.agent import actor_critic_loss as ac_loss
 from moto_jax.agent.parts import AgentParts, Losses
-from moto_jax.agent.sharding import default_mesh, under_mesh
+from moto_jax.agent.sharding import AXIS, default_mesh, under_mesh
 from moto_jax.agent.train_state import TrainState
 from moto_jax.networks.world_model import Networks
 
@@ -150,7 +150,7 @@ def skip_nonfinite(step_fn):
 
 def _jit(step_fn, parts: AgentParts, mesh: Mesh | None):
   mesh = mesh if mesh is not None else default_mesh()
-  replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
   fn = under_mesh(skip_nonfinite(functools.partial(step_fn, parts)), mesh)
   return jax.jit(fn, in_shardings=(replicated, data, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
