@@ -197,7 +197,7 @@ def test_stride2_phase_conv_equals_strided_conv(size, kernel):
 
 
 @pytest.mark.parametrize('size,kernel,cout', [(4, 4, 6), (7, 4, 6), (8, 6, 6), (5, 2, 6), (16, 8, 6),
-                                              (6, 4, 1)])   # 4 C' < C: the shifted-output form
+                                              (6, 4, 1)])   # 4 C' < C: the shifted-output form on the padded input
 def test_transpose_phase_conv_equals_flax_conv_transpose(size, kernel, cout):
   """conv.ConvTranspose in every impl has nn.ConvTranspose's parameters, outputs and gradients."""
   import flax.linen as nn
@@ -236,6 +236,12 @@ def test_shifted_output_conv_equals_valid_conv():
   loss = lambda f: (lambda a, b: jnp.sum(jnp.sin(f(a, b))))
   chex.assert_trees_all_close(jax.grad(loss(conv.conv_shifted_outputs), (0, 1))(x, w),
                               jax.grad(loss(ref), (0, 1))(x, w), atol=1e-3)
+  # Zero padding applied to the products instead of x: the convolution of the padded x.
+  padded = lambda a, b: ref(jnp.pad(a, ((0, 0), (1, 2), (1, 2), (0, 0))), b)
+  shifted = lambda a, b: conv.conv_shifted_outputs(a, b, jnp.float32, (1, 2))
+  chex.assert_shape(shifted(x, w), padded(x, w).shape)
+  np.testing.assert_allclose(shifted(x, w), padded(x, w), atol=1e-4)
+  chex.assert_trees_all_close(jax.grad(loss(shifted), (0, 1))(x, w), jax.grad(loss(padded), (0, 1))(x, w), atol=1e-3)
 
 
 def test_encoder_decoder_impls_agree():

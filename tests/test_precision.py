@@ -115,7 +115,7 @@ def test_bfloat16_products_stay_bfloat16_in_the_compiled_gradient():
       'conv_patches': (lambda a, k: jnp.sum(jnp.sin(conv.conv_patches(a, k, 2, 'VALID', BF16))), (img, kernel)),
       'transposed conv': (lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16))),
                           (img, kernel[..., :16])),
-      'transposed conv, shifted outputs (4 C\' < C)': (
+      'transposed conv, 4 C\' < C (the input padded)': (
           lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16))), (img, kernel[..., :4])),
   }
   for name, (f, args) in cases.items():
