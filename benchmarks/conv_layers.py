@@ -5,14 +5,17 @@ update runs it): milliseconds per forward + backward (gradients of the input and
 FLOP count, the GFLOP/s achieved, and its share of the matmul roofline measured in the same run.
 'xla' is `lax.conv_general_dilated` / `lax.conv_transpose`; 'phases' the stride-1 form of the
 stride-2 convolutions (conv.conv_stride2_phases, conv.conv_transpose_phases); 'patches' the patch
-matrix product (conv.conv_patches; the transposed layers' phases as patches); 'phases+patches'
-the stride-2 layers' phases as patches. All compute the same function.
+matrix product (conv.conv_patches; the transposed layers' phases as matrix products, in the form
+the model uses, and 'patches:<form>' each form it chooses from); 'phases+patches' the stride-2
+layers' phases as patches. All compute the same function.
 
   python benchmarks/conv_layers.py --preset=paper [--steps=5] [--impls=xla,phases,patches]
       [--decoder=transpose]   # decoder kind (default: the preset's)
       [--layers=encoder]      # only the layers whose name starts with this
+      [--dtype=bfloat16]      # the products' precision (model.compute_dtype)
 """
 import argparse
+import functools
 import os
 import sys
 import time
@@ -31,20 +34,29 @@ from configs import metaworld  # noqa: E402
 from moto_jax import agent  # noqa: E402
 from moto_jax import allocator  # noqa: E402
 from moto_jax.networks import conv  # noqa: E402
+from moto_jax.networks import precision  # noqa: E402
 
 
-def layer_fns(kind: str, stride: int, padding: str):
-  """{impl: f(x, kernel) -> y} for one layer; kind 'conv' or 'transpose'."""
+def layer_fns(kind: str, stride: int, padding: str, dtype=jnp.float32):
+  """{impl: f(x, kernel) -> y} for one layer; kind 'conv' or 'transpose'; dtype: the products'
+  precision (networks/precision.py; XLA's convolutions: their factors rounded)."""
   dn = ('NHWC', 'HWIO', 'NHWC')
+  xla_conv = lambda x, w, out: jax.lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=dn,
+                                                            preferred_element_type=out)
   if kind == 'transpose':
-    return {'xla': lambda x, w: jax.lax.conv_transpose(x, w, (2, 2), 'SAME', dimension_numbers=dn),
-            'phases': conv.conv_transpose_phases,
-            'patches': lambda x, w: conv.conv_transpose_phases(x, w, patches=True)}
-  fns = {'xla': lambda x, w: jax.lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=dn),
-         'patches': lambda x, w: conv.conv_patches(x, w, stride, padding)}
+    xla_transpose = lambda x, w, out: jax.lax.conv_transpose(x, w, (2, 2), 'SAME', dimension_numbers=dn,
+                                                             preferred_element_type=out)
+    fns = {'xla': lambda x, w: precision.rounded(xla_transpose, x, w, dtype),
+           'phases': lambda x, w: conv.conv_transpose_phases(x, w, dtype=dtype),
+           'patches': lambda x, w: conv.conv_transpose_phases(x, w, patches=True, dtype=dtype)}
+    for form in ('shifted', 'padded-shifted', 'padded-patches'):   # the forms 'patches' chooses from
+      fns[f'patches:{form}'] = functools.partial(conv.conv_transpose_phases, patches=True, dtype=dtype, form=form)
+    return fns
+  fns = {'xla': lambda x, w: precision.rounded(xla_conv, x, w, dtype),
+         'patches': lambda x, w: conv.conv_patches(x, w, stride, padding, dtype)}
   if stride == 2 and padding == 'VALID':
-    fns['phases'] = conv.conv_stride2_phases
-    fns['phases+patches'] = lambda x, w: conv.conv_stride2_phases(x, w, patches=True)
+    fns['phases'] = lambda x, w: conv.conv_stride2_phases(x, w, dtype=dtype)
+    fns['phases+patches'] = lambda x, w: conv.conv_stride2_phases(x, w, patches=True, dtype=dtype)
   return fns
 
 
@@ -75,6 +87,7 @@ def main():
   parser.add_argument('--impls', default='xla,phases,patches,phases+patches')
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--layers', default='', help="only layers whose name starts with this, e.g. 'encoder'")
+  parser.add_argument('--dtype', default='float32', help="the products' precision: 'float32' | 'bfloat16'")
   args = parser.parse_args()
   config = metaworld.get_config(f'drawer-open,{args.preset}').unlock()
   if args.decoder:
@@ -84,14 +97,14 @@ def main():
   data = NamedSharding(mesh, P('data'))
   print(allocator.status())
   print(f'jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); preset {args.preset}, '
-        f'{n} images, decoder {config.model.decoder.kind}', flush=True)
+        f'{n} images, decoder {config.model.decoder.kind}, products in {args.dtype}', flush=True)
   rows = []
   for name, kind, shape, kshape, stride, padding in layers_of(config):
     if not name.startswith(args.layers):
       continue
     x = jax.device_put(jax.random.normal(jax.random.key(0), (n,) + shape), data)
     w = jax.random.normal(jax.random.key(1), kshape) * 0.05
-    for impl, f in layer_fns(kind, stride, padding).items():
+    for impl, f in layer_fns(kind, stride, padding, precision.resolve(args.dtype)).items():
       if impl not in args.impls.split(','):
         continue
       grad = jax.jit(jax.grad(lambda a, b: jnp.sum(f(a, b) ** 2), argnums=(0, 1)))

@@ -197,7 +197,7 @@ def test_stride2_phase_conv_equals_strided_conv(size, kernel):
 
 
 @pytest.mark.parametrize('size,kernel,cout', [(4, 4, 6), (7, 4, 6), (8, 6, 6), (5, 2, 6), (16, 8, 6),
-                                              (6, 4, 1)])   # 4 C' < C: the shifted-output form on the padded input
+                                              (6, 4, 1)])
 def test_transpose_phase_conv_equals_flax_conv_transpose(size, kernel, cout):
   """conv.ConvTranspose in every impl has nn.ConvTranspose's parameters, outputs and gradients."""
   import flax.linen as nn

@@ -40,8 +40,9 @@ def test_float32_is_the_plain_product_bit_for_bit():
     np.testing.assert_array_equal(c, b)
 
 
-def test_bfloat16_rounds_the_factors_and_accumulates_in_float32():
-  x, w, g = _factors()
+@pytest.mark.parametrize('m,k,n', [(96, 40, 24), (96, 24, 40)])   # dw arranged both ways (K > N, K < N)
+def test_bfloat16_rounds_the_factors_and_accumulates_in_float32(m, k, n):
+  x, w, g = _factors(m, k, n)
   y, vjp = jax.vjp(lambda x, w: precision.matmul(x, w, BF16), x, w)
   dx, dw = vjp(g)
   assert y.dtype == dx.dtype == dw.dtype == jnp.float32
@@ -52,9 +53,9 @@ def test_bfloat16_rounds_the_factors_and_accumulates_in_float32():
   np.testing.assert_allclose(dw, xr.T @ gr, rtol=1e-5, atol=1e-4)
   # ... and they are not the float32 products (the rounding is real).
   assert np.max(np.abs(np.asarray(y) - np.asarray(x @ w))) > 1e-3
+  assert np.max(np.abs(np.asarray(dw) - np.asarray(x.T @ g))) > 1e-3
   # Leading axes are kept.
-  x3 = x.reshape(4, 24, 40)
-  np.testing.assert_array_equal(precision.matmul(x3, w, BF16), y.reshape(4, 24, -1))
+  np.testing.assert_array_equal(precision.matmul(x.reshape(4, 24, k), w, BF16), y.reshape(4, 24, -1))
 
 
 def test_convolutions_round_factors_and_gradient():
@@ -115,8 +116,12 @@ def test_bfloat16_products_stay_bfloat16_in_the_compiled_gradient():
       'conv_patches': (lambda a, k: jnp.sum(jnp.sin(conv.conv_patches(a, k, 2, 'VALID', BF16))), (img, kernel)),
       'transposed conv': (lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16))),
                           (img, kernel[..., :16])),
-      'transposed conv, 4 C\' < C (the input padded)': (
-          lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16))), (img, kernel[..., :4])),
+      'transposed conv, the input padded': (
+          lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16, 'padded-shifted'))),
+          (img, kernel[..., :4])),
+      'transposed conv, patches of the padded input': (
+          lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16, 'padded-patches'))),
+          (img, kernel[..., :16])),
   }
   for name, (f, args) in cases.items():
     grad = jax.jit(jax.grad(f, (0, 1)))

@@ -21,8 +21,9 @@ Every hidden layer is followed by LayerNorm (over channels) and SiLU.
   inserted zeros and no dilated convolutions in the gradients.
 * 'patches': the 'phases' forms for the transposed and the stride-2 VALID even-kernel
   convolutions, and every convolution as matrix products: the kernel's k*k shifted (strided) slices of the input gathered into one
-  [N, H', W', k*k*C] array times the kernel as a [k*k*C, C'] matrix (`conv_patches`), or for few
-  output channels the input times every tap at once, then shifted sums (`conv_shifted_outputs`).
+  [N, H', W', k*k*C] array times the kernel as a [k*k*C, C'] matrix (`conv_patches`); the
+  transposed ones' phases as the input times every tap at once, then shifted sums
+  (`conv_shifted_outputs`).
 XLA:CPU computes the kernel gradients of strided and transposed convolutions at 2-10 GFLOP/s at
 the paper's sizes; as matrix products the `paper` update ran 9.8x faster (BUILD_NOTES). At the `small` sizes its
 own convolutions are as fast (BUILD_NOTES, "Where an update's time goes"; per layer:
@@ -116,15 +117,21 @@ def conv_stride2_phases(x: jax.Array, kernel: jax.Array, patches: bool = False, 
   return conv_patches(x, v, 1, 'VALID', dtype) if patches else _conv(x, v, 'VALID', dtype=dtype)
 
 
-def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False, dtype=jnp.float32) -> jax.Array:
+def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False, dtype=jnp.float32,
+                          form: str = 'shifted') -> jax.Array:
   """`lax.conv_transpose(x, kernel, strides 2, 'SAME')` (flax `nn.ConvTranspose`) for an even kernel.
 
   Output row 2i + a (phase a) is sum_t x[i + lo_a + t] w[p_a + 2t], t < k/2: each phase is a
   (k/2)-tap stride-1 convolution of x. All four (row, column) phases come from one stride-1
   convolution to 4 C' channels, then depth-to-space. The same function without the transposed
   form's inserted zeros (4x its FLOPs on XLA:CPU). Args: x [N, H, W, C]; kernel [k, k, C, C'];
-  patches: compute the stride-1 convolution as matrix products (`conv_shifted_outputs`: x
-  times every tap, then shifted sums), whose gradients are matrix products too.
+  patches: compute the stride-1 convolution as matrix products, whose gradients are matrix
+  products too; form: how, with patches ('shifted' | 'padded-shifted' | 'padded-patches'):
+  'shifted' (the default) is x times every tap, then shifted sums with the zero padding put
+  around the products (`conv_shifted_outputs`'s pad), so the product has x's H x W positions;
+  'padded-*' pad x first ((H + 1) x (W + 1) positions for k = 4: 56 % more FLOPs at 4 x 4) and
+  use `conv_shifted_outputs` or `conv_patches`. 'shifted' was the fastest on every `paper`
+  decoder layer in float32 and bfloat16 (BUILD_NOTES; `benchmarks/conv_layers.py` times each).
   """
   k, k2, cin, cout = kernel.shape
   if k != k2 or k % 2:
@@ -138,13 +145,16 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False
   v = jnp.stack([jnp.stack([taps[a][:, first[b]::2] for b in (0, 1)], 3) for a in (0, 1)], 3)
   v = v.reshape(t, t, cin, 4 * cout)
   if patches:
-    # The product on x's own positions (the patch form on the padded x has (H + 1)^2 instead
-    # of H^2 rows: 56 % more FLOPs at 4 x 4): 1.1-1.5x faster per layer at `paper` (BUILD_NOTES).
-    # With few output channels (4 C' < C, the last layer) U is narrow, and padding x is faster.
-    if 4 * cout < cin:
-      z = conv_shifted_outputs(jnp.pad(x, ((0, 0), (before, after), (before, after), (0, 0))), v, dtype)
-    else:
+    x_pad = jnp.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
+    if form == 'shifted':
       z = conv_shifted_outputs(x, v, dtype, (before, after))
+    elif form == 'padded-shifted':
+      z = conv_shifted_outputs(x_pad, v, dtype)
+    elif form == 'padded-patches':
+      z = conv_patches(x_pad, v, 1, 'VALID', dtype)
+    else:
+      raise ValueError(f"conv_transpose_phases: form={form!r}; expected 'shifted', 'padded-shifted' "
+                       "or 'padded-patches'")
   else:
     z = _conv(x, v, ((before, after), (before, after)), dtype=dtype)  # [N, H + 1, W + 1, 4 C'] for k = 4
   n, h, w, _ = x.shape

@@ -14,8 +14,8 @@ using AMX or AVX512-BF16 where the CPU has them) only when the left factor is [M
 right [K, N], both row-major. Autodiff's kernel gradient x^T @ g and input gradient g @ w^T
 contract over a leading dimension or read a transposed (column-major) operand, and XLA then
 computes them in float32 after converting both factors. So the backward products here are
-arranged as g^T @ x (-> dw^T) and g @ (w^T), with the transposed factor materialised row-major
-(`_row_major_transpose`).
+arranged as g @ (w^T) and (x^T) @ g or g^T @ x (-> dw^T), whichever transposes the narrower of x
+and g, with the transposed factor materialised row-major (`_row_major_transpose`).
 """
 import functools
 
@@ -89,6 +89,8 @@ def product_grads(x: jax.Array, w: jax.Array, g: jax.Array, dtype=jnp.float32):
     return g @ w.T, x.T @ g
   xl, wl, gl = x.astype(dtype), w.astype(dtype), g.astype(dtype)
   dx = _dot(gl, _row_major_transpose(wl))                          # [M, N] @ [N, K]
+  if x.shape[-1] < g.shape[-1]:                                    # transpose the narrower factor
+    return dx, _dot(_row_major_transpose(xl), gl)                  # [K, M] @ [M, N]
   # ([N, M] @ [M, K]).T; the final transpose is materialised too: XLA rewrites a plain
   # transpose of a product as the product of the transposed factors, the unsupported form.
   dw = _row_major_transpose(_dot(_row_major_transpose(gl), xl))
