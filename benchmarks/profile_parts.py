@@ -11,6 +11,7 @@ the machine's matmul roofline measured in the same run.
       [--parts=actor,full]     # only these parts (name prefixes)
       [--trace=20]             # also the 20 slowest XLA ops of each part, from a jax.profiler trace,
                                # and all ops' time summed by part, pass and kind
+      [--hlo=update.hlo]       # the full update's compiled XLA program, to look up a traced op
 
 The per-part times do not add up to the full update exactly: XLA fuses across parts in the full step.
 """
@@ -76,6 +77,9 @@ def main():
                       "(e.g. 'actor,full'; default: all)")
   parser.add_argument('--trace', type=int, default=0, metavar='N',
                       help='print the N slowest XLA ops of each timed part (jax.profiler trace; 0: off)')
+  parser.add_argument('--hlo', default='', metavar='PATH',
+                      help="write the full update's compiled XLA program (text) here, to look up the "
+                      "ops the trace names")
   parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                       help='config override, e.g. --set model.decoder.impl=phases (repeatable)')
   args = parser.parse_args()
@@ -155,6 +159,10 @@ def main():
     start_t = time.perf_counter()
     compiled = full.lower(state, batch, key).compile()
     c = time.perf_counter() - start_t
+    if args.hlo:
+      with open(args.hlo, 'w') as f:
+        f.write(compiled.as_text())
+      print(f"full update's compiled program: {args.hlo}", flush=True)
 
     def call():                                     # the state is donated: thread it through
       nonlocal state
