@@ -49,7 +49,7 @@ def layer_fns(kind: str, stride: int, padding: str, dtype=jnp.float32):
     fns = {'xla': lambda x, w: precision.rounded(xla_transpose, x, w, dtype),
            'phases': lambda x, w: conv.conv_transpose_phases(x, w, dtype=dtype),
            'patches': lambda x, w: conv.conv_transpose_phases(x, w, patches=True, dtype=dtype)}
-    for form in ('shifted', 'padded-shifted', 'padded-patches'):   # the forms 'patches' chooses from
+    for form in conv.TRANSPOSE_FORMS:   # the forms 'patches' chooses from
       fns[f'patches:{form}'] = functools.partial(conv.conv_transpose_phases, patches=True, dtype=dtype, form=form)
     return fns
   fns = {'xla': lambda x, w: precision.rounded(xla_conv, x, w, dtype),

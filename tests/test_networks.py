@@ -1,4 +1,6 @@
 """Shapes, dtypes and basic properties of every module at the debug sizes."""
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -216,6 +218,24 @@ def test_transpose_phase_conv_equals_flax_conv_transpose(size, kernel, cout):
     chex.assert_trees_all_close(g, g_ref, atol=1e-4)
   with pytest.raises(ValueError, match='impl'):
     conv.ConvTranspose(6, (4, 4), impl='fft').init(jax.random.key(1), x)
+
+
+@pytest.mark.parametrize('kernel', [2, 4, 6])
+def test_every_transposed_form_is_the_transposed_convolution(kernel):
+  """Each way `conv_transpose_phases` computes its phases as products: lax.conv_transpose's
+  values and gradients, on a non-square input; an unknown form is named."""
+  x = jax.random.normal(jax.random.key(0), (2, 5, 7, 6))
+  w = jax.random.normal(jax.random.key(1), (kernel, kernel, 6, 4))
+  ref = lambda a, b: jax.lax.conv_transpose(a, b, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  loss = lambda f: (lambda a, b: jnp.sum(jnp.sin(f(a, b))))
+  g_ref = jax.grad(loss(ref), (0, 1))(x, w)
+  for form in conv.TRANSPOSE_FORMS:
+    f = functools.partial(conv.conv_transpose_phases, patches=True, form=form)
+    chex.assert_shape(f(x, w), (2, 10, 14, 4))
+    np.testing.assert_allclose(f(x, w), ref(x, w), atol=1e-4, err_msg=form)
+    chex.assert_trees_all_close(jax.grad(loss(f), (0, 1))(x, w), g_ref, atol=1e-3)
+  with pytest.raises(ValueError, match="'fft'"):
+    conv.conv_transpose_phases(x, w, patches=True, form='fft')
 
 
 def test_auto_impl_is_patches_on_a_cpu_and_unknown_impls_are_named():

@@ -116,12 +116,14 @@ def test_bfloat16_products_stay_bfloat16_in_the_compiled_gradient():
       'conv_patches': (lambda a, k: jnp.sum(jnp.sin(conv.conv_patches(a, k, 2, 'VALID', BF16))), (img, kernel)),
       'transposed conv': (lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16))),
                           (img, kernel[..., :16])),
-      'transposed conv, the input padded': (
-          lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16, 'padded-shifted'))),
-          (img, kernel[..., :4])),
+      'transposed conv, shifted sums': (
+          lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16, 'shifted'))),
+          (img, kernel[..., :16])),
       'transposed conv, patches of the padded input': (
           lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16, 'padded-patches'))),
           (img, kernel[..., :16])),
+      'shifted outputs, few output channels': (
+          lambda a, k: jnp.sum(jnp.sin(conv.conv_shifted_outputs(a, k, BF16))), (img, kernel[..., :4])),
   }
   for name, (f, args) in cases.items():
     grad = jax.jit(jax.grad(f, (0, 1)))

@@ -22,8 +22,8 @@ Every hidden layer is followed by LayerNorm (over channels) and SiLU.
 * 'patches': the 'phases' forms for the transposed and the stride-2 VALID even-kernel
   convolutions, and every convolution as matrix products: the kernel's k*k shifted (strided) slices of the input gathered into one
   [N, H', W', k*k*C] array times the kernel as a [k*k*C, C'] matrix (`conv_patches`); the
-  transposed ones' phases as the input times every tap at once, then shifted sums
-  (`conv_shifted_outputs`).
+  transposed ones as the input times every tap at once, each tap's product added into its
+  output phase (`conv_transpose_phases`, form 'direct').
 XLA:CPU computes the kernel gradients of strided and transposed convolutions at 2-10 GFLOP/s at
 the paper's sizes; as matrix products the `paper` update ran 9.8x faster (BUILD_NOTES). At the `small` sizes its
 own convolutions are as fast (BUILD_NOTES, "Where an update's time goes"; per layer:
@@ -117,8 +117,12 @@ def conv_stride2_phases(x: jax.Array, kernel: jax.Array, patches: bool = False, 
   return conv_patches(x, v, 1, 'VALID', dtype) if patches else _conv(x, v, 'VALID', dtype=dtype)
 
 
+# How `conv_transpose_phases` computes its phases as matrix products (its docstring).
+TRANSPOSE_FORMS = ('direct', 'shifted', 'padded-patches')
+
+
 def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False, dtype=jnp.float32,
-                          form: str = 'shifted') -> jax.Array:
+                          form: str = 'direct') -> jax.Array:
   """`lax.conv_transpose(x, kernel, strides 2, 'SAME')` (flax `nn.ConvTranspose`) for an even kernel.
 
   Output row 2i + a (phase a) is sum_t x[i + lo_a + t] w[p_a + 2t], t < k/2: each phase is a
@@ -126,12 +130,15 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False
   convolution to 4 C' channels, then depth-to-space. The same function without the transposed
   form's inserted zeros (4x its FLOPs on XLA:CPU). Args: x [N, H, W, C]; kernel [k, k, C, C'];
   patches: compute the stride-1 convolution as matrix products, whose gradients are matrix
-  products too; form: how, with patches ('shifted' | 'padded-shifted' | 'padded-patches'):
-  'shifted' (the default) is x times every tap, then shifted sums with the zero padding put
-  around the products (`conv_shifted_outputs`'s pad), so the product has x's H x W positions;
-  'padded-*' pad x first ((H + 1) x (W + 1) positions for k = 4: 56 % more FLOPs at 4 x 4) and
-  use `conv_shifted_outputs` or `conv_patches`. 'shifted' was the fastest on every `paper`
-  decoder layer in float32 and bfloat16 (BUILD_NOTES; `benchmarks/conv_layers.py` times each).
+  products too; form: how, with patches (TRANSPOSE_FORMS). Both 'direct' (the default) and
+  'shifted' multiply x, at its own H x W positions, by every tap of every phase ([C, k*k*C']);
+  'direct' adds each tap's product straight into its output phase (`_transpose_direct`),
+  'shifted' sums the phases' taps with `conv_shifted_outputs` (zero padding put around the
+  products) and then interleaves the phases. 'padded-patches' (the form before) gathers patch
+  matrices from x padded by one: (H + 1) x (W + 1) positions for k = 4, 56 % more FLOPs at 4 x 4.
+  Measured (BUILD_NOTES; `benchmarks/conv_layers.py` times each form): 'direct' and 'shifted'
+  1.1-1.5x faster than 'padded-patches' per `paper` layer; 'direct' the fastest in float32
+  and the least memory.
   """
   k, k2, cin, cout = kernel.shape
   if k != k2 or k % 2:
@@ -145,20 +152,62 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False
   v = jnp.stack([jnp.stack([taps[a][:, first[b]::2] for b in (0, 1)], 3) for a in (0, 1)], 3)
   v = v.reshape(t, t, cin, 4 * cout)
   if patches:
-    x_pad = jnp.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
+    if form == 'direct':
+      return _transpose_direct(x, v, tuple(lo), dtype)
     if form == 'shifted':
       z = conv_shifted_outputs(x, v, dtype, (before, after))
-    elif form == 'padded-shifted':
-      z = conv_shifted_outputs(x_pad, v, dtype)
     elif form == 'padded-patches':
-      z = conv_patches(x_pad, v, 1, 'VALID', dtype)
+      z = conv_patches(jnp.pad(x, ((0, 0), (before, after), (before, after), (0, 0))), v, 1, 'VALID', dtype)
     else:
-      raise ValueError(f"conv_transpose_phases: form={form!r}; expected 'shifted', 'padded-shifted' "
-                       "or 'padded-patches'")
+      raise ValueError(f'conv_transpose_phases: form={form!r}; expected one of {TRANSPOSE_FORMS}')
   else:
     z = _conv(x, v, ((before, after), (before, after)), dtype=dtype)  # [N, H + 1, W + 1, 4 C'] for k = 4
   n, h, w, _ = x.shape
   return _interleave_phases(z, tuple(o + before for o in lo), h, w)
+
+
+def _shift(a: jax.Array, s: int, axis: int) -> jax.Array:
+  """out[i] = a[i + s] along `axis`, zero where i + s is outside a."""
+  if s == 0:
+    return a
+  n = a.shape[axis]
+  piece = jax.lax.slice_in_dim(a, max(s, 0), n + min(s, 0), axis=axis)
+  pads = [(0, 0)] * a.ndim
+  pads[axis] = (max(-s, 0), max(s, 0))
+  return jnp.pad(piece, pads)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _transpose_direct(x, v, lo, dtype):
+  """The transposed convolution from U = x @ [C, t*t*4C'] (every tap of every phase at x's own
+  positions): phase (a, b)'s output at (i, j) sums U[i + lo_a + ti, j + lo_b + ui, (ti, ui, a, b)]
+  over the taps, zero outside x (col2im). Each element of U is read once, straight into the
+  interleaved output; v [t, t, C, (a, b, C')] as in `conv_transpose_phases`."""
+  return _transpose_direct_fwd(x, v, lo, dtype)[0]
+
+
+def _transpose_direct_fwd(x, v, lo, dtype):
+  n, h, w, cin = x.shape
+  t, cout = v.shape[0], v.shape[-1] // 4
+  u = precision.matmul(x, _tap_matrix(v), dtype).reshape(n, h, w, t, t, 2, 2, cout)
+  phase = lambda a, b: sum(_shift(_shift(u[:, :, :, ti, ui, a, b], lo[a] + ti, 1), lo[b] + ui, 2)
+                           for ti in range(t) for ui in range(t))
+  y = jnp.stack([jnp.stack([phase(a, b) for b in (0, 1)], 3) for a in (0, 1)], 2)   # [N, h, 2, w, 2, C']
+  return y.reshape(n, 2 * h, 2 * w, cout), (x, v)
+
+
+def _transpose_direct_bwd(lo, dtype, res, dy):
+  x, v = res
+  n, h, w, cin = x.shape
+  t, cout = v.shape[0], v.shape[-1] // 4
+  dy = dy.astype(dtype).reshape(n, h, 2, w, 2, cout)    # rounded where the products would round it
+  du = jnp.stack([_shift(_shift(dy[:, :, a, :, b], -(lo[a] + ti), 1), -(lo[b] + ui), 2)
+                  for ti in range(t) for ui in range(t) for a in (0, 1) for b in (0, 1)], 3)
+  dx, dk = precision.product_grads(x.reshape(-1, cin), _tap_matrix(v), du.reshape(n * h * w, -1), dtype)
+  return dx.reshape(x.shape), dk.reshape(cin, t, t, 4 * cout).transpose(1, 2, 0, 3)
+
+
+_transpose_direct.defvjp(_transpose_direct_fwd, _transpose_direct_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
@@ -228,7 +277,7 @@ def conv_shifted_outputs(x: jax.Array, kernel: jax.Array, dtype=jnp.float32, pad
 
   U = x @ [C, kh*kw*C'] holds every tap's contribution at every input position; output (i, j)
   sums tap (a, b)'s C' channels of U at (i + a, j + b). Cheaper in memory than `conv_patches`
-  when kh*kw*C' < kh*kw*C, i.e. for few output channels (the decoder's last layer).
+  when kh*kw*C' < kh*kw*C, i.e. for few output channels.
   `pad` = (before, after): zero rows and columns around x, as in `conv(jnp.pad(x), kernel,
   'VALID')`; they are put around U instead (x @ W of a zero row is zero), so the product has
   exactly x's positions.
