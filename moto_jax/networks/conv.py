@@ -137,8 +137,8 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False
   products) and then interleaves the phases. 'padded-patches' (the form before) gathers patch
   matrices from x padded by one: (H + 1) x (W + 1) positions for k = 4, 56 % more FLOPs at 4 x 4.
   Measured (BUILD_NOTES; `benchmarks/conv_layers.py` times each form): 'direct' and 'shifted'
-  1.1-1.5x faster than 'padded-patches' per `paper` layer; 'direct' the fastest in float32
-  and the least memory.
+  1.3-1.4x faster than 'padded-patches' over the `paper` decoder's layers, within ~10 % of
+  each other; 'direct' needs the least memory in the whole update.
   """
   k, k2, cin, cout = kernel.shape
   if k != k2 or k % 2:
