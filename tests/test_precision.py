@@ -168,6 +168,12 @@ def test_update_in_bfloat16_is_close_to_float32():
   assert losses['bfloat16']['wm/image_loss'] != losses['float32']['wm/image_loss']
 
 
+def test_the_config_check_knows_every_impl_and_dtype_the_networks_take():
+  """config_check lists the choices itself (it runs before jax is imported): the same lists."""
+  assert config_check.CONV_IMPLS == ('auto',) + conv.IMPLS
+  assert config_check.COMPUTE_DTYPES == tuple(precision.DTYPES)
+
+
 def test_compute_dtype_is_checked_and_older_runs_resume():
   config = debug_config()
   config.model.compute_dtype = 'float16'

@@ -15,6 +15,11 @@ import ml_collections
 from moto_jax import suites
 
 CONFIG_FILE = 'config.json'
+# The values of model.{encoder,decoder}.impl and model.compute_dtype. Written here rather than
+# imported from networks/conv.py and networks/precision.py, which import jax, and a config is
+# checked before jax is; tests/test_precision.py keeps the lists equal to theirs.
+CONV_IMPLS = ('auto', 'xla', 'patches', 'phases')
+COMPUTE_DTYPES = ('float32', 'bfloat16')
 
 
 class ConfigError(ValueError):
@@ -47,10 +52,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(model.decoder.kind in ('transpose', 'subpixel'), 'model.decoder.kind', model.decoder.kind,
            'expected "transpose" or "subpixel"')
   for part in ('encoder', 'decoder'):
-    _require(model[part].impl in ('auto', 'xla', 'patches', 'phases'), f'model.{part}.impl', model[part].impl,
-             'expected "auto", "xla", "patches" or "phases"')
-  _require(model.compute_dtype in ('float32', 'bfloat16'), 'model.compute_dtype', model.compute_dtype,
-           'expected "float32" or "bfloat16"')
+    _require(model[part].impl in CONV_IMPLS, f'model.{part}.impl', model[part].impl, f'expected one of {CONV_IMPLS}')
+  _require(model.compute_dtype in COMPUTE_DTYPES, 'model.compute_dtype', model.compute_dtype,
+           f'expected one of {COMPUTE_DTYPES}')
   _require(agent.explore_from in ('sample', 'mode'), 'agent.explore_from', agent.explore_from,
            'expected "sample" or "mode"')
   _require(agent.explore_noise >= 0, 'agent.explore_noise', agent.explore_noise, 'expected >= 0')
