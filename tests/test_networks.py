@@ -264,6 +264,17 @@ def test_shifted_output_conv_equals_valid_conv():
   chex.assert_trees_all_close(jax.grad(loss(shifted), (0, 1))(x, w), jax.grad(loss(padded), (0, 1))(x, w), atol=1e-3)
 
 
+def test_computed_once_is_the_identity_with_its_gradient():
+  x = jax.random.normal(jax.random.key(0), (3, 5, 5, 4))
+  for token in (jnp.float32(1.0), jnp.float32(jnp.nan)):         # either branch
+    np.testing.assert_array_equal(layers.computed_once(x, token), x)
+    g = jax.grad(lambda a: jnp.sum(jnp.sin(layers.computed_once(a, token))))(x)
+    np.testing.assert_array_equal(g, jnp.cos(x))
+  # A fusion boundary XLA keeps: one conditional per use in the compiled program.
+  hlo = jax.jit(lambda a, t: jnp.exp(layers.computed_once(a, t))).lower(x, jnp.float32(1.0)).compile().as_text()
+  assert ' conditional(' in hlo
+
+
 def test_encoder_decoder_impls_agree():
   image = jax.random.randint(jax.random.key(0), (3, 64, 64, 3), 0, 256).astype(jnp.uint8)
   enc = [conv.Encoder(depth=4, impl=i) for i in conv.IMPLS]

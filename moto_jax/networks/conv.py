@@ -402,6 +402,10 @@ class Encoder(nn.Module):
       x = Conv(self.depth * 2 ** i, (self.kernel, self.kernel), strides=(2, 2), padding='VALID',
                impl=self.impl, dtype=self.dtype, name=f'conv{i}')(x)
       x = nn.silu(nn.LayerNorm(name=f'norm{i}')(x))
+      if self.impl == 'patches' and i < self.layers - 1:
+        # The next layer gathers patches from x: computed once rather than in each of its slices
+        # (the `paper` update 1-4 % faster, BUILD_NOTES).
+        x = layers.computed_once(x, self.variables['params'][f'norm{i}']['scale'][0])
     return x.reshape(lead + (-1,))
 
 

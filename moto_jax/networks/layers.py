@@ -183,3 +183,14 @@ def num_params(tree) -> int:
   """Number of scalars in a pytree of arrays."""
   return int(sum(x.size for x in jax.tree.leaves(tree)))
 
+
+
+def computed_once(x: jax.Array, token: jax.Array) -> jax.Array:
+  """x, computed into memory once. XLA fuses an elementwise producer into each of its consumers,
+  so a convolution's patch gather (k*k slices of x) computes the previous layer's LayerNorm and
+  SiLU once per slice, through the space-to-depth transpose; XLA:CPU also drops
+  `lax.optimization_barrier` before fusing. A conditional is a fusion boundary: its operand is
+  computed once. Both branches return x, so the value is x whatever the predicate; `token` is a
+  replicated scalar XLA cannot know (a parameter), since a predicate XLA can evaluate is folded
+  away and one read from a batch-sharded x would need a collective."""
+  return jax.lax.cond(jnp.isfinite(token), lambda a: a, lambda a: a * 1.0, x)
