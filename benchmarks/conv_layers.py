@@ -5,9 +5,10 @@ update runs it): milliseconds per forward + backward (gradients of the input and
 FLOP count, the GFLOP/s achieved, and its share of the matmul roofline measured in the same run.
 'xla' is `lax.conv_general_dilated` / `lax.conv_transpose`; 'phases' the stride-1 form of the
 stride-2 convolutions (conv.conv_stride2_phases, conv.conv_transpose_phases); 'patches' the patch
-matrix product (conv.conv_patches; the transposed layers' phases as matrix products, in the form
-the model uses, and 'patches:<form>' each form it chooses from); 'phases+patches' the stride-2
-layers' phases as patches. All compute the same function.
+matrix product (conv.conv_patches; the transposed layers' phases as matrix products in the form
+the model uses, 'direct', and 'patches:<form>' each form conv.conv_transpose_phases offers, for
+the transposed layers only: use with --layers=decoder); 'phases+patches' the stride-2 layers'
+phases as patches. All compute the same function.
 
   python benchmarks/conv_layers.py --preset=paper [--steps=5] [--impls=xla,phases,patches]
       [--decoder=transpose]   # decoder kind (default: the preset's)
@@ -49,7 +50,7 @@ def layer_fns(kind: str, stride: int, padding: str, dtype=jnp.float32):
     fns = {'xla': lambda x, w: precision.rounded(xla_transpose, x, w, dtype),
            'phases': lambda x, w: conv.conv_transpose_phases(x, w, dtype=dtype),
            'patches': lambda x, w: conv.conv_transpose_phases(x, w, patches=True, dtype=dtype)}
-    for form in conv.TRANSPOSE_FORMS:   # the forms 'patches' chooses from
+    for form in conv.TRANSPOSE_FORMS:   # every form conv_transpose_phases offers
       fns[f'patches:{form}'] = functools.partial(conv.conv_transpose_phases, patches=True, dtype=dtype, form=form)
     return fns
   fns = {'xla': lambda x, w: precision.rounded(xla_conv, x, w, dtype),
@@ -117,7 +118,7 @@ def main():
       s = (time.perf_counter() - start) / args.steps
       g = flops_of(compiled) / 1e9
       rows.append((name, kind, shape, kshape, impl, s, g))
-      print(f'{name:15s} {str(shape):14s} -> {kshape[-1]:4d} {impl:8s} {s * 1e3:8.1f} ms {g:7.2f} GFLOP '
+      print(f'{name:15s} {str(shape):14s} -> {kshape[-1]:4d} {impl:22s} {s * 1e3:8.1f} ms {g:7.2f} GFLOP '
             f'{g / s:6.1f} GFLOP/s', flush=True)
   roof = roofline_gflops(roofline_size())
   print(f'\nroofline (same run): jitted {roofline_size()}^2 f32 matmul: {roof:.1f} GFLOP/s')

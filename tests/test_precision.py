@@ -86,9 +86,18 @@ def test_convolutions_round_factors_and_gradient():
   np.testing.assert_array_equal(
       conv.ConvTranspose(5, (4, 4)).init_with_output(jax.random.key(4), xt)[0],
       nn.ConvTranspose(5, (4, 4), strides=(2, 2), padding='SAME').init_with_output(jax.random.key(4), xt)[0])
-  out16, p = conv.ConvTranspose(5, (4, 4), dtype='bfloat16').init_with_output(jax.random.key(4), xt)
-  ref = conv.ConvTranspose(5, (4, 4)).apply(jax.tree.map(r, p), r(xt))
-  np.testing.assert_allclose(out16, ref, rtol=1e-5, atol=1e-5)
+  for impl in ('xla', 'patches'):               # 'patches': the 'direct' form (conv_transpose_phases)
+    low, f32 = conv.ConvTranspose(5, (4, 4), impl=impl, dtype='bfloat16'), conv.ConvTranspose(5, (4, 4), impl=impl)
+    p = low.init(jax.random.key(4), xt)
+    out16, vjp16 = jax.vjp(low.apply, p, xt)
+    ref, vjp_ref = jax.vjp(f32.apply, jax.tree.map(r, p), r(xt))
+    np.testing.assert_allclose(out16, ref, rtol=1e-5, atol=1e-5, err_msg=impl)
+    gt = jax.random.normal(jax.random.key(6), out16.shape)
+    (dp16, dx16), (dp_ref, dx_ref) = vjp16(gt), vjp_ref(r(gt))
+    np.testing.assert_allclose(dx16, dx_ref, rtol=1e-5, atol=2e-5, err_msg=impl)
+    np.testing.assert_allclose(dp16['params']['kernel'], dp_ref['params']['kernel'], rtol=1e-5, atol=2e-5,
+                               err_msg=impl)
+    assert np.max(np.abs(np.asarray(out16) - np.asarray(f32.apply(p, xt)))) > 1e-3
 
 
 def _dot_operand_types(hlo: str) -> list[tuple[str, str]]:

@@ -126,9 +126,9 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False
   """`lax.conv_transpose(x, kernel, strides 2, 'SAME')` (flax `nn.ConvTranspose`) for an even kernel.
 
   Output row 2i + a (phase a) is sum_t x[i + lo_a + t] w[p_a + 2t], t < k/2: each phase is a
-  (k/2)-tap stride-1 convolution of x. All four (row, column) phases come from one stride-1
-  convolution to 4 C' channels, then depth-to-space. The same function without the transposed
-  form's inserted zeros (4x its FLOPs on XLA:CPU). Args: x [N, H, W, C]; kernel [k, k, C, C'];
+  (k/2)-tap stride-1 convolution of x. Without patches, all four (row, column) phases come from
+  one stride-1 convolution to 4 C' channels, then depth-to-space. The same function without the
+  transposed form's inserted zeros (4x its FLOPs on XLA:CPU). Args: x [N, H, W, C]; kernel [k, k, C, C'];
   patches: compute the stride-1 convolution as matrix products, whose gradients are matrix
   products too; form: how, with patches (TRANSPOSE_FORMS). Both 'direct' (the default) and
   'shifted' multiply x, at its own H x W positions, by every tap of every phase ([C, k*k*C']);
@@ -168,9 +168,11 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False
 
 def _shift(a: jax.Array, s: int, axis: int) -> jax.Array:
   """out[i] = a[i + s] along `axis`, zero where i + s is outside a."""
+  n = a.shape[axis]
   if s == 0:
     return a
-  n = a.shape[axis]
+  if abs(s) >= n:                                   # nothing of a lands in range
+    return jnp.zeros_like(a)
   piece = jax.lax.slice_in_dim(a, max(s, 0), n + min(s, 0), axis=axis)
   pads = [(0, 0)] * a.ndim
   pads[axis] = (max(-s, 0), max(s, 0))
@@ -187,7 +189,7 @@ def _transpose_direct(x, v, lo, dtype):
 
 
 def _transpose_direct_fwd(x, v, lo, dtype):
-  n, h, w, cin = x.shape
+  n, h, w, _ = x.shape
   t, cout = v.shape[0], v.shape[-1] // 4
   u = precision.matmul(x, _tap_matrix(v), dtype).reshape(n, h, w, t, t, 2, 2, cout)
   phase = lambda a, b: sum(_shift(_shift(u[:, :, :, ti, ui, a, b], lo[a] + ti, 1), lo[b] + ui, 2)
@@ -277,10 +279,10 @@ def conv_shifted_outputs(x: jax.Array, kernel: jax.Array, dtype=jnp.float32, pad
 
   U = x @ [C, kh*kw*C'] holds every tap's contribution at every input position; output (i, j)
   sums tap (a, b)'s C' channels of U at (i + a, j + b). Cheaper in memory than `conv_patches`
-  when kh*kw*C' < kh*kw*C, i.e. for few output channels.
+  when C' < C.
   `pad` = (before, after): zero rows and columns around x, as in `conv(jnp.pad(x), kernel,
-  'VALID')`; they are put around U instead (x @ W of a zero row is zero), so the product has
-  exactly x's positions.
+  'VALID')`; they are put around U instead (x @ W of a zero row is zero; the (i + a, j + b)
+  above index the padded U), so the product has exactly x's positions.
   Args: x [N, H, W, C]; kernel [kh, kw, C, C']; dtype: the products' precision (precision.py).
   Returns [N, H + sum(pad) - kh + 1, W + sum(pad) - kw + 1, C']. Its gradient is written out
   (`_shifted_bwd`).

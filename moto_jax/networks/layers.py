@@ -184,7 +184,6 @@ def num_params(tree) -> int:
   return int(sum(x.size for x in jax.tree.leaves(tree)))
 
 
-
 def computed_once(x: jax.Array, token: jax.Array) -> jax.Array:
   """x, computed into memory once. XLA fuses an elementwise producer into each of its consumers,
   so a convolution's patch gather (k*k slices of x) computes the previous layer's LayerNorm and
