@@ -4,9 +4,9 @@ For every layer (at the preset's B x T images, batch sharded over the default me
 update runs it): milliseconds per forward + backward (gradients of the input and the kernel), XLA's
 FLOP count, the GFLOP/s achieved, and its share of the matmul roofline measured in the same run.
 'xla' is `lax.conv_general_dilated` / `lax.conv_transpose`; 'phases' the stride-1 form of the
-stride-2 convolutions (conv.conv_stride2_phases, conv.conv_transpose_phases); 'patches' the patch
-matrix product (conv.conv_patches; the transposed layers' phases as matrix products in the form
-the model uses, 'direct', and 'patches:<form>' each form conv.conv_transpose_phases offers, for
+stride-2 convolutions (conv_forms.conv_stride2_phases, conv_forms.conv_transpose_phases); 'patches' the patch
+matrix product (conv_forms.conv_patches; the transposed layers' phases as matrix products in the form
+the model uses, 'direct', and 'patches:<form>' each form conv_forms.conv_transpose_phases offers, for
 the transposed layers only: use with --layers=decoder); 'phases+patches' the stride-2 layers'
 phases as patches. All compute the same function.
 
@@ -34,7 +34,7 @@ from benchmarks.train_step import flops_of, roofline_gflops, roofline_size  # no
 from configs import metaworld  # noqa: E402
 from moto_jax import agent  # noqa: E402
 from moto_jax import allocator  # noqa: E402
-from moto_jax.networks import conv  # noqa: E402
+from moto_jax.networks import conv_forms  # noqa: E402
 from moto_jax.networks import precision  # noqa: E402
 
 
@@ -48,16 +48,16 @@ def layer_fns(kind: str, stride: int, padding: str, dtype=jnp.float32):
     xla_transpose = lambda x, w, out: jax.lax.conv_transpose(x, w, (2, 2), 'SAME', dimension_numbers=dn,
                                                              preferred_element_type=out)
     fns = {'xla': lambda x, w: precision.rounded(xla_transpose, x, w, dtype),
-           'phases': lambda x, w: conv.conv_transpose_phases(x, w, dtype=dtype),
-           'patches': lambda x, w: conv.conv_transpose_phases(x, w, patches=True, dtype=dtype)}
-    for form in conv.TRANSPOSE_FORMS:   # every form conv_transpose_phases offers
-      fns[f'patches:{form}'] = functools.partial(conv.conv_transpose_phases, patches=True, dtype=dtype, form=form)
+           'phases': lambda x, w: conv_forms.conv_transpose_phases(x, w, dtype=dtype),
+           'patches': lambda x, w: conv_forms.conv_transpose_phases(x, w, patches=True, dtype=dtype)}
+    for form in conv_forms.TRANSPOSE_FORMS:   # every form conv_transpose_phases offers
+      fns[f'patches:{form}'] = functools.partial(conv_forms.conv_transpose_phases, patches=True, dtype=dtype, form=form)
     return fns
   fns = {'xla': lambda x, w: precision.rounded(xla_conv, x, w, dtype),
-         'patches': lambda x, w: conv.conv_patches(x, w, stride, padding, dtype)}
+         'patches': lambda x, w: conv_forms.conv_patches(x, w, stride, padding, dtype)}
   if stride == 2 and padding == 'VALID':
-    fns['phases'] = lambda x, w: conv.conv_stride2_phases(x, w, dtype=dtype)
-    fns['phases+patches'] = lambda x, w: conv.conv_stride2_phases(x, w, patches=True, dtype=dtype)
+    fns['phases'] = lambda x, w: conv_forms.conv_stride2_phases(x, w, dtype=dtype)
+    fns['phases+patches'] = lambda x, w: conv_forms.conv_stride2_phases(x, w, patches=True, dtype=dtype)
   return fns
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ACTION_DIM
 from moto_jax.networks import conv
+from moto_jax.networks import conv_forms
 from moto_jax.networks import layers
 from moto_jax.networks import rssm as rssm_lib
 from moto_jax.networks.actor_critic import TanhGaussian
@@ -38,7 +39,7 @@ def test_decoder_shape(kind, nets):
 def test_depth_to_space_matches_tf_layout():
   # Channel index c = (i * 2 + j) * out + k goes to pixel (2h + i, 2w + j), channel k.
   x = jnp.arange(8, dtype=jnp.float32).reshape(1, 1, 1, 8)
-  y = conv.depth_to_space(x, 2)
+  y = conv_forms.depth_to_space(x, 2)
   chex.assert_shape(y, (1, 2, 2, 2))
   np.testing.assert_array_equal(y[0, :, :, 0], [[0, 2], [4, 6]])
   np.testing.assert_array_equal(y[0, :, :, 1], [[1, 3], [5, 7]])
@@ -189,13 +190,13 @@ def test_stride2_phase_conv_equals_strided_conv(size, kernel):
   ref = lambda a, b: jax.lax.conv_general_dilated(a, b, (2, 2), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   loss = lambda f: (lambda a, b: jnp.sum(jnp.sin(f(a, b))))
   for patches in (False, True):        # the stride-1 conv by XLA, or as patches (the encoder at `paper`)
-    phases = lambda a, b: conv.conv_stride2_phases(a, b, patches=patches)
+    phases = lambda a, b: conv_forms.conv_stride2_phases(a, b, patches=patches)
     out = phases(x, w)
     chex.assert_shape(out, ref(x, w).shape)
     np.testing.assert_allclose(out, ref(x, w), atol=1e-4)
     chex.assert_trees_all_close(jax.grad(loss(phases), (0, 1))(x, w), jax.grad(loss(ref), (0, 1))(x, w), atol=1e-3)
   with pytest.raises(ValueError, match='even'):
-    conv.conv_stride2_phases(x, jnp.zeros((3, 3, 5, 7)))
+    conv_forms.conv_stride2_phases(x, jnp.zeros((3, 3, 5, 7)))
 
 
 @pytest.mark.parametrize('size,kernel,cout', [(4, 4, 6), (7, 4, 6), (8, 6, 6), (5, 2, 6), (16, 8, 6),
@@ -229,13 +230,13 @@ def test_every_transposed_form_is_the_transposed_convolution(kernel, h, w):
   ref = lambda a, b: jax.lax.conv_transpose(a, b, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   loss = lambda f: (lambda a, b: jnp.sum(jnp.sin(f(a, b))))
   g_ref = jax.grad(loss(ref), (0, 1))(x, w)
-  for form in conv.TRANSPOSE_FORMS:
-    f = functools.partial(conv.conv_transpose_phases, patches=True, form=form)
+  for form in conv_forms.TRANSPOSE_FORMS:
+    f = functools.partial(conv_forms.conv_transpose_phases, patches=True, form=form)
     chex.assert_shape(f(x, w), (2, 2 * h, 2 * x.shape[2], 4))
     np.testing.assert_allclose(f(x, w), ref(x, w), atol=1e-4, err_msg=form)
     chex.assert_trees_all_close(jax.grad(loss(f), (0, 1))(x, w), g_ref, atol=1e-3)
   with pytest.raises(ValueError, match="'fft'"):
-    conv.conv_transpose_phases(x, w, patches=True, form='fft')
+    conv_forms.conv_transpose_phases(x, w, patches=True, form='fft')
 
 
 def test_auto_impl_is_patches_on_a_cpu_and_unknown_impls_are_named():
@@ -252,13 +253,13 @@ def test_shifted_output_conv_equals_valid_conv():
   x = jax.random.normal(jax.random.key(0), (2, 9, 8, 6))
   w = jax.random.normal(jax.random.key(1), (2, 3, 6, 2))
   ref = lambda a, b: jax.lax.conv_general_dilated(a, b, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  np.testing.assert_allclose(conv.conv_shifted_outputs(x, w), ref(x, w), atol=1e-4)
+  np.testing.assert_allclose(conv_forms.conv_shifted_outputs(x, w), ref(x, w), atol=1e-4)
   loss = lambda f: (lambda a, b: jnp.sum(jnp.sin(f(a, b))))
-  chex.assert_trees_all_close(jax.grad(loss(conv.conv_shifted_outputs), (0, 1))(x, w),
+  chex.assert_trees_all_close(jax.grad(loss(conv_forms.conv_shifted_outputs), (0, 1))(x, w),
                               jax.grad(loss(ref), (0, 1))(x, w), atol=1e-3)
   # Zero padding applied to the products instead of x: the convolution of the padded x.
   padded = lambda a, b: ref(jnp.pad(a, ((0, 0), (1, 2), (1, 2), (0, 0))), b)
-  shifted = lambda a, b: conv.conv_shifted_outputs(a, b, jnp.float32, (1, 2))
+  shifted = lambda a, b: conv_forms.conv_shifted_outputs(a, b, jnp.float32, (1, 2))
   chex.assert_shape(shifted(x, w), padded(x, w).shape)
   np.testing.assert_allclose(shifted(x, w), padded(x, w), atol=1e-4)
   chex.assert_trees_all_close(jax.grad(loss(shifted), (0, 1))(x, w), jax.grad(loss(padded), (0, 1))(x, w), atol=1e-3)

@@ -13,6 +13,7 @@ import pytest
 from conftest import ACTION_DIM, debug_config, run_with_cpu_devices, synthetic_batch
 from moto_jax import agent
 from moto_jax.networks import conv
+from moto_jax.networks import conv_forms
 from moto_jax.networks import layers
 from moto_jax.networks import precision
 from moto_jax.training import config_check
@@ -63,8 +64,8 @@ def test_convolutions_round_factors_and_gradient():
   x = jax.random.normal(jax.random.key(0), (2, 9, 9, 6))
   k = jax.random.normal(jax.random.key(1), (3, 3, 6, 5))
   g = jax.random.normal(jax.random.key(2), (2, 4, 4, 5))
-  conv32 = lambda a, b: conv._conv(a, b, 'VALID', (2, 2))
-  y16, vjp16 = jax.vjp(lambda a, b: conv._conv(a, b, 'VALID', (2, 2), BF16), x, k)
+  conv32 = lambda a, b: conv_forms.conv_xla(a, b, 'VALID', (2, 2))
+  y16, vjp16 = jax.vjp(lambda a, b: conv_forms.conv_xla(a, b, 'VALID', (2, 2), BF16), x, k)
   r = lambda a: a.astype(BF16).astype(jnp.float32)
   y_ref, vjp_ref = jax.vjp(conv32, r(x), r(k))
   np.testing.assert_allclose(y16, y_ref, rtol=1e-5, atol=1e-5)
@@ -74,8 +75,8 @@ def test_convolutions_round_factors_and_gradient():
   assert np.max(np.abs(np.asarray(y16) - np.asarray(conv32(x, k)))) > 1e-3
   # The patch form: the patches gathered in bfloat16, their gradient summed in float32.
   for stride, padding in ((2, 'VALID'), (1, 'SAME')):
-    y16, vjp16 = jax.vjp(lambda a, b: conv.conv_patches(a, b, stride, padding, BF16), x, k)
-    y_ref, vjp_ref = jax.vjp(lambda a, b: conv.conv_patches(a, b, stride, padding), r(x), r(k))
+    y16, vjp16 = jax.vjp(lambda a, b: conv_forms.conv_patches(a, b, stride, padding, BF16), x, k)
+    y_ref, vjp_ref = jax.vjp(lambda a, b: conv_forms.conv_patches(a, b, stride, padding), r(x), r(k))
     np.testing.assert_allclose(y16, y_ref, rtol=1e-5, atol=1e-5)
     gp = jax.random.normal(jax.random.key(5), y16.shape)
     for a, b in zip(vjp16(gp), vjp_ref(r(gp))):
@@ -122,17 +123,17 @@ def test_bfloat16_products_stay_bfloat16_in_the_compiled_gradient():
   cases = {
       'matmul': (lambda x, w: jnp.sum(jnp.sin(precision.matmul(x, w, BF16))), (x, w)),
       'matmul, odd rows': (lambda x, w: jnp.sum(jnp.sin(precision.matmul(x, w, BF16))), (x[:511], w)),
-      'conv_patches': (lambda a, k: jnp.sum(jnp.sin(conv.conv_patches(a, k, 2, 'VALID', BF16))), (img, kernel)),
-      'transposed conv': (lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16))),
+      'conv_patches': (lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_patches(a, k, 2, 'VALID', BF16))), (img, kernel)),
+      'transposed conv': (lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_transpose_phases(a, k, True, BF16))),
                           (img, kernel[..., :16])),
       'transposed conv, shifted sums': (
-          lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16, 'shifted'))),
+          lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_transpose_phases(a, k, True, BF16, 'shifted'))),
           (img, kernel[..., :16])),
       'transposed conv, patches of the padded input': (
-          lambda a, k: jnp.sum(jnp.sin(conv.conv_transpose_phases(a, k, True, BF16, 'padded-patches'))),
+          lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_transpose_phases(a, k, True, BF16, 'padded-patches'))),
           (img, kernel[..., :16])),
       'shifted outputs, few output channels': (
-          lambda a, k: jnp.sum(jnp.sin(conv.conv_shifted_outputs(a, k, BF16))), (img, kernel[..., :4])),
+          lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_shifted_outputs(a, k, BF16))), (img, kernel[..., :4])),
   }
   for name, (f, args) in cases.items():
     grad = jax.jit(jax.grad(f, (0, 1)))
