@@ -189,11 +189,11 @@ def main():
         config.model.decoder.kind = kind
       if impl != 'preset':
         config.model.encoder.impl = config.model.decoder.impl = impl
+      for item in args.set:                 # before the labels below, which name what runs
+        config_check.override(config, item)
       kind, impl = config.model.decoder.kind, conv.resolve_impl(config.model.encoder.impl)
       if conv.resolve_impl(config.model.decoder.impl) != impl:
         impl = f'{impl}/{conv.resolve_impl(config.model.decoder.impl)}'
-      for item in args.set:
-        config_check.override(config, item)
       dtype = config.model.compute_dtype
       shapes = ([tuple(int(x) for x in s.split('x')) for s in args.batches.split(',')] if args.batches
                 else [(config.train.batch_size, config.train.seq_len)])

@@ -247,6 +247,8 @@ def test_auto_impl_is_patches_on_a_cpu_and_unknown_impls_are_named():
   from configs import metaworld
   nets = make_networks(metaworld.get_config('drawer-open,paper'), 4)
   assert nets.encoder.impl == nets.decoder.impl == conv.resolve_impl('auto')
+  small = make_networks(metaworld.get_config('drawer-open,small'), 4)     # its decoder: XLA's own convs
+  assert (small.encoder.impl, small.decoder.impl) == (conv.resolve_impl('auto'), 'xla')
 
 
 def test_shifted_output_conv_equals_valid_conv():
