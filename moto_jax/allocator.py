@@ -104,9 +104,10 @@ def active() -> str | None:
   return None
 
 
-def plan() -> tuple[str | None, str]:
-  """(what to restart with: 'jemalloc', 'glibc' or None, why not when None)."""
-  wanted, source = choice()
+def plan(chosen: tuple[str, str] | None = None) -> tuple[str | None, str]:
+  """(what to restart with: 'jemalloc', 'glibc' or None, why not when None), for `chosen` (the
+  result of `choice()`, read here when None)."""
+  wanted, source = chosen or choice()
   if wanted == 'off':
     return None, source
   if 'jemalloc' in os.environ.get('LD_PRELOAD', '') or TUNABLE in os.environ.get('GLIBC_TUNABLES', ''):
@@ -124,9 +125,10 @@ def plan() -> tuple[str | None, str]:
 def reexec() -> None:
   """Restarts this Python program once with the allocator setting `plan` picks; returns without
   doing anything where none applies, it is already set, or it is turned off."""
-  what, why = plan()
+  chosen = choice()
+  what, why = plan(chosen)
   if what is None:
-    if choice()[0] == 'jemalloc' and why != 'already set':
+    if chosen[0] == 'jemalloc' and why != 'already set':
       print(f'moto_jax.allocator: {why}; running with glibc as it is', file=sys.stderr, flush=True)
     return
   if what == 'jemalloc':
