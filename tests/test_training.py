@@ -1,6 +1,7 @@
 """The main job end to end on the debug preset: files, metrics, resume after kill -9 and SIGTERM."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -32,12 +33,24 @@ def cache(tmp_path_factory):
   return tmp_path_factory.mktemp('cache')
 
 
+RUN_LOG = []   # the console lines of `finished_run`
+
+
 @pytest.fixture(scope='module')
 def finished_run(tmp_path_factory, cache):
   workdir = str(tmp_path_factory.mktemp('run'))
   config = debug_config(cache, offline_steps=4, env_steps=30, updates_per_episode=2, eval_every_episodes=2)
-  summary = loop.train_and_evaluate(config, workdir, log=lambda *a: None)
+  summary = loop.train_and_evaluate(config, workdir, log=RUN_LOG.append)
   return config, workdir, summary
+
+
+def test_every_evaluation_says_how_long_it_took(finished_run):
+  _, workdir, _ = finished_run
+  evals = [r for r in read_metrics(workdir) if r.get('phase') == 'eval']
+  lines = [line for line in RUN_LOG if line.startswith('  evaluation took ')]
+  assert len(lines) == len(evals) >= 2
+  assert re.fullmatch(r'  evaluation took \d+ s \((.* s, )?compiles included\)', lines[0]), lines[0]
+  assert all('compiles' not in line for line in lines[1:]), lines
 
 
 def test_run_counters_and_files(finished_run):

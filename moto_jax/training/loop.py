@@ -55,6 +55,7 @@ class Trainer:
     self.env = make_env(config)
     self.action_dim = int(self.env.action_space.shape[0])
     self.eval_envs = [self.env]   # grown to config.train.eval_envs at the first evaluation
+    self.evaluated = False        # in this session (its first evaluation compiles)
     n_dev = jax.device_count()
     if t.batch_size % n_dev:
       raise config_check.ConfigError(f'config.train.batch_size={t.batch_size} is not divisible by the '
@@ -315,11 +316,14 @@ class Trainer:
     if t.eval_episodes == 0:
       return
     seeds = self.eval_seeds()
+    clock = [('start', time.time())]                # the console's timing line (not a metric)
     while len(self.eval_envs) < min(t.eval_envs, t.eval_episodes):
       self.eval_envs.append(make_env(self.config))
+    clock.append(('new environments', time.time()))
     acting = agent.acting_params(self.state)
     summary, episodes = evaluation.evaluate(self.actor, self.eval_envs, acting, seeds,
                                             streams.key(self.rng, streams.EVAL))
+    clock.append((f'{len(episodes)} episodes', time.time()))
     summary['env_steps'] = self.counters.env_steps
     summary['grad_steps'] = self.counters.grad_steps
     # What the policy does at the reset, beside what the demos do there (diag/demo_first_action_i).
@@ -330,9 +334,11 @@ class Trainer:
     summary.update(self.diagnostics(self.state.params, {k: batch[k] for k in BATCH_KEYS},
                                     jax.random.fold_in(streams.key(self.rng, streams.DIAGNOSTICS), self.counters.evals),
                                     acting=acting))
+    clock.append(('diagnostics', time.time()))
     if self.bound is not None:
       summary.update(self.bound(self.state.params, episodes,
                                 jax.random.fold_in(streams.key(self.rng, streams.BOUND), self.counters.evals)))
+      clock.append(('bound', time.time()))
     self.writer.write(self.counters.env_steps, 'eval', summary, console=True, echo=tqdm.tqdm.write)
     self.evals.append(summary)
     if self.counters.evals % t.video_every_evals == 0:
@@ -344,6 +350,11 @@ class Trainer:
                                    title=f'{self.config.domain}/{self.config.task} ({self.config.preset})')
     bound_lib.plot_bound(self.evals, os.path.join(self.workdir, 'bound.png'),
                          title=f'Uncertainty bound (App. B): {self.config.domain}/{self.config.task}')
+    clock.append(('video and plots', time.time()))
+    notes = [f'{name} {b - a:.0f} s' for (_, a), (name, b) in zip(clock, clock[1:]) if b - a >= 0.5]
+    notes += [] if self.evaluated else ['compiles included']
+    self.log(f'  evaluation took {clock[-1][1] - clock[0][1]:.0f} s' + (f' ({", ".join(notes)})' if notes else ''))
+    self.evaluated = True
 
   def wall_seconds(self) -> float:
     """Wall clock of the run over all its sessions, this one counted from its start (a session
