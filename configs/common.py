@@ -64,8 +64,8 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
   # kernel gradients of the strided and transposed convs run at 2-10 GFLOP/s; as matrix products
   # the paper update is 10x faster (BUILD_NOTES, "Where an update's time goes"). At `small` sizes
   # the encoder as patches makes the update ~7 % faster (XLA's kernel gradient of its first layer,
-  # 3 -> 8 channels, is slow); the subpixel decoder's stride-1 convolutions are as fast in XLA's
-  # own form (BUILD_NOTES, "Speed on the CPU"). 'debug' (the tests): XLA's.
+  # 3 -> 8 channels, is slow); the subpixel decoder's stride-1 convolutions are as fast or faster in
+  # XLA's own form (BUILD_NOTES, "Speed on the CPU"). 'debug' (the tests): XLA's.
   c.encoder = dict(depth=sizes['depth'], kernel=4, layers=4, impl='xla' if preset == 'debug' else 'auto')
   c.decoder = dict(kind='subpixel' if preset != 'paper' else 'transpose', depth=sizes['depth'], kernel=4, layers=4,
                    subpixel_kernel=3,   # kernel of the 'subpixel' kind's stride-1 convs

@@ -40,6 +40,7 @@ RUN_LOG = []   # the console lines of `finished_run`
 def finished_run(tmp_path_factory, cache):
   workdir = str(tmp_path_factory.mktemp('run'))
   config = debug_config(cache, offline_steps=4, env_steps=30, updates_per_episode=2, eval_every_episodes=2)
+  RUN_LOG.clear()
   summary = loop.train_and_evaluate(config, workdir, log=RUN_LOG.append)
   return config, workdir, summary
 

@@ -316,14 +316,14 @@ class Trainer:
     if t.eval_episodes == 0:
       return
     seeds = self.eval_seeds()
-    clock = [('start', time.time())]                # the console's timing line (not a metric)
+    clock = [('start', time.monotonic())]           # the console's timing line (not a metric)
     while len(self.eval_envs) < min(t.eval_envs, t.eval_episodes):
       self.eval_envs.append(make_env(self.config))
-    clock.append(('new environments', time.time()))
+    clock.append(('new environments', time.monotonic()))
     acting = agent.acting_params(self.state)
     summary, episodes = evaluation.evaluate(self.actor, self.eval_envs, acting, seeds,
                                             streams.key(self.rng, streams.EVAL))
-    clock.append((f'{len(episodes)} episodes', time.time()))
+    clock.append((f'{len(episodes)} episode' + 's' * (len(episodes) != 1), time.monotonic()))
     summary['env_steps'] = self.counters.env_steps
     summary['grad_steps'] = self.counters.grad_steps
     # What the policy does at the reset, beside what the demos do there (diag/demo_first_action_i).
@@ -334,14 +334,15 @@ class Trainer:
     summary.update(self.diagnostics(self.state.params, {k: batch[k] for k in BATCH_KEYS},
                                     jax.random.fold_in(streams.key(self.rng, streams.DIAGNOSTICS), self.counters.evals),
                                     acting=acting))
-    clock.append(('diagnostics', time.time()))
+    clock.append(('diagnostics', time.monotonic()))
     if self.bound is not None:
       summary.update(self.bound(self.state.params, episodes,
                                 jax.random.fold_in(streams.key(self.rng, streams.BOUND), self.counters.evals)))
-      clock.append(('bound', time.time()))
+      clock.append(('bound', time.monotonic()))
     self.writer.write(self.counters.env_steps, 'eval', summary, console=True, echo=tqdm.tqdm.write)
     self.evals.append(summary)
-    if self.counters.evals % t.video_every_evals == 0:
+    video = self.counters.evals % t.video_every_evals == 0
+    if video:
       frames = np.concatenate([e['image'] for e in episodes[:2]])
       evaluation.write_video(frames, os.path.join(self.workdir, 'videos',
                                                   f'eval_{self.counters.env_steps:08d}.gif'))
@@ -350,7 +351,7 @@ class Trainer:
                                    title=f'{self.config.domain}/{self.config.task} ({self.config.preset})')
     bound_lib.plot_bound(self.evals, os.path.join(self.workdir, 'bound.png'),
                          title=f'Uncertainty bound (App. B): {self.config.domain}/{self.config.task}')
-    clock.append(('video and plots', time.time()))
+    clock.append(('video and plots' if video else 'plots', time.monotonic()))
     notes = [f'{name} {b - a:.0f} s' for (_, a), (name, b) in zip(clock, clock[1:]) if b - a >= 0.5]
     notes += [] if self.evaluated else ['compiles included']
     self.log(f'  evaluation took {clock[-1][1] - clock[0][1]:.0f} s' + (f' ({", ".join(notes)})' if notes else ''))
