@@ -41,19 +41,14 @@ from moto_jax.networks import precision  # noqa: E402
 def layer_fns(kind: str, stride: int, padding: str, dtype=jnp.float32):
   """{impl: f(x, kernel) -> y} for one layer; kind 'conv' or 'transpose'; dtype: the products'
   precision (networks/precision.py; XLA's convolutions: their factors rounded)."""
-  dn = ('NHWC', 'HWIO', 'NHWC')
-  xla_conv = lambda x, w, out: jax.lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=dn,
-                                                            preferred_element_type=out)
   if kind == 'transpose':
-    xla_transpose = lambda x, w, out: jax.lax.conv_transpose(x, w, (2, 2), 'SAME', dimension_numbers=dn,
-                                                             preferred_element_type=out)
-    fns = {'xla': lambda x, w: precision.rounded(xla_transpose, x, w, dtype),
+    fns = {'xla': lambda x, w: precision.rounded(conv_forms.xla_conv_transpose, x, w, dtype),
            'phases': lambda x, w: conv_forms.conv_transpose_phases(x, w, dtype=dtype),
            'patches': lambda x, w: conv_forms.conv_transpose_phases(x, w, patches=True, dtype=dtype)}
     for form in conv_forms.TRANSPOSE_FORMS:   # every form conv_transpose_phases offers
       fns[f'patches:{form}'] = functools.partial(conv_forms.conv_transpose_phases, patches=True, dtype=dtype, form=form)
     return fns
-  fns = {'xla': lambda x, w: precision.rounded(xla_conv, x, w, dtype),
+  fns = {'xla': lambda x, w: conv_forms.conv_xla(x, w, padding, (stride, stride), dtype),
          'patches': lambda x, w: conv_forms.conv_patches(x, w, stride, padding, dtype)}
   if stride == 2 and padding == 'VALID':
     fns['phases'] = lambda x, w: conv_forms.conv_stride2_phases(x, w, dtype=dtype)

@@ -122,17 +122,19 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False
   return _interleave_phases(z, tuple(o + before for o in lo), h, w)
 
 
-def _shift(a: jax.Array, s: int, axis: int) -> jax.Array:
-  """out[i] = a[i + s] along `axis`, zero where i + s is outside a."""
+def _shift(a: jax.Array, s: int, axis: int, size: int | None = None) -> jax.Array:
+  """out[i] = a[i + s] along `axis` for i < size (default: a's own size), zero where i + s is
+  outside a."""
   n = a.shape[axis]
-  if s == 0:
+  size = n if size is None else size
+  lo, hi = max(s, 0), min(s + size, n)              # the part of a that lands in range
+  if s == 0 and size == n:
     return a
-  if abs(s) >= n:                                   # nothing of a lands in range
-    return jnp.zeros_like(a)
-  piece = jax.lax.slice_in_dim(a, max(s, 0), n + min(s, 0), axis=axis)
+  if hi <= lo:
+    return jnp.zeros(a.shape[:axis] + (size,) + a.shape[axis + 1:], a.dtype)
   pads = [(0, 0)] * a.ndim
-  pads[axis] = (max(-s, 0), max(s, 0))
-  return jnp.pad(piece, pads)
+  pads[axis] = (lo - s, size - (lo - s) - (hi - lo))
+  return jnp.pad(jax.lax.slice_in_dim(a, lo, hi, axis=axis), pads)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -147,7 +149,7 @@ def _transpose_direct(x, v, lo, dtype):
 def _transpose_direct_fwd(x, v, lo, dtype):
   n, h, w, _ = x.shape
   t, cout = v.shape[0], v.shape[-1] // 4
-  u = precision.matmul(x, _tap_matrix(v), dtype).reshape(n, h, w, t, t, 2, 2, cout)
+  u = _tap_products(x, v, dtype).reshape(n, h, w, t, t, 2, 2, cout)
   phase = lambda a, b: sum(_shift(_shift(u[:, :, :, ti, ui, a, b], lo[a] + ti, 1), lo[b] + ui, 2)
                            for ti in range(t) for ui in range(t))
   y = jnp.stack([jnp.stack([phase(a, b) for b in (0, 1)], 3) for a in (0, 1)], 2)   # [N, h, 2, w, 2, C']
@@ -161,8 +163,7 @@ def _transpose_direct_bwd(lo, dtype, res, dy):
   dy = dy.astype(dtype).reshape(n, h, 2, w, 2, cout)    # rounded where the products would round it
   du = jnp.stack([_shift(_shift(dy[:, :, a, :, b], -(lo[a] + ti), 1), -(lo[b] + ui), 2)
                   for ti in range(t) for ui in range(t) for a in (0, 1) for b in (0, 1)], 3)
-  dx, dk = precision.product_grads(x.reshape(-1, cin), _tap_matrix(v), du.reshape(n * h * w, -1), dtype)
-  return dx.reshape(x.shape), dk.reshape(cin, t, t, 4 * cout).transpose(1, 2, 0, 3)
+  return _tap_product_grads(x, v, du, dtype)
 
 
 _transpose_direct.defvjp(_transpose_direct_fwd, _transpose_direct_bwd)
@@ -250,15 +251,23 @@ def _shifted_outputs(x, kernel, dtype, pad):
   kh, kw, cin, cout = kernel.shape
   n, h, w, _ = x.shape
   ho, wo = h + sum(pad) - kh + 1, w + sum(pad) - kw + 1
-  u = precision.matmul(x, _tap_matrix(kernel), dtype).reshape(n, h, w, kh, kw, cout)
+  u = _tap_products(x, kernel, dtype).reshape(n, h, w, kh, kw, cout)
   u = jnp.pad(u, ((0, 0), pad, pad, (0, 0), (0, 0), (0, 0)))
   return sum(u[:, a:a + ho, b:b + wo, a, b] for a in range(kh) for b in range(kw))
 
 
-def _tap_matrix(kernel: jax.Array) -> jax.Array:
-  """[kh, kw, C, C'] -> [C, kh*kw*C']."""
+def _tap_products(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
+  """U = x @ [C, kh*kw*C']: every tap's product at x's own positions, [N, H, W, kh*kw*C']."""
   kh, kw, cin, cout = kernel.shape
-  return kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
+  return precision.matmul(x, kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout), dtype)
+
+
+def _tap_product_grads(x: jax.Array, kernel: jax.Array, du: jax.Array, dtype) -> tuple[jax.Array, jax.Array]:
+  """The gradients (of x, of the kernel) of `_tap_products` for dU = `du` [N, H, W, kh*kw*C']."""
+  kh, kw, cin, cout = kernel.shape
+  tap_matrix = kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
+  dx, dk = precision.product_grads(x.reshape(-1, cin), tap_matrix, du.reshape(-1, kh * kw * cout), dtype)
+  return dx.reshape(x.shape), dk.reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3)
 
 
 def _shifted_fwd(x, kernel, dtype, pad):
@@ -270,16 +279,12 @@ def _shifted_bwd(dtype, pad, res, dz):
   products. Autodiff of the shifted sums instead adds kh*kw scattered arrays of U's size: 3x
   slower on XLA:CPU."""
   x, kernel = res
-  kh, kw, cin, cout = kernel.shape
-  n, h, w, _ = x.shape
+  kh, kw = kernel.shape[:2]
+  _, h, w, _ = x.shape
   dz = dz.astype(dtype)                  # rounded where the products would round it (no-op in float32)
-  b0 = pad[0]
-  du = jnp.stack([jnp.pad(dz, ((0, 0), (a, kh - 1 - a), (b, kw - 1 - b), (0, 0)))[:, b0:b0 + h, b0:b0 + w]
-                  for a in range(kh) for b in range(kw)], 3).reshape(n * h * w, kh * kw * cout)
-  dx, dk = precision.product_grads(x.reshape(-1, cin), _tap_matrix(kernel), du, dtype)
-  dx = dx.reshape(x.shape)
-  dk = dk.reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3)
-  return dx, dk
+  # Tap (a, b) at x's position (i, j) (U padded by pad[0] before) fed output (i + pad[0] - a, ...).
+  du = jnp.stack([_shift(_shift(dz, pad[0] - a, 1, h), pad[0] - b, 2, w) for a in range(kh) for b in range(kw)], 3)
+  return _tap_product_grads(x, kernel, du, dtype)
 
 
 conv_shifted_outputs.defvjp(_shifted_fwd, _shifted_bwd)
