@@ -74,10 +74,20 @@ def group_of(name: str, source: str) -> tuple[str, str, str]:
 
 
 def print_groups(title: str, rows) -> None:
-  """Op time summed by part and pass, and by kind, over every op of `rows` (from `top_ops(..., None)`),
-  `while` ops left out (they span their bodies' ops, which are counted)."""
+  """How many ops ran and how long each took (a table of op time by time per run: a program of
+  many tiny ops is bound by their count, not their arithmetic), then op time summed by part and
+  pass, and by kind, over every op of `rows` (from `top_ops(..., None)`), `while` ops left out
+  (they span their bodies' ops, which are counted)."""
   rows = [r for r in rows if not r[2].startswith('while')]
   total = sum(r[0] for r in rows)
+  runs = sum(r[1] for r in rows)
+  print(f'\n{title}: {runs:,} op runs per call (both devices), {total / max(runs, 1) * 1e3:.0f} us each on average')
+  print('| ms per run | op runs | ms | share |\n|---|---|---|---|')
+  bounds = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, float('inf'))
+  for low, high in zip((0.0,) + bounds[:-1], bounds):
+    picked = [r for r in rows if r[1] and low <= r[0] / r[1] < high]
+    ms = sum(r[0] for r in picked)
+    print(f'| {low:g}-{high:g} | {sum(r[1] for r in picked):,} | {ms:.1f} | {ms / total:.0%} |')
   for label, key in (('part, pass', lambda g: f'{g[0]}, {g[1]}'), ('kind', lambda g: g[2])):
     sums = collections.Counter()
     for ms, _, name, source in rows:
