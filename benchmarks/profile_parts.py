@@ -10,7 +10,8 @@ the machine's matmul roofline measured in the same run.
   python benchmarks/profile_parts.py --preset=small [--batch=16 --seq=32] [--steps=5] [--set FIELD=VALUE]
       [--parts=actor,full]     # only these parts (name prefixes)
       [--trace=20]             # also the 20 slowest XLA ops of each part, from a jax.profiler trace,
-                               # and all ops' time summed by part, pass and kind
+                               # the number of op runs with op time by time per run, and all ops'
+                               # time summed by part, pass and kind
       [--hlo=update.hlo]       # the full update's compiled XLA program, to look up a traced op
 
 The per-part times do not add up to the full update exactly: XLA fuses across parts in the full step.
@@ -44,7 +45,8 @@ from moto_jax.training import config_check  # noqa: E402
 
 def timed(call, steps: int, hlo_text: str, trace: int = 0, name: str = '') -> float:
   """Seconds per `call()` (one call of a compiled program, returning its outputs) after a warm-up;
-  with `trace`, prints the program's `trace` slowest ops and its op time by part and kind."""
+  with `trace`, prints the program's `trace` slowest ops, its op runs by time per run, and its op
+  time by part and kind."""
   jax.block_until_ready(call())
   start = time.perf_counter()
   for _ in range(steps):

@@ -47,7 +47,7 @@ def top_ops(call, hlo_text: str, calls: int, top: int | None) -> list[tuple[floa
         if event.name in sources:
           total[event.name] += event.duration_ns
           runs[event.name] += 1
-  return [(ns / 1e6 / calls, runs[name] // calls, name, sources[name]) for name, ns in total.most_common(top)]
+  return [(ns / 1e6 / calls, runs[name] / calls, name, sources[name]) for name, ns in total.most_common(top)]
 
 
 def print_top_ops(title: str, rows, wall_ms: float) -> None:
@@ -55,7 +55,7 @@ def print_top_ops(title: str, rows, wall_ms: float) -> None:
   print('| ms | runs | op | from |\n|---|---|---|---|')
   for ms, n, name, source in rows:
     note = ' (spans its body)' if name.startswith('while') else ''
-    print(f'| {ms:.1f} | {n} | {name}{note} | {source[-110:] or "(made by XLA)"} |')
+    print(f'| {ms:.1f} | {n:g} | {name}{note} | {source[-110:] or "(made by XLA)"} |')
 
 
 _MODULE = re.compile(r'jvp\((\w+)\)')
@@ -74,20 +74,23 @@ def group_of(name: str, source: str) -> tuple[str, str, str]:
 
 
 def print_groups(title: str, rows) -> None:
-  """How many ops ran and how long each took (a table of op time by time per run: a program of
-  many tiny ops is bound by their count, not their arithmetic), then op time summed by part and
-  pass, and by kind, over every op of `rows` (from `top_ops(..., None)`), `while` ops left out
-  (they span their bodies' ops, which are counted)."""
+  """Over every op of `rows` (from `top_ops(..., None)`), `while` ops left out (they span their
+  bodies' ops, which are counted): the number of op runs per call with their mean time, a table of
+  op time by time per run (a program of many tiny ops is bound by their count, not by its
+  arithmetic), then op time summed by part and pass, and by kind."""
   rows = [r for r in rows if not r[2].startswith('while')]
   total = sum(r[0] for r in rows)
+  if not rows or total <= 0:
+    print(f'\n{title}: no ops in the trace')
+    return
   runs = sum(r[1] for r in rows)
-  print(f'\n{title}: {runs:,} op runs per call (both devices), {total / max(runs, 1) * 1e3:.0f} us each on average')
+  print(f'\n{title}: {runs:,.0f} op runs per call (all devices), {total / runs * 1e3:.0f} us each on average')
   print('| ms per run | op runs | ms | share |\n|---|---|---|---|')
   bounds = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, float('inf'))
   for low, high in zip((0.0,) + bounds[:-1], bounds):
     picked = [r for r in rows if r[1] and low <= r[0] / r[1] < high]
     ms = sum(r[0] for r in picked)
-    print(f'| {low:g}-{high:g} | {sum(r[1] for r in picked):,} | {ms:.1f} | {ms / total:.0%} |')
+    print(f'| {low:g}-{high:g} | {sum(r[1] for r in picked):,.0f} | {ms:.1f} | {ms / total:.0%} |')
   for label, key in (('part, pass', lambda g: f'{g[0]}, {g[1]}'), ('kind', lambda g: g[2])):
     sums = collections.Counter()
     for ms, _, name, source in rows:
