@@ -256,17 +256,21 @@ def _shifted_outputs(x, kernel, dtype, pad):
   return sum(u[:, a:a + ho, b:b + wo, a, b] for a in range(kh) for b in range(kw))
 
 
-def _tap_products(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
-  """U = x @ [C, kh*kw*C']: every tap's product at x's own positions, [N, H, W, kh*kw*C']."""
+def _tap_matrix(kernel: jax.Array) -> jax.Array:
+  """[kh, kw, C, C'] -> [C, kh*kw*C']: every tap's kernel side by side."""
   kh, kw, cin, cout = kernel.shape
-  return precision.matmul(x, kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout), dtype)
+  return kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
+
+
+def _tap_products(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
+  """U = x @ `_tap_matrix(kernel)`: every tap's product at x's own positions, [N, H, W, kh*kw*C']."""
+  return precision.matmul(x, _tap_matrix(kernel), dtype)
 
 
 def _tap_product_grads(x: jax.Array, kernel: jax.Array, du: jax.Array, dtype) -> tuple[jax.Array, jax.Array]:
   """The gradients (of x, of the kernel) of `_tap_products` for dU = `du` [N, H, W, kh*kw*C']."""
   kh, kw, cin, cout = kernel.shape
-  tap_matrix = kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
-  dx, dk = precision.product_grads(x.reshape(-1, cin), tap_matrix, du.reshape(-1, kh * kw * cout), dtype)
+  dx, dk = precision.product_grads(x.reshape(-1, cin), _tap_matrix(kernel), du.reshape(-1, kh * kw * cout), dtype)
   return dx.reshape(x.shape), dk.reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3)
 
 
