@@ -39,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 SIGNALS = {'KILL': signal.SIGKILL, 'INT': signal.SIGINT, 'TERM': signal.SIGTERM}
-WALL_FIELDS = ('wall_seconds', 'wall_minutes')
+WALL_FIELDS = ('wall_seconds', 'wall_minutes', 'seconds', 'provenance')   # vary by machine and moment
 VARYING = WALL_FIELDS + ('metrics_bytes',)   # the log's byte length varies with its timestamps
 
 

@@ -1,139 +1,145 @@
-r"""Learning table: runs (or resumes) the main job over tasks x seeds and prints what each reached.
+r"""Learning table: runs (or resumes) the main job over tasks x seeds, records each finished run.
 
-  python benchmarks/learning.py --tasks=drawer-open --seeds=0,1,2 --out=runs/learning
-  python benchmarks/learning.py --tasks=drawer-open,door-open,window-open,plate-slide,coffee-push \
-      --seeds=0 --out=runs/learning --plot=docs/learning_curves.png
+  python -m benchmarks.learning --tasks=drawer-open,door-open --seeds=0,1,2
+  python -m benchmarks.learning --tasks=window-open --seeds=0 --arm=bc --config.agent.mode=bc
 
-Each run is `python -m launch.main --config=configs/<domain>.py:<task>,<preset> --workdir=<out>/<task>/seed<s>
---config.seed=<s> [extra overrides]`, one after the other (never two at once on a small machine). A run
-already finished is not rerun; an interrupted one resumes. `--report_only` prints the table of what is
-on disk without training. Use a different `--out` per preset and domain (the workdirs are
-`<out>/<task>/seed<s>`). The table: task, seed, wall minutes (data generation and compile included),
-offline-end success, lowest success after the offline phase, final success, evaluation episodes.
+Each run is `python -m launch.main --config=configs/<domain>.py:<task>,<preset>
+--workdir=<out>/<domain>-<preset>/<arm>/<task>/seed<s> --config.seed=<s> [overrides]`, one after the
+other (never two at once on a small machine). A finished run is not rerun; an interrupted one resumes.
+`--arm` names the overrides (default `moto` without overrides); every `--config.*` flag is passed on.
+
+Each finished run becomes one JSON line of `--record` (default `results/learning.jsonl`, committed):
+task, arm, overrides, seed, the commit and machine it ran on, the golden-file hash of the update
+(moto_jax/testing.py) and the hash of its learning config, steps, success at the offline end, the
+lowest after it and the final one, return, evaluation episodes, wall minutes split into parts, and the
+success curve. A record of the same domain, preset, task, arm and seed is replaced (git keeps the old).
+`python -m benchmarks.report` turns the records into the README's table and figure.
+`--report_only` prints the table of the runs on disk without training.
 """
 from __future__ import annotations
 
-import os as _os
-import sys as _sys
-_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))   # the repository root
-
 import argparse
+import datetime
 import json
 import os
-import statistics
 import subprocess
 import sys
 
+from moto_jax import provenance, testing
+from moto_jax.training import config_check
+from moto_jax.training.logger import read_metrics
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECORDS = os.path.join(ROOT, 'results', 'learning.jsonl')
+KEY = ('domain', 'preset', 'task', 'arm', 'seed')
 
 
-def run_one(domain: str, task: str, preset: str, seed: int, workdir: str, extra: list[str]) -> int:
-  cmd = [sys.executable, '-m', 'launch.main', f'--config=configs/{domain}.py:{task},{preset}',
-         f'--workdir={workdir}', f'--config.seed={seed}', *extra]
+def command(domain: str, task: str, preset: str, seed: int, workdir: str, overrides: list[str]) -> list[str]:
+  return ['python', '-m', 'launch.main', f'--config=configs/{domain}.py:{task},{preset}',
+          f'--workdir={workdir}', f'--config.seed={seed}', *overrides]
+
+
+def run_one(cmd: list[str], workdir: str) -> int:
   print('$ ' + ' '.join(cmd), flush=True)
-  log = os.path.join(workdir + '.log')
+  log = workdir + '.log'
   os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
   with open(log, 'a') as f:
-    return subprocess.call(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    return subprocess.call([sys.executable, *cmd[1:]], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
 
 
-def read_summary(workdir: str) -> dict | None:
-  path = os.path.join(workdir, 'summary.json')
+def read_json(path: str) -> dict | None:
   if not os.path.exists(path):
     return None
   with open(path) as f:
     return json.load(f)
 
 
-def read_evals(workdir: str) -> list[dict]:
-  from moto_jax.training.logger import read_metrics   # tolerates a torn last line
-  return [r for r in read_metrics(workdir) if r.get('phase') == 'eval']
+def make_record(workdir: str, arm: str, overrides: list[str], cmd: list[str]) -> dict | None:
+  """The record of a finished run in `workdir` (None if it has not finished)."""
+  summary = read_json(os.path.join(workdir, 'summary.json'))
+  config = read_json(os.path.join(workdir, config_check.CONFIG_FILE))
+  if summary is None or summary.get('phase') != 'done' or config is None:
+    return None
+  evals = [r for r in read_metrics(workdir) if r.get('phase') == 'eval']
+  prov = summary.get('provenance') or {}
+  return dict(
+      domain=config['domain'], task=summary['task'], preset=summary['preset'], arm=arm, overrides=overrides,
+      seed=summary['seed'], commit=prov.get('commit'), dirty=prov.get('dirty'),
+      golden=testing.golden_hash(), config_hash=config_check.learning_hash(config),
+      env_steps=summary['env_steps'], grad_steps=summary['grad_steps'],
+      offline_success=summary['offline_success_rate'], min_online_success=summary['min_online_success_rate'],
+      final_success=summary['final_success_rate'], final_return=summary['final_return'],
+      eval_episodes=summary['eval_episodes'], wall_minutes=round(summary['wall_minutes'], 2),
+      minutes={k: round(v / 60, 2) for k, v in (summary.get('seconds') or {}).items()},
+      machine=prov.get('machine'), versions=prov.get('versions'), command=' '.join(cmd),
+      date=datetime.date.today().isoformat(),
+      curve=[[int(e['env_steps']), e['eval/success_rate']] for e in evals])
+
+
+def read_records(path: str = RECORDS) -> list[dict]:
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def write_record(record: dict, path: str = RECORDS) -> None:
+  """Adds `record`, replacing one with the same key; the file stays sorted by key."""
+  kept = [r for r in read_records(path) if tuple(r[k] for k in KEY) != tuple(record[k] for k in KEY)]
+  kept.append(record)
+  kept.sort(key=lambda r: tuple(str(r[k]) for k in KEY))
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    for r in kept:
+      f.write(json.dumps(r, sort_keys=True) + '\n')
+  os.replace(tmp, path)
 
 
 def fmt(x, spec='.2f'):
   return '-' if x is None else format(x, spec)
 
 
-def table(rows: list[dict]) -> str:
-  head = '| task | seed | wall min | offline-end success | lowest online success | final success | eval episodes |'
-  lines = [head, '|' + '---|' * 7]
-  for r in rows:
-    lines.append(f"| {r['task']} | {r['seed']} | {fmt(r.get('wall_minutes'), '.1f')} | "
-                 f"{fmt(r.get('offline_success_rate'))} | {fmt(r.get('min_online_success_rate'))} | "
-                 f"{fmt(r.get('final_success_rate'))} | {r.get('eval_episodes', '-')} |")
-  by_task = {}
-  for r in rows:
-    if r.get('final_success_rate') is not None:
-      by_task.setdefault(r['task'], []).append(r)
-  if by_task:
-    lines.append('')
-    lines.append('| task | seeds | median offline-end | median final | median wall min |')
-    lines.append('|' + '---|' * 5)
-    def med(rs, key, spec):
-      values = [r[key] for r in rs if r.get(key) is not None]
-      return format(statistics.median(values), spec) if values else '-'
-
-    for task, rs in by_task.items():
-      lines.append(f"| {task} | {len(rs)} | {med(rs, 'offline_success_rate', '.2f')} | "
-                   f"{med(rs, 'final_success_rate', '.2f')} | {med(rs, 'wall_minutes', '.1f')} |")
-  return '\n'.join(lines)
-
-
-def plot(curves: dict, path: str):
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-  tasks = sorted({t for t, _ in curves})
-  fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 2.8), squeeze=False)
-  for ax, task in zip(axes[0], tasks):
-    for (t, seed), evals in sorted(curves.items()):
-      if t == task and evals:
-        ax.plot([e['env_steps'] for e in evals], [e['eval/success_rate'] for e in evals], marker='o',
-                markersize=3, label=f'seed {seed}')
-    ax.axvline(0, color='gray', linestyle='--', linewidth=1)
-    ax.set_title(task, fontsize=9)
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_xlabel('env steps (0 = offline end)', fontsize=8)
-    ax.grid(alpha=0.3)
-  axes[0][0].set_ylabel('success rate')
-  axes[0][-1].legend(fontsize=7)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=80)
-  plt.close(fig)
-  print(f'Learning curves: {path}')
-
-
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--domain', default='metaworld', choices=('metaworld', 'kitchen'))
   p.add_argument('--tasks', default='drawer-open')
-  p.add_argument('--seeds', default='0,1,2')
+  p.add_argument('--seeds', default='0')
   p.add_argument('--preset', default='small')
-  p.add_argument('--out', default='runs/learning')
-  p.add_argument('--plot', default='', help='write the learning curves of every run to this PNG')
-  p.add_argument('--report_only', action='store_true', help='print the table of what is on disk; train nothing')
+  p.add_argument('--arm', default='', help='name of this set of overrides (default: moto without overrides)')
+  p.add_argument('--out', default='runs/learning', help='workdirs go under here')
+  p.add_argument('--record', default=RECORDS, help='JSON-lines file of finished runs ("" = none)')
+  p.add_argument('--report_only', action='store_true', help='print what is on disk; train nothing')
   args, extra = p.parse_known_args(argv)
-  tasks = [t for t in args.tasks.split(',') if t]
-  seeds = [int(s) for s in args.seeds.split(',') if s]
-  rows, curves = [], {}
-  for task in tasks:
-    for seed in seeds:
-      workdir = os.path.join(args.out, task, f'seed{seed}')
-      summary = read_summary(workdir)
-      if not args.report_only and (summary is None or summary.get('phase') != 'done'):
-        rc = run_one(args.domain, task, args.preset, seed, workdir, extra)
+  unknown = [a for a in extra if not a.startswith('--config.')]
+  if unknown:
+    p.error(f'unknown arguments {unknown}: only --config.<field>=<value> overrides are passed on')
+  arm = args.arm or ('moto' if not extra else None)
+  if arm is None:
+    p.error('name the overrides with --arm (e.g. --arm=bc for --config.agent.mode=bc)')
+  print(f'Code: {provenance.code()}; golden {testing.golden_hash()}', flush=True)
+  lines = ['| task | arm | seed | offline end | lowest online | final | eval episodes | wall min |',
+           '|---|---|---|---|---|---|---|---|']
+  for task in [t for t in args.tasks.split(',') if t]:
+    for seed in [int(s) for s in args.seeds.split(',') if s]:
+      workdir = os.path.join(args.out, f'{args.domain}-{args.preset}', arm, task, f'seed{seed}')
+      cmd = command(args.domain, task, args.preset, seed, workdir, extra)
+      record = make_record(workdir, arm, extra, cmd)
+      if record is None and not args.report_only:
+        rc = run_one(cmd, workdir)
         if rc != 0:
           print(f'{task} seed {seed}: exit status {rc}; log in {workdir}.log', flush=True)
-        summary = read_summary(workdir)
-      row = dict(task=task, seed=seed)
-      if summary is not None and summary.get('phase') == 'done':
-        row.update(summary)
-      rows.append(row)
-      curves[(task, seed)] = read_evals(workdir)
-  print(table(rows))
-  if args.plot:
-    plot(curves, args.plot)
+        record = make_record(workdir, arm, extra, cmd)
+      if record is None:
+        lines.append(f'| {task} | {arm} | {seed} | not finished | | | | |')
+        continue
+      if args.record and not args.report_only:
+        write_record(record, args.record)
+      lines.append(f"| {task} | {arm} | {seed} | {fmt(record['offline_success'])} | "
+                   f"{fmt(record['min_online_success'])} | {fmt(record['final_success'])} | "
+                   f"{record['eval_episodes']} | {record['wall_minutes']:.1f} |")
+      print(lines[-1], flush=True)
+  print('\n'.join(lines))
 
 
 if __name__ == '__main__':

@@ -13,6 +13,7 @@ os.environ.setdefault('MUJOCO_GL', 'egl')     # headless rendering, also when a 
 
 from configs import metaworld
 from moto_jax.networks.world_model import make_networks
+from moto_jax.testing import ACTION_DIM, synthetic_batch  # noqa: F401 (the tests import them from here)
 
 # Compile time dominates at the debug sizes.
 jax.config.update('jax_disable_most_optimizations', True)
@@ -26,7 +27,6 @@ os.environ.update(MOTO_JAX_TEST_JIT_CACHE=_JIT_CACHE, JAX_COMPILATION_CACHE_DIR=
 jax.config.update('jax_compilation_cache_dir', _JIT_CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
-ACTION_DIM = 4
 
 
 def debug_config(**agent_overrides):
@@ -35,35 +35,6 @@ def debug_config(**agent_overrides):
   for k, v in agent_overrides.items():
     config.agent[k] = v
   return config
-
-
-def synthetic_batch(seed: int, batch: int, length: int, action_dim: int = ACTION_DIM) -> dict:
-  """A batch in the episode-store layout. Row 0 starts at a reset, the others mid-episode.
-
-  Images are smooth colour gradients whose brightness follows the actions (learnable);
-  rewards are a function of the image brightness.
-  """
-  rng = np.random.default_rng(seed)
-  action = rng.uniform(-1, 1, (batch, length, action_dim)).astype(np.float32)
-  action[0, 0] = 0.0
-  level = np.cumsum(action[..., 0], axis=1) * 0.1 + rng.uniform(0.3, 0.7, (batch, 1))
-  ramp = np.linspace(0.0, 1.0, 64, dtype=np.float32)
-  image = level[..., None, None, None] * ramp[None, None, :, None, None] + 0.1 * ramp[None, None, None, :, None]
-  image = image + np.array([0.0, 0.2, 0.4], np.float32)
-  image = (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
-  reward = level.astype(np.float32)
-  reward[0, 0] = 0.0
-  is_first = np.zeros((batch, length), bool)
-  is_first[0, 0] = True
-  return {
-      'image': image,
-      'action': action,
-      'reward': reward,
-      'discount': np.ones((batch, length), np.float32),
-      'is_first': is_first,
-      'is_terminal': np.zeros((batch, length), bool),
-      'bc_weight': np.repeat((np.arange(batch) % 2 == 0).astype(np.float32)[:, None], length, 1),
-  }
 
 
 @pytest.fixture(scope='module')

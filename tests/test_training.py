@@ -69,6 +69,33 @@ def test_run_counters_and_files(finished_run):
     assert json.load(f)['train']['env_steps'] == 30
 
 
+def test_summary_and_config_record_provenance(finished_run):
+  """summary.json and config.json say which code, libraries and machine made the run, and how its
+  wall clock splits into data, compile, evaluation and training."""
+  import jax
+  from moto_jax import provenance
+  _, workdir, summary = finished_run
+  with open(os.path.join(workdir, 'config.json')) as f:
+    recorded = json.load(f)
+  for prov in (summary['provenance'], recorded['provenance']):
+    code = provenance.code()
+    assert prov['commit'] == code['commit'] and prov['dirty'] == code['dirty']
+    if code['commit'] is not None:                       # a git checkout (CI's clean clone, a developer's)
+      assert len(prov['commit']) == 40 and isinstance(prov['dirty'], bool)
+    assert set(prov['versions']) >= {'jax', 'jaxlib', 'flax', 'mujoco', 'metaworld'}
+    assert prov['versions']['jax'] == jax.__version__
+  machine = summary['provenance']['machine']
+  assert machine['device_count'] == jax.device_count() and machine['platform'] == 'cpu'
+  assert machine['device_kind'] == jax.devices()[0].device_kind and machine['cores'] >= 1
+  parts = summary['seconds']
+  assert set(parts) == {'data', 'compile', 'evaluation', 'training'}
+  assert all(v >= 0 for v in parts.values()) and parts['compile'] > 0 and parts['evaluation'] > 0
+  np.testing.assert_allclose(sum(parts.values()), summary['wall_seconds'], rtol=1e-6)
+  # The recorded config is still read back as the config alone.
+  from moto_jax.training import config_check
+  assert 'provenance' not in config_check.load_recorded(workdir)
+
+
 def test_metrics_logged_by_phase(finished_run):
   _, workdir, _ = finished_run
   records = read_metrics(workdir)

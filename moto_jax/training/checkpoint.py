@@ -28,6 +28,9 @@ class Counters:
   phase: str = 'offline'      # 'offline' | 'online' | 'done'
   nonfinite_skipped: int = 0
   wall_seconds: float = 0.0   # wall clock of the run so far, over all its sessions (data, compile included)
+  # Parts of it: 'data' (finding or generating the offline data, loading it), 'compile' (the
+  # update) and 'evaluation' (evaluations, their compiles included); the rest is training.
+  seconds: dict = dataclasses.field(default_factory=dict)
   # The unit of online work is an episode, its updates and its evaluation. Where a unit stopped:
   updates_due: int = 0        # updates of the latest episode not yet done
   refit_due: bool = False     # its refit (train.online_refit_steps) not yet done

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import hashlib
 import json
 import os
 
@@ -15,6 +16,8 @@ import ml_collections
 from moto_jax import suites
 
 CONFIG_FILE = 'config.json'
+# config.json also records where the run was started from (moto_jax/provenance.py); not a config field.
+PROVENANCE_KEY = 'provenance'
 # The values of model.{encoder,decoder}.impl and model.compute_dtype. Written here rather than
 # imported from networks/conv.py and networks/precision.py, which import jax, and a config is
 # checked before jax is; tests/test_precision.py keeps the lists equal to theirs.
@@ -176,7 +179,8 @@ def config_diff(old: dict, new: dict) -> list[str]:
 
 def record(config: ml_collections.ConfigDict, workdir: str, allow_change: bool = False,
            write: bool = True) -> None:
-  """Writes the config to `workdir/config.json`, or checks it against the one there.
+  """Writes the config to `workdir/config.json` (with the provenance of the session that writes
+  it under `provenance`), or checks it against the one there.
 
   Raises `ConfigError` listing the differing fields when the workdir holds a run with
   another config, unless `allow_change`. With `write=False` only checks: the main job checks
@@ -189,6 +193,7 @@ def record(config: ml_collections.ConfigDict, workdir: str, allow_change: bool =
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
+    old.pop(PROVENANCE_KEY, None)
     diff = config_diff(old, new)
     if diff and not allow_change:
       detail = ', '.join(f'{k}: {_flatten(old).get(k, "<absent>")!r} -> {_flatten(new).get(k, "<absent>")!r}'
@@ -199,9 +204,10 @@ def record(config: ml_collections.ConfigDict, workdir: str, allow_change: bool =
       return
   if not write:
     return
+  from moto_jax import provenance   # pylint: disable=g-import-not-at-top
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
-    json.dump(new, f, indent=2, sort_keys=True)
+    json.dump({**new, PROVENANCE_KEY: provenance.collect()}, f, indent=2, sort_keys=True)
   os.replace(tmp, path)
 
 
@@ -211,4 +217,21 @@ def load_recorded(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path} not found: is {workdir} the workdir of a run?')
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    recorded = json.load(f)
+  recorded.pop(PROVENANCE_KEY, None)
+  return ml_collections.ConfigDict(recorded)
+
+
+# Fields that change where files go or how often a run logs, not what it learns.
+NOT_LEARNING = ('data.dir', 'data.cache_dir', 'data.skip_corrupt', 'data.workers', 'train.log_every',
+                'train.checkpoint_every_minutes', 'train.checkpoint_every_steps', 'train.keep_checkpoints',
+                'train.video_every_evals', 'train.eval_envs')
+
+
+def learning_hash(config) -> str:
+  """A short hash of the config fields that decide what a run learns (all but `NOT_LEARNING`);
+  `config` is a ConfigDict or the dict of a recorded config.json."""
+  flat = _flatten(config if isinstance(config, dict) else to_dict(config))
+  kept = {k: v for k, v in flat.items() if k not in NOT_LEARNING and k != PROVENANCE_KEY
+          and not k.startswith(PROVENANCE_KEY + '.')}
+  return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]

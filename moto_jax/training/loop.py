@@ -30,6 +30,7 @@ import tqdm
 
 from moto_jax import agent
 from moto_jax import allocator
+from moto_jax import provenance
 from moto_jax.data import episodes as ep_lib
 from moto_jax.data import manifest as manifest_lib
 from moto_jax.data.rollout import episode_seed
@@ -61,7 +62,10 @@ class Trainer:
       raise config_check.ConfigError(f'config.train.batch_size={t.batch_size} is not divisible by the '
                                      f'{n_dev} devices of the data-parallel mesh')
     self.mesh = agent.default_mesh()
+    self.session_seconds = dict(data=0.0, compile=0.0, evaluation=0.0)   # this session's parts of the wall clock
+    data_start = time.time()
     self.offline_dir = offline_data.resolve(config, log=log)
+    self.session_seconds['data'] += time.time() - data_start
     manifest_lib.check_settings(self.offline_dir, self.env.settings())
     self.rng = jax.random.PRNGKey(config.seed)
     self.parts = agent.build(config, self.action_dim)      # networks, optimizers, losses: once per run
@@ -91,14 +95,17 @@ class Trainer:
     if len(self.online_files) > self.counters.episodes:
       log(f'{len(self.online_files) - self.counters.episodes} online episode(s) saved after the checkpoint '
           f'will be replayed (their updates and evaluations run again).')
+    data_start = time.time()
     n = self.store.load_directory(self.offline_dir, part='offline',
                                   names=offline_data.subset(config, self.offline_dir, workdir, log=log))
+    self.session_seconds['data'] += time.time() - data_start
     stats = self.store.stats()
     log(f'Episode store: {n} offline episodes ({stats["offline_steps"]} steps), '
         f'{stats["online_episodes"]} online ({stats["online_steps"]} steps), '
         f'{stats["bytes_per_frame"] / 1024:.1f} KiB per stored frame'
         + (f', {stats["skipped_corrupt"]} corrupt files skipped' if stats['skipped_corrupt'] else ''))
     self.wall_base = self.counters.wall_seconds
+    self.seconds_base = dict(self.counters.seconds)
     self.finished_at_start = self.counters.phase == 'done'
     if self.store.num_steps('online') != self.counters.env_steps:
       raise ValueError(f'{online_dir}: the first {self.counters.episodes} episodes hold '
@@ -122,6 +129,7 @@ class Trainer:
     self.last_ckpt_time = time.time()
     self.last_ckpt_grad = self.counters.grad_steps
     self.evals = [r for r in read_metrics(workdir) if r.get('phase') == 'eval']
+    self.provenance = provenance.collect()   # this session's code, libraries and machine
 
   # --- updates ---------------------------------------------------------------
 
@@ -145,6 +153,7 @@ class Trainer:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = (cost or {}).get('flops', float('nan'))
+    self.session_seconds['compile'] += time.time() - t0
     self.log(f'Compiled update in {time.time() - t0:.1f} s ({flops / 1e9:.1f} GFLOP per update per device, '
              f'{jax.device_count()} {jax.devices()[0].platform} device(s); {allocator.status()}).')
     self.update = compiled
@@ -205,6 +214,7 @@ class Trainer:
            or self.counters.grad_steps - self.last_ckpt_grad >= t.checkpoint_every_steps)
     if force or due:
       self.counters.wall_seconds = self.wall_seconds()
+      self.counters.seconds = self.seconds()
       self.counters.metrics_bytes = self.writer.position()
       self.counters.pending = [{k: float(v) for k, v in m.items()} for m in jax.device_get(self.pending)]
       self.checkpointer.save(self.counters.grad_steps + self.counters.env_steps, self.state, self.counters)
@@ -354,6 +364,7 @@ class Trainer:
     clock.append(('video and plots' if video else 'plots', time.monotonic()))
     notes = [f'{name} {b - a:.0f} s' for (_, a), (name, b) in zip(clock, clock[1:]) if b - a >= 0.5]
     notes += [] if self.evaluated else ['compiles included']
+    self.session_seconds['evaluation'] += clock[-1][1] - clock[0][1]
     self.log(f'  evaluation took {clock[-1][1] - clock[0][1]:.0f} s' + (f' ({", ".join(notes)})' if notes else ''))
     self.evaluated = True
 
@@ -364,18 +375,27 @@ class Trainer:
       return self.wall_base
     return self.wall_base + time.time() - self.session_start
 
+  def seconds(self) -> dict:
+    """The run's wall clock split into data, compile, evaluation and training (the rest), over all sessions."""
+    parts = {k: self.seconds_base.get(k, 0.0) + (0.0 if self.finished_at_start else v)
+             for k, v in self.session_seconds.items()}
+    parts['training'] = max(0.0, self.wall_seconds() - sum(parts.values()))
+    return parts
+
   def summary(self) -> dict:
     last = self.evals[-1] if self.evals else {}
     offline_end = [e for e in self.evals if e['env_steps'] == 0]
     online = [e['eval/success_rate'] for e in self.evals if e['env_steps'] > 0]
     self.counters.wall_seconds = self.wall_seconds()
-    s = dict(task=self.config.task, preset=self.config.preset, seed=self.config.seed,
+    self.counters.seconds = self.seconds()
+    s = dict(domain=self.config.domain, task=self.config.task, preset=self.config.preset, seed=self.config.seed,
              **{k: v for k, v in self.counters.to_json().items() if k not in ('pending', 'metrics_bytes')},
              wall_minutes=self.counters.wall_seconds / 60,
              offline_success_rate=offline_end[-1]['eval/success_rate'] if offline_end else None,
              min_online_success_rate=min(online) if online else None,
              final_success_rate=last.get('eval/success_rate'), final_return=last.get('eval/return'),
-             eval_episodes=int(last.get('eval/episodes', 0)))
+             eval_episodes=int(last.get('eval/episodes', 0)),
+             provenance=self.provenance)
     with open(os.path.join(self.workdir, 'summary.json'), 'w') as f:
       json.dump(s, f, indent=2)
     return s
