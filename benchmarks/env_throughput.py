@@ -1,6 +1,6 @@
 r"""Per-frame cost of step + render for a 64x64 MetaWorld frame: fast renderer vs `env.render()`.
 
-  MUJOCO_GL=egl python benchmarks/env_throughput.py [--task drawer-open] [--frames 200] [--rounds 3]
+  MUJOCO_GL=egl python -m benchmarks.env_throughput [--task drawer-open] [--frames 200] [--rounds 3]
 
 Each measurement runs in its own fresh process (two MuJoCo GL contexts in one process
 disturb each other's timings), and the paths alternate round by round so machine
@@ -9,9 +9,6 @@ the `corner` camera; the wrapper's agent step is `action_repeat` (2) simulator s
 plus one render.
 """
 
-import os as _os
-import sys as _sys
-_sys.path.insert(0, _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))   # the repository root
 import argparse
 import multiprocessing as mp
 import os
@@ -23,27 +20,38 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 def measure(kind: str, task: str, frames: int) -> float:
   """Seconds per frame for `kind` in {'shipped', 'fast', 'physics', 'agent_step'}."""
   import warnings
+
   warnings.filterwarnings('ignore')
   import numpy as np
+
   rng = np.random.default_rng(0)
   if kind == 'shipped':
     import gymnasium as gym
     import metaworld
+
     gym.register_envs(metaworld)
-    wrapped = gym.make('Meta-World/MT1', env_name=f'{task}-v3', seed=0, render_mode='rgb_array',
-                       camera_name='corner', width=64, height=64)
+    wrapped = gym.make(
+      'Meta-World/MT1',
+      env_name=f'{task}-v3',
+      seed=0,
+      render_mode='rgb_array',
+      camera_name='corner',
+      width=64,
+      height=64,
+    )
     wrapped.reset()
     sim, render = wrapped.unwrapped, wrapped.unwrapped.render
     closer = wrapped.close
   else:
     from moto_jax.suites.metaworld.env import MetaWorldEnv
+
     env = MetaWorldEnv(task, seed=0, camera='authors' if kind == 'fast_authors' else 'corner')
     env.reset(seed=0)
     sim, render, closer = env._env, env.render, env.close  # pylint: disable=protected-access
     if kind == 'physics':
       render = lambda: None
   assert kind == 'physics' or render().shape == (64, 64, 3)
-  for _ in range(20):                      # warm-up: llvmpipe compiles its shaders on first use
+  for _ in range(20):  # warm-up: llvmpipe compiles its shaders on first use
     render()
   actions = rng.uniform(-1, 1, (frames, 4)).astype(np.float32)
   if kind == 'agent_step':
@@ -80,15 +88,18 @@ def main():
         frames = args.frames // 4 if k == 'shipped' else args.frames
         results[k].append(pool.apply(measure, (k, args.task, frames)))
   import numpy as np
+
   med = {k: float(np.median(v)) * 1e3 for k, v in results.items()}
   print(f'MetaWorld {args.task}, camera=corner, 64x64; median of {args.rounds} rounds, ms per frame (step + render):')
   print(f'  env.render() as shipped : {med["shipped"]:7.2f} ms')
   print(f'  fast renderer           : {med["fast"]:7.2f} ms')
-  print(f'  fast, authors\' camera   : {med["fast_authors"]:7.2f} ms  (the default camera)')
+  print(f"  fast, authors' camera   : {med['fast_authors']:7.2f} ms  (the default camera)")
   print(f'  physics step only       : {med["physics"]:7.2f} ms')
   print(f'  speed-up (shipped/fast) : {med["shipped"] / med["fast"]:7.1f}x')
-  print(f'  wrapper agent step (action repeat 2 + fast render): {med["agent_step"]:.2f} ms '
-        f'= {1e3 / med["agent_step"]:.0f} agent steps/s')
+  print(
+    f'  wrapper agent step (action repeat 2 + fast render): {med["agent_step"]:.2f} ms '
+    f'= {1e3 / med["agent_step"]:.0f} agent steps/s'
+  )
 
 
 if __name__ == '__main__':

@@ -12,16 +12,17 @@ interruptions). Each finished trial is compared with the reference:
 
 and the script prints `k/N identical`, with the first difference of any trial that is not.
 
-  python benchmarks/faults.py --trials=8 --seed=0 --out=runs/faults [--signal=KILL|INT|TERM|mixed]
+  python -m benchmarks.faults --trials=8 --seed=0 --out=runs/faults [--signal=KILL|INT|TERM|mixed]
       [--env_steps=200] [--preset=debug] [--faults_per_trial=1]
-  python benchmarks/faults.py --trials=3 --signal=KILL,INT,TERM     # signals cycled over the trials
-  python benchmarks/faults.py --trials=1 --min_interruptions=20 --faults_per_trial=6 --signal=mixed
+  python -m benchmarks.faults --trials=3 --signal=KILL,INT,TERM     # signals cycled over the trials
+  python -m benchmarks.faults --trials=1 --min_interruptions=20 --faults_per_trial=6 --signal=mixed
       # as many trials as it takes for 20 signals to hit a running job (a signal drawn after the
       # run has finished hits nothing; the trial then stops drawing them)
 
 Compiles go through a persistent compilation cache in `<out>/jax_cache`, so each restart costs
 seconds, not a full compile.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,26 +37,37 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 SIGNALS = {'KILL': signal.SIGKILL, 'INT': signal.SIGINT, 'TERM': signal.SIGTERM}
-WALL_FIELDS = ('wall_seconds', 'wall_minutes', 'seconds', 'provenance')   # vary by machine and moment
-VARYING = WALL_FIELDS + ('metrics_bytes',)   # the log's byte length varies with its timestamps
+WALL_FIELDS = ('wall_seconds', 'wall_minutes', 'seconds', 'provenance')  # vary by machine and moment
+VARYING = WALL_FIELDS + ('metrics_bytes',)  # the log's byte length varies with its timestamps
 
 
 def command(workdir: str, args) -> list[str]:
-  return [sys.executable, '-m', 'launch.main', f'--config=configs/metaworld.py:{args.task},{args.preset}',
-          f'--workdir={workdir}', f'--config.data.cache_dir={os.path.join(args.out, "data")}',
-          f'--config.train.env_steps={args.env_steps}', f'--config.train.offline_steps={args.offline_steps}',
-          f'--config.train.checkpoint_every_steps={args.checkpoint_every_steps}',
-          f'--config.seed={args.run_seed}']
+  return [
+    sys.executable,
+    '-m',
+    'launch.main',
+    f'--config=configs/metaworld.py:{args.task},{args.preset}',
+    f'--workdir={workdir}',
+    f'--config.data.cache_dir={os.path.join(args.out, "data")}',
+    f'--config.train.env_steps={args.env_steps}',
+    f'--config.train.offline_steps={args.offline_steps}',
+    f'--config.train.checkpoint_every_steps={args.checkpoint_every_steps}',
+    f'--config.seed={args.run_seed}',
+  ]
 
 
 def environment(args) -> dict:
-  env = dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'),
-             JAX_COMPILATION_CACHE_DIR=(os.environ.get('JAX_COMPILATION_CACHE_DIR')   # the test session's
-                                        or os.path.join(os.path.abspath(args.out), 'jax_cache')),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+  env = dict(
+    os.environ,
+    MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'),
+    JAX_COMPILATION_CACHE_DIR=(
+      os.environ.get('JAX_COMPILATION_CACHE_DIR')  # the test session's
+      or os.path.join(os.path.abspath(args.out), 'jax_cache')
+    ),
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+  )
   if args.fast_compile:
     env['JAX_DISABLE_MOST_OPTIMIZATIONS'] = 'true'
   return env
@@ -67,8 +79,9 @@ def run(workdir: str, args, kill_after: float | None = None, sig=signal.SIGKILL)
   Returns (return code, seconds, last output lines, whether the signal was sent).
   """
   t0 = time.time()
-  proc = subprocess.Popen(command(workdir, args), cwd=ROOT, env=environment(args), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  proc = subprocess.Popen(
+    command(workdir, args), cwd=ROOT, env=environment(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+  )
   interrupted = False
   if kill_after is not None:
     try:
@@ -82,10 +95,12 @@ def run(workdir: str, args, kill_after: float | None = None, sig=signal.SIGKILL)
 
 def load_final(workdir: str) -> dict:
   """Everything a trial is compared on."""
+  import orbax.checkpoint as ocp
+
   from moto_jax.data import episodes as ep_lib
   from moto_jax.training import checkpoint as ckpt_lib
   from moto_jax.training.logger import read_metrics
-  import orbax.checkpoint as ocp
+
   with open(os.path.join(workdir, 'summary.json')) as f:
     summary = {k: v for k, v in json.load(f).items() if k not in WALL_FIELDS}
   metrics = [{k: v for k, v in r.items() if k != 'time'} for r in read_metrics(workdir)]
@@ -96,27 +111,37 @@ def load_final(workdir: str) -> dict:
   ckpt.close()
   path = os.path.join(workdir, 'checkpoints', str(step), 'state')
   import jax
+
   checkpointer = ocp.StandardCheckpointer()
   meta = checkpointer.metadata(path)
   meta = getattr(meta, 'item_metadata', meta)
   one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), meta)
   state = checkpointer.restore(path, target)
-  return {'summary': summary, 'metrics': metrics, 'episodes': episodes, 'counters': counters, 'state': state,
-          'step': step}
+  return {
+    'summary': summary,
+    'metrics': metrics,
+    'episodes': episodes,
+    'counters': counters,
+    'state': state,
+    'step': step,
+  }
 
 
 def first_difference(ref: dict, got: dict) -> str | None:
   """A one-line description of the first difference, or None when identical."""
   import jax
+
   if ref['summary'] != got['summary']:
     keys = [k for k in ref['summary'] if ref['summary'].get(k) != got['summary'].get(k)]
     return f'summary.json: {keys[0]}: {ref["summary"].get(keys[0])} vs {got["summary"].get(keys[0])}'
   if len(ref['metrics']) != len(got['metrics']):
     n = min(len(ref['metrics']), len(got['metrics']))
     first = next((i for i in range(n) if ref['metrics'][i] != got['metrics'][i]), n)
-    return (f'metrics.jsonl: {len(ref["metrics"])} vs {len(got["metrics"])} records; first differing record '
-            f'{first}: {ref["metrics"][first] if first < len(ref["metrics"]) else None}')
+    return (
+      f'metrics.jsonl: {len(ref["metrics"])} vs {len(got["metrics"])} records; first differing record '
+      f'{first}: {ref["metrics"][first] if first < len(ref["metrics"]) else None}'
+    )
   for i, (a, b) in enumerate(zip(ref['metrics'], got['metrics'])):
     if a != b:
       keys = [k for k in a if a.get(k) != b.get(k)] or list(b)
@@ -144,7 +169,7 @@ def campaign(args) -> tuple[int, list[dict]]:
   ref_dir = os.path.join(args.out, 'reference')
   if not os.path.exists(os.path.join(ref_dir, 'summary.json')):
     shutil.rmtree(ref_dir, ignore_errors=True)
-    code, seconds, out, _ = run(ref_dir, args)    # fills the compilation cache too
+    code, seconds, out, _ = run(ref_dir, args)  # fills the compilation cache too
     if code != 0:
       raise RuntimeError(f'the reference run failed ({code}):\n{out}')
     print(f'reference: {seconds:.1f} s', flush=True)
@@ -157,8 +182,11 @@ def campaign(args) -> tuple[int, list[dict]]:
   if code != 0:
     raise RuntimeError(f'the warm uninterrupted run failed ({code}):\n{out}')
   diff = first_difference(ref, load_final(warm_dir))
-  print(f'uninterrupted run with a warm cache: {ref_seconds:.1f} s, '
-        + ('identical to the reference' if diff is None else f'DIFFERS from the reference: {diff}'), flush=True)
+  print(
+    f'uninterrupted run with a warm cache: {ref_seconds:.1f} s, '
+    + ('identical to the reference' if diff is None else f'DIFFERS from the reference: {diff}'),
+    flush=True,
+  )
   rng = np.random.default_rng(args.seed)
   rows, identical, interruptions = [], 0, 0
   k = 0
@@ -169,11 +197,11 @@ def campaign(args) -> tuple[int, list[dict]]:
     for _ in range(args.faults_per_trial):
       cycle = args.signal.split(',')
       name = str(rng.choice(list(SIGNALS))) if args.signal == 'mixed' else cycle[k % len(cycle)]
-      at = float(rng.uniform(0.5, ref_seconds))     # process start (imports, cache load) included
+      at = float(rng.uniform(0.5, ref_seconds))  # process start (imports, cache load) included
       _, _, _, sent = run(workdir, args, kill_after=at, sig=SIGNALS[name])
       faults.append(f'{name}@{at:.1f}s' + ('' if sent else '(finished first)'))
       interruptions += sent
-      if not sent:                                  # the run is done: later signals would find nothing to stop
+      if not sent:  # the run is done: later signals would find nothing to stop
         break
     code, seconds, out, _ = run(workdir, args)
     if code != 0:
@@ -192,13 +220,22 @@ def campaign(args) -> tuple[int, list[dict]]:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--trials', type=int, default=8)
-  parser.add_argument('--faults_per_trial', type=int, default=1,
-                      help='signals per trial at most (a trial stops drawing them once its run has finished)')
-  parser.add_argument('--min_interruptions', type=int, default=0,
-                      help='run more trials than --trials until this many signals hit a running job')
+  parser.add_argument(
+    '--faults_per_trial',
+    type=int,
+    default=1,
+    help='signals per trial at most (a trial stops drawing them once its run has finished)',
+  )
+  parser.add_argument(
+    '--min_interruptions',
+    type=int,
+    default=0,
+    help='run more trials than --trials until this many signals hit a running job',
+  )
   parser.add_argument('--seed', type=int, default=0, help='seeds the fault moments and signals')
-  parser.add_argument('--signal', default='KILL',
-                      help='KILL, INT, TERM, a comma list cycled over the trials, or mixed (random)')
+  parser.add_argument(
+    '--signal', default='KILL', help='KILL, INT, TERM, a comma list cycled over the trials, or mixed (random)'
+  )
   parser.add_argument('--task', default='drawer-open')
   parser.add_argument('--preset', default='debug')
   parser.add_argument('--run_seed', type=int, default=0, help='config.seed of the runs')
@@ -208,7 +245,7 @@ def main():
   parser.add_argument('--fast_compile', type=int, default=1, help='JAX_DISABLE_MOST_OPTIMIZATIONS for the runs')
   parser.add_argument('--out', default='runs/faults')
   args = parser.parse_args()
-  args.out = os.path.abspath(args.out)     # orbax restores from absolute paths only
+  args.out = os.path.abspath(args.out)  # orbax restores from absolute paths only
   identical, rows = campaign(args)
   kills = sum(1 for r in rows for f in r['faults'] if 'finished first' not in f)
   print(f'\n{identical}/{len(rows)} identical to the uninterrupted run ({kills} interruptions of a running job)')

@@ -16,6 +16,7 @@ success curve. A record of the same domain, preset, task, arm and seed is replac
 `python -m benchmarks.report` turns the records into the README's table and figure.
 `--report_only` prints the table of the runs on disk without training.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,15 @@ KEY = ('domain', 'preset', 'task', 'arm', 'seed')
 
 
 def command(domain: str, task: str, preset: str, seed: int, workdir: str, overrides: list[str]) -> list[str]:
-  return ['python', '-m', 'launch.main', f'--config=configs/{domain}.py:{task},{preset}',
-          f'--workdir={workdir}', f'--config.seed={seed}', *overrides]
+  return [
+    'python',
+    '-m',
+    'launch.main',
+    f'--config=configs/{domain}.py:{task},{preset}',
+    f'--workdir={workdir}',
+    f'--config.seed={seed}',
+    *overrides,
+  ]
 
 
 def run_one(cmd: list[str], workdir: str) -> int:
@@ -63,17 +71,41 @@ def make_record(workdir: str, arm: str, overrides: list[str], cmd: list[str]) ->
   evals = [r for r in read_metrics(workdir) if r.get('phase') == 'eval']
   prov = summary.get('provenance') or {}
   return dict(
-      domain=config['domain'], task=summary['task'], preset=summary['preset'], arm=arm, overrides=overrides,
-      seed=summary['seed'], commit=prov.get('commit'), dirty=prov.get('dirty'),
-      golden=testing.golden_hash(), config_hash=config_check.learning_hash(config),
-      env_steps=summary['env_steps'], grad_steps=summary['grad_steps'],
-      offline_success=summary['offline_success_rate'], min_online_success=summary['min_online_success_rate'],
-      final_success=summary['final_success_rate'], final_return=summary['final_return'],
-      eval_episodes=summary['eval_episodes'], wall_minutes=round(summary['wall_minutes'], 2),
-      minutes={k: round(v / 60, 2) for k, v in (summary.get('seconds') or {}).items()},
-      machine=prov.get('machine'), versions=prov.get('versions'), command=' '.join(cmd),
-      date=datetime.date.today().isoformat(),
-      curve=[[int(e['env_steps']), e['eval/success_rate']] for e in evals])
+    domain=config['domain'],
+    task=summary['task'],
+    preset=summary['preset'],
+    arm=arm,
+    overrides=overrides,
+    seed=summary['seed'],
+    commit=prov.get('commit'),
+    dirty=prov.get('dirty'),
+    golden=testing.golden_hash(),
+    config_hash=config_check.learning_hash(config),
+    env_steps=summary['env_steps'],
+    grad_steps=summary['grad_steps'],
+    offline_success=summary['offline_success_rate'],
+    min_online_success=summary['min_online_success_rate'],
+    final_success=summary['final_success_rate'],
+    final_return=summary['final_return'],
+    eval_episodes=summary['eval_episodes'],
+    wall_minutes=round(summary['wall_minutes'], 2),
+    minutes={k: round(v / 60, 2) for k, v in (summary.get('seconds') or {}).items()},
+    machine=prov.get('machine'),
+    versions=prov.get('versions'),
+    command=' '.join(cmd),
+    date=datetime.date.today().isoformat(),
+    curve=[[int(e['env_steps']), e['eval/success_rate']] for e in evals],
+    done_line=last_done_line(workdir),
+  )
+
+
+def last_done_line(workdir: str) -> str | None:
+  """The `Done:` line the run printed last (its console log is `<workdir>.log`)."""
+  if not os.path.exists(workdir + '.log'):
+    return None
+  with open(workdir + '.log', errors='replace') as f:
+    lines = [line.strip() for line in f if line.startswith('Done: ')]
+  return lines[-1] if lines else None
 
 
 def read_records(path: str = RECORDS) -> list[dict]:
@@ -118,8 +150,10 @@ def main(argv=None):
   if arm is None:
     p.error('name the overrides with --arm (e.g. --arm=bc for --config.agent.mode=bc)')
   print(f'Code: {provenance.code()}; golden {testing.golden_hash()}', flush=True)
-  lines = ['| task | arm | seed | offline end | lowest online | final | eval episodes | wall min |',
-           '|---|---|---|---|---|---|---|---|']
+  lines = [
+    '| task | arm | seed | offline end | lowest online | final | eval episodes | wall min |',
+    '|---|---|---|---|---|---|---|---|',
+  ]
   for task in [t for t in args.tasks.split(',') if t]:
     for seed in [int(s) for s in args.seeds.split(',') if s]:
       workdir = os.path.join(args.out, f'{args.domain}-{args.preset}', arm, task, f'seed{seed}')
@@ -135,9 +169,11 @@ def main(argv=None):
         continue
       if args.record and not args.report_only:
         write_record(record, args.record)
-      lines.append(f"| {task} | {arm} | {seed} | {fmt(record['offline_success'])} | "
-                   f"{fmt(record['min_online_success'])} | {fmt(record['final_success'])} | "
-                   f"{record['eval_episodes']} | {record['wall_minutes']:.1f} |")
+      lines.append(
+        f'| {task} | {arm} | {seed} | {fmt(record["offline_success"])} | '
+        f'{fmt(record["min_online_success"])} | {fmt(record["final_success"])} | '
+        f'{record["eval_episodes"]} | {record["wall_minutes"]:.1f} |'
+      )
       print(lines[-1], flush=True)
   print('\n'.join(lines))
 

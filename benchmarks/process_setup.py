@@ -2,9 +2,10 @@
 
 
 def start() -> None:
-  """As launch.main does: restart once with the allocator of moto_jax/allocator.py (MOTO_MALLOC=off:
+  """As launch.main does: restart once with the allocator of moto_jax/xla_cpu/allocator.py (MOTO_MALLOC=off:
   not), and split the CPU into one XLA device per core unless XLA_FLAGS already sets a count
-  (moto_jax/cpu_devices.py)."""
-  from moto_jax import allocator, cpu_devices
+  (moto_jax/xla_cpu/cpu_devices.py)."""
+  from moto_jax.xla_cpu import allocator, cpu_devices
+
   allocator.reexec()
   cpu_devices.split()

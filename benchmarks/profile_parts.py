@@ -7,7 +7,7 @@ scan (observe), the prior ensemble heads with the KL, the whole world-model loss
 runs on the default mesh, batch axis sharded, the way the update runs it. Printed side by side with
 the machine's matmul roofline measured in the same run.
 
-  python benchmarks/profile_parts.py --preset=small [--batch=16 --seq=32] [--steps=5] [--set FIELD=VALUE]
+  python -m benchmarks.profile_parts --preset=small [--batch=16 --seq=32] [--steps=5] [--set FIELD=VALUE]
       [--parts=actor,full]     # only these parts (name prefixes)
       [--trace=20]             # also the 20 slowest XLA ops of each part, from a jax.profiler trace,
                                # the number of op runs with op time by time per run, and all ops'
@@ -16,31 +16,28 @@ the machine's matmul roofline measured in the same run.
 
 The per-part times do not add up to the full update exactly: XLA fuses across parts in the full step.
 """
+
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import process_setup  # noqa: E402
+
 if __name__ == '__main__':
   process_setup.start()
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from benchmarks import xla_trace  # noqa: E402
 from benchmarks.train_step import ACTION_DIM, flops_of, host_seconds, make_batch, roofline_gflops, roofline_size  # noqa: E402
 from configs import metaworld  # noqa: E402
 from moto_jax import agent  # noqa: E402
-from moto_jax import allocator  # noqa: E402
 from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
 from moto_jax.agent.sharding import under_mesh  # noqa: E402
 from moto_jax.agent.world_model_loss import kl_balance  # noqa: E402
 from moto_jax.networks import conv, layers  # noqa: E402
 from moto_jax.training import config_check  # noqa: E402
+from moto_jax.xla_cpu import allocator  # noqa: E402
 
 
 def timed(call, steps: int, hlo_text: str, trace: int = 0, name: str = '') -> float:
@@ -75,22 +72,37 @@ def main():
   parser.add_argument('--batch', type=int, default=0, help='0: the preset batch size')
   parser.add_argument('--seq', type=int, default=0, help='0: the preset sequence length')
   parser.add_argument('--steps', type=int, default=5)
-  parser.add_argument('--parts', default='', help="only the parts whose names start with these, comma-separated "
-                      "(e.g. 'actor,full'; default: all)")
-  parser.add_argument('--trace', type=int, default=0, metavar='N',
-                      help='print the N slowest XLA ops of each timed part (jax.profiler trace; 0: off)')
-  parser.add_argument('--hlo', default='', metavar='PATH',
-                      help="write the full update's compiled XLA program (text) here, to look up the "
-                      "ops the trace names")
-  parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
-                      help='config override, e.g. --set model.decoder.impl=phases (repeatable)')
+  parser.add_argument(
+    '--parts',
+    default='',
+    help="only the parts whose names start with these, comma-separated (e.g. 'actor,full'; default: all)",
+  )
+  parser.add_argument(
+    '--trace',
+    type=int,
+    default=0,
+    metavar='N',
+    help='print the N slowest XLA ops of each timed part (jax.profiler trace; 0: off)',
+  )
+  parser.add_argument(
+    '--hlo',
+    default='',
+    metavar='PATH',
+    help="write the full update's compiled XLA program (text) here, to look up the ops the trace names",
+  )
+  parser.add_argument(
+    '--set',
+    action='append',
+    default=[],
+    metavar='FIELD=VALUE',
+    help='config override, e.g. --set model.decoder.impl=phases (repeatable)',
+  )
   args = parser.parse_args()
   config = metaworld.get_config(f'drawer-open,{args.preset}').unlock()
   for item in args.set:
     config_check.override(config, item)
   b, t = args.batch or config.train.batch_size, args.seq or config.train.seq_len
   mesh = agent.default_mesh()
-  rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   agent_parts = agent.build(config, ACTION_DIM)
   nets = agent_parts.nets
   state = agent.create_train_state(agent_parts, jax.random.key(0), mesh=mesh)
@@ -100,8 +112,11 @@ def main():
   key = jax.random.key(1)
   roof = roofline_gflops(roofline_size())
   print(allocator.status())
-  print(f'jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); preset {args.preset}, '
-        f'batch {b} x {t}; matmul roofline {roof:.1f} GFLOP/s (one XLA device, all cores)', flush=True)
+  print(
+    f'jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); preset {args.preset}, '
+    f'batch {b} x {t}; matmul roofline {roof:.1f} GFLOP/s (one XLA device, all cores)',
+    flush=True,
+  )
 
   # Intermediate inputs, computed once.
   embed = jax.jit(nets.encode)(wm, batch['image'])
@@ -134,19 +149,22 @@ def main():
   def critic(c, tc, a, ro, pr, k):
     return agent_parts.losses.critic(c, nets, tc, a, ro, pr, k)[0]
 
-  def grad(f):        # traced under the mesh, as the update is (its scans run per device)
+  def grad(f):  # traced under the mesh, as the update is (its scans run per device)
     return jax.jit(under_mesh(jax.grad(f), mesh))
 
   rollout = jax.jit(lambda *xs: actor(*xs)[1][1])(params['actor'], wm, params['critic'], start, pairs, key)
   parts = [
-      ('encoder', grad(enc), (wm, batch['image'])),
-      ('decoder + image loss', grad(dec), (wm, feat, batch['image'])),
-      ('posterior scan (observe)', grad(obs), (wm, embed, batch['action'], batch['is_first'], key)),
-      ('prior heads + KL', grad(kl), (wm, post['deter'], post['logits'], key)),
-      ('world-model loss (all)', grad(wm_loss), (wm, batch, key)),
-      ('actor loss (imagine + BC)', grad(lambda *xs: actor(*xs)[0]),
-       (params['actor'], wm, params['critic'], start, pairs, key)),
-      ('critic loss', grad(critic), (params['critic'], state.target_critic, params['actor'], rollout, pairs, key)),
+    ('encoder', grad(enc), (wm, batch['image'])),
+    ('decoder + image loss', grad(dec), (wm, feat, batch['image'])),
+    ('posterior scan (observe)', grad(obs), (wm, embed, batch['action'], batch['is_first'], key)),
+    ('prior heads + KL', grad(kl), (wm, post['deter'], post['logits'], key)),
+    ('world-model loss (all)', grad(wm_loss), (wm, batch, key)),
+    (
+      'actor loss (imagine + BC)',
+      grad(lambda *xs: actor(*xs)[0]),
+      (params['actor'], wm, params['critic'], start, pairs, key),
+    ),
+    ('critic loss', grad(critic), (params['critic'], state.target_critic, params['actor'], rollout, pairs, key)),
   ]
   wanted = [w for w in args.parts.split(',') if w]
   keep = lambda name: not wanted or any(name.startswith(w) for w in wanted)
@@ -155,7 +173,7 @@ def main():
     c, s, g = time_fn(fn, fargs, args.steps, args.trace, name)
     rows.append((name, c, s, g))
     print(f'{name:28s} compile {c:5.1f} s  {s * 1e3:8.1f} ms  {g:7.2f} GFLOP  {g / s:6.1f} GFLOP/s', flush=True)
-  full_s = float('nan')                           # share column: without the full update, none
+  full_s = float('nan')  # share column: without the full update, none
   if keep('full update'):
     full = agent.make_update_fn(agent_parts, mesh)
     start_t = time.perf_counter()
@@ -166,24 +184,26 @@ def main():
         f.write(compiled.as_text())
       print(f"full update's compiled program: {args.hlo}", flush=True)
 
-    def call():                                     # the state is donated: thread it through
+    def call():  # the state is donated: thread it through
       nonlocal state
       state, metrics = compiled(state, batch, key)
       return metrics
+
     s = timed(call, args.steps, compiled.as_text(), args.trace, 'full update')
     g = flops_of(compiled) / 1e9
     rows.append(('full update', c, s, g))
-    print(f'{"full update":28s} compile {c:5.1f} s  {s * 1e3:8.1f} ms  {g:7.2f} GFLOP  {g / s:6.1f} GFLOP/s', flush=True)
+    print(
+      f'{"full update":28s} compile {c:5.1f} s  {s * 1e3:8.1f} ms  {g:7.2f} GFLOP  {g / s:6.1f} GFLOP/s', flush=True
+    )
     full_s = s
   host = host_seconds(config, b, t, args.steps * 4)
 
   # The roofline matmul runs on one XLA device, whose intra-op threads use every core: it is the
   # machine's rate, to which the parts' rates (all devices together) compare directly.
-  print(f'\n| part (forward + backward) | ms | share of full update | GFLOP | GFLOP/s | of roofline |')
+  print('\n| part (forward + backward) | ms | share of full update | GFLOP | GFLOP/s | of roofline |')
   print('|---|---|---|---|---|---|')
   for name, c, s, g in rows:
-    print(f'| {name} | {s * 1e3:.1f} | {s / full_s:.0%} | {g:.2f} | {g / s:.1f} | '
-          f'{g / s / roof:.0%} |')
+    print(f'| {name} | {s * 1e3:.1f} | {s / full_s:.0%} | {g:.2f} | {g / s:.1f} | {g / s / roof:.0%} |')
   print(f'| host: sample batch + to devices | {host * 1e3:.1f} | {host / full_s:.0%} | - | - | - |')
 
 

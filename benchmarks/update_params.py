@@ -10,6 +10,7 @@ The fingerprint (moto_jax/testing.py) holds every metric of each update and the 
 of every parameter array; `tests/test_golden.py` checks it within a relative 1e-4. Rewriting the
 golden file marks every learning record made before as stale (`python -m benchmarks.report`).
 """
+
 import argparse
 import json
 import os
@@ -21,8 +22,13 @@ import numpy as np
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--updates', type=int, default=3)
-  parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
-                      help='config override, e.g. --set model.decoder.impl=patches (repeatable)')
+  parser.add_argument(
+    '--set',
+    action='append',
+    default=[],
+    metavar='FIELD=VALUE',
+    help='config override, e.g. --set model.decoder.impl=patches (repeatable)',
+  )
   parser.add_argument('--write_golden', action='store_true', help='rewrite tests/golden/update_debug.json')
   parser.add_argument('--out', help='save every parameter array here (.npz) instead of comparing')
   parser.add_argument('--compare', nargs=2, metavar=('A', 'B'), help='two saved .npz files to compare')
@@ -31,20 +37,26 @@ def main():
     a, b = (np.load(path) for path in args.compare)
     if a.files != b.files or any(a[k].shape != b[k].shape for k in a.files):
       sys.exit(f'{args.compare[0]} and {args.compare[1]} hold different parameter layouts')
-    print(f'max |A - B| over {len(a.files)} parameter arrays: '
-          f'{max(float(np.max(np.abs(a[k] - b[k]))) for k in a.files):.3g}')
+    print(
+      f'max |A - B| over {len(a.files)} parameter arrays: '
+      f'{max(float(np.max(np.abs(a[k] - b[k]))) for k in a.files):.3g}'
+    )
     return
   import jax
-  jax.config.update('jax_disable_most_optimizations', True)   # as the tests compile
+
+  jax.config.update('jax_disable_most_optimizations', True)  # as the tests compile
   from configs import metaworld
   from moto_jax import testing
   from moto_jax.training import config_check
+
   config = metaworld.get_config('drawer-open,debug').unlock()
   for item in args.set:
     config_check.override(config, item)
   if args.out:
     from jax.sharding import Mesh
+
     from moto_jax import agent
+
     mesh = Mesh(np.asarray(jax.devices()[:1]), ('data',))
     parts = agent.build(config, testing.ACTION_DIM)
     state = agent.create_train_state(parts, jax.random.key(0), mesh=mesh)
@@ -68,8 +80,11 @@ def main():
   with open(testing.GOLDEN) as f:
     expected = json.load(f)
   problems = testing.compare_fingerprints(expected, got)
-  print('\n'.join(problems) if problems else
-        f'The update computes what {os.path.relpath(testing.GOLDEN)} holds (relative tolerance {testing.RTOL}).')
+  print(
+    '\n'.join(problems)
+    if problems
+    else f'The update computes what {os.path.relpath(testing.GOLDEN)} holds (relative tolerance {testing.RTOL}).'
+  )
   sys.exit(1 if problems else 0)
 
 

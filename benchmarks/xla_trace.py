@@ -6,6 +6,7 @@ times are summed over every thread (both XLA devices), so ops that ran at once a
 than the wall time. A `while` (a scan) spans the ops of its body, which are listed too: its time
 counts them again.
 """
+
 import collections
 import glob
 import re

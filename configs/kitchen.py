@@ -5,6 +5,7 @@ cabinet; D4RL's complete/partial goal set) or `partial` (microwave, kettle, bott
 burner, light switch; D4RL's mixed goal set). `<preset>` is one of `paper`, `small`
 (default, fits a CPU) and `debug` (tests).
 """
+
 import ml_collections
 
 from configs import common
@@ -16,19 +17,22 @@ TASKS = tuple(TARGET_TASKS)
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   task, preset = common.parse_arg(arg, 'mixed', 'configs/kitchen.py', tasks=TASKS)
   env = dict(
-      camera='authors',       # the paper's steep top-down view; 'rpl' (the env's default) or 'd5rl'
-      action_repeat=1,
-      episode_length=280 if preset != 'debug' else 20,   # agent steps
+    camera='authors',  # the paper's steep top-down view; 'rpl' (the env's default) or 'd5rl'
+    action_repeat=1,
+    episode_length=280,  # agent steps
   )
   data = dict(
-      num_episodes=300 if preset != 'debug' else 2,
-      action_noise=0.1,       # std of Gaussian noise added to the scripted actions
-      waypoint_noise=0.01,    # std (m) of the noise on every scripted waypoint
-      fail_prob=0.1,          # probability that a scripted sub-task attempt is abandoned half-way
-      full_share=0.15,        # share of episodes that attempt all target tasks ('partial': the bc_tasks)
-      # Episodes get bc_weight 1 when these target tasks are all in goal state at some step;
-      # empty = all four. 'partial' has no full solutions, so it uses the first three (paper).
-      bc_tasks=('microwave', 'kettle', 'bottom burner') if task == 'partial' else (),
-      workers=2,              # generator processes
+    num_episodes=300,
+    action_noise=0.1,  # std of Gaussian noise added to the scripted actions
+    waypoint_noise=0.01,  # std (m) of the noise on every scripted waypoint
+    fail_prob=0.1,  # probability that a scripted sub-task attempt is abandoned half-way
+    full_share=0.15,  # share of episodes that attempt all target tasks ('partial': the bc_tasks)
+    # Episodes get bc_weight 1 when these target tasks are all in goal state at some step;
+    # empty = all four. 'partial' has no full solutions, so it uses the first three (paper).
+    bc_tasks=('microwave', 'kettle', 'bottom burner') if task == 'partial' else (),
+    workers=2,  # generator processes
   )
-  return common.assemble('kitchen', task, preset, env, data)
+  return common.assemble('kitchen', task, preset, env, data, PRESET_OVERRIDES[preset])
+
+
+PRESET_OVERRIDES = {'paper': {}, 'small': {}, 'debug': {'env.episode_length': 20, 'data.num_episodes': 2}}

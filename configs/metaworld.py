@@ -4,6 +4,7 @@
 `<preset>` is one of `paper`, `small` (default, fits a CPU) and `debug` (tests). The
 paper's ten tasks (`moto_jax.suites.metaworld.PAPER_TASKS`) are collected with `launch.collect --tasks=paper`.
 """
+
 import ml_collections
 
 from configs import common
@@ -12,13 +13,16 @@ from configs import common
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   task, preset = common.parse_arg(arg, 'drawer-open', 'configs/metaworld.py')
   env = dict(
-      camera='authors',       # the authors' free camera, or a named MetaWorld camera ('corner', ...)
-      action_repeat=2,
-      episode_length=200 if preset != 'debug' else 10,   # agent steps
-      hand_init_noise=0.02,
+    camera='authors',  # the authors' free camera, or a named MetaWorld camera ('corner', ...)
+    action_repeat=2,
+    episode_length=200,  # agent steps
+    hand_init_noise=0.02,
   )
   data = dict(
-      num_episodes=10 if preset != 'debug' else 3,
-      action_noise=0.0,       # std of Gaussian noise added to the scripted actions
+    num_episodes=10,
+    action_noise=0.0,  # std of Gaussian noise added to the scripted actions
   )
-  return common.assemble('metaworld', task, preset, env, data)
+  return common.assemble('metaworld', task, preset, env, data, PRESET_OVERRIDES[preset])
+
+
+PRESET_OVERRIDES = {'paper': {}, 'small': {}, 'debug': {'env.episode_length': 10, 'data.num_episodes': 3}}

@@ -8,16 +8,20 @@ Each task's episodes go to `<out>/<task>/` with `manifest.json` (environment
 settings, seed, episodes, transitions, average return, success rate) and
 `contact_sheet.png` (first/middle/last frames; green border = success).
 """
+
 import os
 
-from absl import app
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/metaworld.py', 'Config file[:task,preset].')
 _OUT = flags.DEFINE_string('out', None, 'Output directory; each task gets a subdirectory.', required=True)
-_TASKS = flags.DEFINE_list('tasks', None, 'Tasks to collect (overrides the config\'s task); a suite\'s '
-                           'task group expands ("paper" = the paper\'s ten MetaWorld tasks).')
+_TASKS = flags.DEFINE_list(
+  'tasks',
+  None,
+  "Tasks to collect (overrides the config's task); a suite's "
+  'task group expands ("paper" = the paper\'s ten MetaWorld tasks).',
+)
 _EPISODES = flags.DEFINE_integer('episodes', None, 'Episodes per task (default: config.data.num_episodes).')
 
 
@@ -25,8 +29,10 @@ def main(argv):
   del argv
   os.environ.setdefault('MUJOCO_GL', 'egl')
   from moto_jax.training import offline_data
-  offline_data.collect_tasks(_CONFIG.value, _OUT.value, _TASKS.value, _EPISODES.value,
-                             log=lambda s: print(s, flush=True))
+
+  offline_data.collect_tasks(
+    _CONFIG.value, _OUT.value, _TASKS.value, _EPISODES.value, log=lambda s: print(s, flush=True)
+  )
 
 
 if __name__ == '__main__':

@@ -6,11 +6,10 @@ Works on any machine (CPU included). Episodes start from seeds never used in tra
 `--envs` at a time in lock step. `--all_checkpoints` evaluates every checkpoint kept in the workdir
 (a learning curve over gradient steps) and prints one line per checkpoint.
 """
+
 import os
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Workdir of a run.', required=True)
 _EPISODES = flags.DEFINE_integer('episodes', 10, 'Evaluation episodes.')
@@ -26,13 +25,20 @@ def main(argv):
   os.environ.setdefault('MUJOCO_GL', 'egl')
   logging.set_verbosity(logging.WARNING)
   from moto_jax.analysis import checkpoints
+
   try:
     steps = checkpoints.checkpoint_steps(_WORKDIR.value, _ALL.value, _STEP.value)
   except FileNotFoundError as e:
     raise app.UsageError(str(e)) from None
-  checkpoints.evaluate_checkpoints(_WORKDIR.value, steps, episodes=_EPISODES.value, envs=_ENVS.value,
-                                   seed_offset=_SEED.value, video=_VIDEO.value,
-                                   log=lambda s: print(s, flush=True))
+  checkpoints.evaluate_checkpoints(
+    _WORKDIR.value,
+    steps,
+    episodes=_EPISODES.value,
+    envs=_ENVS.value,
+    seed_offset=_SEED.value,
+    video=_VIDEO.value,
+    log=lambda s: print(s, flush=True),
+  )
 
 
 if __name__ == '__main__':

@@ -14,13 +14,14 @@ nothing), `--override=agent.horizon=3` (repeatable; passed to every run as --con
 Runs resume: a figure can be built across sessions. Writes `<out>/<figure>.png` and `.json`; the
 runs are in `<out>/runs/` (moto_jax/analysis/figures.py).
 """
+
 import os
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
-_FIGURE = flags.DEFINE_string('figure', None, 'metaworld | kitchen | ablations | subset | bound | composition',
-                              required=True)
+_FIGURE = flags.DEFINE_string(
+  'figure', None, 'metaworld | kitchen | ablations | subset | bound | composition', required=True
+)
 _OUT = flags.DEFINE_string('out', 'runs/figures', 'Output folder (figures, and runs under runs/).')
 _DOMAIN = flags.DEFINE_string('domain', None, "metaworld | kitchen (default: the figure's own)")
 _PRESET = flags.DEFINE_string('preset', 'small', 'paper | small | debug')
@@ -30,17 +31,33 @@ _REPORT_ONLY = flags.DEFINE_bool('report_only', False, 'Draw from the runs on di
 _OVERRIDE = flags.DEFINE_multi_string('override', [], 'FIELD=VALUE passed to every run as --config.FIELD=VALUE.')
 
 
+def get_config(domain: str, task: str, preset: str):
+  import importlib
+
+  return importlib.import_module(f'configs.{domain}').get_config(f'{task},{preset}')
+
+
 def main(argv):
   del argv
   os.environ.setdefault('MUJOCO_GL', 'egl')
   from moto_jax.analysis import figures
+
   tasks = list(_TASKS.value)
   if tasks == ['paper']:
     from moto_jax.suites.metaworld import PAPER_TASKS
+
     tasks = list(PAPER_TASKS)
-  result = figures.make_figure(_FIGURE.value, _OUT.value, domain=_DOMAIN.value, preset=_PRESET.value, tasks=tasks,
-                               seeds=[int(s) for s in _SEEDS.value], train=not _REPORT_ONLY.value,
-                               extra=tuple(f'--config.{o}' for o in _OVERRIDE.value))
+  result = figures.make_figure(
+    _FIGURE.value,
+    _OUT.value,
+    domain=_DOMAIN.value,
+    preset=_PRESET.value,
+    tasks=tasks,
+    seeds=[int(s) for s in _SEEDS.value],
+    train=not _REPORT_ONLY.value,
+    extra=tuple(f'--config.{o}' for o in _OVERRIDE.value),
+    get_config=get_config,
+  )
   print(f'Figure: {result["png"]}\nNumbers: {os.path.splitext(result["png"])[0]}.json')
 
 

@@ -9,11 +9,10 @@ true rewards). Held-out episodes are fresh noise-free scripted episodes from see
 never used (Kitchen: the scripted controller running the four target tasks in order), or the
 episodes of `--episodes_dir`.
 """
+
 import os
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Workdir of a run.', required=True)
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint to restore (default: the latest).')
@@ -29,10 +28,20 @@ def main(argv):
   os.environ.setdefault('MUJOCO_GL', 'egl')
   logging.set_verbosity(logging.WARNING)
   from moto_jax.analysis.openloop import openloop_report
-  r = openloop_report(_WORKDIR.value, _STEP.value, context=_CONTEXT.value, horizon=_HORIZON.value,
-                      episodes=_EPISODES.value, start=_START.value, episodes_dir=_EPISODES_DIR.value)
-  print(f'Checkpoint {r["step"]}: {r["episodes"]} episodes, context {r["context"]}, {r["predicted_steps"]} '
-        f'predicted steps: image MSE {r["image_mse"]:.4f} (pixels in [0, 1]), reward MAE {r["reward_mae"]:.3f}')
+
+  r = openloop_report(
+    _WORKDIR.value,
+    _STEP.value,
+    context=_CONTEXT.value,
+    horizon=_HORIZON.value,
+    episodes=_EPISODES.value,
+    start=_START.value,
+    episodes_dir=_EPISODES_DIR.value,
+  )
+  print(
+    f'Checkpoint {r["step"]}: {r["episodes"]} episodes, context {r["context"]}, {r["predicted_steps"]} '
+    f'predicted steps: image MSE {r["image_mse"]:.4f} (pixels in [0, 1]), reward MAE {r["reward_mae"]:.3f}'
+  )
   print(f'GIF: {r["gif"]}\nRewards: {r["png"]}')
 
 

@@ -3,6 +3,7 @@
 Written into each run's `summary.json` and `config.json` record, and into `results/` records, so
 that a number can always be traced to the code and machine that produced it.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -55,11 +56,17 @@ def machine() -> dict:
   """The host (CPU model, cores) and, where JAX is already imported, its devices."""
   out = dict(host=platform.node(), cpu=cpu_model(), cores=os.cpu_count(), python=platform.python_version())
   import sys
+
   if 'jax' in sys.modules:
     import jax
+
     devices = jax.devices()
-    out.update(device_kind=devices[0].device_kind, platform=devices[0].platform, device_count=len(devices),
-               process_count=jax.process_count())
+    out.update(
+      device_kind=devices[0].device_kind,
+      platform=devices[0].platform,
+      device_count=len(devices),
+      process_count=jax.process_count(),
+    )
   return out
 
 
@@ -70,7 +77,7 @@ def collect() -> dict:
 
 def describe_machine(m: dict) -> str:
   """One short line for tables: 'Intel Xeon ... (2 cores), 2 cpu devices'."""
-  text = f"{m.get('cpu', '?')} ({m.get('cores', '?')} cores)"
+  text = f'{m.get("cpu", "?")} ({m.get("cores", "?")} cores)'
   if m.get('platform') and m['platform'] != 'cpu':
-    text = f"{m.get('device_count', '?')} x {m.get('device_kind', '?')}"
+    text = f'{m.get("device_count", "?")} x {m.get("device_kind", "?")}'
   return text

@@ -1,4 +1,5 @@
 """Shared test set-up: fast XLA compiles, the debug config and synthetic batches."""
+
 import json
 import os
 import subprocess
@@ -6,10 +7,9 @@ import sys
 import tempfile
 
 import jax
-import numpy as np
 import pytest
 
-os.environ.setdefault('MUJOCO_GL', 'egl')     # headless rendering, also when a test runs alone
+os.environ.setdefault('MUJOCO_GL', 'egl')  # headless rendering, also when a test runs alone
 
 from configs import metaworld
 from moto_jax.networks.world_model import make_networks
@@ -22,11 +22,13 @@ jax.config.update('jax_disable_most_optimizations', True)
 # the session: pytest-xdist workers inherit it from the controller (which imports this file before
 # it starts them), and so do the subprocesses that tests start (launch.main, the fault campaign).
 _JIT_CACHE = os.environ.get('MOTO_JAX_TEST_JIT_CACHE') or tempfile.mkdtemp(prefix='moto_jax_test_jit_cache_')
-os.environ.update(MOTO_JAX_TEST_JIT_CACHE=_JIT_CACHE, JAX_COMPILATION_CACHE_DIR=_JIT_CACHE,
-                  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+os.environ.update(
+  MOTO_JAX_TEST_JIT_CACHE=_JIT_CACHE,
+  JAX_COMPILATION_CACHE_DIR=_JIT_CACHE,
+  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+)
 jax.config.update('jax_compilation_cache_dir', _JIT_CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-
 
 
 def debug_config(**agent_overrides):
@@ -57,9 +59,12 @@ def run_with_cpu_devices(script: str, devices: int) -> dict:
   """Runs `script` (Python source; `conftest` importable) in a fresh process whose CPU is split into
   `devices` XLA devices (fixed when JAX starts), and returns the JSON its last stdout line prints."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', JAX_PLATFORMS='cpu',
-             PYTHONPATH=os.pathsep.join([os.path.join(root, 'tests'), root]))
-  out = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True,
-                       timeout=600, cwd=root)
+  env = dict(
+    os.environ,
+    XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+    JAX_PLATFORMS='cpu',
+    PYTHONPATH=os.pathsep.join([os.path.join(root, 'tests'), root]),
+  )
+  out = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, timeout=600, cwd=root)
   assert out.returncode == 0, out.stderr[-4000:]
   return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,12 +1,13 @@
 """Value expansion, actor and critic losses, the full jitted update, acting and prediction."""
+
 import chex
+from conftest import ACTION_DIM, debug_config, synthetic_batch
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from conftest import ACTION_DIM, debug_config, synthetic_batch
 from moto_jax import agent
 from moto_jax.agent import update as update_lib
 from moto_jax.networks import rssm as rssm_lib
@@ -43,12 +44,14 @@ def constant_critic(critic_params, value: float):
 
 
 def run_actor_loss(nets, params, start, pairs, cfg, key=jax.random.key(4), actor=None):
-  fn = jax.jit(lambda a, p, s, q, k: agent.actor_loss(a, nets, p['wm'], p['critic'], s, q, k,
-                                                      **agent.loss_settings(cfg).actor))
+  fn = jax.jit(
+    lambda a, p, s, q, k: agent.actor_loss(a, nets, p['wm'], p['critic'], s, q, k, **agent.loss_settings(cfg).actor)
+  )
   return fn(params['actor'] if actor is None else actor, params, start, pairs, key)
 
 
 # Eqs. 5 and 7 by hand.
+
 
 def test_value_expansion_hand_computed():
   # H = 2, gamma = 0.5, rewards r = [1, 2], values v = [10, 20, 40]:
@@ -86,6 +89,7 @@ def test_penalised_reward():
 
 # Actor loss (Eqs. 5, 6, 10).
 
+
 def test_actor_horizon_zero_is_min_q(nets, params, start, pairs):
   cfg = debug_config(horizon=0, bc_scale=0.0).agent
   _, (metrics, rollout) = run_actor_loss(nets, params, start, pairs, cfg)
@@ -101,17 +105,16 @@ def test_actor_horizon_two_matches_value_expansion(nets, params, start, pairs):
   chex.assert_shape(rollout['reward'], (2, N))
   q = jnp.min(nets.q_values(params['critic'], rollout['feat'], rollout['action']), axis=0)
   r, v = rollout['reward'], q
-  v0 = [v[0], r[0] + 0.9 * v[1], r[0] + 0.9 * r[1] + 0.81 * v[2]]   # V^0, V^1, V^2 of the start
+  v0 = [v[0], r[0] + 0.9 * v[1], r[0] + 0.9 * r[1] + 0.81 * v[2]]  # V^0, V^1, V^2 of the start
   np.testing.assert_allclose(-metrics['actor/mb_loss'], jnp.mean(sum(v0) / 3), rtol=1e-5)
 
 
 def test_penalty_lowers_imagined_reward_exactly(nets, params, start, pairs):
   _, (m0, r0) = run_actor_loss(nets, params, start, pairs, debug_config(horizon=2, penalty_scale=0.0).agent)
   _, (m1, r1) = run_actor_loss(nets, params, start, pairs, debug_config(horizon=2, penalty_scale=2.5).agent)
-  chex.assert_trees_all_close(r0['feat'], r1['feat'])       # same rollout
+  chex.assert_trees_all_close(r0['feat'], r1['feat'])  # same rollout
   assert m1['actor/penalty'] > 0
-  np.testing.assert_allclose(m0['actor/imag_reward'] - m1['actor/imag_reward'], 2.5 * m1['actor/penalty'],
-                             rtol=1e-5)
+  np.testing.assert_allclose(m0['actor/imag_reward'] - m1['actor/imag_reward'], 2.5 * m1['actor/penalty'], rtol=1e-5)
 
 
 def test_bc_zero_without_weight_and_pulls_towards_data(nets, params, start, pairs):
@@ -119,11 +122,14 @@ def test_bc_zero_without_weight_and_pulls_towards_data(nets, params, start, pair
   unweighted = {**pairs, 'bc_weight': jnp.zeros_like(pairs['bc_weight'])}
   _, (metrics, _) = run_actor_loss(nets, params, start, unweighted, cfg)
   assert float(metrics['actor/bc_loss']) == 0.0
-  bc_grad = jax.jit(jax.grad(lambda a, q: agent.actor_loss(
-      a, nets, params['wm'], params['critic'], start, q, jax.random.key(0),
-      **agent.loss_settings(cfg).actor)[1][0]['actor/bc_loss']))
-  chex.assert_trees_all_close(bc_grad(params['actor'], unweighted),
-                              jax.tree.map(jnp.zeros_like, params['actor']))
+  bc_grad = jax.jit(
+    jax.grad(
+      lambda a, q: agent.actor_loss(
+        a, nets, params['wm'], params['critic'], start, q, jax.random.key(0), **agent.loss_settings(cfg).actor
+      )[1][0]['actor/bc_loss']
+    )
+  )
+  chex.assert_trees_all_close(bc_grad(params['actor'], unweighted), jax.tree.map(jnp.zeros_like, params['actor']))
 
   weighted = {**pairs, 'bc_weight': jnp.ones_like(pairs['bc_weight'])}
   distance = lambda a: float(jnp.mean(jnp.abs(nets.policy(a, weighted['feat']).mode() - weighted['action'])))
@@ -138,16 +144,20 @@ def test_bc_zero_without_weight_and_pulls_towards_data(nets, params, start, pair
 
 # Critic losses (Eqs. 7-9).
 
+
 def test_critic_targets_hand_computed(nets, params, pairs, batch):
   # H = 2, gamma = 0.5, rewards [1, 2], target critics output 4, online critics output 0:
   # Eq. 7 y_0 = mean(1 + .5 * 4, 1 + .5 * 2 + .25 * 4) = mean(3, 3) = 3, y_1 = 2 + .5 * 4 = 4,
   # L_model = sum over 2 critics of mean((0 - y)^2) = 2 * (9 + 16) / 2 = 25.
-  rollout = {'feat': jax.random.normal(jax.random.key(0), (3, N, nets.feat_dim)),
-             'action': jnp.zeros((3, N, ACTION_DIM)),
-             'reward': jnp.array([[1.0] * N, [2.0] * N])}
+  rollout = {
+    'feat': jax.random.normal(jax.random.key(0), (3, N, nets.feat_dim)),
+    'action': jnp.zeros((3, N, ACTION_DIM)),
+    'reward': jnp.array([[1.0] * N, [2.0] * N]),
+  }
   critic, target = constant_critic(params['critic'], 0.0), constant_critic(params['critic'], 4.0)
-  loss_fn = lambda cfg: agent.critic_loss(critic, nets, target, params['actor'], rollout, pairs,
-                                          jax.random.key(1), **agent.loss_settings(cfg).critic)
+  loss_fn = lambda cfg: agent.critic_loss(
+    critic, nets, target, params['actor'], rollout, pairs, jax.random.key(1), **agent.loss_settings(cfg).critic
+  )
   loss, metrics = loss_fn(debug_config(horizon=2, gamma=0.5, data_critic_loss=False).agent)
   np.testing.assert_allclose(loss, 25.0, rtol=1e-5)
   np.testing.assert_allclose(metrics['critic/target_imag'], 3.5, rtol=1e-5)
@@ -155,20 +165,31 @@ def test_critic_targets_hand_computed(nets, params, pairs, batch):
   loss, metrics = loss_fn(debug_config(horizon=2, gamma=0.5, data_critic_loss=True).agent)
   y = batch['reward'][:, 1:] + 0.5 * batch['discount'][:, 1:] * 4.0
   mask = 1.0 - batch['is_first'][:, 1:]
-  np.testing.assert_allclose(metrics['critic/data_loss'], 2 * np.sum(mask * y ** 2) / mask.sum(), rtol=1e-5)
+  np.testing.assert_allclose(metrics['critic/data_loss'], 2 * np.sum(mask * y**2) / mask.sum(), rtol=1e-5)
   np.testing.assert_allclose(loss, 25.0 + metrics['critic/data_loss'], rtol=1e-5)
 
 
 def test_critic_gradients_stop_at_inputs(nets, params, pairs):
-  rollout = {'feat': jax.random.normal(jax.random.key(0), (3, N, nets.feat_dim)),
-             'action': jnp.zeros((3, N, ACTION_DIM)), 'reward': jnp.ones((2, N))}
+  rollout = {
+    'feat': jax.random.normal(jax.random.key(0), (3, N, nets.feat_dim)),
+    'action': jnp.zeros((3, N, ACTION_DIM)),
+    'reward': jnp.ones((2, N)),
+  }
   cfg = debug_config(horizon=2).agent
 
   def loss(rollout, feats, actor):
     # The states (model outputs) and the actor are inputs; dataset actions and rewards are not.
     real = {**pairs, 'feat': feats[0], 'next_feat': feats[1]}
-    return agent.critic_loss(params['critic'], nets, params['critic'], actor, rollout, real,
-                             jax.random.key(1), **agent.loss_settings(cfg).critic)[0]
+    return agent.critic_loss(
+      params['critic'],
+      nets,
+      params['critic'],
+      actor,
+      rollout,
+      real,
+      jax.random.key(1),
+      **agent.loss_settings(cfg).critic,
+    )[0]
 
   grads = jax.grad(loss, argnums=(0, 1, 2))(rollout, (pairs['feat'], pairs['next_feat']), params['actor'])
   chex.assert_trees_all_close(grads, jax.tree.map(jnp.zeros_like, grads))
@@ -178,16 +199,25 @@ def test_dreamerv2_mode(nets, params, start, pairs):
   cfg = debug_config(mode='dreamerv2', dreamer_horizon=3, gamma=0.9, lambda_=0.8).agent
   loss, (metrics, rollout) = run_actor_loss(nets, params, start, pairs, cfg)
   chex.assert_shape(rollout['reward'], (3, N))
-  np.testing.assert_allclose(loss, metrics['actor/mb_loss'], rtol=1e-6)   # no BC term
+  np.testing.assert_allclose(loss, metrics['actor/mb_loss'], rtol=1e-6)  # no BC term
   q = jnp.min(nets.q_values(params['critic'], rollout['feat'], rollout['action']), axis=0)
   ret = agent.lambda_returns(rollout['reward'], q, 0.9, 0.8)
   np.testing.assert_allclose(-metrics['actor/mb_loss'], jnp.mean(ret), rtol=1e-5)
-  _, critic_metrics = agent.critic_loss(params['critic'], nets, params['critic'], params['actor'], rollout,
-                                        pairs, jax.random.key(0), **agent.loss_settings(cfg).critic)
+  _, critic_metrics = agent.critic_loss(
+    params['critic'],
+    nets,
+    params['critic'],
+    params['actor'],
+    rollout,
+    pairs,
+    jax.random.key(0),
+    **agent.loss_settings(cfg).critic,
+  )
   assert 'critic/data_loss' not in critic_metrics
 
 
 # The full update.
+
 
 @pytest.fixture(scope='module')
 def updates(config):
@@ -195,21 +225,24 @@ def updates(config):
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(update_lib, 'train_step', chex.assert_max_traces(update_lib.train_step, n=1))
     mp.setattr(update_lib, 'world_model_step', chex.assert_max_traces(update_lib.world_model_step, n=1))
-    yield agent.make_update_fn(agent.build(config, ACTION_DIM)), agent.make_world_model_update_fn(agent.build(config, ACTION_DIM))
+    yield (
+      agent.make_update_fn(agent.build(config, ACTION_DIM)),
+      agent.make_world_model_update_fn(agent.build(config, ACTION_DIM)),
+    )
 
 
 def test_update_moves_only_what_it_should(updates, config, batch):
   update, wm_update = updates
   rng = jax.random.key(7)
   state_a = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0))
-  before = jax.tree.map(np.array, state_a)   # a copy: the state is donated
+  before = jax.tree.map(np.array, state_a)  # a copy: the state is donated
   state_a, metrics = update(state_a, batch, rng)
   state_b, _ = wm_update(agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0)), batch, rng)
   # Actor and critic gradients do not change the world model: same WM params as a WM-only step.
   chex.assert_trees_all_close(state_a.params['wm'], state_b.params['wm'], atol=1e-6)
   out_kernel = lambda p: (p['actor']['mlp']['out']['kernel'], p['critic']['q']['mlp']['out']['kernel'])
   for old, new in zip(out_kernel(before.params), out_kernel(state_a.params)):
-    assert not np.allclose(old, new)   # actor and critics did take a step
+    assert not np.allclose(old, new)  # actor and critics did take a step
   # Polyak (tau): target = tau * new critic + (1 - tau) * old target.
   tau = config.agent.tau
   expected = jax.tree.map(lambda new, old: tau * new + (1 - tau) * old, state_a.params['critic'], before.target_critic)
@@ -223,9 +256,22 @@ def test_update_moves_only_what_it_should(updates, config, batch):
   acting = agent.acting_params(state_a)
   assert acting['actor'] is state_a.actor_ema and acting['wm'] is state_a.params['wm']
   assert int(state_a.step) == 1
-  for key in ('wm/loss', 'wm/kl', 'wm/grad_norm', 'actor/loss', 'actor/bc_loss', 'actor/bc_loglik',
-              'actor/penalty', 'actor/vhat_abs', 'critic/loss', 'critic/model_loss', 'critic/data_loss',
-              'critic/q_data', 'critic/q_imag', 'data/bc_share'):
+  for key in (
+    'wm/loss',
+    'wm/kl',
+    'wm/grad_norm',
+    'actor/loss',
+    'actor/bc_loss',
+    'actor/bc_loglik',
+    'actor/penalty',
+    'actor/vhat_abs',
+    'critic/loss',
+    'critic/model_loss',
+    'critic/data_loss',
+    'critic/q_data',
+    'critic/q_imag',
+    'data/bc_share',
+  ):
     assert np.isfinite(metrics[key]), key
   np.testing.assert_allclose(metrics['data/bc_share'], np.mean(batch['bc_weight']))
 
@@ -244,8 +290,10 @@ def test_update_fits_fixed_batch_without_retracing(updates, config, batch):
 
 def test_start_chunks_cover_every_posterior_state_once():
   b, t, d = 3, 8, 5
-  post = {'deter': jnp.arange(b * t * d, dtype=jnp.float32).reshape(b, t, d),
-          'stoch': jnp.arange(b * t * 2 * 4, dtype=jnp.float32).reshape(b, t, 2, 4)}
+  post = {
+    'deter': jnp.arange(b * t * d, dtype=jnp.float32).reshape(b, t, d),
+    'stoch': jnp.arange(b * t * 2 * 4, dtype=jnp.float32).reshape(b, t, 2, 4),
+  }
   chunks = update_lib.start_chunks(post, 4)
   assert chunks['deter'].shape == (4, b * t // 4, d) and chunks['stoch'].shape == (4, b * t // 4, 2, 4)
   rows = np.sort(np.asarray(chunks['deter']).reshape(-1, d)[:, 0])
@@ -257,6 +305,7 @@ def test_start_chunks_cover_every_posterior_state_once():
 
 
 # Acting and open-loop prediction.
+
 
 def test_act(nets, params, config, batch):
   act = agent.make_act_fn(agent.build(config, ACTION_DIM))
@@ -282,7 +331,9 @@ def test_act(nets, params, config, batch):
   # explore_from='mode': exploring acts from tanh(mean); with noise std 0.05, within a few std of it.
   for noise in (0.0, 0.05):
     cfg = debug_config(explore_from='mode', explore_noise=noise)
-    carry3, e3 = agent.make_act_fn(agent.build(cfg, ACTION_DIM))(params, carry, image, first, jax.random.key(1), explore=True)
+    carry3, e3 = agent.make_act_fn(agent.build(cfg, ACTION_DIM))(
+      params, carry, image, first, jax.random.key(1), explore=True
+    )
     gap = np.abs(np.asarray(e3) - np.asarray(mode(carry3)))
     assert (gap.max() < 1e-6) if noise == 0 else (0 < gap.max() < 0.3), (noise, gap)
 
@@ -302,16 +353,34 @@ def test_openloop_predict(params, nets, batch):
 
 # Eq. 10 on saturated demonstrations.
 
-def _fit_bc(bc_eps: float) -> np.ndarray:
-  """`benchmarks/bc_saturation.py`'s fit: BC alone, 1500 Adam steps at the actor's lr 8e-5, on demos
-  with dims 0, 1 smooth in (-1, 1), dim 2 a +-1 switch, dim 3 always +1; mean |mode - target| per dim."""
-  import importlib.util
-  import os
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'benchmarks', 'bc_saturation.py')
-  spec = importlib.util.spec_from_file_location('bc_saturation', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.fit(bc_eps, steps=1500, lr=8e-5)
+
+def _fit_bc(bc_eps: float, steps: int = 1500, lr: float = 8e-5, seed: int = 0) -> np.ndarray:
+  """BC alone (Eq. 10), `steps` Adam steps at the actor's lr 8e-5, on 512 synthetic pairs shaped like
+  scripted demos: dims 0, 1 smooth in (-1, 1), dim 2 a +-1 switch, dim 3 always +1 (the gripper).
+  Returns mean |mode - target| per dimension."""
+  from moto_jax.networks.actor_critic import Actor
+
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(512, 32)).astype(np.float32)
+  w = rng.normal(size=(32, 2)).astype(np.float32) / np.sqrt(32)
+  target = np.concatenate([np.tanh(x @ w), np.sign(x[:, :1]), np.ones((512, 1))], 1).astype(np.float32)
+  actor = Actor(4, units=64, layers=2)
+  params = actor.init(jax.random.key(seed), x[:1])['params']
+  opt = optax.adam(lr)
+  loss = lambda p: -jnp.mean(actor.apply({'params': p}, x).log_prob(jnp.asarray(target), bc_eps))
+
+  @jax.jit
+  def run(params):
+    def step(carry, _):
+      p, s = carry
+      updates, s = opt.update(jax.grad(loss)(p), s, p)
+      return (optax.apply_updates(p, updates), s), None
+
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    return params
+
+  mode = actor.apply({'params': run(params)}, x).mode()
+  return np.abs(np.asarray(mode) - target).mean(0)
 
 
 def test_bc_on_saturated_demos_fits_the_unsaturated_dimensions():
@@ -321,32 +390,32 @@ def test_bc_on_saturated_demos_fits_the_unsaturated_dimensions():
   err = _fit_bc(default)
   err_tight = _fit_bc(1e-4)
   assert err[:2].max() < 0.06, err
-  assert err[3] < 0.02, err                               # the always-saturated dim is still +1
+  assert err[3] < 0.02, err  # the always-saturated dim is still +1
   assert err_tight[:2].mean() > 1.5 * err[:2].mean(), (err_tight, err)
 
 
 def test_diagnostics_on_demos(nets, params):
   """Pins the pairing (z_i, a_{i+1}), the per-episode phases and the masks of padded demos."""
   from moto_jax.training import diagnostics
+
   config = debug_config()
   # Discounted returns by hand: r = [0, 1, 0, 2], gamma = 0.5:
   # G_0 = 1 + .5 * 0 + .25 * 2 = 1.5, G_1 = 0 + .5 * 2 = 1, G_2 = 2.
-  np.testing.assert_allclose(diagnostics.discounted_returns(np.array([[0.0, 1.0, 0.0, 2.0]]), 0.5),
-                             [[1.5, 1.0, 2.0]])
+  np.testing.assert_allclose(diagnostics.discounted_returns(np.array([[0.0, 1.0, 0.0, 2.0]]), 0.5), [[1.5, 1.0, 2.0]])
   c = np.array([0.5, -0.25, 0.0, 0.75], np.float32)
   b = synthetic_batch(0, 4, 10)
-  lengths = [10, 7, 10, 2]                                 # the 2-step demo is too short to use
+  lengths = [10, 7, 10, 2]  # the 2-step demo is too short to use
   episodes = []
   for i, n in enumerate(lengths):
     e = {k: b[k][i, :n] for k in ('image', 'reward')}
     e['action'] = np.concatenate([np.zeros((1, 4)), np.tile(c, (n - 1, 1))]).astype(np.float32)
-    e['action'][n // 2:, 0] = -0.5                          # the second half of each demo differs in dim 0
+    e['action'][n // 2 :, 0] = -0.5  # the second half of each demo differs in dim 0
     e['is_first'] = np.arange(n) == 0
     e['bc_weight'] = np.float32(1.0)
     episodes.append(e)
-  episodes.insert(1, dict(episodes[0], bc_weight=np.float32(0.0)))   # a failed episode: not a demo
+  episodes.insert(1, dict(episodes[0], bc_weight=np.float32(0.0)))  # a failed episode: not a demo
   demos = diagnostics.demo_episodes(episodes, gamma=0.5, multiple=2)
-  assert demos['episodes'] == 3 and demos['image'].shape == (4, 10, 64, 64, 3)   # padded to 2 devices' multiple
+  assert demos['episodes'] == 3 and demos['image'].shape == (4, 10, 64, 64, 3)  # padded to 2 devices' multiple
   np.testing.assert_array_equal(demos['mask'].sum(1), [9, 6, 9, 0])
   np.testing.assert_array_equal(demos['phase'][1, :6], [0, 0, 1, 1, 2, 2])
   np.testing.assert_allclose(demos['returns'][1, :6], diagnostics.discounted_returns(episodes[2]['reward'], 0.5))
@@ -360,14 +429,14 @@ def test_diagnostics_on_demos(nets, params):
   res = diag(const, synthetic_batch(1, 2, 8), jax.random.key(1))
   # The reset pair is (z_0, a_1 = c): error 0. Pairing z_0 with a_0 = 0 would give mean |c| = 0.375.
   assert res['diag/action_err_reset'] < 1e-5
-  assert res['diag/action_err_start'] < 1e-5              # first thirds: a_{i+1} = c
+  assert res['diag/action_err_start'] < 1e-5  # first thirds: a_{i+1} = c
   # Last thirds: dim 0 is -0.5 instead of 0.5 on every pair -> error 1.0 / 4 dims.
   np.testing.assert_allclose(res['diag/action_err_end'], 0.25, atol=1e-5)
   np.testing.assert_allclose(res['diag/q_data'], 3.0, rtol=1e-5)
   m = demos['mask'] > 0
   # Time-limited demos (no discount 0): each return is bootstrapped with the critic's 3.0 at the
   # episode's last step, weighted gamma^(steps to the end): a 10-step demo's first pair gets 0.5**9.
-  np.testing.assert_allclose(demos['boot'][0, [0, 8]], [0.5 ** 9, 0.5])
+  np.testing.assert_allclose(demos['boot'][0, [0, 8]], [0.5**9, 0.5])
   np.testing.assert_array_equal(demos['last'], [9, 6, 9, 0])
   np.testing.assert_allclose(res['diag/return_data'], (demos['returns'] + 3.0 * demos['boot'])[m].mean(), rtol=1e-5)
   np.testing.assert_allclose([res[f'diag/demo_first_action_{i}'] for i in range(ACTION_DIM)], c, rtol=1e-6)

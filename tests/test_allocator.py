@@ -1,17 +1,18 @@
 """moto_jax.allocator: the process restarts once, with the same arguments, and the setting made."""
+
 import os
 import subprocess
 import sys
 
 import pytest
 
-from moto_jax import allocator
+from moto_jax.xla_cpu import allocator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = f"""
 import os, sys
 sys.path.insert(0, {REPO!r})
-from moto_jax import allocator
+from moto_jax.xla_cpu import allocator
 print('start', os.getpid(), flush=True)
 allocator.reexec()
 print('env', repr(os.environ.get('LD_PRELOAD', '')), repr(os.environ.get('GLIBC_TUNABLES', '')),
@@ -25,11 +26,17 @@ def run(tmp_path, stderr=False, **env):
   script = tmp_path / 'prog.py'
   script.write_text(SCRIPT)
   environ = {k: v for k, v in os.environ.items() if k not in CLEAN}
-  out = subprocess.run([sys.executable, str(script), 'a', '--b=1'], capture_output=True, text=True,
-                       env={**environ, **env}, timeout=120, check=True)
+  out = subprocess.run(
+    [sys.executable, str(script), 'a', '--b=1'],
+    capture_output=True,
+    text=True,
+    env={**environ, **env},
+    timeout=120,
+    check=True,
+  )
   lines = out.stdout.splitlines()
-  starts = [l.split()[1] for l in lines if l.startswith('start')]
-  result = starts, next(l for l in lines if l.startswith('env')), lines[-1]
+  starts = [line.split()[1] for line in lines if line.startswith('start')]
+  result = starts, next(line for line in lines if line.startswith('env')), lines[-1]
   return result + (out.stderr,) if stderr else result
 
 
@@ -37,10 +44,10 @@ def test_glibc_huge_pages_restart_once_keeping_arguments_and_other_tunables(tmp_
   starts, env, status = run(tmp_path, MOTO_MALLOC='glibc', GLIBC_TUNABLES='glibc.malloc.arena_max=2')
   assert "['a', '--b=1']" in env
   if allocator.glibc_available() is None:
-    assert len(starts) == 2 and starts[0] == starts[1]                           # exec: the same process
-    assert 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1' in env              # others kept
+    assert len(starts) == 2 and starts[0] == starts[1]  # exec: the same process
+    assert 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1' in env  # others kept
     assert status.startswith('malloc: glibc, transparent huge pages')
-  else:                                                                          # e.g. an old glibc
+  else:  # e.g. an old glibc
     assert len(starts) == 1 and 'hugetlb' not in env
     assert status.startswith('malloc: glibc, 4 KiB pages (') and allocator.glibc_available() in status
 

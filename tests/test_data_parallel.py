@@ -1,13 +1,14 @@
-"""The scans run per device under a data-parallel mesh (`networks.data_parallel`): the same values
+"""The scans run per device under a data-parallel mesh (`xla_cpu.data_parallel`): the same values
 and gradients as on one device, and no all-reduce inside a loop of their compiled gradient.
 
 Runs in a subprocess, because the number of virtual CPU devices is fixed when JAX starts.
 """
+
 import textwrap
 
 from conftest import run_with_cpu_devices
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json, re
     import jax
     import jax.numpy as jnp
@@ -67,14 +68,14 @@ SCRIPT = textwrap.dedent('''
     print(json.dumps({'loss': [float(ref_loss), float(got_loss)], 'worst': worst, 'moved': moved,
                       'loops': len(bodies), 'bodies_found': bodies <= comps.keys(),
                       'loop_all_reduces': loop_reduces, 'all_reduces': all_reduces}))
-''')
+""")
 
 
 def test_scans_per_device_match_one_device():
   result = run_with_cpu_devices(SCRIPT, 2)
   one, two = result['loss']
   assert abs(one - two) < 1e-5 * abs(one), result
-  assert result['moved'] > 0 and result['worst'] < 1e-4, result   # every leaf, relative to its size
-  assert result['loops'] >= 2 and result['bodies_found'], result   # the scans are loops (fwd and bwd)
-  assert result['all_reduces'] > 0, result             # the parameters' gradients are summed ...
-  assert result['loop_all_reduces'] == 0, result       # ... but not inside any loop
+  assert result['moved'] > 0 and result['worst'] < 1e-4, result  # every leaf, relative to its size
+  assert result['loops'] >= 2 and result['bodies_found'], result  # the scans are loops (fwd and bwd)
+  assert result['all_reduces'] > 0, result  # the parameters' gradients are summed ...
+  assert result['loop_all_reduces'] == 0, result  # ... but not inside any loop

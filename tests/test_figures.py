@@ -1,4 +1,5 @@
 """`launch.figures` on the debug preset: it runs what a figure needs, resumes, and draws from disk."""
+
 import json
 import os
 import subprocess
@@ -21,8 +22,15 @@ def _run_dir(tmp_path, variant):
 
 
 def _figure(tmp_path, *args):
-  cmd = [sys.executable, '-m', 'launch.figures', f'--out={tmp_path}', '--preset=debug',
-         f'--override=data.cache_dir={tmp_path / "cache"}', *args]
+  cmd = [
+    sys.executable,
+    '-m',
+    'launch.figures',
+    f'--out={tmp_path}',
+    '--preset=debug',
+    f'--override=data.cache_dir={tmp_path / "cache"}',
+    *args,
+  ]
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
   return out.stdout
@@ -31,11 +39,11 @@ def _figure(tmp_path, *args):
 def test_bound_figure_runs_its_run_then_other_figures_reuse_it(tmp_path):
   _figure(tmp_path, '--figure=bound')
   run_dir = _run_dir(tmp_path, 'full')
-  assert '-debug-' in run_dir                             # the override's hash names the runs' folder
+  assert '-debug-' in run_dir  # the override's hash names the runs' folder
   assert json.load(open(os.path.join(run_dir, 'summary.json')))['phase'] == 'done'
   b = json.load(open(tmp_path / 'bound.json'))
   evals = b['runs']['drawer-open/seed0']['evaluations']
-  assert len(evals) == 5                                   # offline end + 4 online evaluations (debug: 40 env steps)
+  assert len(evals) == 5  # offline end + 4 online evaluations (debug: 40 env steps)
   assert all(np.isfinite(e['bound/bound']) and e['bound/estimate'] > 0 for e in evals)
   assert 0.0 <= b['runs']['drawer-open/seed0']['gap_within_bound'] <= 1.0
   assert os.path.getsize(tmp_path / 'bound.png') > 0

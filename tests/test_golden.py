@@ -4,11 +4,12 @@ A change that alters the update's numbers (a loss, a network, an optimiser setti
 preset) fails here; if it is meant, rewrite the file with `python -m benchmarks.update_params
 --write_golden`, which also marks the learning records made before it as stale.
 """
+
 import json
 
+from conftest import debug_config
 import pytest
 
-from conftest import debug_config
 from moto_jax import testing
 
 
@@ -41,7 +42,9 @@ def test_comparison_tolerance_and_hash(golden):
   nudged['params'][key] = [mean + 1e-6 * mean_abs, mean_abs * (1 + 1e-6)]
   assert testing.compare_fingerprints(golden, nudged) == []
   nudged['params'][key] = [mean, mean_abs * (1 + 1e-3)]
-  assert len(testing.compare_fingerprints(golden, nudged)) == 1 and key in testing.compare_fingerprints(golden, nudged)[0]
+  assert (
+    len(testing.compare_fingerprints(golden, nudged)) == 1 and key in testing.compare_fingerprints(golden, nudged)[0]
+  )
   del nudged['params'][key]
   assert 'added or removed' in testing.compare_fingerprints(golden, nudged)[0]
   h = testing.golden_hash()

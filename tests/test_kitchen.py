@@ -1,4 +1,5 @@
 """Franka Kitchen: pixel env (observations, reward, seeding, errors), scripted sub-tasks, play data."""
+
 import os
 
 os.environ.setdefault('MUJOCO_GL', 'egl')
@@ -40,14 +41,15 @@ def test_unknown_task_lists_valid_names():
 
 def test_observation_shape_dtype(env):
   obs, info = env.reset(seed=1)
-  assert set(obs) == {'image'}                        # no proprioception
+  assert set(obs) == {'image'}  # no proprioception
   assert obs['image'].shape == (64, 64, 3) and obs['image'].dtype == np.uint8
   assert obs['image'].max() > obs['image'].min()
   assert env.observation_space.contains(obs)
   assert info['tasks_done'].shape == (4,) and info['all_done'].shape == (len(ALL_SUBTASKS),)
-  assert env.settings()['render']['camera']['distance'] == 1.86   # the authors' top-down view
+  assert env.settings()['render']['camera']['distance'] == 1.86  # the authors' top-down view
   assert env.settings()['render']['camera']['elevation'] == -60.0
   from moto_jax import suites
+
   assert suites.action_dim(kitchen_config.get_config('mixed,debug')) == env.action_space.shape[0] == 9
 
 
@@ -61,11 +63,12 @@ def test_same_seed_gives_identical_images(env):
 
   a, b = run(7), run(7)
   np.testing.assert_array_equal(a, b)
-  assert (a[0] != a[-1]).any()                        # the arm moved
+  assert (a[0] != a[-1]).any()  # the arm moved
 
 
 def test_reward_counts_target_tasks_in_goal(env):
   import mujoco
+
   env.reset(seed=0)
   _, reward, _, _, info = env.step(np.zeros(9))
   assert reward == 0.0 and not info['tasks_done'].any()
@@ -80,7 +83,7 @@ def test_reward_counts_target_tasks_in_goal(env):
   assert reward == 2.0 == info['tasks_done'].sum() and info['success'] == 0.0 and not terminated
   assert info['all_done'][ALL_SUBTASKS.index('bottom burner')]
   _, reward, _, _, _ = env.step(np.zeros(9))
-  assert reward == 2.0                                # paid at every step, tasks not removed
+  assert reward == 2.0  # paid at every step, tasks not removed
 
 
 @pytest.mark.parametrize('name', kitchen_script.SCRIPTED_SUBTASKS)
@@ -122,8 +125,8 @@ def test_plans():
 def test_bc_predicate():
   targets = TASKS['partial']
   done = np.array([[1, 1, 0, 0], [1, 1, 1, 0], [0, 1, 1, 1]], bool)
-  assert kitchen_collect.bc_predicate(done, targets, targets[:3])      # row 1
-  assert not kitchen_collect.bc_predicate(done, targets, ())           # never all four at once
+  assert kitchen_collect.bc_predicate(done, targets, targets[:3])  # row 1
+  assert not kitchen_collect.bc_predicate(done, targets, ())  # never all four at once
   assert not kitchen_collect.bc_predicate(done[[0, 2]], targets, targets[:3])
   with pytest.raises(ValueError, match='slide cabinet'):
     kitchen_collect.bc_predicate(done, targets, ('slide cabinet',))
@@ -131,7 +134,7 @@ def test_bc_predicate():
 
 def test_partial_dataset_never_solves_all_four(tmp_path):
   config = kitchen_config.get_config('partial').unlock()
-  config.data.full_share = 1.0      # every episode attempts the three bc tasks
+  config.data.full_share = 1.0  # every episode attempts the three bc tasks
   config.data.fail_prob = 0.0
   out = str(tmp_path)
   m = kitchen_collect.collect_kitchen(config, out, num_episodes=3, workers=2, progress=False)
@@ -146,7 +149,7 @@ def test_partial_dataset_never_solves_all_four(tmp_path):
     assert len(e['image']) <= config.env.episode_length + 1
   assert m['success_rate'] == 0.0 and m['episodes'] == 3 and m['generated_episodes'] == 3
   assert m['episodes_by_target_tasks_completed'][4] == 0
-  assert m['average_target_tasks_completed'] > 1.0     # the scripts mostly work
+  assert m['average_target_tasks_completed'] > 1.0  # the scripts mostly work
   assert m['paper_app_c2']['trajectories'] == 3
   assert os.path.exists(os.path.join(out, 'contact_sheet.png'))
   # Resumes: nothing left to generate.
@@ -156,35 +159,45 @@ def test_partial_dataset_never_solves_all_four(tmp_path):
 
 def test_evaluation_counts_target_tasks_per_episode():
   from moto_jax.training import evaluation
+
   done = np.zeros((5, 4), bool)
-  done[2, 0] = True                  # task 0 in goal at step 2 only: completed, not at the end
-  done[3:, 1] = True                 # task 1 from step 3 to the end
+  done[2, 0] = True  # task 0 in goal at step 2 only: completed, not at the end
+  done[3:, 1] = True  # task 1 from step 3 to the end
   other = np.zeros((5, 4), bool)
-  other[4, :] = True                 # all four at the last step
+  other[4, :] = True  # all four at the last step
   counts = evaluation.task_counts([{'tasks_done': done}, {'tasks_done': other}])
   assert counts == {'eval/tasks_completed': (2 + 4) / 2, 'eval/tasks_at_end': (1 + 4) / 2}
 
 
 def test_composition_context_and_cut_by_hand():
   from moto_jax.analysis import composition
+
   flags = np.zeros((10, 4), bool)
   flags[2:, 0] = True
-  flags[4:6, 1] = True                   # in goal for two steps only: still counts as completed
+  flags[4:6, 1] = True  # in goal for two steps only: still counts as completed
   flags[7:, 2] = True
   flags[8:, 3] = True
-  assert composition.context_lengths([flags], 3) == [8]        # third target first at step 7: observe 0..7
+  assert composition.context_lengths([flags], 3) == [8]  # third target first at step 7: observe 0..7
   with pytest.raises(ValueError, match='completes 4 targets before its last step; needs 5'):
     composition.context_lengths([flags], 5)
   e = {'image': np.zeros((10, 2, 2, 3)), 'tasks_done': flags, 'reward': np.arange(10.0), 'success': np.array(True)}
   cut = composition.cut_after(e, 1)
-  assert len(cut['image']) == 10 and len(cut['reward']) == 10    # never all four at once: not cut
-  cut = composition.cut_after({**e, 'image': np.zeros((20, 2, 2, 3)), 'reward': np.arange(20.0),
-                               'tasks_done': np.concatenate([flags, np.ones((10, 4), bool)])}, 2)
-  assert len(cut['image']) == 13 and cut['reward'][-1] == 12 and cut['success']   # all four at 10: 10 + 2 + 1
+  assert len(cut['image']) == 10 and len(cut['reward']) == 10  # never all four at once: not cut
+  cut = composition.cut_after(
+    {
+      **e,
+      'image': np.zeros((20, 2, 2, 3)),
+      'reward': np.arange(20.0),
+      'tasks_done': np.concatenate([flags, np.ones((10, 4), bool)]),
+    },
+    2,
+  )
+  assert len(cut['image']) == 13 and cut['reward'][-1] == 12 and cut['success']  # all four at 10: 10 + 2 + 1
 
 
 def test_expert_order_finishes_every_target_task():
   from moto_jax.suites.kitchen import EXPERT_ORDER, TARGET_TASKS
+
   assert {k: set(v) for k, v in EXPERT_ORDER.items()} == {k: set(v) for k, v in TARGET_TASKS.items()}
   # 'partial': the three tasks its data covers (the BC tasks) first, the light switch last (App. A.1).
   assert set(EXPERT_ORDER['partial'][:3]) == set(kitchen_config.get_config('partial').data.bc_tasks)

@@ -1,8 +1,9 @@
 """Pixel MetaWorld: observations, reward, action repeat, seeding, errors."""
+
 import numpy as np
 import pytest
 
-from moto_jax.suites.metaworld.env import MetaWorldEnv, TASKS, check_task
+from moto_jax.suites.metaworld.env import TASKS, MetaWorldEnv, check_task
 
 
 @pytest.fixture(scope='module')
@@ -27,16 +28,18 @@ def test_observation_shape_dtype_range(env):
   obs, info = env.reset(seed=1)
   img = obs['image']
   assert img.shape == (64, 64, 3) and img.dtype == np.uint8
-  assert img.max() > img.min()            # not a blank frame
-  assert set(obs) == {'image'}             # no proprioception
+  assert img.max() > img.min()  # not a blank frame
+  assert set(obs) == {'image'}  # no proprioception
   assert env.observation_space.contains(obs)
   from configs import metaworld as metaworld_config
   from moto_jax import suites
+
   assert suites.action_dim(metaworld_config.get_config('drawer-open,debug')) == env.action_space.shape[0] == 4
 
 
 def test_reward_is_exactly_success(env):
   from metaworld.policies import ENV_POLICY_MAP
+
   expert = ENV_POLICY_MAP['drawer-open-v3']()
   long_env = MetaWorldEnv('drawer-open', seed=0, episode_length=120)
   try:
@@ -48,7 +51,7 @@ def test_reward_is_exactly_success(env):
       successes.append(info['success'])
     assert rewards == [float(s) for s in successes]
     assert set(rewards) <= {0.0, 1.0}
-    assert max(rewards) == 1.0               # the expert opens the drawer within 120 steps
+    assert max(rewards) == 1.0  # the expert opens the drawer within 120 steps
     assert trunc and not term
   finally:
     long_env.close()
@@ -71,8 +74,9 @@ def test_same_seed_same_images_different_seed_differs(env):
     for _ in range(5):
       frames.append(env.step(rng.uniform(-1, 1, 4))[0]['image'])
     return np.stack(frames)
+
   a = run(7)
-  env.reset(seed=123)                      # whatever happens in between
+  env.reset(seed=123)  # whatever happens in between
   env.step(np.ones(4))
   b = run(7)
   c = run(8)
@@ -95,6 +99,7 @@ def test_bad_render_quality_and_camera():
 
 def test_corner_cameras_are_flipped_upright():
   from moto_jax.suites.rendering import FastRenderer
+
   e = MetaWorldEnv('drawer-open', seed=0, camera='corner')
   try:
     e.reset(seed=0)

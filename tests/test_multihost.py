@@ -5,6 +5,7 @@
 Each process feeds its own rows of the global batch (`agent.shard_batch` builds the global array
 from process-local data), as each host of a pod or cluster does.
 """
+
 import json
 import os
 import socket
@@ -19,7 +20,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.xdist_group('multihost')
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json, os, sys
     process_id, processes, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
     os.environ['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={2 // processes}'
@@ -48,7 +49,7 @@ SCRIPT = textwrap.dedent('''
     np.save(out, np.concatenate([x.ravel() for x in leaves]))
     print('RESULT', json.dumps({'loss': float(local_copy(metrics['wm/loss'])), 'processes': jax.process_count()}),
           flush=True)
-''')
+""")
 
 
 def free_port() -> int:
@@ -63,20 +64,28 @@ def test_two_processes_match_one(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=os.pathsep.join([os.path.join(ROOT, 'tests'), ROOT]))
   env.pop('XLA_FLAGS', None)
   port = str(free_port())
-  runs = {name: (pid, n, tmp_path / f'{name}.npy') for name, pid, n in
-          (('host0', 0, 2), ('host1', 1, 2), ('single', 0, 1))}
+  runs = {
+    name: (pid, n, tmp_path / f'{name}.npy') for name, pid, n in (('host0', 0, 2), ('host1', 1, 2), ('single', 0, 1))
+  }
   procs, logs = {}, {}
   try:
     for name, (pid, n, out) in runs.items():
       logs[name] = open(tmp_path / f'{name}.log', 'w+')
-      procs[name] = subprocess.Popen([sys.executable, '-c', SCRIPT, str(pid), str(n), port, str(out)], env=env,
-                                     cwd=ROOT, stdout=logs[name], stderr=subprocess.STDOUT, text=True)
+      procs[name] = subprocess.Popen(
+        [sys.executable, '-c', SCRIPT, str(pid), str(n), port, str(out)],
+        env=env,
+        cwd=ROOT,
+        stdout=logs[name],
+        stderr=subprocess.STDOUT,
+        text=True,
+      )
     deadline = time.time() + 600
     # A host that fails leaves its peer waiting for collectives: stop everything at the first failure.
     while any(p.poll() is None for p in procs.values()):
       failed = [name for name, p in procs.items() if p.poll() not in (None, 0)]
       assert not failed and time.time() < deadline, f'{failed or "timeout"}: ' + ' | '.join(
-          f'{name}: {read_tail(logs[name])}' for name in (failed or procs))
+        f'{name}: {read_tail(logs[name])}' for name in (failed or procs)
+      )
       time.sleep(0.5)
     failed = [name for name, p in procs.items() if p.returncode != 0]
     assert not failed, ' | '.join(f'{name}: {read_tail(logs[name])}' for name in failed)
@@ -85,8 +94,12 @@ def test_two_processes_match_one(tmp_path):
       if p.poll() is None:
         p.kill()
         p.wait()
-  results = {name: json.loads([line for line in read_tail(log, 10**6).splitlines()
-                               if line.startswith('RESULT ')][-1][len('RESULT '):]) for name, log in logs.items()}
+  results = {
+    name: json.loads(
+      [line for line in read_tail(log, 10**6).splitlines() if line.startswith('RESULT ')][-1][len('RESULT ') :]
+    )
+    for name, log in logs.items()
+  }
   assert results['host0']['processes'] == results['host1']['processes'] == 2
   params = {name: np.load(out) for name, (_, _, out) in runs.items()}
   single = params['single']

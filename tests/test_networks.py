@@ -1,19 +1,19 @@
 """Shapes, dtypes and basic properties of every module at the debug sizes."""
+
 import functools
 
 import chex
+from conftest import ACTION_DIM
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ACTION_DIM
-from moto_jax.networks import conv
-from moto_jax.networks import conv_forms
-from moto_jax.networks import layers
+from moto_jax.networks import conv, layers
 from moto_jax.networks import rssm as rssm_lib
 from moto_jax.networks.actor_critic import TanhGaussian
 from moto_jax.networks.world_model import make_networks
+from moto_jax.xla_cpu import conv_forms
 
 
 def test_encoder_shape(nets, params, config):
@@ -79,7 +79,7 @@ def test_ensemble_heads_initialised_differently(nets, params):
 def _member_ops(raw, member, w_u, w_s, plain):
   """sum(w_u * Eq. 2) + sum(w_s * the picked member's log-probs), through unimix as in the RSSM."""
   logits = layers.unimix_logits(raw, 0.01)
-  if plain:   # the textbook forms: jnp.std over members, a one-hot sum
+  if plain:  # the textbook forms: jnp.std over members, a one-hot sum
     u = jnp.mean(jnp.std(jax.nn.log_softmax(logits, -1), axis=0), axis=(-2, -1))
     picked = jnp.sum(logits * jnp.moveaxis(jax.nn.one_hot(member, raw.shape[0]), -1, 0)[..., None, None], 0)
   else:
@@ -90,7 +90,7 @@ def _member_ops(raw, member, w_u, w_s, plain):
 def test_member_ops_match_plain_formulas():
   """The written-out member sums and hand-written gradients equal the plain formulas (round-off)."""
   k1, k2, k3, k4 = jax.random.split(jax.random.key(0), 4)
-  raw = 3.0 * jax.random.normal(k1, (7, 2, 5, 4, 6))          # [M, *batch (2, 5), G, C]
+  raw = 3.0 * jax.random.normal(k1, (7, 2, 5, 4, 6))  # [M, *batch (2, 5), G, C]
   member = jax.random.randint(k2, (2, 5), 0, 7)
   w_u, w_s = jax.random.normal(k3, (2, 5)), jax.random.normal(k4, (2, 5, 4, 6))
   fast = jax.jit(jax.value_and_grad(_member_ops), static_argnums=4)
@@ -100,8 +100,11 @@ def test_member_ops_match_plain_formulas():
   np.testing.assert_allclose(grad, ref_grad, atol=1e-5 * float(jnp.max(jnp.abs(ref_grad))))
   # The same under vmap (a leading axis of independent problems).
   grads = jax.vmap(jax.grad(_member_ops), (0, 0, None, None, None))
-  np.testing.assert_allclose(grads(raw[None].repeat(2, 0), member[None].repeat(2, 0), w_u, w_s, False)[1],
-                             ref_grad, atol=1e-5 * float(jnp.max(jnp.abs(ref_grad))))
+  np.testing.assert_allclose(
+    grads(raw[None].repeat(2, 0), member[None].repeat(2, 0), w_u, w_s, False)[1],
+    ref_grad,
+    atol=1e-5 * float(jnp.max(jnp.abs(ref_grad))),
+  )
   # (The pick's exactness and its gradient: tests/test_world_model.py::test_select_member_value_and_gradient.)
   # Members that agree exactly (a value whose member mean is exact): no disagreement, zero gradient.
   same = jnp.full(raw.shape, -2.5)
@@ -124,10 +127,10 @@ def test_straight_through_gradient_reaches_encoder(nets, params):
   def f(encoder_params):
     wm = {**params['wm'], 'encoder': encoder_params}
     post = nets.observe(wm, nets.encode(wm, image), action, jnp.zeros((2, 3), bool), jax.random.key(2))
-    return jnp.sum(post['stoch'] * weights)   # depends on the encoder only through the samples
+    return jnp.sum(post['stoch'] * weights)  # depends on the encoder only through the samples
 
   grads = jax.jit(jax.grad(f))(params['wm']['encoder'])
-  assert float(jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(grads)))) > 0.0
+  assert float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))) > 0.0
 
 
 def test_actor_distribution(nets, params, config):
@@ -156,12 +159,14 @@ def test_actor_log_prob_safe_at_bounds():
   np.testing.assert_allclose(dist.log_prob(action), dist.log_prob(jnp.clip(action, -1 + 1e-4, 1 - 1e-4)))
 
 
-@pytest.mark.parametrize('shape,kernel,stride,padding', [((2, 64, 64, 3), 4, 2, 'VALID'),
-                                                         ((2, 15, 15, 5), 3, 1, 'SAME'),
-                                                         ((2, 16, 16, 4), 4, 2, 'SAME')])
+@pytest.mark.parametrize(
+  'shape,kernel,stride,padding',
+  [((2, 64, 64, 3), 4, 2, 'VALID'), ((2, 15, 15, 5), 3, 1, 'SAME'), ((2, 16, 16, 4), 4, 2, 'SAME')],
+)
 def test_patch_conv_equals_flax_conv(shape, kernel, stride, padding):
   """conv.Conv in both impls has nn.Conv's parameters (same init) and outputs and gradients."""
   import flax.linen as nn
+
   x = jax.random.normal(jax.random.key(0), shape)
   ref = nn.Conv(6, (kernel, kernel), strides=(stride, stride), padding=padding)
   p_ref = ref.init(jax.random.key(1), x)
@@ -173,7 +178,7 @@ def test_patch_conv_equals_flax_conv(shape, kernel, stride, padding):
       continue
     p = mod.init(jax.random.key(1), x)
     chex.assert_trees_all_equal(p, p_ref)
-    p = jax.tree.map(lambda a: a + 0.1, p)                  # a non-zero bias
+    p = jax.tree.map(lambda a: a + 0.1, p)  # a non-zero bias
     np.testing.assert_allclose(mod.apply(p, x), ref.apply(p, x), atol=1e-5)
     g = jax.grad(lambda q, y: jnp.sum(jnp.sin(mod.apply(q, y))), argnums=(0, 1))(p, x)
     g_ref = jax.grad(lambda q, y: jnp.sum(jnp.sin(ref.apply(q, y))), argnums=(0, 1))(p, x)
@@ -188,8 +193,8 @@ def test_stride2_phase_conv_equals_strided_conv(size, kernel):
   x = jax.random.normal(jax.random.key(0), (2, size, size + 1, 5))
   w = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 7))
   ref = lambda a, b: jax.lax.conv_general_dilated(a, b, (2, 2), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  loss = lambda f: (lambda a, b: jnp.sum(jnp.sin(f(a, b))))
-  for patches in (False, True):        # the stride-1 conv by XLA, or as patches (the encoder at `paper`)
+  loss = lambda f: lambda a, b: jnp.sum(jnp.sin(f(a, b)))
+  for patches in (False, True):  # the stride-1 conv by XLA, or as patches (the encoder at `paper`)
     phases = lambda a, b: conv_forms.conv_stride2_phases(a, b, patches=patches)
     out = phases(x, w)
     chex.assert_shape(out, ref(x, w).shape)
@@ -199,15 +204,15 @@ def test_stride2_phase_conv_equals_strided_conv(size, kernel):
     conv_forms.conv_stride2_phases(x, jnp.zeros((3, 3, 5, 7)))
 
 
-@pytest.mark.parametrize('size,kernel,cout', [(4, 4, 6), (7, 4, 6), (8, 6, 6), (5, 2, 6), (16, 8, 6),
-                                              (6, 4, 1)])
+@pytest.mark.parametrize('size,kernel,cout', [(4, 4, 6), (7, 4, 6), (8, 6, 6), (5, 2, 6), (16, 8, 6), (6, 4, 1)])
 def test_transpose_phase_conv_equals_flax_conv_transpose(size, kernel, cout):
   """conv.ConvTranspose in every impl has nn.ConvTranspose's parameters, outputs and gradients."""
   import flax.linen as nn
+
   x = jax.random.normal(jax.random.key(0), (2, size, size + 1, 5))
   ref = nn.ConvTranspose(cout, (kernel, kernel), strides=(2, 2), padding='SAME')
   init = ref.init(jax.random.key(1), x)
-  p_ref = jax.tree.map(lambda a: a + 0.1, init)                     # a non-zero bias
+  p_ref = jax.tree.map(lambda a: a + 0.1, init)  # a non-zero bias
   for impl in conv.IMPLS:
     mod = conv.ConvTranspose(cout, (kernel, kernel), impl=impl)
     chex.assert_trees_all_equal(mod.init(jax.random.key(1), x), init)
@@ -221,14 +226,14 @@ def test_transpose_phase_conv_equals_flax_conv_transpose(size, kernel, cout):
     conv.ConvTranspose(6, (4, 4), impl='fft').init(jax.random.key(1), x)
 
 
-@pytest.mark.parametrize('kernel,h,w', [(2, 5, 7), (4, 5, 7), (6, 5, 7), (8, 1, 2)])   # last: taps beyond x
+@pytest.mark.parametrize('kernel,h,w', [(2, 5, 7), (4, 5, 7), (6, 5, 7), (8, 1, 2)])  # last: taps beyond x
 def test_every_transposed_form_is_the_transposed_convolution(kernel, h, w):
   """Each way `conv_transpose_phases` computes its phases as products: lax.conv_transpose's
   values and gradients, on a non-square input; an unknown form is named."""
   x = jax.random.normal(jax.random.key(0), (2, h, w, 6))
   w = jax.random.normal(jax.random.key(1), (kernel, kernel, 6, 4))
   ref = lambda a, b: jax.lax.conv_transpose(a, b, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  loss = lambda f: (lambda a, b: jnp.sum(jnp.sin(f(a, b))))
+  loss = lambda f: lambda a, b: jnp.sum(jnp.sin(f(a, b)))
   g_ref = jax.grad(loss(ref), (0, 1))(x, w)
   for form in conv_forms.TRANSPOSE_FORMS:
     f = functools.partial(conv_forms.conv_transpose_phases, patches=True, form=form)
@@ -245,9 +250,10 @@ def test_auto_impl_is_patches_on_a_cpu_and_unknown_impls_are_named():
   with pytest.raises(ValueError, match="'fft'"):
     conv.resolve_impl('fft')
   from configs import metaworld
+
   nets = make_networks(metaworld.get_config('drawer-open,paper'), 4)
   assert nets.encoder.impl == nets.decoder.impl == conv.resolve_impl('auto')
-  small = make_networks(metaworld.get_config('drawer-open,small'), 4)     # its decoder: XLA's own convs
+  small = make_networks(metaworld.get_config('drawer-open,small'), 4)  # its decoder: XLA's own convs
   assert (small.encoder.impl, small.decoder.impl) == (conv.resolve_impl('auto'), 'xla')
 
 
@@ -256,9 +262,10 @@ def test_shifted_output_conv_equals_valid_conv():
   w = jax.random.normal(jax.random.key(1), (2, 3, 6, 2))
   ref = lambda a, b: jax.lax.conv_general_dilated(a, b, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   np.testing.assert_allclose(conv_forms.conv_shifted_outputs(x, w), ref(x, w), atol=1e-4)
-  loss = lambda f: (lambda a, b: jnp.sum(jnp.sin(f(a, b))))
-  chex.assert_trees_all_close(jax.grad(loss(conv_forms.conv_shifted_outputs), (0, 1))(x, w),
-                              jax.grad(loss(ref), (0, 1))(x, w), atol=1e-3)
+  loss = lambda f: lambda a, b: jnp.sum(jnp.sin(f(a, b)))
+  chex.assert_trees_all_close(
+    jax.grad(loss(conv_forms.conv_shifted_outputs), (0, 1))(x, w), jax.grad(loss(ref), (0, 1))(x, w), atol=1e-3
+  )
   # Zero padding applied to the products instead of x: the convolution of the padded x.
   padded = lambda a, b: ref(jnp.pad(a, ((0, 0), (1, 2), (1, 2), (0, 0))), b)
   shifted = lambda a, b: conv_forms.conv_shifted_outputs(a, b, jnp.float32, (1, 2))
@@ -269,7 +276,7 @@ def test_shifted_output_conv_equals_valid_conv():
 
 def test_computed_once_is_the_identity_with_its_gradient():
   x = jax.random.normal(jax.random.key(0), (3, 5, 5, 4))
-  for token in (jnp.float32(1.0), jnp.float32(jnp.nan)):         # either branch
+  for token in (jnp.float32(1.0), jnp.float32(jnp.nan)):  # either branch
     np.testing.assert_array_equal(layers.computed_once(x, token), x)
     g = jax.grad(lambda a: jnp.sum(jnp.sin(layers.computed_once(a, token))))(x)
     np.testing.assert_array_equal(g, jnp.cos(x))
@@ -298,16 +305,19 @@ def test_encoder_decoder_impls_agree():
 
 
 # The categorical KL and entropy are distrax's; checked here against their defining sums. The
-# tanh-Gaussian stays hand-written, with distrax as its reference (BUILD_NOTES, "distrax").
+# tanh-Gaussian stays hand-written, with distrax as its reference (distrax's is NaN at a saturated action).
+
 
 def test_categorical_kl_and_entropy_match_their_definitions():
   a = 3.0 * jax.random.normal(jax.random.key(0), (5, 4, 8))
   b = 3.0 * jax.random.normal(jax.random.key(1), (5, 4, 8))
   la, lb = jax.nn.log_softmax(a), jax.nn.log_softmax(b)
-  np.testing.assert_allclose(layers.categorical_kl(a, b), np.sum(np.exp(la) * (la - lb), axis=(-2, -1)),
-                             rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(layers.categorical_entropy(a), -np.sum(np.exp(la) * la, axis=(-2, -1)),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    layers.categorical_kl(a, b), np.sum(np.exp(la) * (la - lb), axis=(-2, -1)), rtol=1e-5, atol=1e-5
+  )
+  np.testing.assert_allclose(
+    layers.categorical_entropy(a), -np.sum(np.exp(la) * la, axis=(-2, -1)), rtol=1e-5, atol=1e-5
+  )
   # Shift invariance (logits are log-probs up to a constant) and KL(p || p) = 0.
   np.testing.assert_allclose(layers.categorical_kl(a + 7.0, b), layers.categorical_kl(a, b), rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(layers.categorical_kl(a, a), 0.0, atol=1e-5)
@@ -323,6 +333,7 @@ def test_categorical_kl_and_entropy_match_their_definitions():
 
 def test_tanh_gaussian_agrees_with_distrax_inside_and_stays_finite_at_saturated_actions():
   import distrax
+
   mean = jax.random.normal(jax.random.key(0), (6, 3))
   std = jnp.full((6, 3), 0.5)
   ours = TanhGaussian(mean, std)

@@ -1,10 +1,11 @@
 """Offline data a run trains on: the seeded subset of App. A.2, and resuming runs recorded before
 a config field existed."""
+
 import json
 
 import pytest
-from configs import metaworld as mw_config
 
+from configs import metaworld as mw_config
 from moto_jax.training import config_check
 
 
@@ -21,6 +22,7 @@ def debug_config(cache_dir):
 
 def test_offline_subset_is_seeded_recorded_and_checked_on_resume(cache, tmp_path):
   from moto_jax.training import offline_data
+
   config = debug_config(cache).unlock()
   config.data.num_episodes = 3
   config.data.subset_episodes = 2
@@ -29,7 +31,7 @@ def test_offline_subset_is_seeded_recorded_and_checked_on_resume(cache, tmp_path
   assert len(names) == 2 and len(set(names)) == 2 and names == sorted(names)
   recorded = json.load(open(tmp_path / offline_data.SUBSET_FILE))
   assert recorded['episodes'] == names and recorded['of'] == 3 and recorded['seed'] == config.seed
-  assert offline_data.subset(config, directory, str(tmp_path), log=lambda *a: None) == names   # resume
+  assert offline_data.subset(config, directory, str(tmp_path), log=lambda *a: None) == names  # resume
   # The subset is not part of what the dataset's cache key hashes: the same dataset serves every size.
   full = config.copy_and_resolve_references()
   full.data.subset_episodes = 0
@@ -50,24 +52,26 @@ def test_offline_subset_is_seeded_recorded_and_checked_on_resume(cache, tmp_path
     offline_data.subset(config, directory, str(tmp_path / 'big'), log=lambda *a: None)
   # The store loads only the subset.
   from moto_jax.data.store import EpisodeStore
+
   store = EpisodeStore(8, image_shape=(64, 64, 3), action_dim=4)
   assert store.load_directory(directory, names=names) == 2
 
 
 def test_runs_recorded_before_a_field_was_added_resume_when_it_keeps_their_behaviour():
   old = {'data': {'dir': ''}, 'train': {'env_steps': 30}}
-  new = {'data': {'dir': '', 'subset_episodes': 0}, 'train': {'env_steps': 30, 'bound_episodes': 10,
-                                                              'bound_starts': 5}}
+  new = {'data': {'dir': '', 'subset_episodes': 0}, 'train': {'env_steps': 30, 'bound_episodes': 10, 'bound_starts': 5}}
   assert config_check.config_diff(old, new) == []
-  new['data']['subset_episodes'] = 2                       # would train on other data: a difference
+  new['data']['subset_episodes'] = 2  # would train on other data: a difference
   assert config_check.config_diff(old, new) == ['data.subset_episodes']
   # Recorded with the field, any change counts.
-  assert config_check.config_diff(new, {**new, 'train': {**new['train'], 'bound_episodes': 0}}) == ['train.bound_episodes']
+  assert config_check.config_diff(new, {**new, 'train': {**new['train'], 'bound_episodes': 0}}) == [
+    'train.bound_episodes'
+  ]
 
 
 def test_a_run_resumes_with_another_convolution_form_but_not_another_convolution():
   old = {'model': {'encoder': {'impl': 'xla', 'depth': 8}, 'decoder': {'impl': 'xla', 'kind': 'transpose'}}}
   new = {'model': {'encoder': {'impl': 'patches', 'depth': 8}, 'decoder': {'impl': 'phases', 'kind': 'transpose'}}}
   assert config_check.config_diff(old, new) == []
-  new['model']['decoder']['kind'] = 'subpixel'            # another function: a difference
+  new['model']['decoder']['kind'] = 'subpixel'  # another function: a difference
   assert config_check.config_diff(old, new) == ['model.decoder.kind']

@@ -1,30 +1,28 @@
-"""The products' precision (networks/precision.py, `model.compute_dtype`): float32 is the plain
+"""The products' precision (xla_cpu/precision.py, `model.compute_dtype`): float32 is the plain
 product bit for bit; bfloat16 rounds the factors (and the incoming gradient), accumulates in
 float32, and stays bfloat16 in XLA:CPU's compiled program, backward products included."""
+
 import re
 import textwrap
 
+from conftest import ACTION_DIM, debug_config, run_with_cpu_devices, synthetic_batch
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ACTION_DIM, debug_config, run_with_cpu_devices, synthetic_batch
 from moto_jax import agent
-from moto_jax.networks import conv
-from moto_jax.networks import conv_forms
-from moto_jax.networks import layers
-from moto_jax.networks import precision
+from moto_jax.networks import conv, layers
 from moto_jax.training import config_check
+from moto_jax.xla_cpu import conv_forms, precision
 
 BF16 = jnp.bfloat16
 
 
 def _factors(m=96, k=40, n=24):
   kx, kw, kg = jax.random.split(jax.random.key(0), 3)
-  return (jax.random.normal(kx, (m, k)), jax.random.normal(kw, (k, n)) / np.sqrt(k),
-          jax.random.normal(kg, (m, n)))
+  return (jax.random.normal(kx, (m, k)), jax.random.normal(kw, (k, n)) / np.sqrt(k), jax.random.normal(kg, (m, n)))
 
 
 def _rounded(a):
@@ -41,7 +39,7 @@ def test_float32_is_the_plain_product_bit_for_bit():
     np.testing.assert_array_equal(c, b)
 
 
-@pytest.mark.parametrize('m,k,n', [(96, 40, 24), (96, 24, 40)])   # dw arranged both ways (K > N, K < N)
+@pytest.mark.parametrize('m,k,n', [(96, 40, 24), (96, 24, 40)])  # dw arranged both ways (K > N, K < N)
 def test_bfloat16_rounds_the_factors_and_accumulates_in_float32(m, k, n):
   x, w, g = _factors(m, k, n)
   y, vjp = jax.vjp(lambda x, w: precision.matmul(x, w, BF16), x, w)
@@ -85,9 +83,10 @@ def test_convolutions_round_factors_and_gradient():
   # The transposed convolution and float32 (plain autodiff, bit for bit).
   xt = jax.random.normal(jax.random.key(3), (2, 4, 4, 6))
   np.testing.assert_array_equal(
-      conv.ConvTranspose(5, (4, 4)).init_with_output(jax.random.key(4), xt)[0],
-      nn.ConvTranspose(5, (4, 4), strides=(2, 2), padding='SAME').init_with_output(jax.random.key(4), xt)[0])
-  for impl in ('xla', 'patches'):               # 'patches': the 'direct' form (conv_transpose_phases)
+    conv.ConvTranspose(5, (4, 4)).init_with_output(jax.random.key(4), xt)[0],
+    nn.ConvTranspose(5, (4, 4), strides=(2, 2), padding='SAME').init_with_output(jax.random.key(4), xt)[0],
+  )
+  for impl in ('xla', 'patches'):  # 'patches': the 'direct' form (conv_transpose_phases)
     low, f32 = conv.ConvTranspose(5, (4, 4), impl=impl, dtype='bfloat16'), conv.ConvTranspose(5, (4, 4), impl=impl)
     p = low.init(jax.random.key(4), xt)
     out16, vjp16 = jax.vjp(low.apply, p, xt)
@@ -96,17 +95,16 @@ def test_convolutions_round_factors_and_gradient():
     gt = jax.random.normal(jax.random.key(6), out16.shape)
     (dp16, dx16), (dp_ref, dx_ref) = vjp16(gt), vjp_ref(r(gt))
     np.testing.assert_allclose(dx16, dx_ref, rtol=1e-5, atol=2e-5, err_msg=impl)
-    np.testing.assert_allclose(dp16['params']['kernel'], dp_ref['params']['kernel'], rtol=1e-5, atol=2e-5,
-                               err_msg=impl)
+    np.testing.assert_allclose(dp16['params']['kernel'], dp_ref['params']['kernel'], rtol=1e-5, atol=2e-5, err_msg=impl)
     assert np.max(np.abs(np.asarray(out16) - np.asarray(f32.apply(p, xt)))) > 1e-3
 
 
 def _dot_operand_types(hlo: str) -> list[tuple[str, str]]:
   """Element types of every dot's two operands in a compiled module's text."""
   out = []
-  for comp in re.split(r'\n(?=\S)', hlo):                # one computation per block
+  for comp in re.split(r'\n(?=\S)', hlo):  # one computation per block
     types = dict(re.findall(r'%([\w.\-]+) = (\w+)\[', comp))
-    types.update(re.findall(r'([\w.\-]+): (\w+)\[', comp.split('\n', 1)[0]))   # signature parameters
+    types.update(re.findall(r'([\w.\-]+): (\w+)\[', comp.split('\n', 1)[0]))  # signature parameters
     for a, b in re.findall(r'\bdot\(%([\w.\-]+), %([\w.\-]+)\)', comp):
       out.append((types.get(a), types.get(b)))
   return out
@@ -121,26 +119,32 @@ def test_bfloat16_products_stay_bfloat16_in_the_compiled_gradient():
   img = jax.random.normal(jax.random.key(1), (8, 16, 16, 32))
   kernel = jax.random.normal(jax.random.key(2), (4, 4, 32, 48))
   cases = {
-      'matmul': (lambda x, w: jnp.sum(jnp.sin(precision.matmul(x, w, BF16))), (x, w)),
-      'matmul, odd rows': (lambda x, w: jnp.sum(jnp.sin(precision.matmul(x, w, BF16))), (x[:511], w)),
-      'conv_patches': (lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_patches(a, k, 2, 'VALID', BF16))), (img, kernel)),
-      'transposed conv': (lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_transpose_phases(a, k, True, BF16))),
-                          (img, kernel[..., :16])),
-      'transposed conv, shifted sums': (
-          lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_transpose_phases(a, k, True, BF16, 'shifted'))),
-          (img, kernel[..., :16])),
-      'transposed conv, patches of the padded input': (
-          lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_transpose_phases(a, k, True, BF16, 'padded-patches'))),
-          (img, kernel[..., :16])),
-      'shifted outputs, few output channels': (
-          lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_shifted_outputs(a, k, BF16))), (img, kernel[..., :4])),
+    'matmul': (lambda x, w: jnp.sum(jnp.sin(precision.matmul(x, w, BF16))), (x, w)),
+    'matmul, odd rows': (lambda x, w: jnp.sum(jnp.sin(precision.matmul(x, w, BF16))), (x[:511], w)),
+    'conv_patches': (lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_patches(a, k, 2, 'VALID', BF16))), (img, kernel)),
+    'transposed conv': (
+      lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_transpose_phases(a, k, True, BF16))),
+      (img, kernel[..., :16]),
+    ),
+    'transposed conv, shifted sums': (
+      lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_transpose_phases(a, k, True, BF16, 'shifted'))),
+      (img, kernel[..., :16]),
+    ),
+    'transposed conv, patches of the padded input': (
+      lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_transpose_phases(a, k, True, BF16, 'padded-patches'))),
+      (img, kernel[..., :16]),
+    ),
+    'shifted outputs, few output channels': (
+      lambda a, k: jnp.sum(jnp.sin(conv_forms.conv_shifted_outputs(a, k, BF16))),
+      (img, kernel[..., :4]),
+    ),
   }
   for name, (f, args) in cases.items():
     grad = jax.jit(jax.grad(f, (0, 1)))
     operands = _dot_operand_types(grad.lower(*args).compile().as_text())
-    assert len(operands) >= 3, (name, operands)          # forward, input and kernel gradients
+    assert len(operands) >= 3, (name, operands)  # forward, input and kernel gradients
     assert all(t == ('bf16', 'bf16') for t in operands), (name, operands)
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grad(*args))   # and it runs
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grad(*args))  # and it runs
 
 
 def test_dense_has_flax_parameters_and_output():
@@ -200,7 +204,7 @@ def test_compute_dtype_is_checked_and_older_runs_resume():
   assert config_check.config_diff(old, new) == ['model.compute_dtype']
 
 
-TWO_DEVICES = textwrap.dedent('''
+TWO_DEVICES = textwrap.dedent("""
     import json
     import jax
     import numpy as np
@@ -224,7 +228,7 @@ TWO_DEVICES = textwrap.dedent('''
         state, metrics = update(state, agent.shard_batch(batch, mesh), jax.random.key(step))
       out[name] = {k: float(metrics[k]) for k in ('wm/loss', 'wm/image_loss', 'critic/loss')}
     print(json.dumps(out))
-''')
+""")
 
 
 @pytest.mark.slow

@@ -2,13 +2,13 @@
 
 Runs in a subprocess, because the number of virtual CPU devices is fixed when JAX starts.
 """
+
 import textwrap
 
+from conftest import run_with_cpu_devices
 import pytest
 
-from conftest import run_with_cpu_devices
-
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json
     import jax
     import numpy as np
@@ -50,14 +50,14 @@ SCRIPT = textwrap.dedent('''
         jax.tree.leaves(refits['one']), jax.tree.leaves(refits['four'])))
     print(json.dumps({'max_diff': diff, 'scale': scale, 'moved': moved, 'loss_one': l1, 'loss_four': l4,
                       'refit_diff': refit_diff}))
-''')
+""")
 
 
 @pytest.mark.slow
 @pytest.mark.integration
 def test_four_devices_match_one():
   result = run_with_cpu_devices(SCRIPT, 4)
-  assert result['moved'] > 1e-4                   # the updates changed the parameters
-  assert result['max_diff'] < 1e-4, result        # ... identically on 1 and 4 devices
+  assert result['moved'] > 1e-4  # the updates changed the parameters
+  assert result['max_diff'] < 1e-4, result  # ... identically on 1 and 4 devices
   assert abs(result['loss_one'] - result['loss_four']) < 1e-3 * abs(result['loss_one'])
-  assert result['refit_diff'] < 1e-4, result      # the refit's windows split over 4 devices: same actor
+  assert result['refit_diff'] < 1e-4, result  # the refit's windows split over 4 devices: same actor

@@ -1,4 +1,5 @@
 """The suite registry: a third suite added through it alone runs the main job."""
+
 import os
 
 import numpy as np
@@ -30,8 +31,8 @@ def test_registry_names_the_built_in_suites_and_rejects_unknown_ones():
 
 def test_config_check_reads_domains_and_tasks_through_the_registry(toy):
   config = toy.config().unlock()
-  assert suites.action_dim(config) == 2                # the default reads the env's action space
-  config_check.validate(config)                        # a registered suite is a valid domain
+  assert suites.action_dim(config) == 2  # the default reads the env's action space
+  config_check.validate(config)  # a registered suite is a valid domain
   config.task = 'fly'
   with pytest.raises(config_check.ConfigError, match="config.task: Unknown toy task 'fly'"):
     config_check.validate(config)

@@ -1,4 +1,5 @@
 """The main job end to end on the debug preset: files, metrics, resume after kill -9 and SIGTERM."""
+
 import json
 import os
 import re
@@ -7,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-from configs import metaworld as mw_config
 
+from configs import metaworld as mw_config
 from moto_jax.data import episodes as ep_lib
 from moto_jax.training import checkpoint as ckpt_lib
 from moto_jax.training import config_check, loop
@@ -33,7 +34,7 @@ def cache(tmp_path_factory):
   return tmp_path_factory.mktemp('cache')
 
 
-RUN_LOG = []   # the console lines of `finished_run`
+RUN_LOG = []  # the console lines of `finished_run`
 
 
 @pytest.fixture(scope='module')
@@ -73,14 +74,16 @@ def test_summary_and_config_record_provenance(finished_run):
   """summary.json and config.json say which code, libraries and machine made the run, and how its
   wall clock splits into data, compile, evaluation and training."""
   import jax
+
   from moto_jax import provenance
+
   _, workdir, summary = finished_run
   with open(os.path.join(workdir, 'config.json')) as f:
     recorded = json.load(f)
   for prov in (summary['provenance'], recorded['provenance']):
     code = provenance.code()
     assert prov['commit'] == code['commit'] and prov['dirty'] == code['dirty']
-    if code['commit'] is not None:                       # a git checkout (CI's clean clone, a developer's)
+    if code['commit'] is not None:  # a git checkout (CI's clean clone, a developer's)
       assert len(prov['commit']) == 40 and isinstance(prov['dirty'], bool)
     assert set(prov['versions']) >= {'jax', 'jaxlib', 'flax', 'mujoco', 'metaworld'}
     assert prov['versions']['jax'] == jax.__version__
@@ -93,6 +96,7 @@ def test_summary_and_config_record_provenance(finished_run):
   np.testing.assert_allclose(sum(parts.values()), summary['wall_seconds'], rtol=1e-6)
   # The recorded config is still read back as the config alone.
   from moto_jax.training import config_check
+
   assert 'provenance' not in config_check.load_recorded(workdir)
 
 
@@ -102,7 +106,7 @@ def test_metrics_logged_by_phase(finished_run):
   offline = [r for r in records if r['phase'] == 'offline' and 'wm/loss' in r]
   online = [r for r in records if r['phase'] == 'online' and 'wm/loss' in r]
   evals = [r for r in records if r['phase'] == 'eval']
-  assert [r['step'] for r in offline] == [1, 2, 3, 4]        # log_every = 1 in the debug preset
+  assert [r['step'] for r in offline] == [1, 2, 3, 4]  # log_every = 1 in the debug preset
   assert len(online) == 6
   for key in ('wm/image_loss', 'wm/kl', 'actor/loss', 'critic/loss'):
     assert all(np.isfinite(r[key]) for r in offline + online), key
@@ -110,7 +114,12 @@ def test_metrics_logged_by_phase(finished_run):
   assert [r['env_steps'] for r in evals] == [0, 20, 30]
   # The refits: at the offline end, then after each online episode's updates (step: env steps).
   refits = [r for r in records if r['phase'] == 'refit']
-  assert [(r['step'], r['grad_steps'], r['episodes']) for r in refits] == [(0, 4, 3), (10, 6, 4), (20, 8, 5), (30, 10, 6)]
+  assert [(r['step'], r['grad_steps'], r['episodes']) for r in refits] == [
+    (0, 4, 3),
+    (10, 6, 4),
+    (20, 8, 5),
+    (30, 10, 6),
+  ]
   assert all(np.isfinite(r['actor/bc_loglik']) and np.isfinite(r['critic/loss']) for r in refits)
   # Diagnostics at every evaluation: the evaluation episodes' first action, the BC gradient share.
   for r in evals:
@@ -145,7 +154,7 @@ def test_bad_config_fails_before_compile(tmp_path):
   c.model.decoder.kind = 'deconv'
   with pytest.raises(config_check.ConfigError, match=r"model\.decoder\.kind='deconv'"):
     loop.train_and_evaluate(c, str(tmp_path / 'w'))
-  assert not os.path.exists(tmp_path / 'w')        # nothing written
+  assert not os.path.exists(tmp_path / 'w')  # nothing written
   c.model.decoder.kind = 'subpixel'
   c.task = 'drawer-close-please'
   with pytest.raises(config_check.ConfigError, match='Unknown MetaWorld task'):
@@ -161,7 +170,7 @@ def test_benchmark_overrides_parse_as_the_field_type():
   config_check.override(c, 'agent.actor_steps=2')
   config_check.override(c, 'bc_scale=3', prefix='agent')
   config_check.override(c, 'agent.mode=dreamerv2')
-  config_check.override(c, 'agent.data_critic_loss=False')          # not bool('False')
+  config_check.override(c, 'agent.data_critic_loss=False')  # not bool('False')
   assert (c.agent.actor_steps, c.agent.mode, c.agent.data_critic_loss) == (2, 'dreamerv2', False)
   assert c.agent.bc_scale == 3.0 and isinstance(c.agent.bc_scale, float)
   with pytest.raises(config_check.ConfigError, match="agent has no field 'bc_scal'; did you mean 'bc_scale'"):
@@ -179,16 +188,27 @@ def test_interrupted_runs_resume_identical(tmp_path):
   """The short fault campaign: kill -9 and SIGTERM at seeded random moments, resume; every metric,
   episode and final parameter equals the uninterrupted run's (benchmarks/faults.py)."""
   import argparse
-  import importlib.util
-  spec = importlib.util.spec_from_file_location('faults', os.path.join(ROOT, 'benchmarks', 'faults.py'))
-  faults = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(faults)
-  args = argparse.Namespace(trials=2, faults_per_trial=1, min_interruptions=0, seed=3, signal='KILL,TERM', task='drawer-open',
-                            preset='debug', run_seed=0, env_steps=30, offline_steps=4, checkpoint_every_steps=4,
-                            fast_compile=1, out=str(tmp_path))
+
+  from benchmarks import faults
+
+  args = argparse.Namespace(
+    trials=2,
+    faults_per_trial=1,
+    min_interruptions=0,
+    seed=3,
+    signal='KILL,TERM',
+    task='drawer-open',
+    preset='debug',
+    run_seed=0,
+    env_steps=30,
+    offline_steps=4,
+    checkpoint_every_steps=4,
+    fast_compile=1,
+    out=str(tmp_path),
+  )
   identical, rows = faults.campaign(args)
   assert identical == 2, rows
-  assert all('finished first' not in f for r in rows for f in r['faults']), rows   # both were interrupted
+  assert all('finished first' not in f for r in rows for f in r['faults']), rows  # both were interrupted
   files = ep_lib.episode_files(str(tmp_path / 'reference' / 'episodes'))
   assert [os.path.basename(f) for f in files] == [ep_lib.episode_name(i) for i in range(3)]
   # Each episode started from its own seed: no two identical first frames.
@@ -198,12 +218,14 @@ def test_interrupted_runs_resume_identical(tmp_path):
 def test_skip_nonfinite_keeps_state():
   import jax
   import jax.numpy as jnp
+
   from moto_jax.agent.update import skip_nonfinite
 
   def step(state, batch, rng):
     del rng
     new = state * batch
     return new, {'loss': jnp.sum(new)}
+
   f = jax.jit(skip_nonfinite(step))
   key = jax.random.PRNGKey(0)
   s, m = f(jnp.ones(3), jnp.array([1.0, np.nan, 2.0]), key)
@@ -216,12 +238,13 @@ def test_skip_nonfinite_keeps_state():
 
 def test_nonfinite_data_stops_run_with_checkpoint_intact(tmp_path, cache, finished_run):
   from moto_jax.training import offline_data
+
   config, _, _ = finished_run
   src = offline_data.cache_path(config)
   bad = tmp_path / 'overflow_data'
   for i, path in enumerate(ep_lib.episode_files(src)):
     e = ep_lib.load_episode(path)
-    e['reward'][1:] = 1e30                   # finite (NaN is refused at load), squared: inf
+    e['reward'][1:] = 1e30  # finite (NaN is refused at load), squared: inf
     ep_lib.save_episode(str(bad / ep_lib.episode_name(i)), e)
   c = debug_config(cache, offline_steps=20, max_nonfinite=3, checkpoint_every_steps=2).unlock()
   c.data.dir = str(bad)
@@ -230,19 +253,20 @@ def test_nonfinite_data_stops_run_with_checkpoint_intact(tmp_path, cache, finish
     loop.train_and_evaluate(c, workdir, log=lambda *a: None)
   assert 'wm/reward_loss' in str(err.value) and 'No checkpoint was written yet' in str(err.value)
   ckpt = ckpt_lib.Checkpointer(workdir)
-  assert ckpt.latest_step() is None      # no update ever succeeded: nothing (bad) was saved
+  assert ckpt.latest_step() is None  # no update ever succeeded: nothing (bad) was saved
   ckpt.close()
 
 
 def test_one_bad_episode_is_skipped_on_fresh_data(tmp_path, cache, finished_run):
   """A non-finite update is retried on fresh windows with a fresh key, so the run goes on."""
   from moto_jax.training import offline_data
+
   config, _, _ = finished_run
   bad = tmp_path / 'one_overflow'
   for i, path in enumerate(ep_lib.episode_files(offline_data.cache_path(config))):
     e = ep_lib.load_episode(path)
     if i == 0:
-      e['reward'][1:] = 1e30                 # one of the 3 episodes (a batch has 2 windows): inf loss
+      e['reward'][1:] = 1e30  # one of the 3 episodes (a batch has 2 windows): inf loss
     ep_lib.save_episode(str(bad / ep_lib.episode_name(i)), e)
   c = debug_config(cache, offline_steps=12, env_steps=0, max_nonfinite=10).unlock()
   c.data.dir = str(bad)
@@ -258,6 +282,7 @@ def test_kitchen_main_job_end_to_end(tmp_path, monkeypatch):
   """Kitchen offline episodes carry task flags that online episodes lack; the run must not care.
   Then the composition analysis (App. A.1) reads the finished run."""
   from configs import kitchen as kitchen_config
+
   c = kitchen_config.get_config('mixed,debug').unlock()
   c.data.cache_dir = str(tmp_path / 'cache')
   c.data.workers = 1
@@ -272,7 +297,7 @@ def test_kitchen_main_job_end_to_end(tmp_path, monkeypatch):
   assert online['tasks_done'].shape == (21, 4) and online['subtasks_done'].shape[0] == 21
   np.testing.assert_array_equal(online['reward'][1:], online['tasks_done'][1:].sum(1))
   evals = [r for r in read_metrics(str(tmp_path / 'run')) if r['phase'] == 'eval']
-  assert all(np.isfinite(r['bound/estimate']) for r in evals)          # the Kitchen expert as the reference
+  assert all(np.isfinite(r['bound/estimate']) for r in evals)  # the Kitchen expert as the reference
 
   # A.1 on this run. 20-step debug episodes cannot hold four scripted solutions, so the expert
   # episodes are recorded ones with the targets marked done at steps 3, 6, 9 and 12.
@@ -293,8 +318,8 @@ def test_kitchen_main_job_end_to_end(tmp_path, monkeypatch):
 
   monkeypatch.setattr(kitchen_suite.KitchenSuite, 'held_out_episodes', lambda self, *a, **k: solved(*a, **k))
   r = composition.composition_report(str(tmp_path / 'run'), episodes=2, after=4, log=lambda *a: None)
-  assert r['episodes'] == 2 and r['context'] == [10, 10]           # up to the third target's step, 9
-  assert r['predicted_steps'] == [7, 7]                            # steps 10..16: cut 4 after the fourth (12)
+  assert r['episodes'] == 2 and r['context'] == [10, 10]  # up to the third target's step, 9
+  assert r['predicted_steps'] == [7, 7]  # steps 10..16: cut 4 after the fourth (12)
   for k in ('pred_reward_max', 'pred_reward_final', 'policy_reward_final', 'image_mse', 'max_training_reward'):
     assert np.isfinite(r[k]), k
   assert r['true_count_final'] == 4.0 and r['pred_reward_mean_when_four_done'] is not None
@@ -305,30 +330,43 @@ def test_kitchen_main_job_end_to_end(tmp_path, monkeypatch):
 
 def offline_data_dir(config):
   from moto_jax.training import offline_data
+
   return offline_data.cache_path(config)
 
 
 def test_unknown_config_field_is_named_in_one_line(tmp_path):
-  out = subprocess.run([sys.executable, '-m', 'launch.main', '--config=configs/metaworld.py:drawer-open,debug',
-                        f'--workdir={tmp_path / "run"}', '--config.agent.bc_scal=0'],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+  out = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'launch.main',
+      '--config=configs/metaworld.py:drawer-open,debug',
+      f'--workdir={tmp_path / "run"}',
+      '--config.agent.bc_scal=0',
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert out.returncode != 0
   assert 'Traceback' not in out.stderr
   assert "--config.agent.bc_scal: the config has no field 'bc_scal'; did you mean 'bc_scale'?" in out.stderr
-  assert not os.path.exists(tmp_path / 'run')                # nothing written
+  assert not os.path.exists(tmp_path / 'run')  # nothing written
 
 
 def test_metrics_log_tolerates_a_torn_last_line(tmp_path):
   from moto_jax.training.logger import MetricWriter
+
   w = MetricWriter(str(tmp_path), tensorboard=False)
   w.write(1, 'offline', {'a': 1.0})
   w.write(2, 'offline', {'a': 2.0})
   w.close()
   path = tmp_path / 'metrics.jsonl'
   data = path.read_bytes()
-  path.write_bytes(data[:-7])                                 # a full disk cut the last record
+  path.write_bytes(data[:-7])  # a full disk cut the last record
   assert [r['step'] for r in read_metrics(str(tmp_path))] == [1]
-  w = MetricWriter(str(tmp_path), tensorboard=False)          # a resume appends on a fresh line
+  w = MetricWriter(str(tmp_path), tensorboard=False)  # a resume appends on a fresh line
   w.write(3, 'offline', {'a': 3.0})
   w.close()
   assert [r['step'] for r in read_metrics(str(tmp_path))] == [1, 3]
@@ -339,15 +377,16 @@ def test_metrics_log_tolerates_a_torn_last_line(tmp_path):
 
 def test_failed_start_keeps_config_record_and_finished_run_extends(finished_run, cache, tmp_path):
   import shutil
+
   config, workdir, summary = finished_run
   work = str(tmp_path / 'copy')
   shutil.copytree(workdir, work)
   record = open(os.path.join(work, 'config.json')).read()
   bigger = debug_config(cache, offline_steps=4, env_steps=30, updates_per_episode=2, eval_every_episodes=2).unlock()
-  bigger.model.rssm['deter'] = 24                               # the checkpoint cannot be restored into this
+  bigger.model.rssm['deter'] = 24  # the checkpoint cannot be restored into this
   with pytest.raises(Exception):
     loop.train_and_evaluate(bigger.lock(), work, allow_config_change=True, log=lambda *a: None)
-  assert open(os.path.join(work, 'config.json')).read() == record   # the failed start changed nothing
+  assert open(os.path.join(work, 'config.json')).read() == record  # the failed start changed nothing
   # The original command still runs (nothing to do), and a bigger budget continues the run.
   assert loop.train_and_evaluate(config, work, log=lambda *a: None)['episodes'] == 3
   more = debug_config(cache, offline_steps=4, env_steps=40, updates_per_episode=2, eval_every_episodes=2)
@@ -359,14 +398,15 @@ def test_failed_start_keeps_config_record_and_finished_run_extends(finished_run,
 
 def test_interrupted_checkpoint_temporaries_removed_by_the_writer(tmp_path):
   import jax.numpy as jnp
+
   workdir = str(tmp_path)
   ckpt = ckpt_lib.Checkpointer(workdir, clean_temporary=True)
   ckpt.save(3, {'w': jnp.ones(2)}, ckpt_lib.Counters(grad_steps=3))
   ckpt.close()
-  stale = tmp_path / 'checkpoints' / '7.orbax-checkpoint-tmp-1700000000'   # what a kill mid-save leaves
+  stale = tmp_path / 'checkpoints' / '7.orbax-checkpoint-tmp-1700000000'  # what a kill mid-save leaves
   stale.mkdir()
   (stale / 'partial').write_text('x')
-  reader = ckpt_lib.Checkpointer(workdir)                   # a reader (evaluation) leaves it alone
+  reader = ckpt_lib.Checkpointer(workdir)  # a reader (evaluation) leaves it alone
   assert stale.exists() and reader.latest_step() == 3
   reader.close()
   writer = ckpt_lib.Checkpointer(workdir, clean_temporary=True)
@@ -378,12 +418,18 @@ def test_interrupted_checkpoint_temporaries_removed_by_the_writer(tmp_path):
 def test_checkpoint_without_averaged_actor_restores_with_it_equal_to_the_actor(tmp_path):
   """A run saved before TrainState had `actor_ema` resumes: the average starts at the actor."""
   import jax
+
   from moto_jax import agent
+
   config = mw_config.get_config('drawer-open,debug')
   state = agent.create_train_state(agent.build(config, 4), jax.random.key(0))
   state = state.replace(params={**state.params, 'actor': jax.tree.map(lambda x: x + 1.0, state.params['actor'])})
-  old = {'step': state.step, 'params': state.params, 'target_critic': state.target_critic,
-         'opt_state': state.opt_state}                       # the older state's fields
+  old = {
+    'step': state.step,
+    'params': state.params,
+    'target_critic': state.target_critic,
+    'opt_state': state.opt_state,
+  }  # the older state's fields
   ckpt = ckpt_lib.Checkpointer(str(tmp_path))
   ckpt.save(5, old, ckpt_lib.Counters(grad_steps=5))
   restored, counters, step = ckpt.restore(agent.create_train_state(agent.build(config, 4), jax.random.key(1)))
@@ -397,6 +443,7 @@ def test_checkpoint_without_averaged_actor_restores_with_it_equal_to_the_actor(t
 
 def test_full_disk_is_named_and_loses_nothing(tmp_path, cache, finished_run, monkeypatch):
   import errno
+
   config, _, _ = finished_run
   c = debug_config(cache, offline_steps=2, env_steps=20, updates_per_episode=1)
   workdir = str(tmp_path / 'run')
@@ -405,20 +452,22 @@ def test_full_disk_is_named_and_loses_nothing(tmp_path, cache, finished_run, mon
 
   def save(path, episode):
     calls.append(path)
-    if len(calls) == 2:                        # the second online episode hits a full disk
+    if len(calls) == 2:  # the second online episode hits a full disk
       raise OSError(errno.ENOSPC, 'No space left on device', path)
     return real_save(path, episode)
+
   monkeypatch.setattr(ep_lib, 'save_episode', save)
   with pytest.raises(loop.DiskFullError, match=r'No space left.*episode_000001.npz.*resumes from checkpoint'):
     loop.train_and_evaluate(c, workdir, log=lambda *a: None)
   monkeypatch.setattr(ep_lib, 'save_episode', real_save)
-  summary = loop.train_and_evaluate(c, workdir, log=lambda *a: None)   # space freed: the same call finishes
+  summary = loop.train_and_evaluate(c, workdir, log=lambda *a: None)  # space freed: the same call finishes
   assert summary['phase'] == 'done' and summary['episodes'] == 2
 
 
 def test_checkpoint_evaluation_and_openloop_report_read_a_finished_run(finished_run):
   """The library behind `launch.evaluate` and `launch.predict`, on a finished debug run."""
   from moto_jax.analysis import checkpoints, openloop
+
   _, workdir, _ = finished_run
   steps = checkpoints.checkpoint_steps(workdir, all_checkpoints=True, step=None)
   assert steps == sorted(steps) and len(steps) >= 1
@@ -437,12 +486,13 @@ def test_checkpoint_evaluation_and_openloop_report_read_a_finished_run(finished_
 
 def test_openloop_tiles_truth_prediction_and_error():
   from moto_jax.analysis import openloop
+
   truth = np.zeros((2, 3, 4, 5, 3), np.float32)
   pred = np.full((2, 3, 4, 5, 3), 0.25, np.float32)
   frames = openloop.tile(truth, pred)
   assert frames.shape == (3, 2 * 4, 3 * 5, 3) and frames.dtype == np.uint8
-  np.testing.assert_array_equal(frames[:, :, :5], 0)                 # truth
-  np.testing.assert_array_equal(frames[:, :, 5:], int(0.25 * 255))   # prediction, |error|
+  np.testing.assert_array_equal(frames[:, :, :5], 0)  # truth
+  np.testing.assert_array_equal(frames[:, :, 5:], int(0.25 * 255))  # prediction, |error|
 
 
 def test_uncertainty_bound_logged_at_every_evaluation(finished_run):

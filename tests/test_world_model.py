@@ -1,11 +1,12 @@
 """World model: KL, ensemble disagreement, `observe`, the ELBO and its jitted update."""
+
 import chex
+from conftest import ACTION_DIM, synthetic_batch
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import ACTION_DIM, synthetic_batch
 from moto_jax import agent
 from moto_jax.agent import update as update_lib
 from moto_jax.networks import layers
@@ -37,10 +38,10 @@ def test_kl_balance_routes_gradients():
   post = jax.random.normal(jax.random.key(0), (3, 4, 5))
   prior = jax.random.normal(jax.random.key(1), (3, 4, 5))
   loss, kl = agent.kl_balance(post, prior, alpha=0.8, free_nats=0.0)
-  np.testing.assert_allclose(loss, kl, rtol=1e-6)          # same value, split gradients
+  np.testing.assert_allclose(loss, kl, rtol=1e-6)  # same value, split gradients
   grad = lambda alpha: jax.grad(lambda q, p: jnp.sum(agent.kl_balance(q, p, alpha, 0.0)[0]), (0, 1))(post, prior)
   g_post, g_prior = grad(1.0)
-  np.testing.assert_allclose(g_post, 0.0)                  # alpha = 1: only the prior learns
+  np.testing.assert_allclose(g_post, 0.0)  # alpha = 1: only the prior learns
   assert np.abs(g_prior).max() > 0
   g_post, g_prior = grad(0.0)
   np.testing.assert_allclose(g_prior, 0.0)
@@ -51,7 +52,7 @@ def test_kl_balance_routes_gradients():
 
 
 def test_select_member_value_and_gradient():
-  values = jax.random.normal(jax.random.key(0), (3, 2, 4, 5))          # [M, B, T, ...]
+  values = jax.random.normal(jax.random.key(0), (3, 2, 4, 5))  # [M, B, T, ...]
   member = jnp.array([[0, 1, 2, 1], [2, 2, 0, 0]])
   out = layers.select_member(values, member)
   expected = np.take_along_axis(np.asarray(values), np.asarray(member)[None, :, :, None], 0)[0]
@@ -73,7 +74,7 @@ def test_disagreement_zero_when_identical_and_grows_with_spread():
 def test_observe_equals_python_loop(nets, params):
   b, t = 2, 5
   batch = synthetic_batch(0, b, t)
-  batch['is_first'][1, 3] = True   # a reset inside the sequence
+  batch['is_first'][1, 3] = True  # a reset inside the sequence
   wm = params['wm']
   embed = nets.encode(wm, batch['image'])
   key = jax.random.key(3)
@@ -107,35 +108,49 @@ def test_reset_zeroes_state(nets, params):
 def test_world_model_loss_terms(nets, params, config):
   batch = synthetic_batch(0, 2, 4)
   from moto_jax.agent.world_model_loss import settings_from
+
   settings = settings_from(config.model)
   loss_fn = jax.jit(lambda p, b, k: agent.world_model_loss(nets, p, b, k, **settings))
   loss, (metrics, post) = loss_fn(params['wm'], batch, jax.random.key(0))
   m = config.model
-  expected = (m.image_scale * metrics['wm/image_loss'] + m.reward_scale * metrics['wm/reward_loss']
-              + m.kl_scale * metrics['wm/kl_loss'])
+  expected = (
+    m.image_scale * metrics['wm/image_loss']
+    + m.reward_scale * metrics['wm/reward_loss']
+    + m.kl_scale * metrics['wm/kl_loss']
+  )
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
   assert metrics['wm/kl'] >= 0 and metrics['wm/disagreement'] > 0
   # Image term: 0.5 * SSE per image; decoding the posterior features by hand gives the same.
   recon = nets.decode(params['wm'], post['feat'])
   target = batch['image'].astype(np.float32) / 255 - 0.5
-  np.testing.assert_allclose(metrics['wm/image_loss'], 0.5 * np.mean(np.sum((recon - target) ** 2, (2, 3, 4))),
-                             rtol=1e-4)
+  np.testing.assert_allclose(
+    metrics['wm/image_loss'], 0.5 * np.mean(np.sum((recon - target) ** 2, (2, 3, 4))), rtol=1e-4
+  )
 
 
 def test_world_model_update_traces_once_and_learns(wm_update, config):
   state = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0))
-  before = jax.tree.map(np.array, state.params)   # a copy: the state is donated
+  before = jax.tree.map(np.array, state.params)  # a copy: the state is donated
   batch = synthetic_batch(1, config.train.batch_size, config.train.seq_len)
   losses = []
   for step in range(200):
     state, metrics = wm_update(state, batch, jax.random.fold_in(jax.random.key(1), step))
     losses.append(float(metrics['wm/loss']))
   # A different batch of the same shapes does not retrace (assert_max_traces would raise).
-  state, metrics = wm_update(state, synthetic_batch(2, config.train.batch_size, config.train.seq_len),
-                             jax.random.key(5))
+  state, metrics = wm_update(
+    state, synthetic_batch(2, config.train.batch_size, config.train.seq_len), jax.random.key(5)
+  )
   assert int(state.step) == 201
-  for k in ('wm/loss', 'wm/image_loss', 'wm/reward_loss', 'wm/kl', 'wm/prior_entropy', 'wm/post_entropy',
-            'wm/disagreement', 'wm/grad_norm'):
+  for k in (
+    'wm/loss',
+    'wm/image_loss',
+    'wm/reward_loss',
+    'wm/kl',
+    'wm/prior_entropy',
+    'wm/post_entropy',
+    'wm/disagreement',
+    'wm/grad_norm',
+  ):
     assert np.isfinite(metrics[k]), k
   assert np.mean(losses[-10:]) < 0.3 * np.mean(losses[:3]), (losses[:3], losses[-10:])
   # Only the world model moves.
@@ -147,8 +162,9 @@ def test_world_model_fits_real_scripted_episodes(wm_update, config, tmp_path):
   """A few hundred debug-size steps on real drawer-open episodes lower the image and reward losses."""
   from moto_jax import suites
   from moto_jax.data.store import EpisodeStore
+
   real = config.copy_and_resolve_references()
-  real.env.episode_length = 60          # long enough for the expert to open the drawer
+  real.env.episode_length = 60  # long enough for the expert to open the drawer
   suites.get('metaworld').collect(real, str(tmp_path), num_episodes=3, progress=False)
   store = EpisodeStore(seq_len=config.train.seq_len)
   store.load_directory(str(tmp_path))

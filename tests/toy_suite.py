@@ -3,6 +3,7 @@
 `reach`: a dot on a plane, moved by a 2-d action, must reach a goal square drawn in the image.
 Reward 1 at every step the dot is inside the goal (`info['success']`).
 """
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -15,8 +16,15 @@ RADIUS = 0.15
 
 
 class ReachEnv(gym.Env):
-  def __init__(self, task: str, seed: int = 0, image_size: int = 64, action_repeat: int = 1,
-               episode_length: int = 10, render_quality: str = 'fast'):
+  def __init__(
+    self,
+    task: str,
+    seed: int = 0,
+    image_size: int = 64,
+    action_repeat: int = 1,
+    episode_length: int = 10,
+    render_quality: str = 'fast',
+  ):
     del render_quality
     self.task, self.size = task, image_size
     self.action_repeat, self.episode_length = action_repeat, episode_length
@@ -31,9 +39,9 @@ class ReachEnv(gym.Env):
   def _obs(self):
     image = np.zeros((self.size, self.size, 3), np.uint8)
     g = (GOAL * self.size).astype(int)
-    image[g[0] - 4:g[0] + 4, g[1] - 4:g[1] + 4, 1] = 255
+    image[g[0] - 4 : g[0] + 4, g[1] - 4 : g[1] + 4, 1] = 255
     p = np.clip((self._pos * self.size).astype(int), 2, self.size - 3)
-    image[p[0] - 2:p[0] + 3, p[1] - 2:p[1] + 3, 0] = 255
+    image[p[0] - 2 : p[0] + 3, p[1] - 2 : p[1] + 3, 0] = 255
     return {'image': image}
 
   def _info(self):
@@ -73,6 +81,7 @@ class ToySuite(Suite):
     def policy_fn(obs, info):
       del obs
       return np.clip((GOAL - info['pos']) / 0.1, -1, 1) + noise * rng.standard_normal(2)
+
     return policy_fn
 
 
@@ -82,5 +91,7 @@ SUITE = ToySuite()
 def config(preset: str = 'debug'):
   """The toy suite's config file would be these lines (`configs/<suite>.py`)."""
   from configs import common
-  return common.assemble('toy', 'reach', preset, env=dict(action_repeat=1, episode_length=10),
-                         data=dict(num_episodes=3, action_noise=0.0))
+
+  return common.assemble(
+    'toy', 'reach', preset, env=dict(action_repeat=1, episode_length=10), data=dict(num_episodes=3, action_noise=0.0)
+  )

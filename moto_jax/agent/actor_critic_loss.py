@@ -10,6 +10,7 @@ critic target [H, N])` (`returns.value_expansion_targets` or `returns.lambda_ret
 Real-data pairing: in the stored convention the transition out of z_i is (a_{i+1}, r_{i+1},
 z_{i+1}), so Eqs. 8 and 10 use pairs i = 0..T-2, masked where step i+1 starts an episode.
 """
+
 import functools
 from typing import Callable, NamedTuple
 
@@ -26,6 +27,7 @@ sg = jax.lax.stop_gradient
 
 class LossSettings(NamedTuple):
   """Keyword settings of `actor_loss` and `critic_loss`."""
+
   actor: dict
   critic: dict
 
@@ -34,17 +36,28 @@ def loss_settings(cfg: ml_collections.ConfigDict) -> LossSettings:
   """The losses' settings from `config.agent`, its `mode` applied here and nowhere else."""
   if cfg.mode == 'moto':
     targets = functools.partial(returns.value_expansion_targets, gamma=cfg.gamma)
-    horizon, penalty_scale, bc_scale, data_critic_loss = (cfg.horizon, cfg.penalty_scale, cfg.bc_scale,
-                                                          cfg.data_critic_loss)
+    horizon, penalty_scale, bc_scale, data_critic_loss = (
+      cfg.horizon,
+      cfg.penalty_scale,
+      cfg.bc_scale,
+      cfg.data_critic_loss,
+    )
   elif cfg.mode == 'dreamerv2':
     targets = functools.partial(returns.lambda_return_targets, gamma=cfg.gamma, lambda_=cfg.lambda_)
     horizon, penalty_scale, bc_scale, data_critic_loss = cfg.dreamer_horizon, 0.0, 0.0, False
   else:
     raise ValueError(f'Unknown agent mode {cfg.mode!r}.')
   return LossSettings(
-      actor=dict(horizon=horizon, targets=targets, penalty_scale=penalty_scale, bc_scale=bc_scale,
-                 bc_eps=cfg.bc_eps, entropy_scale=cfg.entropy_scale),
-      critic=dict(targets=targets, gamma=cfg.gamma, data_critic_loss=data_critic_loss))
+    actor=dict(
+      horizon=horizon,
+      targets=targets,
+      penalty_scale=penalty_scale,
+      bc_scale=bc_scale,
+      bc_eps=cfg.bc_eps,
+      entropy_scale=cfg.entropy_scale,
+    ),
+    critic=dict(targets=targets, gamma=cfg.gamma, data_critic_loss=data_critic_loss),
+  )
 
 
 def real_pairs(post_feat: jax.Array, batch: dict) -> dict:
@@ -56,11 +69,13 @@ def real_pairs(post_feat: jax.Array, batch: dict) -> dict:
   b, t = batch['reward'].shape
   chex.assert_shape(post_feat, (b, t, None))
   return {
-      'feat': post_feat[:, :-1], 'next_feat': post_feat[:, 1:],
-      'action': batch['action'][:, 1:], 'reward': batch['reward'][:, 1:],
-      'discount': batch['discount'][:, 1:].astype(jnp.float32),
-      'bc_weight': batch['bc_weight'][:, :-1].astype(jnp.float32),
-      'mask': 1.0 - batch['is_first'][:, 1:].astype(jnp.float32),
+    'feat': post_feat[:, :-1],
+    'next_feat': post_feat[:, 1:],
+    'action': batch['action'][:, 1:],
+    'reward': batch['reward'][:, 1:],
+    'discount': batch['discount'][:, 1:].astype(jnp.float32),
+    'bc_weight': batch['bc_weight'][:, :-1].astype(jnp.float32),
+    'mask': 1.0 - batch['is_first'][:, 1:].astype(jnp.float32),
   }
 
 
@@ -68,9 +83,22 @@ def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def actor_loss(actor_params, nets: Networks, wm, critic_params, start: dict, pairs: dict,
-               key: jax.Array, *, horizon: int, targets: Callable, penalty_scale: float, bc_scale: float,
-               bc_eps: float, entropy_scale: float):
+def actor_loss(
+  actor_params,
+  nets: Networks,
+  wm,
+  critic_params,
+  start: dict,
+  pairs: dict,
+  key: jax.Array,
+  *,
+  horizon: int,
+  targets: Callable,
+  penalty_scale: float,
+  bc_scale: float,
+  bc_eps: float,
+  entropy_scale: float,
+):
   """L_pi = L_pi_MB + beta_bc * L_BC (Eqs. 6 and 10).
 
   Gradients reach only `actor_params`; they flow through the world model's and the critics'
@@ -85,11 +113,11 @@ def actor_loss(actor_params, nets: Networks, wm, critic_params, start: dict, pai
   """
   k_imag, k_ent = jax.random.split(key)
   traj = nets.imagine(wm, start, actor_params, horizon, k_imag)
-  reward = nets.predict_reward(wm, traj['feat'][1:])                          # r^(z_{k+1}) [H, N]
-  reward = returns.penalised_reward(reward, traj['disagreement'], penalty_scale)   # Eq. 3
+  reward = nets.predict_reward(wm, traj['feat'][1:])  # r^(z_{k+1}) [H, N]
+  reward = returns.penalised_reward(reward, traj['disagreement'], penalty_scale)  # Eq. 3
   q = jnp.min(nets.q_values(critic_params, traj['feat'], traj['action']), axis=0)  # [H+1, N]
-  objective, _ = targets(reward, q)                                           # Eq. 5: Vhat(z_0)
-  mb_loss = -jnp.mean(objective)                                              # Eq. 6
+  objective, _ = targets(reward, q)  # Eq. 5: Vhat(z_0)
+  mb_loss = -jnp.mean(objective)  # Eq. 6
 
   # Eq. 10: behaviour prior on successful episodes, states stopped.
   logp = nets.policy(actor_params, sg(pairs['feat'])).log_prob(pairs['action'], bc_eps)
@@ -101,22 +129,33 @@ def actor_loss(actor_params, nets: Networks, wm, critic_params, start: dict, pai
   loss = mb_loss + bc_scale * bc_loss - entropy_scale * entropy
   bc_mask = pairs['mask'] * pairs['bc_weight']
   metrics = {
-      'actor/loss': loss,
-      'actor/mb_loss': mb_loss,
-      'actor/bc_loss': bc_loss,
-      'actor/bc_loglik': masked_mean(logp, bc_mask),
-      'actor/entropy': entropy,
-      'actor/vhat_abs': jnp.mean(jnp.abs(objective)),
-      'actor/penalty': jnp.mean(traj['disagreement']),
-      'actor/imag_reward': jnp.mean(reward),
-      'data/bc_share': jnp.mean(pairs['bc_weight']),
+    'actor/loss': loss,
+    'actor/mb_loss': mb_loss,
+    'actor/bc_loss': bc_loss,
+    'actor/bc_loglik': masked_mean(logp, bc_mask),
+    'actor/entropy': entropy,
+    'actor/vhat_abs': jnp.mean(jnp.abs(objective)),
+    'actor/penalty': jnp.mean(traj['disagreement']),
+    'actor/imag_reward': jnp.mean(reward),
+    'data/bc_share': jnp.mean(pairs['bc_weight']),
   }
   rollout = sg({'feat': traj['feat'], 'action': traj['action'], 'reward': reward})
   return loss, (metrics, rollout)
 
 
-def critic_loss(critic_params, nets: Networks, target_params, actor_params, rollout: dict,
-                pairs: dict, key: jax.Array, *, targets: Callable, gamma: float, data_critic_loss: bool):
+def critic_loss(
+  critic_params,
+  nets: Networks,
+  target_params,
+  actor_params,
+  rollout: dict,
+  pairs: dict,
+  key: jax.Array,
+  *,
+  targets: Callable,
+  gamma: float,
+  data_critic_loss: bool,
+):
   """L_critic = L_model (Eq. 7) + L_data (Eq. 8) (Eq. 9); targets from the target critics.
 
   The critics see stopped states: no gradient reaches the world model or the actor.
@@ -126,21 +165,24 @@ def critic_loss(critic_params, nets: Networks, target_params, actor_params, roll
   feat, action, reward = sg(rollout['feat']), sg(rollout['action']), sg(rollout['reward'])
   horizon = reward.shape[0]
   chex.assert_shape(feat, (horizon + 1, None, None))
-  qbar = jnp.min(nets.q_values(target_params, feat, action), axis=0)         # [H+1, N]
-  _, target = targets(reward, qbar)                                           # y of Eq. 7
-  q_imag = nets.q_values(critic_params, feat[:-1], action[:-1])               # [2, H, N]
+  qbar = jnp.min(nets.q_values(target_params, feat, action), axis=0)  # [H+1, N]
+  _, target = targets(reward, qbar)  # y of Eq. 7
+  q_imag = nets.q_values(critic_params, feat[:-1], action[:-1])  # [2, H, N]
   model_loss = jnp.sum(jnp.mean((q_imag - sg(target)) ** 2, axis=(1, 2)))
 
   z = sg(pairs['feat'])
-  q_data = nets.q_values(critic_params, z, pairs['action'])                   # Q_j(z_i, a_{i+1}) [2, B, T-1]
-  metrics = {'critic/model_loss': model_loss, 'critic/q_imag': jnp.mean(q_imag),
-             'critic/target_imag': jnp.mean(target),
-             'critic/q_data': masked_mean(jnp.mean(q_data, 0), pairs['mask'])}
+  q_data = nets.q_values(critic_params, z, pairs['action'])  # Q_j(z_i, a_{i+1}) [2, B, T-1]
+  metrics = {
+    'critic/model_loss': model_loss,
+    'critic/q_imag': jnp.mean(q_imag),
+    'critic/target_imag': jnp.mean(target),
+    'critic/q_data': masked_mean(jnp.mean(q_data, 0), pairs['mask']),
+  }
   loss = model_loss
-  if data_critic_loss:                                                        # Eq. 8
+  if data_critic_loss:  # Eq. 8
     z_next = sg(pairs['next_feat'])
-    a_next = nets.policy(actor_params, z_next).sample(key)                    # a' ~ pi(z_{i+1})
-    q_next = jnp.min(nets.q_values(target_params, z_next, a_next), axis=0)    # [B, T-1]
+    a_next = nets.policy(actor_params, z_next).sample(key)  # a' ~ pi(z_{i+1})
+    q_next = jnp.min(nets.q_values(target_params, z_next, a_next), axis=0)  # [B, T-1]
     y = pairs['reward'] + gamma * pairs['discount'] * q_next
     data_loss = jnp.sum(jax.vmap(masked_mean, (0, None))((q_data - sg(y)) ** 2, pairs['mask']))
     loss = loss + data_loss

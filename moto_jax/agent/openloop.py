@@ -1,4 +1,5 @@
 """Open-loop video prediction: observe a few frames, then roll the prior on recorded actions."""
+
 import jax
 import jax.numpy as jnp
 
@@ -25,7 +26,7 @@ def openloop_predict(params, batch: dict, context: int, nets: Networks, rng: jax
   embed = nets.encode(wm, batch['image'][:, :context])
   post = nets.observe(wm, embed, batch['action'][:, :context], batch['is_first'][:, :context], k_obs)
   start = {'deter': post['deter'][:, -1], 'stoch': post['stoch'][:, -1]}
-  actions = jnp.swapaxes(batch['action'][:, context:], 0, 1)                     # [T-context, B, A]
+  actions = jnp.swapaxes(batch['action'][:, context:], 0, 1)  # [T-context, B, A]
 
   def step(state, inputs):
     action, k = inputs
@@ -39,6 +40,6 @@ def openloop_predict(params, batch: dict, context: int, nets: Networks, rng: jax
 
   keys = jax.random.split(k_img, t - context) if k_img is not None else None
   _, feat = jax.lax.scan(step, start, (actions, keys))
-  feat = jnp.swapaxes(feat, 0, 1)                                                # [B, T-context, F]
+  feat = jnp.swapaxes(feat, 0, 1)  # [B, T-context, F]
   image = jnp.clip(nets.decode(wm, feat) + 0.5, 0.0, 1.0)
   return {'pred_image': image, 'pred_reward': nets.predict_reward(wm, feat)}

@@ -1,4 +1,5 @@
 """Acting in the environment: the policy carry and the jitted acting step."""
+
 import functools
 
 import chex
@@ -12,9 +13,11 @@ from moto_jax.networks import rssm as rssm_lib
 def init_carry(config: ml_collections.ConfigDict, batch_size: int, action_dim: int) -> dict:
   """Zero policy carry: {'deter': [N, D], 'stoch': [N, G, C], 'action': [N, A]} (previous action)."""
   r = config.model.rssm
-  return {'deter': jnp.zeros((batch_size, r.deter), jnp.float32),
-          'stoch': jnp.zeros((batch_size, r.groups, r.classes), jnp.float32),
-          'action': jnp.zeros((batch_size, action_dim), jnp.float32)}
+  return {
+    'deter': jnp.zeros((batch_size, r.deter), jnp.float32),
+    'stoch': jnp.zeros((batch_size, r.groups, r.classes), jnp.float32),
+    'action': jnp.zeros((batch_size, action_dim), jnp.float32),
+  }
 
 
 def make_act_fn(parts):
@@ -28,7 +31,7 @@ def make_act_fn(parts):
   """
   nets, config = parts.nets, parts.config
   noise, explore_from = config.agent.explore_noise, config.agent.explore_from
-  if explore_from not in ('sample', 'mode'):       # also for callers that skip config_check
+  if explore_from not in ('sample', 'mode'):  # also for callers that skip config_check
     raise ValueError(f"config.agent.explore_from={explore_from!r}; expected 'sample' or 'mode'")
 
   @functools.partial(jax.jit, static_argnames=('explore',))

@@ -2,8 +2,8 @@
 `train.online_refit_steps` after each online episode's updates.
 
 The world model is the expensive part of an update (about three quarters of it on a CPU), and the
-actor needs many more steps than the world model to fit the demonstrations (BUILD_NOTES, "The actor
-was the bottleneck"). With the world model fixed, the posterior states of a set of episodes are
+actor needs many more steps than the world model to fit the demonstrations (a fresh actor on a
+run's frozen model fitted them where the run's own, one step per update, had not). With the world model fixed, the posterior states of a set of episodes are
 computed once, from each episode's reset as in evaluation, and an actor-critic step costs one
 imagination from B*T of them: `make_refit_fn` runs `train.refit_steps` such steps in one jitted
 scan, each on B windows of T steps drawn as the episode store draws them (edge-clamped starts),
@@ -12,12 +12,14 @@ Given the training loop's mesh, the B windows of every step are split over its d
 update's batch is (a replicated state without that constraint makes every device run the whole
 refit). `train.refit_steps = 0` and `train.online_refit_steps = 0` (the paper) skip them.
 """
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from moto_jax.agent import actor_critic_loss as ac_loss
 from moto_jax.agent.parts import AgentParts
@@ -38,21 +40,21 @@ def episode_arrays(episodes: list[dict], capacity: int | None = None) -> dict:
   if rows < len(episodes):
     raise ValueError(f'capacity={capacity} is below the {len(episodes)} episodes')
   length = max(len(e['image']) for e in episodes)
-  out = {k: np.zeros((rows, length) + np.shape(episodes[0][k])[1:], np.asarray(episodes[0][k]).dtype)
-         for k in KEYS}
+  out = {k: np.zeros((rows, length) + np.shape(episodes[0][k])[1:], np.asarray(episodes[0][k]).dtype) for k in KEYS}
   for n, e in enumerate(episodes):
     for k in KEYS:
-      out[k][n, :len(e[k])] = e[k]
+      out[k][n, : len(e[k])] = e[k]
   out['bc_weight'] = np.zeros(rows, np.float32)
-  out['bc_weight'][:len(episodes)] = [float(e['bc_weight']) for e in episodes]
+  out['bc_weight'][: len(episodes)] = [float(e['bc_weight']) for e in episodes]
   out['length'] = np.zeros(rows, np.int32)
-  out['length'][:len(episodes)] = [len(e['image']) for e in episodes]
+  out['length'][: len(episodes)] = [len(e['image']) for e in episodes]
   out['count'] = np.int32(len(episodes))
   return out
 
 
-def sample_windows(key: jax.Array, lengths: jax.Array, b: int, t: int,
-                   count: jax.Array | int | None = None) -> tuple[jax.Array, jax.Array]:
+def sample_windows(
+  key: jax.Array, lengths: jax.Array, b: int, t: int, count: jax.Array | int | None = None
+) -> tuple[jax.Array, jax.Array]:
   """B windows of T steps over the first `count` (default: all) episodes of `lengths` [N], drawn as
   the episode store draws them: a uniform episode, a start uniform in [-(T-1), length) clamped to
   [0, length - T], so every step of an episode, its reset included, falls in about the same number
@@ -100,14 +102,29 @@ def make_refit_fn(parts: AgentParts, mesh: Mesh | None = None, steps: int | None
       k_windows, k_actor, k_critic = jax.random.split(k, 3)
       ep, idx = sample_windows(k_windows, arrays['length'], b, t, arrays['count'])
       take = lambda a: a[ep[:, None], idx]
-      batch = {'action': take(arrays['action']), 'reward': take(arrays['reward']),
-               'discount': take(arrays['discount']), 'is_first': idx == 0,
-               'bc_weight': jnp.broadcast_to(arrays['bc_weight'][ep][:, None], (b, t))}
+      batch = {
+        'action': take(arrays['action']),
+        'reward': take(arrays['reward']),
+        'discount': take(arrays['discount']),
+        'is_first': idx == 0,
+        'bc_weight': jnp.broadcast_to(arrays['bc_weight'][ep][:, None], (b, t)),
+      }
       batch = split(batch)
       window = split({k: take(post[k]) for k in ('deter', 'stoch', 'feat')})
       pairs = ac_loss.real_pairs(window['feat'], batch)
-      return actor_critic_steps(nets, parts.opts, parts.losses, wm, carry, start_chunks(window, cfg.actor_steps),
-                                pairs, k_actor, k_critic, tau=cfg.tau, ema_decay=cfg.actor_ema)
+      return actor_critic_steps(
+        nets,
+        parts.opts,
+        parts.losses,
+        wm,
+        carry,
+        start_chunks(window, cfg.actor_steps),
+        pairs,
+        k_actor,
+        k_critic,
+        tau=cfg.tau,
+        ema_decay=cfg.actor_ema,
+      )
 
     carry, metrics = jax.lax.scan(one, ActorCritic.of(state), jax.random.split(k_steps, steps))
     return carry.into(state), jax.tree.map(lambda x: jnp.mean(x, 0), metrics)

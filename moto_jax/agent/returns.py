@@ -3,6 +3,7 @@
 Rollouts are time-major: rewards [H, N] (reward k is that of the transition z_k -> z_{k+1}),
 values [H+1, N] (value k is min_j Q_j(z_k, a_k)).
 """
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -46,8 +47,9 @@ def value_expansion_targets(reward: jax.Array, value: jax.Array, gamma: float) -
   return vhat[0], target
 
 
-def lambda_return_targets(reward: jax.Array, value: jax.Array, gamma: float,
-                          lambda_: float) -> tuple[jax.Array, jax.Array]:
+def lambda_return_targets(
+  reward: jax.Array, value: jax.Array, gamma: float, lambda_: float
+) -> tuple[jax.Array, jax.Array]:
   """DreamerV2's targets: the lambda-returns R_0..R_{H-1} [H, N], for the actor and the critic alike."""
   ret = lambda_returns(reward, value, gamma, lambda_)
   return ret, ret

@@ -1,12 +1,14 @@
 """Data parallelism: a 1-D mesh 'data' over every device of every process; the batch's axis 0 is
 sharded over it, the train state replicated (XLA inserts the gradient all-reduce)."""
+
 import functools
 
 import jax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from moto_jax.networks.data_parallel import AXIS
+from moto_jax.xla_cpu.data_parallel import AXIS
 
 
 def default_mesh() -> Mesh:
@@ -27,9 +29,11 @@ def replicate(tree, mesh: Mesh):
 
 def under_mesh(fn, mesh: Mesh):
   """`fn` traced under `mesh`, so that the scans in it run per device on their rows and sum their
-  parameters' gradients once (`moto_jax.networks.data_parallel`). Wrap it before `jax.jit`."""
+  parameters' gradients once (`moto_jax.xla_cpu.data_parallel`). Wrap it before `jax.jit`."""
+
   @functools.wraps(fn)
   def traced(*args):
     with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
       return fn(*args)
+
   return traced

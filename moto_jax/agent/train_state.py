@@ -1,10 +1,11 @@
 """The agent's whole training state as one pytree, and its optimisers."""
+
 import flax.struct
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 import ml_collections
 import optax
-from jax.sharding import Mesh
 
 from moto_jax.agent.sharding import default_mesh, replicate
 from moto_jax.networks import layers
@@ -17,6 +18,7 @@ class TrainState(flax.struct.PyTreeNode):
   step; 0 keeps it equal to the actor): the policy that acts, in exploring and evaluation episodes
   alike (`acting_params`). The gradient steps train `params['actor']`.
   """
+
   step: jax.Array
   params: dict
   target_critic: dict
@@ -36,9 +38,11 @@ def make_optimizers(config: ml_collections.ConfigDict) -> dict:
   def adam(lr, clip, eps):
     return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr, eps=eps))
 
-  return {'wm': adam(m.lr, m.grad_clip, m.eps),
-          'actor': adam(a.actor_lr, a.grad_clip, m.eps),
-          'critic': adam(a.critic_lr, a.grad_clip, m.eps)}
+  return {
+    'wm': adam(m.lr, m.grad_clip, m.eps),
+    'actor': adam(a.actor_lr, a.grad_clip, m.eps),
+    'critic': adam(a.critic_lr, a.grad_clip, m.eps),
+  }
 
 
 def create_train_state(parts, rng: jax.Array, mesh: Mesh | None = None) -> TrainState:
@@ -51,11 +55,11 @@ def create_train_state(parts, rng: jax.Array, mesh: Mesh | None = None) -> Train
   params = parts.nets.init(rng)
   opts = parts.opts
   state = TrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      target_critic=jax.tree.map(jnp.copy, params['critic']),
-      opt_state={k: opts[k].init(params[k]) for k in params},
-      actor_ema=jax.tree.map(jnp.copy, params['actor']),
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    target_critic=jax.tree.map(jnp.copy, params['critic']),
+    opt_state={k: opts[k].init(params[k]) for k in params},
+    actor_ema=jax.tree.map(jnp.copy, params['actor']),
   )
   return replicate(state, mesh if mesh is not None else default_mesh())
 

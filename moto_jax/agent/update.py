@@ -3,17 +3,18 @@
 Data parallelism is `jax.jit` over a `Mesh` with one axis 'data': the batch's leading axis B is
 sharded, the state is replicated, and XLA inserts the gradient all-reduce. The steps are traced
 under the mesh, so the posterior and imagination scans run per device on their rows and sum their
-parameters' gradients once (`networks.data_parallel`). With several hosts
+parameters' gradients once (`xla_cpu.data_parallel`). With several hosts
 the mesh spans every process's devices and the batch is the global batch (see `sharding.shard_batch`).
 """
+
 import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from moto_jax.agent import actor_critic_loss as ac_loss
 from moto_jax.agent.parts import AgentParts, Losses
@@ -40,8 +41,9 @@ def _world_model_step(parts: AgentParts, state: TrainState, batch, key):
 def world_model_step(parts: AgentParts, state: TrainState, batch: dict, rng: jax.Array):
   """One world-model step (Eq. 1). Returns (state, metrics)."""
   wm, opt_state, metrics, _ = _world_model_step(parts, state, batch, jax.random.fold_in(rng, 0))
-  state = state.replace(step=state.step + 1, params={**state.params, 'wm': wm},
-                        opt_state={**state.opt_state, 'wm': opt_state})
+  state = state.replace(
+    step=state.step + 1, params={**state.params, 'wm': wm}, opt_state={**state.opt_state, 'wm': opt_state}
+  )
   return state, metrics
 
 
@@ -52,12 +54,17 @@ def start_chunks(post: dict, steps: int) -> dict:
   t = post['deter'].shape[1]
   if t % steps:
     raise ValueError(f'config.agent.actor_steps={steps} does not divide config.train.seq_len={t}')
-  return sg({k: jnp.stack([post[k][:, i::steps].reshape((-1,) + post[k].shape[2:]) for i in range(steps)])
-             for k in ('deter', 'stoch')})
+  return sg(
+    {
+      k: jnp.stack([post[k][:, i::steps].reshape((-1,) + post[k].shape[2:]) for i in range(steps)])
+      for k in ('deter', 'stoch')
+    }
+  )
 
 
 class ActorCritic(NamedTuple):
   """What the actor-critic steps update: parameters, optimizer states, target critics, averaged actor."""
+
   actor: dict
   actor_opt: optax.OptState
   critic: dict
@@ -67,20 +74,38 @@ class ActorCritic(NamedTuple):
 
   @classmethod
   def of(cls, state: TrainState) -> 'ActorCritic':
-    return cls(state.params['actor'], state.opt_state['actor'], state.params['critic'],
-               state.opt_state['critic'], state.target_critic, state.actor_ema)
+    return cls(
+      state.params['actor'],
+      state.opt_state['actor'],
+      state.params['critic'],
+      state.opt_state['critic'],
+      state.target_critic,
+      state.actor_ema,
+    )
 
   def into(self, state: TrainState, **changes) -> TrainState:
     """`state` with these parts replaced (and any other `changes`, e.g. the world model's)."""
     params = {**state.params, 'actor': self.actor, 'critic': self.critic, **changes.pop('params', {})}
-    opt_state = {**state.opt_state, 'actor': self.actor_opt, 'critic': self.critic_opt,
-                 **changes.pop('opt_state', {})}
-    return state.replace(params=params, opt_state=opt_state, target_critic=self.target_critic,
-                         actor_ema=self.actor_ema, **changes)
+    opt_state = {**state.opt_state, 'actor': self.actor_opt, 'critic': self.critic_opt, **changes.pop('opt_state', {})}
+    return state.replace(
+      params=params, opt_state=opt_state, target_critic=self.target_critic, actor_ema=self.actor_ema, **changes
+    )
 
 
-def actor_critic_steps(nets: Networks, opts, losses: Losses, wm, carry: ActorCritic, chunks: dict, pairs: dict,
-                       k_actor: jax.Array, k_critic: jax.Array, *, tau: float, ema_decay: float):
+def actor_critic_steps(
+  nets: Networks,
+  opts,
+  losses: Losses,
+  wm,
+  carry: ActorCritic,
+  chunks: dict,
+  pairs: dict,
+  k_actor: jax.Array,
+  k_critic: jax.Array,
+  *,
+  tau: float,
+  ema_decay: float,
+):
   """K = len(chunks) actor steps, each followed by a critic step and the Polyak updates of the
   target critics (rate `tau`) and of the averaged actor (decay `ema_decay`), on a fixed world
   model `wm`; step k imagines from `chunks[k]`; BC and L_data use all of `pairs`.
@@ -100,15 +125,17 @@ def actor_critic_steps(nets: Networks, opts, losses: Losses, wm, carry: ActorCri
     (_, critic_metrics), grads = critic_grad(c.critic, nets, c.target_critic, c.actor, rollout, pairs, kc)
     critic, critic_opt = _apply(opts['critic'], grads, c.critic_opt, c.critic)
     critic_metrics['critic/grad_norm'] = optax.global_norm(grads)
-    target = optax.incremental_update(critic, c.target_critic, tau)    # Polyak
+    target = optax.incremental_update(critic, c.target_critic, tau)  # Polyak
     ema = optax.incremental_update(new_actor, c.actor_ema, 1.0 - ema_decay)
     return ActorCritic(new_actor, actor_opt, critic, critic_opt, target, ema), {**actor_metrics, **critic_metrics}
 
   k = chunks['deter'].shape[0]
   if k == 1:
     return step(carry, (jax.tree.map(lambda x: x[0], chunks), k_actor, k_critic))
-  keys = (jnp.stack([jax.random.fold_in(k_actor, i) for i in range(k)]),
-          jnp.stack([jax.random.fold_in(k_critic, i) for i in range(k)]))
+  keys = (
+    jnp.stack([jax.random.fold_in(k_actor, i) for i in range(k)]),
+    jnp.stack([jax.random.fold_in(k_critic, i) for i in range(k)]),
+  )
   carry, metrics = jax.lax.scan(step, carry, (chunks, *keys))
   return carry, jax.tree.map(lambda x: jnp.mean(x, 0), metrics)
 
@@ -126,10 +153,19 @@ def train_step(parts: AgentParts, state: TrainState, batch: dict, rng: jax.Array
   cfg = parts.config.agent
   k_wm, k_actor, k_critic = (jax.random.fold_in(rng, i) for i in range(3))
   wm, wm_opt, metrics, post = _world_model_step(parts, state, batch, k_wm)
-  carry, ac_metrics = actor_critic_steps(parts.nets, parts.opts, parts.losses, wm, ActorCritic.of(state),
-                                         start_chunks(post, cfg.actor_steps),
-                                         ac_loss.real_pairs(sg(post['feat']), batch), k_actor, k_critic,
-                                         tau=cfg.tau, ema_decay=cfg.actor_ema)
+  carry, ac_metrics = actor_critic_steps(
+    parts.nets,
+    parts.opts,
+    parts.losses,
+    wm,
+    ActorCritic.of(state),
+    start_chunks(post, cfg.actor_steps),
+    ac_loss.real_pairs(sg(post['feat']), batch),
+    k_actor,
+    k_critic,
+    tau=cfg.tau,
+    ema_decay=cfg.actor_ema,
+  )
   state = carry.into(state, step=state.step + 1, params={'wm': wm}, opt_state={'wm': wm_opt})
   return state, {**metrics, **ac_metrics}
 
@@ -140,11 +176,13 @@ def skip_nonfinite(step_fn):
   The wrapped step returns the input state unchanged in that case and reports
   `metrics['nonfinite'] = 1.0` (else 0.0); the training loop counts and limits these.
   """
+
   def wrapped(state, batch, rng):
     new_state, metrics = step_fn(state, batch, rng)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
     return new_state, {**metrics, 'nonfinite': 1.0 - finite.astype(jnp.float32)}
+
   return wrapped
 
 
@@ -152,8 +190,9 @@ def _jit(step_fn, parts: AgentParts, mesh: Mesh | None):
   mesh = mesh if mesh is not None else default_mesh()
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
   fn = under_mesh(skip_nonfinite(functools.partial(step_fn, parts)), mesh)
-  return jax.jit(fn, in_shardings=(replicated, data, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
+  return jax.jit(
+    fn, in_shardings=(replicated, data, replicated), out_shardings=(replicated, replicated), donate_argnums=0
+  )
 
 
 def make_world_model_update_fn(parts: AgentParts, mesh: Mesh | None = None):

@@ -1,4 +1,5 @@
 """Evaluating a run's checkpoints with the deterministic policy (`launch.evaluate`)."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,15 @@ def checkpoint_steps(workdir: str, all_checkpoints: bool, step: int | None) -> l
   return steps
 
 
-def evaluate_checkpoints(workdir: str, steps: list[int | None], episodes: int = 10, envs: int = 10,
-                         seed_offset: int = 5_000_000, video: bool = False, log=print) -> list[dict]:
+def evaluate_checkpoints(
+  workdir: str,
+  steps: list[int | None],
+  episodes: int = 10,
+  envs: int = 10,
+  seed_offset: int = 5_000_000,
+  video: bool = False,
+  log=print,
+) -> list[dict]:
   """Evaluates each checkpoint over `episodes` episodes from start seeds `episode_seed(seed,
   seed_offset + k)` (never used in training), `envs` environments in lock step; one compile for all.
   Writes `<workdir>/evaluate_<step>.json` (and a GIF with `video`) and returns those records."""
@@ -38,8 +46,7 @@ def evaluate_checkpoints(workdir: str, steps: list[int | None], episodes: int = 
   try:
     parts = agent.build(config, int(env_list[0].action_space.shape[0]))
     actor = evaluation.AgentActor(parts)
-    return [_evaluate_one(workdir, parts, actor, env_list, step, episodes, seed_offset, video, log)
-            for step in steps]
+    return [_evaluate_one(workdir, parts, actor, env_list, step, episodes, seed_offset, video, log) for step in steps]
   finally:
     for env in env_list:
       env.close()
@@ -50,19 +57,22 @@ def _evaluate_one(workdir, parts, actor, envs, step, episodes, seed_offset, vide
   log(f'Restored checkpoint {step} of {workdir}: {counters.to_json()}')
   seeds = [episode_seed(config.seed, seed_offset + k) for k in range(episodes)]
   start = time.perf_counter()
-  summary, eps = evaluation.evaluate(actor, envs, agent.acting_params(state), seeds,
-                                     jax.random.PRNGKey(seed_offset))
+  summary, eps = evaluation.evaluate(actor, envs, agent.acting_params(state), seeds, jax.random.PRNGKey(seed_offset))
   rate = summary['eval/success_rate']
-  log(f'Checkpoint {step} ({counters.grad_steps} gradient steps, {counters.env_steps} env steps): '
-      f'success rate {rate:.2f} ({int(round(rate * len(eps)))}/{len(eps)} episodes), '
-      f'mean return {summary["eval/return"]:.1f}; {time.perf_counter() - start:.0f} s with '
-      f'{len(envs)} environment(s) in lock step')
+  log(
+    f'Checkpoint {step} ({counters.grad_steps} gradient steps, {counters.env_steps} env steps): '
+    f'success rate {rate:.2f} ({int(round(rate * len(eps)))}/{len(eps)} episodes), '
+    f'mean return {summary["eval/return"]:.1f}; {time.perf_counter() - start:.0f} s with '
+    f'{len(envs)} environment(s) in lock step'
+  )
   if video:
-    path = evaluation.write_video(np.concatenate([e['image'] for e in eps]),
-                                  os.path.join(workdir, 'videos', f'evaluate_{step}.gif'))
+    path = evaluation.write_video(
+      np.concatenate([e['image'] for e in eps]), os.path.join(workdir, 'videos', f'evaluate_{step}.gif')
+    )
     log(f'Video: {path}')
-  record = dict(step=step, counters=counters.to_json(), episodes=len(eps), **summary,
-                successes=[bool(e['success']) for e in eps])
+  record = dict(
+    step=step, counters=counters.to_json(), episodes=len(eps), **summary, successes=[bool(e['success']) for e in eps]
+  )
   with open(os.path.join(workdir, f'evaluate_{step}.json'), 'w') as f:
     json.dump(record, f, indent=2)
   return record

@@ -5,6 +5,7 @@ Conditions on the first `context` frames of held-out episodes, rolls the prior f
 recorded actions, and writes `<workdir>/openloop/openloop_<step>.gif` (rows: episodes; columns:
 truth | prediction | error) and `rewards_<step>.png` (predicted vs true rewards).
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,16 +33,18 @@ def held_out_episodes(config, n: int, episodes_dir: str | None = None) -> list[d
 def tile(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
   """Frames [T', B*H, 3*W, 3] uint8 (rows: episodes; columns: truth | prediction | |error|) from
   float images [B, T', H, W, 3] in [0, 1]."""
-  frames = np.concatenate([truth, pred, np.abs(truth - pred)], axis=3)    # [B, T', H, 3W, 3]
-  frames = np.concatenate(list(frames), axis=1)                            # [T', B*H, 3W, 3]
+  frames = np.concatenate([truth, pred, np.abs(truth - pred)], axis=3)  # [B, T', H, 3W, 3]
+  frames = np.concatenate(list(frames), axis=1)  # [T', B*H, 3W, 3]
   return (np.clip(frames, 0, 1) * 255).astype(np.uint8)
 
 
 def plot_rewards(true: np.ndarray, pred: np.ndarray, path: str) -> str:
   """One panel per episode: true and predicted rewards [B, T'] against the predicted step."""
   import matplotlib
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+
   fig, axes = plt.subplots(1, len(true), figsize=(3.2 * len(true), 2.8), squeeze=False)
   for i, ax in enumerate(axes[0]):
     ax.plot(true[i], label='true')
@@ -55,8 +58,15 @@ def plot_rewards(true: np.ndarray, pred: np.ndarray, path: str) -> str:
   return path
 
 
-def openloop_report(workdir: str, step: int | None = None, context: int = 5, horizon: int = 45,
-                    episodes: int = 4, start: int = 0, episodes_dir: str | None = None) -> dict:
+def openloop_report(
+  workdir: str,
+  step: int | None = None,
+  context: int = 5,
+  horizon: int = 45,
+  episodes: int = 4,
+  start: int = 0,
+  episodes_dir: str | None = None,
+) -> dict:
   """Predicts `horizon` frames after `context` observed ones of `episodes` held-out episodes from
   step `start` with checkpoint `step` (default: the latest). Writes the GIF and the reward plot;
   returns {'step', 'episodes', 'context', 'predicted_steps', 'image_mse', 'reward_mae', 'gif', 'png'}."""
@@ -66,7 +76,7 @@ def openloop_report(workdir: str, step: int | None = None, context: int = 5, hor
   t = min(context + horizon, length)
   if t <= context:
     raise ValueError(f'Episodes have {length} steps after --start={start}; need more than --context={context}')
-  batch = {k: np.stack([e[k][start:start + t] for e in eps]) for k in ('image', 'action', 'is_first', 'reward')}
+  batch = {k: np.stack([e[k][start : start + t] for e in eps]) for k in ('image', 'action', 'is_first', 'reward')}
   batch['is_first'][:, 0] = True
   predict = jax.jit(functools.partial(openloop_predict, context=context, nets=parts.nets))
   out = jax.device_get(predict(state.params, batch))
@@ -74,9 +84,16 @@ def openloop_report(workdir: str, step: int | None = None, context: int = 5, hor
   pred = np.asarray(out['pred_image'], np.float32)
   out_dir = os.path.join(workdir, 'openloop')
   gif = evaluation.write_video(tile(truth, pred), os.path.join(out_dir, f'openloop_{step}.gif'), scale=2, fps=10)
-  png = plot_rewards(batch['reward'][:, context:], np.asarray(out['pred_reward']),
-                     os.path.join(out_dir, f'rewards_{step}.png'))
-  return dict(step=step, episodes=len(eps), context=context, predicted_steps=t - context,
-              image_mse=float(np.mean((truth - pred) ** 2)),
-              reward_mae=float(np.mean(np.abs(batch['reward'][:, context:] - np.asarray(out['pred_reward'])))),
-              gif=gif, png=png)
+  png = plot_rewards(
+    batch['reward'][:, context:], np.asarray(out['pred_reward']), os.path.join(out_dir, f'rewards_{step}.png')
+  )
+  return dict(
+    step=step,
+    episodes=len(eps),
+    context=context,
+    predicted_steps=t - context,
+    image_mse=float(np.mean((truth - pred) ** 2)),
+    reward_mae=float(np.mean(np.abs(batch['reward'][:, context:] - np.asarray(out['pred_reward'])))),
+    gif=gif,
+    png=png,
+  )

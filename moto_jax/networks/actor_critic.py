@@ -3,6 +3,7 @@
 The policy is returned as a `TanhGaussian` pytree, so it can cross `jax.jit` and `lax.scan`
 boundaries and be evaluated on dataset actions (Eq. 10) as well as sampled (Eqs. 4-6).
 """
+
 import chex
 import flax.linen as nn
 import flax.struct
@@ -16,6 +17,7 @@ _LOG_SQRT_2PI = 0.5 * jnp.log(2.0 * jnp.pi)
 
 class TanhGaussian(flax.struct.PyTreeNode):
   """`a = tanh(u)`, `u ~ Normal(mean, std)` with independent dimensions. mean, std [..., A]."""
+
   mean: jax.Array
   std: jax.Array
 
@@ -31,7 +33,7 @@ class TanhGaussian(flax.struct.PyTreeNode):
     """Reparameterised sample [..., A] and its log-density [...], exact without an atanh."""
     noise = jax.random.normal(key, self.mean.shape)
     u = self.mean + self.std * noise
-    log_normal = -0.5 * noise ** 2 - jnp.log(self.std) - _LOG_SQRT_2PI
+    log_normal = -0.5 * noise**2 - jnp.log(self.std) - _LOG_SQRT_2PI
     # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)), stable for large |u|.
     log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
     return jnp.tanh(u), jnp.sum(log_normal - log_det, -1)
@@ -46,12 +48,13 @@ class TanhGaussian(flax.struct.PyTreeNode):
     action = jnp.clip(action, -1.0 + eps, 1.0 - eps)
     u = jnp.arctanh(action)
     log_normal = -0.5 * ((u - self.mean) / self.std) ** 2 - jnp.log(self.std) - _LOG_SQRT_2PI
-    log_det = jnp.log1p(-action ** 2)
+    log_det = jnp.log1p(-(action**2))
     return jnp.sum(log_normal - log_det, -1)
 
 
 class Actor(nn.Module):
   """z [..., F] -> TanhGaussian over actions [..., A]; std in [min_std, max_std]."""
+
   action_dim: int
   units: int = 400
   layers: int = 4
@@ -62,13 +65,14 @@ class Actor(nn.Module):
   def __call__(self, feat: jax.Array) -> TanhGaussian:
     x = layers.MLP(self.units, self.layers, out=2 * self.action_dim, name='mlp')(feat)
     mean, std = jnp.split(x, 2, axis=-1)
-    mean = 5.0 * jnp.tanh(mean / 5.0)   # keeps the pre-tanh mean in a range with useful gradients
+    mean = 5.0 * jnp.tanh(mean / 5.0)  # keeps the pre-tanh mean in a range with useful gradients
     std = self.min_std + (self.max_std - self.min_std) * jax.nn.sigmoid(std + 2.0)
     return TanhGaussian(mean, std)
 
 
 class QNetwork(nn.Module):
   """(z [..., F], a [..., A]) -> Q [...]."""
+
   units: int = 400
   layers: int = 4
 
@@ -80,12 +84,14 @@ class QNetwork(nn.Module):
 
 class Critic(nn.Module):
   """Twin critics: (z [..., F], a [..., A]) -> Q_j [2, ...], member axis 0."""
+
   units: int = 400
   layers: int = 4
   num: int = 2
 
   @nn.compact
   def __call__(self, feat: jax.Array, action: jax.Array) -> jax.Array:
-    ensemble = nn.vmap(QNetwork, variable_axes={'params': 0}, split_rngs={'params': True},
-                       in_axes=None, out_axes=0, axis_size=self.num)
+    ensemble = nn.vmap(
+      QNetwork, variable_axes={'params': 0}, split_rngs={'params': True}, in_axes=None, out_axes=0, axis_size=self.num
+    )
     return ensemble(self.units, self.layers, name='q')(feat, action)

@@ -26,19 +26,25 @@ Every hidden layer is followed by LayerNorm (over channels) and SiLU.
   output phase (`conv_transpose_phases`, form 'direct').
 The forms themselves are pure functions in conv_forms.py.
 XLA:CPU computes the kernel gradients of strided and transposed convolutions at 2-10 GFLOP/s at
-the paper's sizes; as matrix products the `paper` update ran 9.8x faster (BUILD_NOTES). At the `small` sizes its
-own convolutions are as fast (BUILD_NOTES, "Where an update's time goes"; per layer:
-benchmarks/conv_layers.py).
+the paper's sizes; as matrix products the `paper` update ran 9.8x faster. At the `small` sizes its
+own convolutions are as fast, but for the encoder's first layer.
 """
+
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from moto_jax.networks import layers
-from moto_jax.networks import precision
-from moto_jax.networks.conv_forms import (conv_patches, conv_stride2_phases, conv_transpose_phases, conv_xla,
-                                          depth_to_space, xla_conv_transpose)
+from moto_jax.xla_cpu import precision
+from moto_jax.xla_cpu.conv_forms import (
+  conv_patches,
+  conv_stride2_phases,
+  conv_transpose_phases,
+  conv_xla,
+  depth_to_space,
+  xla_conv_transpose,
+)
 
 
 def preprocess(image: jax.Array) -> jax.Array:
@@ -61,18 +67,21 @@ def resolve_impl(impl: str) -> str:
 
 def _kernel_and_bias(module: nn.Module, kernel_shape: tuple, features: int):
   """The 'kernel' and 'bias' parameters of flax's `nn.Conv` / `nn.ConvTranspose` (same initialisers)."""
-  return (module.param('kernel', nn.initializers.lecun_normal(), kernel_shape),
-          module.param('bias', nn.initializers.zeros_init(), (features,)))
+  return (
+    module.param('kernel', nn.initializers.lecun_normal(), kernel_shape),
+    module.param('bias', nn.initializers.zeros_init(), (features,)),
+  )
 
 
 class Conv(nn.Module):
   """`nn.Conv` (same parameter names, shapes and initialisers) with a choice of `impl`."""
+
   features: int
   kernel_size: tuple[int, int]
   strides: tuple[int, int] = (1, 1)
   padding: str = 'SAME'
   impl: str = 'xla'
-  dtype: str = 'float32'        # precision of the products ('float32' | 'bfloat16'; precision.py)
+  dtype: str = 'float32'  # precision of the products ('float32' | 'bfloat16'; precision.py)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -80,8 +89,9 @@ class Conv(nn.Module):
       raise ValueError(f'conv impl={self.impl!r}; expected one of {IMPLS}')
     strides = tuple(self.strides)
     if self.impl == 'phases' and strides != (1, 1) and (strides != (2, 2) or self.padding != 'VALID'):
-      raise ValueError(f"conv impl='phases' computes stride-2 VALID convolutions; got strides={self.strides}, "
-                       f'padding={self.padding!r}')
+      raise ValueError(
+        f"conv impl='phases' computes stride-2 VALID convolutions; got strides={self.strides}, padding={self.padding!r}"
+      )
     if self.impl == 'patches' and strides[0] != strides[1]:
       raise ValueError(f'strides={self.strides}: the patch form needs equal strides')
     kernel, bias = _kernel_and_bias(self, tuple(self.kernel_size) + (x.shape[-1], self.features), self.features)
@@ -90,13 +100,13 @@ class Conv(nn.Module):
     if self.impl == 'patches' and strides == (2, 2) and self.padding == 'VALID' and kh == kw and kh % 2 == 0:
       # The encoder's layers: the input's 2 x 2 phases, then patches of k/2 x k/2 unit-stride slices.
       # Its input gradient sums (k/2)^2 shifted copies instead of k^2 strided ones (10 % faster
-      # at paper sizes, BUILD_NOTES "Speed on the CPU").
+      # at paper sizes).
       y = conv_stride2_phases(x, kernel, patches=True, dtype=dtype)
     elif self.impl == 'patches':
       y = conv_patches(x, kernel, strides[0], self.padding, dtype)
     elif self.impl == 'phases' and strides == (2, 2):
       y = conv_stride2_phases(x, kernel, dtype=dtype)
-    else:                                                 # 'xla', or 'phases' at stride 1 (the same)
+    else:  # 'xla', or 'phases' at stride 1 (the same)
       y = conv_xla(x, kernel, self.padding, strides, dtype)
     return y + bias
 
@@ -105,10 +115,11 @@ class ConvTranspose(nn.Module):
   """`nn.ConvTranspose(features, kernel_size, strides=(2, 2), padding='SAME')` (same parameter names,
   shapes and initialisers) computed by `impl`: 'xla' (`lax.conv_transpose`), 'phases'
   (`conv_transpose_phases`) or 'patches' (its phases as matrix products)."""
+
   features: int
   kernel_size: tuple[int, int]
   impl: str = 'xla'
-  dtype: str = 'float32'        # precision of the products ('float32' | 'bfloat16'; precision.py)
+  dtype: str = 'float32'  # precision of the products ('float32' | 'bfloat16'; precision.py)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -125,11 +136,12 @@ class ConvTranspose(nn.Module):
 
 class Encoder(nn.Module):
   """uint8 image [..., 64, 64, 3] -> embedding float32 [..., E]."""
+
   depth: int = 48
   kernel: int = 4
   layers: int = 4
-  impl: str = 'xla'             # 'xla' | 'patches' | 'phases' (see the module docstring)
-  dtype: str = 'float32'        # precision of the products ('float32' | 'bfloat16'; precision.py)
+  impl: str = 'xla'  # 'xla' | 'patches' | 'phases' (see the module docstring)
+  dtype: str = 'float32'  # precision of the products ('float32' | 'bfloat16'; precision.py)
 
   @nn.compact
   def __call__(self, image: jax.Array) -> jax.Array:
@@ -137,33 +149,41 @@ class Encoder(nn.Module):
     lead = image.shape[:-3]
     x = preprocess(image.reshape((-1,) + image.shape[-3:]))
     for i in range(self.layers):
-      x = Conv(self.depth * 2 ** i, (self.kernel, self.kernel), strides=(2, 2), padding='VALID',
-               impl=self.impl, dtype=self.dtype, name=f'conv{i}')(x)
+      x = Conv(
+        self.depth * 2**i,
+        (self.kernel, self.kernel),
+        strides=(2, 2),
+        padding='VALID',
+        impl=self.impl,
+        dtype=self.dtype,
+        name=f'conv{i}',
+      )(x)
       x = nn.silu(nn.LayerNorm(name=f'norm{i}')(x))
       if self.impl == 'patches' and i < self.layers - 1:
         # The next layer gathers patches from x: computed once rather than in each of its slices
-        # (the `paper` update 1-4 % faster, BUILD_NOTES).
+        # (the `paper` update 1-4 % faster).
         x = layers.computed_once(x, self.variables['params'][f'norm{i}']['scale'][0])
     return x.reshape(lead + (-1,))
 
 
 class Decoder(nn.Module):
   """Feature [..., F] -> mean image float32 [..., 64, 64, 3], in the [-0.5, 0.5] scale."""
-  kind: str = 'transpose'       # 'transpose' | 'subpixel'
+
+  kind: str = 'transpose'  # 'transpose' | 'subpixel'
   depth: int = 48
   kernel: int = 4
   layers: int = 4
   subpixel_kernel: int = 3
   image_shape: tuple[int, int, int] = (64, 64, 3)
-  impl: str = 'xla'             # 'xla' | 'patches' | 'phases' (see the module docstring)
-  dtype: str = 'float32'        # precision of the products ('float32' | 'bfloat16'; precision.py)
+  impl: str = 'xla'  # 'xla' | 'patches' | 'phases' (see the module docstring)
+  dtype: str = 'float32'  # precision of the products ('float32' | 'bfloat16'; precision.py)
 
   @nn.compact
   def __call__(self, feat: jax.Array) -> jax.Array:
     if self.kind not in ('transpose', 'subpixel'):
       raise ValueError(f'Unknown decoder kind {self.kind!r}.')
     height, width, channels = self.image_shape
-    scale = 2 ** self.layers
+    scale = 2**self.layers
     if height % scale or width % scale:
       raise ValueError(f'Image shape {self.image_shape} is not divisible by 2**layers = {scale}.')
     lead = feat.shape[:-1]
@@ -179,8 +199,7 @@ class Decoder(nn.Module):
         x = ConvTranspose(out, (self.kernel, self.kernel), impl=self.impl, dtype=self.dtype, name=f'conv{i}')(x)
       else:
         k = self.subpixel_kernel
-        x = Conv(out * 4, (k, k), strides=(1, 1), padding='SAME', impl=self.impl, dtype=self.dtype,
-                 name=f'conv{i}')(x)
+        x = Conv(out * 4, (k, k), strides=(1, 1), padding='SAME', impl=self.impl, dtype=self.dtype, name=f'conv{i}')(x)
         x = depth_to_space(x, 2)
       if not last:
         x = nn.silu(nn.LayerNorm(name=f'norm{i}')(x))

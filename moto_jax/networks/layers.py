@@ -4,6 +4,7 @@ The stochastic state is G groups of C classes. Its "logits" are always normalise
 log-probabilities (after the optional uniform mix), so that differences between
 distributions, KL terms and the ensemble penalty are invariant to the softmax shift.
 """
+
 import functools
 
 import chex
@@ -12,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from moto_jax.networks import precision
+from moto_jax.xla_cpu import precision
 
 sg = jax.lax.stop_gradient
 
@@ -20,6 +21,7 @@ sg = jax.lax.stop_gradient
 class Dense(nn.Module):
   """`nn.Dense` (the same parameter names, shapes and initialisers) whose product runs at the
   precision `dtype` names ('float32' | 'bfloat16': `precision.matmul`). Output float32."""
+
   features: int
   use_bias: bool = True
   dtype: str = 'float32'
@@ -38,6 +40,7 @@ class MLP(nn.Module):
 
   Works on any leading axes: [..., In] -> [..., out] (or [..., units] when out is None).
   """
+
   units: int
   layers: int
   out: int | None = None
@@ -100,8 +103,7 @@ def sum_members(values) -> jax.Array:
   """Sum over the leading (member) axis of `values` [M, ...], as M - 1 elementwise adds in order.
 
   XLA:CPU runs a reduction over a short leading axis into a large output (7 members of [N, G, C])
-  ~30x slower than the same adds written out (`benchmarks/member_axis.py`; BUILD_NOTES
-  "Reductions over the member axis").
+  ~30x slower than the same adds written out.
   """
   total = values[0]
   for i in range(1, values.shape[0]):
@@ -150,7 +152,7 @@ def select_member(values: jax.Array, member: jax.Array) -> jax.Array:
   Exact (a select, no arithmetic); its gradient is the incoming one where the member was picked.
   """
   m = values.shape[0]
-  chex.assert_shape(values, (m, *member.shape) + values.shape[1 + member.ndim:])
+  chex.assert_shape(values, (m, *member.shape) + values.shape[1 + member.ndim :])
   return _select(m, values, member)
 
 

@@ -11,6 +11,7 @@ Flax modules hold one step each; `observe` and `imagine` are one `lax.scan` each
 module's `apply`, with explicit keys (no Flax rng streams), so they are plain pure functions.
 Logits are normalised log-probabilities with the uniform mix `unimix` already applied.
 """
+
 from typing import Callable
 
 import chex
@@ -18,14 +19,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from moto_jax.networks import data_parallel
 from moto_jax.networks import layers
+from moto_jax.xla_cpu import data_parallel
 
 State = dict  # {'deter': [..., D], 'stoch': [..., G, C]}
 
 
 class GRUCell(nn.Module):
   """Layer-normed GRU of DreamerV2: (h [..., D], x [..., I]) -> h' [..., D]."""
+
   size: int
 
   @nn.compact
@@ -41,6 +43,7 @@ class GRUCell(nn.Module):
 
 class LogitsHead(nn.Module):
   """MLP with one hidden layer to logits [..., G, C]."""
+
   hidden: int
   groups: int
   classes: int
@@ -53,6 +56,7 @@ class LogitsHead(nn.Module):
 
 class RSSM(nn.Module):
   """One-step pieces of the ensembled RSSM. Sizes: D=deter, G=groups, C=classes, M=ensemble."""
+
   deter: int = 200
   hidden: int = 200
   groups: int = 32
@@ -64,8 +68,14 @@ class RSSM(nn.Module):
     self.img_in = layers.MLP(self.hidden, 1)
     self.gru = GRUCell(self.deter)
     # Ensemble: parameters stacked on axis 0, each member initialised from its own key.
-    ensemble = nn.vmap(LogitsHead, variable_axes={'params': 0}, split_rngs={'params': True},
-                       in_axes=None, out_axes=0, axis_size=self.ensemble)
+    ensemble = nn.vmap(
+      LogitsHead,
+      variable_axes={'params': 0},
+      split_rngs={'params': True},
+      in_axes=None,
+      out_axes=0,
+      axis_size=self.ensemble,
+    )
     self.prior = ensemble(self.hidden, self.groups, self.classes)
     self.post = LogitsHead(self.hidden, self.groups, self.classes)
 
@@ -90,8 +100,10 @@ class RSSM(nn.Module):
 
 def initial_state(rssm: RSSM, batch: int) -> State:
   """Zero state of `batch` rows."""
-  return {'deter': jnp.zeros((batch, rssm.deter), jnp.float32),
-          'stoch': jnp.zeros((batch, rssm.groups, rssm.classes), jnp.float32)}
+  return {
+    'deter': jnp.zeros((batch, rssm.deter), jnp.float32),
+    'stoch': jnp.zeros((batch, rssm.groups, rssm.classes), jnp.float32),
+  }
 
 
 def feature(state: State) -> jax.Array:
@@ -110,8 +122,9 @@ def _sample(gumbel: jax.Array | None, logits: jax.Array) -> jax.Array:
   return layers.straight_through_given(gumbel, logits)
 
 
-def obs_step(rssm: RSSM, params, state: State, action: jax.Array, embed: jax.Array,
-             is_first: jax.Array, key: jax.Array | None) -> tuple[State, jax.Array]:
+def obs_step(
+  rssm: RSSM, params, state: State, action: jax.Array, embed: jax.Array, is_first: jax.Array, key: jax.Array | None
+) -> tuple[State, jax.Array]:
   """One posterior step. The state and action are zeroed where `is_first` (bool [N]).
 
   Args: state [N], action a_t [N, A] (the action that led to this observation), embed [N, E].
@@ -132,8 +145,9 @@ def _obs_step(rssm, params, state, action, embed, is_first, gumbel):
   return {'deter': deter, 'stoch': _sample(gumbel, logits)}, logits
 
 
-def img_step(rssm: RSSM, params, state: State, action: jax.Array, key: jax.Array | None,
-             member: jax.Array) -> tuple[State, jax.Array]:
+def img_step(
+  rssm: RSSM, params, state: State, action: jax.Array, key: jax.Array | None, member: jax.Array
+) -> tuple[State, jax.Array]:
   """One prior step, s' drawn from head `member` (int [N]).
 
   Returns (state', logits of every head [M, N, G, C]) (the latter for the penalty of Eq. 2).
@@ -150,8 +164,15 @@ def _img_step(rssm, params, state, action, gumbel, member):
   return {'deter': deter, 'stoch': _sample(gumbel, logits)}, all_logits
 
 
-def observe(rssm: RSSM, params, embed: jax.Array, action: jax.Array, is_first: jax.Array,
-            key: jax.Array | None, state: State | None = None) -> dict:
+def observe(
+  rssm: RSSM,
+  params,
+  embed: jax.Array,
+  action: jax.Array,
+  is_first: jax.Array,
+  key: jax.Array | None,
+  state: State | None = None,
+) -> dict:
   """Posterior over a sequence in one `lax.scan`, starting from `state` (zeros by default).
 
   Args: embed [B, T, E], action [B, T, A], is_first bool [B, T].
@@ -168,21 +189,23 @@ def observe(rssm: RSSM, params, embed: jax.Array, action: jax.Array, is_first: j
   gumbel = None
   if key is not None:
     shape = (b, rssm.groups, rssm.classes)
-    gumbel = jax.vmap(lambda k: _gumbel(k, shape))(jax.random.split(key, t))   # [T, B, G, C]
+    gumbel = jax.vmap(lambda k: _gumbel(k, shape))(jax.random.split(key, t))  # [T, B, G, C]
 
   def scan(params, state, xs, gumbel):
     def step(carry, inputs):
       (e, a, first), g = inputs
       carry, logits = _obs_step(rssm, params, carry, a, e, first, g)
       return carry, {**carry, 'logits': logits}
+
     return jax.lax.scan(step, state, (xs, gumbel))[1]
 
   out = data_parallel.rows_per_device(scan, (None, 0, 1, 1), 1)(params, state, xs, gumbel)
   return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), out)
 
 
-def imagine(rssm: RSSM, params, start: State, policy: Callable, policy_params, horizon: int,
-            key: jax.Array, action_dim: int) -> dict:
+def imagine(
+  rssm: RSSM, params, start: State, policy: Callable, policy_params, horizon: int, key: jax.Array, action_dim: int
+) -> dict:
   """Prior rollout of `horizon` steps in one `lax.scan` (ALGORITHM.md Sec. 3), time-major.
 
   At every step `a_k = policy(policy_params, z_k, noise_k)` with standard-normal noise_k
@@ -199,20 +222,23 @@ def imagine(rssm: RSSM, params, start: State, policy: Callable, policy_params, h
 
   def draw(k):
     k_act, k_member, k_sample = jax.random.split(k, 3)
-    return (jax.random.normal(k_act, (n, action_dim)),
-            jax.random.randint(k_member, (n,), 0, rssm.ensemble),
-            _gumbel(k_sample, (n, rssm.groups, rssm.classes)))
+    return (
+      jax.random.normal(k_act, (n, action_dim)),
+      jax.random.randint(k_member, (n,), 0, rssm.ensemble),
+      _gumbel(k_sample, (n, rssm.groups, rssm.classes)),
+    )
 
   key, k_last = jax.random.split(key)
-  noise = jax.vmap(draw)(jax.random.split(key, horizon))            # each [H, N, ...]
+  noise = jax.vmap(draw)(jax.random.split(key, horizon))  # each [H, N, ...]
 
   def scan(params, policy_params, start, noise):
     def step(state, inputs):
       act_noise, member, gumbel = inputs
       action = policy(policy_params, feature(state), act_noise)
       nxt, all_logits = _img_step(rssm, params, state, action, gumbel, member)
-      u = layers.ensemble_disagreement(all_logits)                      # Eq. 2
+      u = layers.ensemble_disagreement(all_logits)  # Eq. 2
       return nxt, {'state': state, 'action': action, 'disagreement': u}
+
     return jax.lax.scan(step, start, noise)
 
   per_device = data_parallel.rows_per_device(scan, (None, None, 0, 1), (0, 1))

@@ -4,21 +4,21 @@
   {'wm': {'encoder', 'rssm', 'decoder', 'reward'}, 'actor': ..., 'critic': ...}
 and the helpers below apply the modules to the matching sub-tree. All functions are pure.
 """
+
 import dataclasses
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from moto_jax.networks import actor_critic
-from moto_jax.networks import conv
-from moto_jax.networks import layers
+from moto_jax.networks import actor_critic, conv, layers
 from moto_jax.networks import rssm as rssm_lib
 
 
 @dataclasses.dataclass(frozen=True)
 class Networks:
   """Flax modules of the agent (stateless; parameters live in a separate dict)."""
+
   encoder: conv.Encoder
   rssm: rssm_lib.RSSM
   decoder: conv.Decoder
@@ -46,14 +46,14 @@ class Networks:
     action = jnp.zeros((n, self.action_dim), jnp.float32)
     feat = jnp.zeros((n, self.feat_dim), jnp.float32)
     return {
-        'wm': {
-            'encoder': embed,
-            'rssm': self.rssm.init(keys[1], state['deter'], state['stoch'], action, e)['params'],
-            'decoder': self.decoder.init(keys[2], feat)['params'],
-            'reward': self.reward.init(keys[3], feat)['params'],
-        },
-        'actor': self.actor.init(keys[4], feat)['params'],
-        'critic': self.critic.init(keys[5], feat, action)['params'],
+      'wm': {
+        'encoder': embed,
+        'rssm': self.rssm.init(keys[1], state['deter'], state['stoch'], action, e)['params'],
+        'decoder': self.decoder.init(keys[2], feat)['params'],
+        'reward': self.reward.init(keys[3], feat)['params'],
+      },
+      'actor': self.actor.init(keys[4], feat)['params'],
+      'critic': self.critic.init(keys[5], feat, action)['params'],
     }
 
   # World-model pieces; `wm` is params['wm'].
@@ -106,13 +106,14 @@ def make_networks(config: ml_collections.ConfigDict, action_dim: int) -> Network
   # field existed computed in float32.
   dtype = m.get('compute_dtype', 'float32')
   return Networks(
-      encoder=conv.Encoder(**{**m.encoder, 'impl': conv.resolve_impl(m.encoder.impl)}, dtype=dtype),
-      rssm=rssm_lib.RSSM(**m.rssm),
-      decoder=conv.Decoder(**{**m.decoder, 'impl': conv.resolve_impl(m.decoder.impl)}, image_shape=tuple(image_shape),
-                           dtype=dtype),
-      reward=layers.MLP(m.reward_head.units, m.reward_head.layers, out=1),
-      actor=actor_critic.Actor(action_dim, **a.actor),
-      critic=actor_critic.Critic(**a.critic),
-      action_dim=action_dim,
-      image_shape=tuple(image_shape),
+    encoder=conv.Encoder(**{**m.encoder, 'impl': conv.resolve_impl(m.encoder.impl)}, dtype=dtype),
+    rssm=rssm_lib.RSSM(**m.rssm),
+    decoder=conv.Decoder(
+      **{**m.decoder, 'impl': conv.resolve_impl(m.decoder.impl)}, image_shape=tuple(image_shape), dtype=dtype
+    ),
+    reward=layers.MLP(m.reward_head.units, m.reward_head.layers, out=1),
+    actor=actor_critic.Actor(action_dim, **a.actor),
+    critic=actor_critic.Critic(**a.critic),
+    action_dim=action_dim,
+    image_shape=tuple(image_shape),
   )

@@ -12,6 +12,7 @@ folder, a config file (`configs/<name>.py`, built with `configs.common.assemble`
     metaworld/       env.py (MetaWorldEnv), __init__.py (tasks, expert policies)
     kitchen/         env.py (KitchenEnv), script.py (scripted controller), collect.py (play data)
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,8 +21,8 @@ from moto_jax.suites.base import Suite
 
 # config.domain -> 'module:attribute' of its Suite instance (imported on first use).
 SUITES = {
-    'metaworld': 'moto_jax.suites.metaworld:SUITE',
-    'kitchen': 'moto_jax.suites.kitchen:SUITE',
+  'metaworld': 'moto_jax.suites.metaworld:SUITE',
+  'kitchen': 'moto_jax.suites.kitchen:SUITE',
 }
 _LOADED: dict[str, Suite] = {}
 

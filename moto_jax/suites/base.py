@@ -1,4 +1,5 @@
 """The interface every environment suite implements, and the sequential scripted collector."""
+
 from __future__ import annotations
 
 import os
@@ -104,8 +105,10 @@ class Suite:
     (the reference policy of the uncertainty bound, the input of open-loop prediction)."""
     env = self.make_env(config, config.seed)
     try:
-      return [rollout_lib.rollout(env, self.scripted_policy(env, config, np.random.default_rng(seed), action_noise=0.0),
-                                  seed) for seed in seeds]
+      return [
+        rollout_lib.rollout(env, self.scripted_policy(env, config, np.random.default_rng(seed), action_noise=0.0), seed)
+        for seed in seeds
+      ]
     finally:
       env.close()
 

@@ -6,6 +6,7 @@ that cost is wasted. `FastRenderer` renders through `mujoco.Renderer` with those
 features switched off (about 12x cheaper for MetaWorld). The settings change the
 picture, so every dataset records them and online rollouts must use the same.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,6 +20,7 @@ RENDER_QUALITIES = ('fast', 'shipped')
 @dataclasses.dataclass(frozen=True)
 class FreeCamera:
   """A free (orbiting) camera: distance, azimuth and elevation in degrees, lookat point."""
+
   distance: float
   azimuth: float
   elevation: float
@@ -37,8 +39,15 @@ class FastRenderer:
     flip: rotate the image by 180 degrees (MetaWorld's `corner*` cameras render upside down).
   """
 
-  def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, size: int,
-               camera: str | FreeCamera, quality: str = 'fast', flip: bool = False):
+  def __init__(
+    self,
+    model: mujoco.MjModel,
+    data: mujoco.MjData,
+    size: int,
+    camera: str | FreeCamera,
+    quality: str = 'fast',
+    flip: bool = False,
+  ):
     if quality not in RENDER_QUALITIES:
       raise ValueError(f'render_quality={quality!r}; expected one of {RENDER_QUALITIES}')
     self._data = data
@@ -67,11 +76,17 @@ class FastRenderer:
 
   def settings(self) -> dict:
     cam = self._camera
-    cam_desc = cam if isinstance(cam, str) else dict(
-        distance=float(cam.distance), azimuth=float(cam.azimuth),
-        elevation=float(cam.elevation), lookat=[float(x) for x in cam.lookat])
-    return dict(quality=self.quality, camera=cam_desc, flip=self._flip,
-                size=int(self._renderer.height))
+    cam_desc = (
+      cam
+      if isinstance(cam, str)
+      else dict(
+        distance=float(cam.distance),
+        azimuth=float(cam.azimuth),
+        elevation=float(cam.elevation),
+        lookat=[float(x) for x in cam.lookat],
+      )
+    )
+    return dict(quality=self.quality, camera=cam_desc, flip=self._flip, size=int(self._renderer.height))
 
   def render(self) -> np.ndarray:
     """Returns the current frame, uint8 [size, size, 3], upright."""

@@ -20,6 +20,7 @@ the agent's discounted returns on the same start seeds, their gap, eps_hat and 2
 and draws `bound.png` (the paper's Fig. 6). The reference policy is the suite's noise-free scripted
 expert (`Suite.expert_episodes`).
 """
+
 from __future__ import annotations
 
 import os
@@ -35,11 +36,13 @@ from moto_jax.networks import layers
 def discounted_return(reward: np.ndarray, gamma: float) -> float:
   """sum_{i>=1} gamma^(i-1) r_i of one episode (reward[0] belongs to the reset)."""
   from moto_jax.training.diagnostics import discounted_returns
+
   return float(discounted_returns(np.asarray(reward, np.float64), gamma)[0]) if len(reward) > 1 else 0.0
 
 
-def rollout_uncertainty(img_step: Callable, ensemble: int, start, actions: jax.Array, valid: jax.Array,
-                        gamma: float, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+def rollout_uncertainty(
+  img_step: Callable, ensemble: int, start, actions: jax.Array, valid: jax.Array, gamma: float, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   """Rolls `start` (a state pytree with rows [R]) through `actions` [H, R, A]; returns the discounted
   disagreement per row, sum_h gamma^h u_h valid_h [R], and u [H, R].
 
@@ -53,7 +56,7 @@ def rollout_uncertainty(img_step: Callable, ensemble: int, start, actions: jax.A
     k_member, k_sample = jax.random.split(k)
     member = jax.random.randint(k_member, (rows,), 0, ensemble)
     nxt, all_logits = img_step(state, action, k_sample, member)
-    return nxt, layers.ensemble_disagreement(all_logits)                  # Eq. 2, [R]
+    return nxt, layers.ensemble_disagreement(all_logits)  # Eq. 2, [R]
 
   _, u = jax.lax.scan(step, start, (actions, jax.random.split(key, horizon)))
   discount = gamma ** jnp.arange(horizon, dtype=jnp.float32)[:, None]
@@ -66,10 +69,13 @@ def expert_batch(episodes: list[dict], starts: int) -> dict:
   length = max(len(e['image']) for e in episodes)
   short = [len(e['image']) for e in episodes if len(e['image']) <= starts + 1]
   if short:
-    raise ValueError(f'The uncertainty bound starts from the first {starts} steps (train.bound_starts) and '
-                     f'needs longer episodes; {len(short)} expert episode(s) have only {min(short)} frames.')
-  out = {k: np.zeros((len(episodes), length) + episodes[0][k].shape[1:], episodes[0][k].dtype)
-         for k in ('image', 'action')}
+    raise ValueError(
+      f'The uncertainty bound starts from the first {starts} steps (train.bound_starts) and '
+      f'needs longer episodes; {len(short)} expert episode(s) have only {min(short)} frames.'
+    )
+  out = {
+    k: np.zeros((len(episodes), length) + episodes[0][k].shape[1:], episodes[0][k].dtype) for k in ('image', 'action')
+  }
   out['is_first'] = np.zeros((len(episodes), length), bool)
   out['is_first'][:, 0] = True
   out['step_valid'] = np.zeros((len(episodes), length), np.float32)
@@ -89,13 +95,13 @@ def make_estimate_fn(nets, starts: int, gamma: float) -> Callable:
     n, length = batch['is_first'].shape
     horizon = length - starts
     embed = nets.encode(wm, batch['image'])
-    post = nets.observe(wm, embed, batch['action'], batch['is_first'], None)   # posterior modes
+    post = nets.observe(wm, embed, batch['action'], batch['is_first'], None)  # posterior modes
     start = {k: post[k][:, :starts].reshape((n * starts,) + post[k].shape[2:]) for k in ('deter', 'stoch')}
-    index = jnp.arange(starts)[:, None] + 1 + jnp.arange(horizon)[None]        # [K, H]: a_{k+h+1}
-    actions = batch['action'][:, index]                                        # [N, K, H, A]
-    valid = batch['step_valid'][:, index]                                      # [N, K, H]
-    actions = jnp.moveaxis(actions.reshape(n * starts, horizon, -1), 1, 0)     # [H, N*K, A]
-    valid = jnp.moveaxis(valid.reshape(n * starts, horizon), 1, 0)             # [H, N*K]
+    index = jnp.arange(starts)[:, None] + 1 + jnp.arange(horizon)[None]  # [K, H]: a_{k+h+1}
+    actions = batch['action'][:, index]  # [N, K, H, A]
+    valid = batch['step_valid'][:, index]  # [N, K, H]
+    actions = jnp.moveaxis(actions.reshape(n * starts, horizon, -1), 1, 0)  # [H, N*K, A]
+    valid = jnp.moveaxis(valid.reshape(n * starts, horizon), 1, 0)  # [H, N*K]
     img_step = lambda state, action, k, member: nets.img_step(wm, state, action, k, member)
     per_row, u = rollout_uncertainty(img_step, nets.rssm.ensemble, start, actions, valid, gamma, key)
     return {'estimate': jnp.mean(per_row), 'disagreement': jnp.sum(u * valid) / jnp.maximum(jnp.sum(valid), 1.0)}
@@ -116,6 +122,7 @@ class UncertaintyBound:
     self.gamma, self.starts = cfg.agent.gamma, cfg.train.bound_starts
     # lambda_u as the losses use it (0 in DreamerV2 mode, which has no penalty).
     from moto_jax.agent.actor_critic_loss import loss_settings
+
     self.penalty_scale = loss_settings(cfg.agent).actor['penalty_scale']
     self._fn = make_estimate_fn(parts.nets, self.starts, self.gamma)
     self._batch = None
@@ -124,6 +131,7 @@ class UncertaintyBound:
   def _experts(self):
     if self._batch is None:
       from moto_jax import suites
+
       episodes = suites.get(self.parts.config.domain).expert_episodes(self.parts.config, self.seeds)
       self.expert_returns = [discounted_return(e['reward'], self.gamma) for e in episodes]
       self.expert_success = float(np.mean([bool(e['success']) for e in episodes]))
@@ -137,13 +145,15 @@ class UncertaintyBound:
     agent = [discounted_return(e['reward'], self.gamma) for e in agent_episodes[:n]]
     out = jax.device_get(self._fn(params['wm'], batch, key))
     estimate = float(out['estimate'])
-    return {'bound/expert_return': float(np.mean(self.expert_returns[:n])),
-            'bound/agent_return': float(np.mean(agent)),
-            'bound/return_gap': float(np.mean(np.asarray(self.expert_returns[:n]) - np.asarray(agent))),
-            'bound/expert_success': self.expert_success,
-            'bound/estimate': estimate,
-            'bound/bound': 2.0 * self.penalty_scale * estimate,
-            'bound/disagreement': float(out['disagreement'])}
+    return {
+      'bound/expert_return': float(np.mean(self.expert_returns[:n])),
+      'bound/agent_return': float(np.mean(agent)),
+      'bound/return_gap': float(np.mean(np.asarray(self.expert_returns[:n]) - np.asarray(agent))),
+      'bound/expert_success': self.expert_success,
+      'bound/estimate': estimate,
+      'bound/bound': 2.0 * self.penalty_scale * estimate,
+      'bound/disagreement': float(out['disagreement']),
+    }
 
 
 def draw_bound(ax, evals: list[dict]) -> list[dict]:
@@ -167,8 +177,10 @@ def plot_bound(evals: list[dict], path: str, title: str = '') -> str | None:
   if not any('bound/estimate' in e for e in evals):
     return None
   import matplotlib
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+
   fig, ax = plt.subplots(figsize=(6, 3.8))
   draw_bound(ax, evals)
   ax.set_title(title or 'Uncertainty bound (App. B)')

@@ -3,41 +3,42 @@
 Orbax writes each checkpoint to a temporary directory and renames it when complete,
 so a run killed mid-save never leaves a checkpoint that `latest_step()` would pick.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 import shutil
 
+from etils import epath
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
-from etils import epath
 
-
-TMP_MARK = '.orbax-checkpoint-tmp'   # in the name of a save's folder until it completes
+TMP_MARK = '.orbax-checkpoint-tmp'  # in the name of a save's folder until it completes
 
 
 @dataclasses.dataclass
 class Counters:
   """Progress of a run; everything else (rng streams, episode seeds) derives from these."""
+
   grad_steps: int = 0
   env_steps: int = 0
   episodes: int = 0
   evals: int = 0
-  phase: str = 'offline'      # 'offline' | 'online' | 'done'
+  phase: str = 'offline'  # 'offline' | 'online' | 'done'
   nonfinite_skipped: int = 0
-  wall_seconds: float = 0.0   # wall clock of the run so far, over all its sessions (data, compile included)
+  wall_seconds: float = 0.0  # wall clock of the run so far, over all its sessions (data, compile included)
   # Parts of it: 'data' (finding or generating the offline data, loading it), 'compile' (the
   # update) and 'evaluation' (evaluations, their compiles included); the rest is training.
   seconds: dict = dataclasses.field(default_factory=dict)
   # The unit of online work is an episode, its updates and its evaluation. Where a unit stopped:
-  updates_due: int = 0        # updates of the latest episode not yet done
-  refit_due: bool = False     # its refit (train.online_refit_steps) not yet done
-  eval_due: bool = False      # its evaluation not yet done
+  updates_due: int = 0  # updates of the latest episode not yet done
+  refit_due: bool = False  # its refit (train.online_refit_steps) not yet done
+  eval_due: bool = False  # its evaluation not yet done
   # What a resume needs to log exactly what an uninterrupted run logs:
-  metrics_bytes: int = -1     # length of metrics.jsonl at this checkpoint (-1: unknown, older runs)
-  pending: list = dataclasses.field(default_factory=list)   # per-step metrics not yet logged (host floats)
+  metrics_bytes: int = -1  # length of metrics.jsonl at this checkpoint (-1: unknown, older runs)
+  pending: list = dataclasses.field(default_factory=list)  # per-step metrics not yet logged (host floats)
 
   def to_json(self) -> dict:
     return dataclasses.asdict(self)
@@ -75,8 +76,9 @@ class Checkpointer:
       # Same progress, new counters (e.g. the phase changed): replace it. Older
       # checkpoints stay, so a crash between delete and save loses nothing.
       self._manager.delete(step)
-    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                     counters=ocp.args.JsonSave(counters.to_json())))
+    self._manager.save(
+      step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), counters=ocp.args.JsonSave(counters.to_json()))
+    )
     self._manager.wait_until_finished()
 
   def read_counters(self, step: int | None = None) -> dict:
@@ -102,8 +104,9 @@ class Checkpointer:
     if legacy:
       # Saved before the state had an averaged actor: restore the rest, start the average at the actor.
       target = {f: getattr(target, f) for f in saved}
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), counters=ocp.args.JsonRestore()))
+    restored = self._manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), counters=ocp.args.JsonRestore())
+    )
     state = restored['state']
     if legacy:
       state = abstract_state.replace(**state, actor_ema=jax.tree.map(jnp.copy, state['params']['actor']))
@@ -114,7 +117,7 @@ class Checkpointer:
     try:
       meta = ocp.StandardCheckpointHandler().metadata(epath.Path(self.directory) / str(step) / 'state')
       return set(meta.keys())
-    except Exception:   # noqa: BLE001 - metadata layout differs between orbax versions
+    except Exception:  # noqa: BLE001 - metadata layout differs between orbax versions
       return None
 
   def close(self):

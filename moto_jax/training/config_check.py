@@ -3,6 +3,7 @@
 A bad field fails here, before anything is compiled or collected, with a message
 that names the field and its value.
 """
+
 from __future__ import annotations
 
 import ast
@@ -19,7 +20,7 @@ CONFIG_FILE = 'config.json'
 # config.json also records where the run was started from (moto_jax/provenance.py); not a config field.
 PROVENANCE_KEY = 'provenance'
 # The values of model.{encoder,decoder}.impl and model.compute_dtype. Written here rather than
-# imported from networks/conv.py and networks/precision.py, which import jax, and a config is
+# imported from networks/conv.py and xla_cpu/precision.py, which import jax, and a config is
 # checked before jax is; tests/test_precision.py keeps the lists equal to theirs.
 CONV_IMPLS = ('auto', 'xla', 'patches', 'phases')
 COMPUTE_DTYPES = ('float32', 'bfloat16')
@@ -36,8 +37,12 @@ def _require(cond: bool, field: str, value, expect: str):
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises `ConfigError` naming the first bad field."""
-  _require(config.domain in suites.names(), 'domain', config.domain,
-           'expected a registered suite: ' + ', '.join(f'"{n}"' for n in suites.names()))
+  _require(
+    config.domain in suites.names(),
+    'domain',
+    config.domain,
+    'expected a registered suite: ' + ', '.join(f'"{n}"' for n in suites.names()),
+  )
   try:
     suites.get(config.domain).check_task(config.task)
   except ValueError as e:
@@ -46,20 +51,29 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(env.image_size == 64, 'env.image_size', env.image_size, 'the conv encoder/decoder expect 64')
   _require(env.action_repeat >= 1, 'env.action_repeat', env.action_repeat, 'expected >= 1')
   _require(env.episode_length >= 1, 'env.episode_length', env.episode_length, 'expected >= 1')
-  _require(env.render_quality in ('fast', 'shipped'), 'env.render_quality', env.render_quality,
-           'expected "fast" or "shipped"')
+  _require(
+    env.render_quality in ('fast', 'shipped'), 'env.render_quality', env.render_quality, 'expected "fast" or "shipped"'
+  )
   _require(data.num_episodes >= 1, 'data.num_episodes', data.num_episodes, 'expected >= 1')
   _require(data.subset_episodes >= 0, 'data.subset_episodes', data.subset_episodes, 'expected >= 0 (0 = all)')
-  _require(not data.dir or os.path.isdir(os.path.expanduser(data.dir)), 'data.dir', data.dir,
-           'not a directory')
-  _require(model.decoder.kind in ('transpose', 'subpixel'), 'model.decoder.kind', model.decoder.kind,
-           'expected "transpose" or "subpixel"')
+  _require(not data.dir or os.path.isdir(os.path.expanduser(data.dir)), 'data.dir', data.dir, 'not a directory')
+  _require(
+    model.decoder.kind in ('transpose', 'subpixel'),
+    'model.decoder.kind',
+    model.decoder.kind,
+    'expected "transpose" or "subpixel"',
+  )
   for part in ('encoder', 'decoder'):
     _require(model[part].impl in CONV_IMPLS, f'model.{part}.impl', model[part].impl, f'expected one of {CONV_IMPLS}')
-  _require(model.compute_dtype in COMPUTE_DTYPES, 'model.compute_dtype', model.compute_dtype,
-           f'expected one of {COMPUTE_DTYPES}')
-  _require(agent.explore_from in ('sample', 'mode'), 'agent.explore_from', agent.explore_from,
-           'expected "sample" or "mode"')
+  _require(
+    model.compute_dtype in COMPUTE_DTYPES,
+    'model.compute_dtype',
+    model.compute_dtype,
+    f'expected one of {COMPUTE_DTYPES}',
+  )
+  _require(
+    agent.explore_from in ('sample', 'mode'), 'agent.explore_from', agent.explore_from, 'expected "sample" or "mode"'
+  )
   _require(agent.explore_noise >= 0, 'agent.explore_noise', agent.explore_noise, 'expected >= 0')
   for f in ('deter', 'hidden', 'groups', 'classes', 'ensemble'):
     _require(model.rssm[f] >= 1, f'model.rssm.{f}', model.rssm[f], 'expected >= 1')
@@ -71,15 +85,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(0.0 < agent.tau <= 1.0, 'agent.tau', agent.tau, 'expected a value in (0, 1]')
   _require(agent.penalty_scale >= 0, 'agent.penalty_scale', agent.penalty_scale, 'expected >= 0')
   _require(agent.bc_scale >= 0, 'agent.bc_scale', agent.bc_scale, 'expected >= 0')
-  _require(agent.actor_steps >= 1 and config.train.seq_len % agent.actor_steps == 0, 'agent.actor_steps',
-           agent.actor_steps, f'expected >= 1 and a divisor of train.seq_len={config.train.seq_len}')
+  _require(
+    agent.actor_steps >= 1 and config.train.seq_len % agent.actor_steps == 0,
+    'agent.actor_steps',
+    agent.actor_steps,
+    f'expected >= 1 and a divisor of train.seq_len={config.train.seq_len}',
+  )
   for f in ('lr',):
     _require(model[f] > 0, f'model.{f}', model[f], 'expected > 0')
   for f in ('actor_lr', 'critic_lr'):
     _require(agent[f] > 0, f'agent.{f}', agent[f], 'expected > 0')
   _require(train.batch_size >= 1, 'train.batch_size', train.batch_size, 'expected >= 1')
-  _require(2 <= train.seq_len <= env.episode_length + 1, 'train.seq_len', train.seq_len,
-           f'expected 2 .. env.episode_length + 1 = {env.episode_length + 1}')
+  _require(
+    2 <= train.seq_len <= env.episode_length + 1,
+    'train.seq_len',
+    train.seq_len,
+    f'expected 2 .. env.episode_length + 1 = {env.episode_length + 1}',
+  )
   _require(train.offline_steps >= 0, 'train.offline_steps', train.offline_steps, 'expected >= 0')
   _require(train.env_steps >= 0, 'train.env_steps', train.env_steps, 'expected >= 0')
   _require(train.updates_per_episode >= 0, 'train.updates_per_episode', train.updates_per_episode, 'expected >= 0')
@@ -88,20 +110,33 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(train.refit_steps >= 0, 'train.refit_steps', train.refit_steps, 'expected >= 0')
   _require(train.online_refit_steps >= 0, 'train.online_refit_steps', train.online_refit_steps, 'expected >= 0')
   _require(train.eval_envs >= 1, 'train.eval_envs', train.eval_envs, 'expected >= 1')
-  _require(0.0 <= train.online_fraction <= 1.0, 'train.online_fraction', train.online_fraction,
-           'expected a value in [0, 1]')
+  _require(
+    0.0 <= train.online_fraction <= 1.0, 'train.online_fraction', train.online_fraction, 'expected a value in [0, 1]'
+  )
   _require(train.log_every >= 1, 'train.log_every', train.log_every, 'expected >= 1')
   _require(train.keep_checkpoints >= 1, 'train.keep_checkpoints', train.keep_checkpoints, 'expected >= 1')
   _require(train.bound_episodes >= 0, 'train.bound_episodes', train.bound_episodes, 'expected >= 0')
-  _require(1 <= train.bound_starts < env.episode_length, 'train.bound_starts', train.bound_starts,
-           f'expected 1 .. env.episode_length - 1 = {env.episode_length - 1}')
+  _require(
+    1 <= train.bound_starts < env.episode_length,
+    'train.bound_starts',
+    train.bound_starts,
+    f'expected 1 .. env.episode_length - 1 = {env.episode_length - 1}',
+  )
   if train.bound_episodes and train.eval_episodes:
-    _require(train.bound_episodes <= train.eval_episodes, 'train.bound_episodes', train.bound_episodes,
-             f'expected at most train.eval_episodes={train.eval_episodes} (the expert runs from their start seeds)')
+    _require(
+      train.bound_episodes <= train.eval_episodes,
+      'train.bound_episodes',
+      train.bound_episodes,
+      f'expected at most train.eval_episodes={train.eval_episodes} (the expert runs from their start seeds)',
+    )
   if train.bound_episodes:
     suite = suites.get(config.domain)
-    _require(suite.has_expert(), 'train.bound_episodes', train.bound_episodes,
-             f'suite {config.domain!r} has no scripted expert (the bound\'s reference policy); set 0')
+    _require(
+      suite.has_expert(),
+      'train.bound_episodes',
+      train.bound_episodes,
+      f"suite {config.domain!r} has no scripted expert (the bound's reference policy); set 0",
+    )
   _require(train.max_nonfinite >= 1, 'train.max_nonfinite', train.max_nonfinite, 'expected >= 1')
 
 
@@ -120,8 +155,9 @@ def override(config: ml_collections.ConfigDict, item: str, prefix: str = '') -> 
     if key not in section:
       where = '.'.join(path[:depth]) or 'config'
       close = difflib.get_close_matches(key, list(section.keys()), n=1)
-      raise ConfigError(f'config.{field}: {where} has no field {key!r}' +
-                        (f'; did you mean {close[0]!r}?' if close else ''))
+      raise ConfigError(
+        f'config.{field}: {where} has no field {key!r}' + (f'; did you mean {close[0]!r}?' if close else '')
+      )
     if key != leaf:
       section = section[key]
   old = section[leaf]
@@ -157,8 +193,12 @@ def _flatten(d: dict, prefix: str = '') -> dict:
 # Fields added to the config after runs were recorded without them: a recorded run that lacks one
 # resumes without --allow_config_change when the new value keeps what the run did (None: any value,
 # the field only adds measurements).
-ADDED_FIELDS = {'data.subset_episodes': 0, 'train.bound_episodes': None, 'train.bound_starts': None,
-                'model.compute_dtype': 'float32'}
+ADDED_FIELDS = {
+  'data.subset_episodes': 0,
+  'train.bound_episodes': None,
+  'train.bound_starts': None,
+  'model.compute_dtype': 'float32',
+}
 
 
 # Fields that choose how a function is computed, not which function: a run may resume with another
@@ -173,12 +213,15 @@ def config_diff(old: dict, new: dict) -> list[str]:
 
   def added(k):
     return k not in a and k in ADDED_FIELDS and ADDED_FIELDS[k] in (None, b.get(k))
-  return sorted(k for k in set(a) | set(b) if a.get(k, '<absent>') != b.get(k, '<absent>') and not added(k)
-                and k not in COMPUTE_ONLY_FIELDS)
+
+  return sorted(
+    k
+    for k in set(a) | set(b)
+    if a.get(k, '<absent>') != b.get(k, '<absent>') and not added(k) and k not in COMPUTE_ONLY_FIELDS
+  )
 
 
-def record(config: ml_collections.ConfigDict, workdir: str, allow_change: bool = False,
-           write: bool = True) -> None:
+def record(config: ml_collections.ConfigDict, workdir: str, allow_change: bool = False, write: bool = True) -> None:
   """Writes the config to `workdir/config.json` (with the provenance of the session that writes
   it under `provenance`), or checks it against the one there.
 
@@ -196,15 +239,19 @@ def record(config: ml_collections.ConfigDict, workdir: str, allow_change: bool =
     old.pop(PROVENANCE_KEY, None)
     diff = config_diff(old, new)
     if diff and not allow_change:
-      detail = ', '.join(f'{k}: {_flatten(old).get(k, "<absent>")!r} -> {_flatten(new).get(k, "<absent>")!r}'
-                         for k in diff)
-      raise ConfigError(f'{workdir} holds a run with a different config ({detail}). Use another --workdir, '
-                        'or pass --allow_config_change to resume with the new values.')
+      detail = ', '.join(
+        f'{k}: {_flatten(old).get(k, "<absent>")!r} -> {_flatten(new).get(k, "<absent>")!r}' for k in diff
+      )
+      raise ConfigError(
+        f'{workdir} holds a run with a different config ({detail}). Use another --workdir, '
+        'or pass --allow_config_change to resume with the new values.'
+      )
     if not diff:
       return
   if not write:
     return
-  from moto_jax import provenance   # pylint: disable=g-import-not-at-top
+  from moto_jax import provenance  # pylint: disable=g-import-not-at-top
+
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
     json.dump({**new, PROVENANCE_KEY: provenance.collect()}, f, indent=2, sort_keys=True)
@@ -223,15 +270,27 @@ def load_recorded(workdir: str) -> ml_collections.ConfigDict:
 
 
 # Fields that change where files go or how often a run logs, not what it learns.
-NOT_LEARNING = ('data.dir', 'data.cache_dir', 'data.skip_corrupt', 'data.workers', 'train.log_every',
-                'train.checkpoint_every_minutes', 'train.checkpoint_every_steps', 'train.keep_checkpoints',
-                'train.video_every_evals', 'train.eval_envs')
+NOT_LEARNING = (
+  'data.dir',
+  'data.cache_dir',
+  'data.skip_corrupt',
+  'data.workers',
+  'train.log_every',
+  'train.checkpoint_every_minutes',
+  'train.checkpoint_every_steps',
+  'train.keep_checkpoints',
+  'train.video_every_evals',
+  'train.eval_envs',
+)
 
 
 def learning_hash(config) -> str:
   """A short hash of the config fields that decide what a run learns (all but `NOT_LEARNING`);
   `config` is a ConfigDict or the dict of a recorded config.json."""
   flat = _flatten(config if isinstance(config, dict) else to_dict(config))
-  kept = {k: v for k, v in flat.items() if k not in NOT_LEARNING and k != PROVENANCE_KEY
-          and not k.startswith(PROVENANCE_KEY + '.')}
+  kept = {
+    k: v
+    for k, v in flat.items()
+    if k not in NOT_LEARNING and k != PROVENANCE_KEY and not k.startswith(PROVENANCE_KEY + '.')
+  }
   return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]

@@ -18,6 +18,7 @@ posterior of the current world model:
 * `diag/demo_first_action_{i}`: the demos' mean first action, to read beside the evaluation
   episodes' `eval/first_action_{i}` (logged by the loop).
 """
+
 from __future__ import annotations
 
 import jax
@@ -29,7 +30,7 @@ from moto_jax.agent import actor_critic_loss as ac_loss
 from moto_jax.agent import sharding
 
 MAX_EPISODES = 16
-MIN_LENGTH = 4     # demos shorter than this (steps incl. the reset) are left out
+MIN_LENGTH = 4  # demos shorter than this (steps incl. the reset) are left out
 
 
 def discounted_returns(reward: np.ndarray, gamma: float) -> np.ndarray:
@@ -42,8 +43,9 @@ def discounted_returns(reward: np.ndarray, gamma: float) -> np.ndarray:
   return out.astype(np.float32)
 
 
-def demo_episodes(episodes: list[dict], max_episodes: int = MAX_EPISODES, gamma: float = 0.99,
-                  multiple: int = 1) -> dict | None:
+def demo_episodes(
+  episodes: list[dict], max_episodes: int = MAX_EPISODES, gamma: float = 0.99, multiple: int = 1
+) -> dict | None:
   """Up to `max_episodes` successful episodes, padded to the longest: arrays [N, L, ...].
 
   Adds `mask` [N, L-1] (1 on the episode's own pairs i = 0..len-2), `phase` [N, L-1] (0/1/2: the
@@ -59,8 +61,9 @@ def demo_episodes(episodes: list[dict], max_episodes: int = MAX_EPISODES, gamma:
   length = max(len(e['image']) for e in chosen)
   rows = len(chosen) + (-len(chosen)) % multiple
   first = chosen[0]
-  out = {k: np.zeros((rows, length) + first[k].shape[1:], first[k].dtype)
-         for k in ('image', 'action', 'reward', 'is_first')}
+  out = {
+    k: np.zeros((rows, length) + first[k].shape[1:], first[k].dtype) for k in ('image', 'action', 'reward', 'is_first')
+  }
   out['is_first'][:, 0] = True
   for k in ('mask', 'phase', 'returns', 'boot'):
     out[k] = np.zeros((rows, length - 1), np.float32)
@@ -69,12 +72,12 @@ def demo_episodes(episodes: list[dict], max_episodes: int = MAX_EPISODES, gamma:
     steps = len(e['image'])
     for k in ('image', 'action', 'reward', 'is_first'):
       out[k][n, :steps] = e[k]
-    out['mask'][n, :steps - 1] = 1.0
+    out['mask'][n, : steps - 1] = 1.0
     for p, idx in enumerate(np.array_split(np.arange(steps - 1), 3)):
       out['phase'][n, idx] = p
-    out['returns'][n, :steps - 1] = discounted_returns(np.asarray(e['reward'], np.float64), gamma)
+    out['returns'][n, : steps - 1] = discounted_returns(np.asarray(e['reward'], np.float64), gamma)
     end_discount = float(np.asarray(e['discount'])[-1]) if 'discount' in e else 1.0
-    out['boot'][n, :steps - 1] = gamma ** np.arange(steps - 1, 0, -1) * end_discount
+    out['boot'][n, : steps - 1] = gamma ** np.arange(steps - 1, 0, -1) * end_discount
     out['last'][n] = steps - 1
   out['episodes'] = len(chosen)
   return out
@@ -90,7 +93,7 @@ class Diagnostics:
     self.config = parts.config
     self.nets = parts.nets
     self.actor_loss = parts.losses.actor
-    self.bc_scale = parts.losses.actor.keywords['bc_scale']     # beta_bc after the mode
+    self.bc_scale = parts.losses.actor.keywords['bc_scale']  # beta_bc after the mode
     self.mesh = mesh if mesh is not None else sharding.default_mesh()
     self.demos = demos
     self._on_demos = jax.jit(self._demo_stats)
@@ -100,11 +103,11 @@ class Diagnostics:
     nets = self.nets
     wm = params['wm']
     post = nets.observe(wm, nets.encode(wm, demos['image']), demos['action'], demos['is_first'], key)
-    mode = nets.policy(params['actor'], post['feat']).mode()                 # [N, L, A]
-    feat = post['feat'][:, :-1]                                               # z_i, i = 0..L-2
-    target = demos['action'][:, 1:]                                           # a_{i+1}: the action taken at z_i
-    err = jnp.mean(jnp.abs(mode[:, :-1] - target), -1)                        # [N, L-1]
-    q = jnp.min(nets.q_values(params['critic'], feat, target), axis=0)       # [N, L-1]
+    mode = nets.policy(params['actor'], post['feat']).mode()  # [N, L, A]
+    feat = post['feat'][:, :-1]  # z_i, i = 0..L-2
+    target = demos['action'][:, 1:]  # a_{i+1}: the action taken at z_i
+    err = jnp.mean(jnp.abs(mode[:, :-1] - target), -1)  # [N, L-1]
+    q = jnp.min(nets.q_values(params['critic'], feat, target), axis=0)  # [N, L-1]
     v = jnp.min(nets.q_values(params['critic'], post['feat'], mode), axis=0)  # [N, L]: for the bootstrap
     return err, q, v
 
@@ -137,14 +140,14 @@ class Diagnostics:
       err, q, v = jax.device_get(self._on_demos(params if acting is None else acting, inputs, k_demo))
       mask, phase = d['mask'] > 0, d['phase']
       g = d['returns'] + d['boot'] * v[np.arange(len(v)), d['last']][:, None]
-      out['diag/action_err_reset'] = float(err[:d['episodes'], 0].mean())
+      out['diag/action_err_reset'] = float(err[: d['episodes'], 0].mean())
       for p, name in enumerate(('start', 'middle', 'end')):
         out[f'diag/action_err_{name}'] = float(err[mask & (phase == p)].mean())
       qs, gs = q[mask], g[mask]
       out['diag/q_data'] = float(qs.mean())
       out['diag/return_data'] = float(gs.mean())
-      out['diag/q_return_corr'] = (float(np.corrcoef(qs, gs)[0, 1]) if qs.std() > 0 and gs.std() > 0 else 0.0)
-      for i, v in enumerate(d['action'][:d['episodes'], 1].mean(0)):
+      out['diag/q_return_corr'] = float(np.corrcoef(qs, gs)[0, 1]) if qs.std() > 0 and gs.std() > 0 else 0.0
+      for i, v in enumerate(d['action'][: d['episodes'], 1].mean(0)):
         out[f'diag/demo_first_action_{i}'] = float(v)
     if batch is not None:
       out['diag/bc_grad_share'] = float(self._grad_share(params, sharding.shard_batch(batch, self.mesh), k_grad))

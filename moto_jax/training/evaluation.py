@@ -1,4 +1,5 @@
 """Running the agent in the environment: exploring episodes, evaluation, videos and plots."""
+
 from __future__ import annotations
 
 import os
@@ -30,6 +31,7 @@ class AgentActor:
       carry, action = self._act(params, carry, obs['image'][None], np.array([first[0]]), sub, explore=explore)
       first[0] = False
       return np.asarray(action[0])
+
     return fn
 
   def episode(self, env, params, seed: int, rng: jax.Array, explore: bool) -> dict:
@@ -45,6 +47,7 @@ class AgentActor:
       key, sub = jax.random.split(key)
       carry, action = self._act(params, carry, images, is_first, sub, explore=explore)
       return np.asarray(action)
+
     return rollout_lib.rollout_batch(envs, fn, seeds)
 
 
@@ -59,11 +62,14 @@ def evaluate(actor: AgentActor, envs, params, seeds: list[int], rng: jax.Array) 
   envs = list(envs) if isinstance(envs, (list, tuple)) else [envs]
   episodes = []
   for c in range(0, len(seeds), len(envs)):
-    episodes += actor.episodes(envs, params, seeds[c:c + len(envs)], jax.random.fold_in(rng, c), explore=False)
+    episodes += actor.episodes(envs, params, seeds[c : c + len(envs)], jax.random.fold_in(rng, c), explore=False)
   returns = [float(e['reward'].sum()) for e in episodes]
-  summary = {'eval/success_rate': float(np.mean([bool(e['success']) for e in episodes])),
-             'eval/return': float(np.mean(returns)), 'eval/episodes': float(len(episodes))}
-  if episodes and 'tasks_done' in episodes[0]:      # multi-task suites (Kitchen): per-step target flags
+  summary = {
+    'eval/success_rate': float(np.mean([bool(e['success']) for e in episodes])),
+    'eval/return': float(np.mean(returns)),
+    'eval/episodes': float(len(episodes)),
+  }
+  if episodes and 'tasks_done' in episodes[0]:  # multi-task suites (Kitchen): per-step target flags
     summary.update(task_counts(episodes))
   return summary, episodes
 
@@ -71,13 +77,16 @@ def evaluate(actor: AgentActor, envs, params, seeds: list[int], rng: jax.Array) 
 def task_counts(episodes: list[dict]) -> dict:
   """Target tasks per episode from the per-step flags `tasks_done` [T+1, K]: completed (in goal at
   some step) and in goal at the episode's last step, averaged over episodes."""
-  return {'eval/tasks_completed': float(np.mean([e['tasks_done'].any(axis=0).sum() for e in episodes])),
-          'eval/tasks_at_end': float(np.mean([e['tasks_done'][-1].sum() for e in episodes]))}
+  return {
+    'eval/tasks_completed': float(np.mean([e['tasks_done'].any(axis=0).sum() for e in episodes])),
+    'eval/tasks_at_end': float(np.mean([e['tasks_done'][-1].sum() for e in episodes])),
+  }
 
 
 def write_video(frames: np.ndarray, path: str, scale: int = 4, fps: int = 20) -> str:
   """Writes uint8 frames [N, H, W, 3] as an upscaled, looping GIF."""
   import imageio.v3 as iio
+
   frames = np.repeat(np.repeat(np.asarray(frames, np.uint8), scale, axis=1), scale, axis=2)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   iio.imwrite(path, frames, duration=1000 / fps, loop=0)
@@ -87,19 +96,26 @@ def write_video(frames: np.ndarray, path: str, scale: int = 4, fps: int = 20) ->
 def plot_learning_curve(evals: list[dict], path: str, title: str = '') -> str:
   """Success rate, return and the learning diagnostics against env steps (0 = end of offline training)."""
   import matplotlib
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+
   steps = [e['env_steps'] for e in evals]
   fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
   for ax, key, label in zip(axes, ('eval/success_rate', 'eval/return'), ('success rate', 'return')):
     ax.plot(steps, [e[key] for e in evals], marker='o')
     ax.set_ylabel(label)
-  diag = (('diag/action_err_reset', 'action error at reset'), ('diag/action_err_middle', 'action error, middle'),
-          ('diag/bc_grad_share', 'BC share of actor gradient'), ('diag/q_return_corr', 'corr(Q, data return)'))
+  diag = (
+    ('diag/action_err_reset', 'action error at reset'),
+    ('diag/action_err_middle', 'action error, middle'),
+    ('diag/bc_grad_share', 'BC share of actor gradient'),
+    ('diag/q_return_corr', 'corr(Q, data return)'),
+  )
   for key, label in diag:
     if any(key in e for e in evals):
-      axes[2].plot([e['env_steps'] for e in evals if key in e], [e[key] for e in evals if key in e],
-                   marker='.', label=label)
+      axes[2].plot(
+        [e['env_steps'] for e in evals if key in e], [e[key] for e in evals if key in e], marker='.', label=label
+      )
   axes[2].set_ylabel('diagnostics (on the offline demos)')
   if axes[2].lines:
     axes[2].legend(fontsize=7)

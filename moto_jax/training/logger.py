@@ -1,4 +1,5 @@
 """One metrics writer that fans out to JSONL, TensorBoard and the console."""
+
 from __future__ import annotations
 
 import json
@@ -10,11 +11,29 @@ import time
 import numpy as np
 
 # Shown on the console line, in this order, when present.
-CONSOLE_KEYS = ('wm/loss', 'wm/image_loss', 'wm/reward_loss', 'wm/kl', 'actor/loss', 'actor/bc_loglik',
-                'critic/loss', 'actor/penalty', 'actor/vhat_abs', 'eval/success_rate', 'eval/return',
-                'episode/return', 'episode/success', 'diag/action_err_reset', 'diag/action_err_start',
-                'diag/action_err_middle', 'diag/action_err_end', 'diag/q_data', 'diag/return_data',
-                'diag/q_return_corr', 'diag/bc_grad_share')
+CONSOLE_KEYS = (
+  'wm/loss',
+  'wm/image_loss',
+  'wm/reward_loss',
+  'wm/kl',
+  'actor/loss',
+  'actor/bc_loglik',
+  'critic/loss',
+  'actor/penalty',
+  'actor/vhat_abs',
+  'eval/success_rate',
+  'eval/return',
+  'episode/return',
+  'episode/success',
+  'diag/action_err_reset',
+  'diag/action_err_start',
+  'diag/action_err_middle',
+  'diag/action_err_end',
+  'diag/q_data',
+  'diag/return_data',
+  'diag/q_return_corr',
+  'diag/bc_grad_share',
+)
 
 
 class MetricWriter:
@@ -28,6 +47,7 @@ class MetricWriter:
     self._tb = None
     if tensorboard:
       from tensorboardX import SummaryWriter
+
       self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'), flush_secs=30)
 
   def write(self, step: int, phase: str, scalars: dict, console: bool = False, echo=print) -> None:
@@ -42,8 +62,9 @@ class MetricWriter:
         if isinstance(v, float):
           self._tb.add_scalar(k, v, step)
     if console:
-      shown = [f'{k}={clean[k]:.3g}' if isinstance(clean[k], float) else f'{k}={clean[k]}'
-               for k in CONSOLE_KEYS if k in clean]
+      shown = [
+        f'{k}={clean[k]:.3g}' if isinstance(clean[k], float) else f'{k}={clean[k]}' for k in CONSOLE_KEYS if k in clean
+      ]
       echo(f'[{phase} {step}] ' + ' '.join(shown))
 
   def position(self) -> int:
@@ -84,11 +105,10 @@ def _drop_torn_tail(path: str) -> None:
         json.loads(data[keep:])
       except ValueError:
         pass
-      else:                         # a whole record that lacks only its newline: keep it
+      else:  # a whole record that lacks only its newline: keep it
         f.write(b'\n')
         return
-      logging.warning('%s: dropping a torn last line (%d bytes) left by an interrupted write',
-                      path, len(data) - keep)
+      logging.warning('%s: dropping a torn last line (%d bytes) left by an interrupted write', path, len(data) - keep)
       f.truncate(keep)
 
 

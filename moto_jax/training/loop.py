@@ -17,6 +17,7 @@ never interrupted (same metrics, evaluations and final parameters on the same ma
   on resume the log is cut back to that length, so the records after it are written once.
   TensorBoard event files are append-only and may show the replayed steps twice.
 """
+
 from __future__ import annotations
 
 import errno
@@ -28,19 +29,18 @@ import jax
 import numpy as np
 import tqdm
 
-from moto_jax import agent
-from moto_jax import allocator
-from moto_jax import provenance
+from moto_jax import agent, provenance
 from moto_jax.data import episodes as ep_lib
 from moto_jax.data import manifest as manifest_lib
 from moto_jax.data.rollout import episode_seed
 from moto_jax.data.store import EpisodeStore
 from moto_jax.suites import make_env
-from moto_jax.training import checkpoint as ckpt_lib
 from moto_jax.training import bound as bound_lib
+from moto_jax.training import checkpoint as ckpt_lib
 from moto_jax.training import config_check, diagnostics, evaluation, offline_data, refits, streams
 from moto_jax.training.logger import MetricWriter, read_metrics, truncate_metrics
 from moto_jax.training.stopping import DiskFullError, NonFiniteError, _StopRequested  # noqa: F401 (re-exported)
+from moto_jax.xla_cpu import allocator
 
 BATCH_KEYS = ep_lib.STEP_KEYS + ('bc_weight',)
 
@@ -51,85 +51,106 @@ class Trainer:
   def __init__(self, config, workdir: str, log=print):
     self.config, self.workdir, self.log = config, workdir, log
     self.session_start = time.time()
-    self.stop = _StopRequested()   # entered (signals handled) by `train_and_evaluate`
+    self.stop = _StopRequested()  # entered (signals handled) by `train_and_evaluate`
     t = config.train
     self.env = make_env(config)
     self.action_dim = int(self.env.action_space.shape[0])
-    self.eval_envs = [self.env]   # grown to config.train.eval_envs at the first evaluation
-    self.evaluated = False        # in this session (its first evaluation compiles)
+    self.eval_envs = [self.env]  # grown to config.train.eval_envs at the first evaluation
+    self.evaluated = False  # in this session (its first evaluation compiles)
     n_dev = jax.device_count()
     if t.batch_size % n_dev:
-      raise config_check.ConfigError(f'config.train.batch_size={t.batch_size} is not divisible by the '
-                                     f'{n_dev} devices of the data-parallel mesh')
+      raise config_check.ConfigError(
+        f'config.train.batch_size={t.batch_size} is not divisible by the {n_dev} devices of the data-parallel mesh'
+      )
     self.mesh = agent.default_mesh()
-    self.session_seconds = dict(data=0.0, compile=0.0, evaluation=0.0)   # this session's parts of the wall clock
+    self.session_seconds = dict(data=0.0, compile=0.0, evaluation=0.0)  # this session's parts of the wall clock
     data_start = time.time()
     self.offline_dir = offline_data.resolve(config, log=log)
     self.session_seconds['data'] += time.time() - data_start
     manifest_lib.check_settings(self.offline_dir, self.env.settings())
     self.rng = jax.random.PRNGKey(config.seed)
-    self.parts = agent.build(config, self.action_dim)      # networks, optimizers, losses: once per run
+    self.parts = agent.build(config, self.action_dim)  # networks, optimizers, losses: once per run
     self.state = state = agent.create_train_state(self.parts, streams.key(self.rng, streams.PARAMS), self.mesh)
     self.checkpointer = ckpt_lib.Checkpointer(workdir, keep=t.keep_checkpoints, clean_temporary=True)
     if self.checkpointer.removed_temporary:
-      log(f'Removed {len(self.checkpointer.removed_temporary)} unfinished checkpoint folder(s) of an '
-          f'interrupted save: {", ".join(self.checkpointer.removed_temporary)}')
+      log(
+        f'Removed {len(self.checkpointer.removed_temporary)} unfinished checkpoint folder(s) of an '
+        f'interrupted save: {", ".join(self.checkpointer.removed_temporary)}'
+      )
     restored = self.checkpointer.restore(self.state)
     self.counters = ckpt_lib.Counters()
     if restored is not None:
       self.state, self.counters, step = restored
-      log(f'Resumed from checkpoint {step}: ' + json.dumps({k: v for k, v in self.counters.to_json().items()
-                                                           if k != 'pending'}))
+      log(
+        f'Resumed from checkpoint {step}: '
+        + json.dumps({k: v for k, v in self.counters.to_json().items() if k != 'pending'})
+      )
     # The checkpoint is the truth: the store holds the online episodes it had seen; episodes saved
     # after it (collected before an interruption) are replayed in order, not collected again.
     online_dir = os.path.join(workdir, 'episodes')
     self.online_files = ep_lib.episode_files(online_dir)
     if self.counters.episodes > len(self.online_files):
-      raise FileNotFoundError(f'{online_dir} has {len(self.online_files)} episode files; the checkpoint '
-                              f'counts {self.counters.episodes}. Online episodes were removed from the workdir.')
-    self.store = EpisodeStore(t.seq_len, online_dir=online_dir, online_limit=self.counters.episodes,
-                              online_fraction=t.online_fraction, skip_corrupt=config.data.skip_corrupt,
-                              cover_edges=t.cover_edges,
-                              image_shape=(config.env.image_size, config.env.image_size, 3),
-                              action_dim=self.action_dim)
+      raise FileNotFoundError(
+        f'{online_dir} has {len(self.online_files)} episode files; the checkpoint '
+        f'counts {self.counters.episodes}. Online episodes were removed from the workdir.'
+      )
+    self.store = EpisodeStore(
+      t.seq_len,
+      online_dir=online_dir,
+      online_limit=self.counters.episodes,
+      online_fraction=t.online_fraction,
+      skip_corrupt=config.data.skip_corrupt,
+      cover_edges=t.cover_edges,
+      image_shape=(config.env.image_size, config.env.image_size, 3),
+      action_dim=self.action_dim,
+    )
     if len(self.online_files) > self.counters.episodes:
-      log(f'{len(self.online_files) - self.counters.episodes} online episode(s) saved after the checkpoint '
-          f'will be replayed (their updates and evaluations run again).')
+      log(
+        f'{len(self.online_files) - self.counters.episodes} online episode(s) saved after the checkpoint '
+        f'will be replayed (their updates and evaluations run again).'
+      )
     data_start = time.time()
-    n = self.store.load_directory(self.offline_dir, part='offline',
-                                  names=offline_data.subset(config, self.offline_dir, workdir, log=log))
+    n = self.store.load_directory(
+      self.offline_dir, part='offline', names=offline_data.subset(config, self.offline_dir, workdir, log=log)
+    )
     self.session_seconds['data'] += time.time() - data_start
     stats = self.store.stats()
-    log(f'Episode store: {n} offline episodes ({stats["offline_steps"]} steps), '
-        f'{stats["online_episodes"]} online ({stats["online_steps"]} steps), '
-        f'{stats["bytes_per_frame"] / 1024:.1f} KiB per stored frame'
-        + (f', {stats["skipped_corrupt"]} corrupt files skipped' if stats['skipped_corrupt'] else ''))
+    log(
+      f'Episode store: {n} offline episodes ({stats["offline_steps"]} steps), '
+      f'{stats["online_episodes"]} online ({stats["online_steps"]} steps), '
+      f'{stats["bytes_per_frame"] / 1024:.1f} KiB per stored frame'
+      + (f', {stats["skipped_corrupt"]} corrupt files skipped' if stats['skipped_corrupt'] else '')
+    )
     self.wall_base = self.counters.wall_seconds
     self.seconds_base = dict(self.counters.seconds)
     self.finished_at_start = self.counters.phase == 'done'
     if self.store.num_steps('online') != self.counters.env_steps:
-      raise ValueError(f'{online_dir}: the first {self.counters.episodes} episodes hold '
-                       f'{self.store.num_steps("online")} steps; the checkpoint counts {self.counters.env_steps}')
+      raise ValueError(
+        f'{online_dir}: the first {self.counters.episodes} episodes hold '
+        f'{self.store.num_steps("online")} steps; the checkpoint counts {self.counters.env_steps}'
+      )
     counts = agent.param_count(state)
     log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()))
     self.update = agent.make_update_fn(self.parts, self.mesh)
     self.actor = evaluation.AgentActor(self.parts)
     self.refits = refits.Refits(self.parts, self.mesh)
-    demos = diagnostics.demo_episodes(self.store.episodes('offline'), gamma=config.agent.gamma,
-                                      multiple=jax.device_count())
+    demos = diagnostics.demo_episodes(
+      self.store.episodes('offline'), gamma=config.agent.gamma, multiple=jax.device_count()
+    )
     self.diagnostics = diagnostics.Diagnostics(self.parts, demos, mesh=self.mesh)
-    self.bound = (bound_lib.UncertaintyBound(self.parts, self.eval_seeds()[:t.bound_episodes])
-                  if t.bound_episodes else None)
+    self.bound = (
+      bound_lib.UncertaintyBound(self.parts, self.eval_seeds()[: t.bound_episodes]) if t.bound_episodes else None
+    )
     dropped = truncate_metrics(workdir, self.counters.metrics_bytes)
     if dropped:
       log(f'metrics.jsonl: {dropped} bytes logged after the checkpoint dropped; they are logged again.')
     self.writer = MetricWriter(workdir)
-    self.pending = list(self.counters.pending)   # per-step metrics since the last log step
+    self.pending = list(self.counters.pending)  # per-step metrics since the last log step
     self.nonfinite_run = 0
     self.last_ckpt_time = time.time()
     self.last_ckpt_grad = self.counters.grad_steps
     self.evals = [r for r in read_metrics(workdir) if r.get('phase') == 'eval']
-    self.provenance = provenance.collect()   # this session's code, libraries and machine
+    self.provenance = provenance.collect()  # this session's code, libraries and machine
 
   # --- updates ---------------------------------------------------------------
 
@@ -137,7 +158,7 @@ class Trainer:
     """The batch of the next gradient step; `attempt` > 0 (a retry after a non-finite update) draws fresh windows."""
     step = self.counters.grad_steps
     entropy = [self.config.seed, step] + ([attempt] if attempt else [])
-    if jax.process_count() > 1:      # multi-host: each process samples its own share of the global batch
+    if jax.process_count() > 1:  # multi-host: each process samples its own share of the global batch
       entropy = [self.config.seed, step, attempt, streams.HOST_BATCH + jax.process_index()]
     rng = np.random.default_rng(entropy)
     batch = self.store.sample(self.config.train.batch_size // jax.process_count(), rng)
@@ -154,8 +175,10 @@ class Trainer:
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = (cost or {}).get('flops', float('nan'))
     self.session_seconds['compile'] += time.time() - t0
-    self.log(f'Compiled update in {time.time() - t0:.1f} s ({flops / 1e9:.1f} GFLOP per update per device, '
-             f'{jax.device_count()} {jax.devices()[0].platform} device(s); {allocator.status()}).')
+    self.log(
+      f'Compiled update in {time.time() - t0:.1f} s ({flops / 1e9:.1f} GFLOP per update per device, '
+      f'{jax.device_count()} {jax.devices()[0].platform} device(s); {allocator.status()}).'
+    )
     self.update = compiled
 
   def train_steps(self, n: int, phase: str, bar=None) -> int:
@@ -178,12 +201,16 @@ class Trainer:
           host = jax.device_get(metrics)
           bad = sorted(k for k, v in host.items() if k != 'nonfinite' and not np.all(np.isfinite(v)))
           last = self.checkpointer.latest_step()
-          where = (f'The last checkpoint ({last}) in {self.checkpointer.directory} holds the state before them.'
-                   if last is not None else 'No checkpoint was written yet: the run has no good state on disk.')
+          where = (
+            f'The last checkpoint ({last}) in {self.checkpointer.directory} holds the state before them.'
+            if last is not None
+            else 'No checkpoint was written yet: the run has no good state on disk.'
+          )
           raise NonFiniteError(
-              f'{self.nonfinite_run} consecutive updates had non-finite losses at gradient step {step} '
-              f'(each on fresh data); stopping. Non-finite in the last one: {", ".join(bad) or "?"}. {where} '
-              f'Check the data (rewards, actions) and the learning rates.')
+            f'{self.nonfinite_run} consecutive updates had non-finite losses at gradient step {step} '
+            f'(each on fresh data); stopping. Non-finite in the last one: {", ".join(bad) or "?"}. {where} '
+            f'Check the data (rewards, actions) and the learning rates.'
+          )
         continue
       self.nonfinite_run = 0
       self.counters.grad_steps += 1
@@ -210,8 +237,10 @@ class Trainer:
 
   def maybe_checkpoint(self, force: bool = False):
     t = self.config.train
-    due = (time.time() - self.last_ckpt_time > 60 * t.checkpoint_every_minutes
-           or self.counters.grad_steps - self.last_ckpt_grad >= t.checkpoint_every_steps)
+    due = (
+      time.time() - self.last_ckpt_time > 60 * t.checkpoint_every_minutes
+      or self.counters.grad_steps - self.last_ckpt_grad >= t.checkpoint_every_steps
+    )
     if force or due:
       self.counters.wall_seconds = self.wall_seconds()
       self.counters.seconds = self.seconds()
@@ -225,8 +254,9 @@ class Trainer:
   def offline_phase(self):
     t = self.config.train
     remaining = t.offline_steps - self.counters.grad_steps
-    with tqdm.tqdm(total=t.offline_steps, initial=self.counters.grad_steps, desc='offline', unit='step',
-                   dynamic_ncols=True) as bar:
+    with tqdm.tqdm(
+      total=t.offline_steps, initial=self.counters.grad_steps, desc='offline', unit='step', dynamic_ncols=True
+    ) as bar:
       while remaining > 0 and not self.stop.requested:
         chunk = min(remaining, t.checkpoint_every_steps)
         self.train_steps(chunk, 'offline', bar)
@@ -248,53 +278,71 @@ class Trainer:
       return
     start = time.time()
     episodes = self.refits.offline_episodes(self.store)
-    self.log(f'Refit: {t.refit_steps} actor-critic steps on the frozen world model over {len(episodes)} '
-             f'offline episodes (one compiled loop without a progress bar; `small`: ~2 min on a slow 2-core CPU)...')
+    self.log(
+      f'Refit: {t.refit_steps} actor-critic steps on the frozen world model over {len(episodes)} '
+      f'offline episodes (one compiled loop without a progress bar; `small`: ~2 min on a slow 2-core CPU)...'
+    )
     metrics = self.run_refit(t.refit_steps, episodes, streams.key(self.rng, streams.REFIT_OFFLINE))
-    self.log(f'Refit done in {time.time() - start:.0f} s (compile included): '
-             f'actor/bc_loglik={metrics["actor/bc_loglik"]:.3g} critic/loss={metrics["critic/loss"]:.3g}')
+    self.log(
+      f'Refit done in {time.time() - start:.0f} s (compile included): '
+      f'actor/bc_loglik={metrics["actor/bc_loglik"]:.3g} critic/loss={metrics["critic/loss"]:.3g}'
+    )
 
   def online_refit(self):
     """`train.online_refit_steps` refit steps after an online episode's updates, with the world
     model as those updates left it. Part of the episode's unit (`counters.refit_due`)."""
     t = self.config.train
     episodes, capacity = self.refits.online_episodes(self.store, t.env_steps)
-    metrics = self.run_refit(t.online_refit_steps, episodes,
-                             streams.key(self.rng, streams.REFIT_ONLINE, self.counters.episodes), capacity)
+    metrics = self.run_refit(
+      t.online_refit_steps, episodes, streams.key(self.rng, streams.REFIT_ONLINE, self.counters.episodes), capacity
+    )
     if self.counters.episodes % t.eval_every_episodes == 0:
-      self.log(f'[refit {self.counters.env_steps}] {t.online_refit_steps} steps over {len(episodes)} episodes: '
-               f'actor/bc_loglik={metrics["actor/bc_loglik"]:.3g} critic/loss={metrics["critic/loss"]:.3g}')
+      self.log(
+        f'[refit {self.counters.env_steps}] {t.online_refit_steps} steps over {len(episodes)} episodes: '
+        f'actor/bc_loglik={metrics["actor/bc_loglik"]:.3g} critic/loss={metrics["critic/loss"]:.3g}'
+      )
 
   def run_refit(self, steps: int, episodes: list[dict], key: jax.Array, capacity: int | None = None) -> dict:
     self.state, metrics = self.refits.run(self.state, steps, episodes, key, capacity)
     # Like evaluation records: `step` counts env steps, both counts are fields.
-    self.writer.write(self.counters.env_steps, 'refit', {**metrics, 'episodes': float(len(episodes)),
-                                                         'grad_steps': float(self.counters.grad_steps),
-                                                         'env_steps': float(self.counters.env_steps)})
+    self.writer.write(
+      self.counters.env_steps,
+      'refit',
+      {
+        **metrics,
+        'episodes': float(len(episodes)),
+        'grad_steps': float(self.counters.grad_steps),
+        'env_steps': float(self.counters.env_steps),
+      },
+    )
     return metrics
 
   def online_phase(self):
     t = self.config.train
-    with tqdm.tqdm(total=t.env_steps, initial=self.counters.env_steps, desc='online', unit='env step',
-                   dynamic_ncols=True) as bar:
-      self.finish_unit()                      # a unit a stop interrupted
+    with tqdm.tqdm(
+      total=t.env_steps, initial=self.counters.env_steps, desc='online', unit='env step', dynamic_ncols=True
+    ) as bar:
+      self.finish_unit()  # a unit a stop interrupted
       while self.counters.env_steps < t.env_steps and not self.stop.requested:
         i = self.counters.episodes
-        if i < len(self.online_files):        # saved after the checkpoint: replay it
+        if i < len(self.online_files):  # saved after the checkpoint: replay it
           episode = ep_lib.load_episode(self.online_files[i])
           self.store.add(episode, part='online', persist=False)
         else:
           seed = episode_seed(self.config.seed + streams.EXPLORE_SEED, i)
-          episode = self.actor.episode(self.env, agent.acting_params(self.state), seed,
-                                       streams.key(self.rng, streams.EXPLORE, i), explore=True)
+          episode = self.actor.episode(
+            self.env, agent.acting_params(self.state), seed, streams.key(self.rng, streams.EXPLORE, i), explore=True
+          )
           self.store.add(episode, part='online')
         steps = len(episode['image']) - 1
         self.counters.episodes += 1
         self.counters.env_steps += steps
         bar.update(steps)
-        self.writer.write(self.counters.env_steps, 'online',
-                          {'episode/return': float(episode['reward'].sum()),
-                           'episode/success': float(bool(episode['success']))})
+        self.writer.write(
+          self.counters.env_steps,
+          'online',
+          {'episode/return': float(episode['reward'].sum()), 'episode/success': float(bool(episode['success']))},
+        )
         self.counters.updates_due = t.updates_per_episode
         self.counters.refit_due = t.online_refit_steps > 0
         self.counters.eval_due = self.counters.episodes % t.eval_every_episodes == 0
@@ -326,13 +374,14 @@ class Trainer:
     if t.eval_episodes == 0:
       return
     seeds = self.eval_seeds()
-    clock = [('start', time.monotonic())]           # the console's timing line (not a metric)
+    clock = [('start', time.monotonic())]  # the console's timing line (not a metric)
     while len(self.eval_envs) < min(t.eval_envs, t.eval_episodes):
       self.eval_envs.append(make_env(self.config))
     clock.append(('new environments', time.monotonic()))
     acting = agent.acting_params(self.state)
-    summary, episodes = evaluation.evaluate(self.actor, self.eval_envs, acting, seeds,
-                                            streams.key(self.rng, streams.EVAL))
+    summary, episodes = evaluation.evaluate(
+      self.actor, self.eval_envs, acting, seeds, streams.key(self.rng, streams.EVAL)
+    )
     clock.append((f'{len(episodes)} episode' + 's' * (len(episodes) != 1), time.monotonic()))
     summary['env_steps'] = self.counters.env_steps
     summary['grad_steps'] = self.counters.grad_steps
@@ -341,26 +390,39 @@ class Trainer:
       summary[f'eval/first_action_{i}'] = float(v)
     diag_rng = np.random.default_rng([self.config.seed, streams.DIAGNOSTIC_BATCH, self.counters.evals])
     batch = self.store.sample(self.config.train.batch_size, diag_rng)
-    summary.update(self.diagnostics(self.state.params, {k: batch[k] for k in BATCH_KEYS},
-                                    jax.random.fold_in(streams.key(self.rng, streams.DIAGNOSTICS), self.counters.evals),
-                                    acting=acting))
+    summary.update(
+      self.diagnostics(
+        self.state.params,
+        {k: batch[k] for k in BATCH_KEYS},
+        jax.random.fold_in(streams.key(self.rng, streams.DIAGNOSTICS), self.counters.evals),
+        acting=acting,
+      )
+    )
     clock.append(('diagnostics', time.monotonic()))
     if self.bound is not None:
-      summary.update(self.bound(self.state.params, episodes,
-                                jax.random.fold_in(streams.key(self.rng, streams.BOUND), self.counters.evals)))
+      summary.update(
+        self.bound(
+          self.state.params, episodes, jax.random.fold_in(streams.key(self.rng, streams.BOUND), self.counters.evals)
+        )
+      )
       clock.append(('bound', time.monotonic()))
     self.writer.write(self.counters.env_steps, 'eval', summary, console=True, echo=tqdm.tqdm.write)
     self.evals.append(summary)
     video = self.counters.evals % t.video_every_evals == 0
     if video:
       frames = np.concatenate([e['image'] for e in episodes[:2]])
-      evaluation.write_video(frames, os.path.join(self.workdir, 'videos',
-                                                  f'eval_{self.counters.env_steps:08d}.gif'))
+      evaluation.write_video(frames, os.path.join(self.workdir, 'videos', f'eval_{self.counters.env_steps:08d}.gif'))
     self.counters.evals += 1
-    evaluation.plot_learning_curve(self.evals, os.path.join(self.workdir, 'learning_curve.png'),
-                                   title=f'{self.config.domain}/{self.config.task} ({self.config.preset})')
-    bound_lib.plot_bound(self.evals, os.path.join(self.workdir, 'bound.png'),
-                         title=f'Uncertainty bound (App. B): {self.config.domain}/{self.config.task}')
+    evaluation.plot_learning_curve(
+      self.evals,
+      os.path.join(self.workdir, 'learning_curve.png'),
+      title=f'{self.config.domain}/{self.config.task} ({self.config.preset})',
+    )
+    bound_lib.plot_bound(
+      self.evals,
+      os.path.join(self.workdir, 'bound.png'),
+      title=f'Uncertainty bound (App. B): {self.config.domain}/{self.config.task}',
+    )
     clock.append(('video and plots' if video else 'plots', time.monotonic()))
     notes = [f'{name} {b - a:.0f} s' for (_, a), (name, b) in zip(clock, clock[1:]) if b - a >= 0.5]
     notes += [] if self.evaluated else ['compiles included']
@@ -377,8 +439,9 @@ class Trainer:
 
   def seconds(self) -> dict:
     """The run's wall clock split into data, compile, evaluation and training (the rest), over all sessions."""
-    parts = {k: self.seconds_base.get(k, 0.0) + (0.0 if self.finished_at_start else v)
-             for k, v in self.session_seconds.items()}
+    parts = {
+      k: self.seconds_base.get(k, 0.0) + (0.0 if self.finished_at_start else v) for k, v in self.session_seconds.items()
+    }
     parts['training'] = max(0.0, self.wall_seconds() - sum(parts.values()))
     return parts
 
@@ -388,14 +451,20 @@ class Trainer:
     online = [e['eval/success_rate'] for e in self.evals if e['env_steps'] > 0]
     self.counters.wall_seconds = self.wall_seconds()
     self.counters.seconds = self.seconds()
-    s = dict(domain=self.config.domain, task=self.config.task, preset=self.config.preset, seed=self.config.seed,
-             **{k: v for k, v in self.counters.to_json().items() if k not in ('pending', 'metrics_bytes')},
-             wall_minutes=self.counters.wall_seconds / 60,
-             offline_success_rate=offline_end[-1]['eval/success_rate'] if offline_end else None,
-             min_online_success_rate=min(online) if online else None,
-             final_success_rate=last.get('eval/success_rate'), final_return=last.get('eval/return'),
-             eval_episodes=int(last.get('eval/episodes', 0)),
-             provenance=self.provenance)
+    s = dict(
+      domain=self.config.domain,
+      task=self.config.task,
+      preset=self.config.preset,
+      seed=self.config.seed,
+      **{k: v for k, v in self.counters.to_json().items() if k not in ('pending', 'metrics_bytes')},
+      wall_minutes=self.counters.wall_seconds / 60,
+      offline_success_rate=offline_end[-1]['eval/success_rate'] if offline_end else None,
+      min_online_success_rate=min(online) if online else None,
+      final_success_rate=last.get('eval/success_rate'),
+      final_return=last.get('eval/return'),
+      eval_episodes=int(last.get('eval/episodes', 0)),
+      provenance=self.provenance,
+    )
     with open(os.path.join(self.workdir, 'summary.json'), 'w') as f:
       json.dump(s, f, indent=2)
     return s
@@ -415,9 +484,9 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False, 
   config_check.validate(config)
   config_check.record(config, workdir, allow_change=allow_config_change, write=False)
   trainer = Trainer(config, workdir, log=log)
-  config_check.record(config, workdir, allow_change=True)     # the start succeeded: this config is the run's
+  config_check.record(config, workdir, allow_change=True)  # the start succeeded: this config is the run's
   if trainer.counters.phase == 'done' and trainer.counters.env_steps < config.train.env_steps:
-    trainer.counters.phase = 'online'                          # a finished run given a bigger budget continues
+    trainer.counters.phase = 'online'  # a finished run given a bigger budget continues
     trainer.finished_at_start = False
     log(f'Extending a finished run to {config.train.env_steps} env steps.')
   t0 = time.time()
@@ -431,7 +500,7 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False, 
       if trainer.counters.phase == 'online' and not stop.requested:
         trainer.online_phase()
       if stop.requested:
-        trainer.maybe_checkpoint(force=True)     # unlogged step metrics are kept in it, not flushed
+        trainer.maybe_checkpoint(force=True)  # unlogged step metrics are kept in it, not flushed
         log(f'Stopped at {trainer.counters.to_json()}; run the same command to resume.')
       summary = trainer.summary()
   except OSError as e:
@@ -439,20 +508,23 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False, 
       raise
     last = trainer.checkpointer.latest_step()
     raise DiskFullError(
-        f'No space left on the device while writing {e.filename or "to " + workdir}. Free some space and '
-        f'run the same command: the run resumes from '
-        + (f'checkpoint {last}' if last is not None else 'the start (no checkpoint was written yet)')
-        + ', and the episodes already saved are kept.') from e
+      f'No space left on the device while writing {e.filename or "to " + workdir}. Free some space and '
+      f'run the same command: the run resumes from '
+      + (f'checkpoint {last}' if last is not None else 'the start (no checkpoint was written yet)')
+      + ', and the episodes already saved are kept.'
+    ) from e
   finally:
     try:
       trainer.close()
-    except OSError as e:   # flushing the last metrics may fail on the same full disk
+    except OSError as e:  # flushing the last metrics may fail on the same full disk
       log(f'While closing the run: {e}')
   if summary['phase'] == 'done':
     rate, off = summary['final_success_rate'], summary['offline_success_rate']
-    log(f'Done: {config.domain}/{config.task} seed {config.seed}, {summary["wall_minutes"]:.1f} min wall clock '
-        f'(this session {(time.time() - t0) / 60:.1f}): success rate {rate:.2f} over {summary["eval_episodes"]} '
-        f'evaluation episodes after {summary["grad_steps"]} gradient steps and {summary["env_steps"]} env steps'
-        + (f' (offline end {off:.2f})' if off is not None else '') +
-        f'. Learning curve: {os.path.join(workdir, "learning_curve.png")}')
+    log(
+      f'Done: {config.domain}/{config.task} seed {config.seed}, {summary["wall_minutes"]:.1f} min wall clock '
+      f'(this session {(time.time() - t0) / 60:.1f}): success rate {rate:.2f} over {summary["eval_episodes"]} '
+      f'evaluation episodes after {summary["grad_steps"]} gradient steps and {summary["env_steps"]} env steps'
+      + (f' (offline end {off:.2f})' if off is not None else '')
+      + f'. Learning curve: {os.path.join(workdir, "learning_curve.png")}'
+    )
   return summary

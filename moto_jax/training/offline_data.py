@@ -1,4 +1,5 @@
 """Finding (or generating) the offline dataset a config asks for."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,9 +13,15 @@ from moto_jax.data import manifest as manifest_lib
 
 def cache_path(config) -> str:
   """`<cache_dir>/<domain>/<task>-<hash of what determines the data>`."""
-  key = dict(env=config.env.to_dict(), data={k: v for k, v in config.data.to_dict().items()
-                                            if k not in ('dir', 'cache_dir', 'skip_corrupt', 'workers', 'subset_episodes')},
-             seed=config.seed)
+  key = dict(
+    env=config.env.to_dict(),
+    data={
+      k: v
+      for k, v in config.data.to_dict().items()
+      if k not in ('dir', 'cache_dir', 'skip_corrupt', 'workers', 'subset_episodes')
+    },
+    seed=config.seed,
+  )
   digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
   return os.path.join(os.path.expanduser(config.data.cache_dir), config.domain, f'{config.task}-{digest}')
 
@@ -36,8 +43,9 @@ def resolve(config, log=print) -> str:
   return directory
 
 
-def collect_tasks(config, out_dir: str, tasks: list[str] | None = None, num_episodes: int | None = None,
-                  log=print) -> dict:
+def collect_tasks(
+  config, out_dir: str, tasks: list[str] | None = None, num_episodes: int | None = None, log=print
+) -> dict:
   """Writes the scripted dataset of each task (default: `config.task`; a suite's task group such as
   MetaWorld's 'paper' expands) to `<out_dir>/<task>/`; returns {task: manifest}. Every name is
   checked before anything is collected."""
@@ -64,7 +72,9 @@ def subset(config, directory: str, workdir: str, log=print) -> list[str] | None:
   if not n:
     return None
   import numpy as np
+
   from moto_jax.training import streams
+
   files = [os.path.basename(f) for f in ep_lib.episode_files(directory)]
   if n > len(files):
     raise ValueError(f'config.data.subset_episodes={n}, but {directory} holds only {len(files)} episodes')
@@ -75,13 +85,18 @@ def subset(config, directory: str, workdir: str, log=print) -> list[str] | None:
     with open(path) as f:
       recorded = json.load(f)['episodes']
     if recorded != names:
-      raise ValueError(f'{path} records a different offline subset than config.data.subset_episodes={n}, '
-                       f'config.seed={config.seed} and {directory} give now (one of them changed since the run '
-                       f'started); restore them, or start the run in another workdir')
+      raise ValueError(
+        f'{path} records a different offline subset than config.data.subset_episodes={n}, '
+        f'config.seed={config.seed} and {directory} give now (one of them changed since the run '
+        f'started); restore them, or start the run in another workdir'
+      )
   else:
     os.makedirs(workdir, exist_ok=True)
     with open(path, 'w') as f:
-      json.dump({'directory': directory, 'seed': config.seed, 'subset_episodes': n, 'of': len(files),
-                 'episodes': names}, f, indent=1)
+      json.dump(
+        {'directory': directory, 'seed': config.seed, 'subset_episodes': n, 'of': len(files), 'episodes': names},
+        f,
+        indent=1,
+      )
   log(f'Offline subset: {n} of {len(files)} episodes (data.subset_episodes), listed in {path}')
   return names

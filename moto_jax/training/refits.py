@@ -8,6 +8,7 @@
 `Refits` owns the compiled refit loops (one per refit size and padded episode shape) and the choice
 of episodes; the Trainer owns the state, the counters and the log, and calls it with them.
 """
+
 from __future__ import annotations
 
 import jax
@@ -16,7 +17,7 @@ import numpy as np
 from moto_jax.agent import refit as refit_lib
 from moto_jax.training import streams
 
-MAX_EPISODES = 50               # episodes of each kind whose posteriors a refit holds in memory
+MAX_EPISODES = 50  # episodes of each kind whose posteriors a refit holds in memory
 
 
 class Refits:
@@ -24,13 +25,15 @@ class Refits:
 
   def __init__(self, parts, mesh):
     self.parts, self.mesh = parts, mesh
-    self._fns = {}              # compiled refits by (steps, episodes, length)
+    self._fns = {}  # compiled refits by (steps, episodes, length)
 
   def offline_episodes(self, store) -> list[dict]:
     """The offline episodes every refit uses: all, or MAX_EPISODES drawn with the run's seed."""
     episodes = store.episodes('offline')
     if len(episodes) > MAX_EPISODES:
-      chosen = np.random.default_rng([self.parts.config.seed, streams.REFIT_EPISODES]).choice(len(episodes), MAX_EPISODES, replace=False)
+      chosen = np.random.default_rng([self.parts.config.seed, streams.REFIT_EPISODES]).choice(
+        len(episodes), MAX_EPISODES, replace=False
+      )
       episodes = [episodes[i] for i in sorted(chosen)]
     return episodes
 
@@ -40,7 +43,7 @@ class Refits:
     online = store.episodes('online')[-MAX_EPISODES:]
     episodes = self.offline_episodes(store) + online
     per_episode = max(1, len(online[0]['image']) - 1) if online else 1
-    planned = -(-env_steps_planned // per_episode)               # online episodes the run will have
+    planned = -(-env_steps_planned // per_episode)  # online episodes the run will have
     capacity = max(len(episodes), len(episodes) - len(online) + min(planned, MAX_EPISODES))
     return episodes, capacity
 
@@ -49,7 +52,7 @@ class Refits:
     (new state, metrics as floats)."""
     arrays = refit_lib.episode_arrays(episodes, capacity)
     shape = (steps,) + arrays['image'].shape[:2]
-    if shape not in self._fns:                       # one compile per refit size and padded shape
+    if shape not in self._fns:  # one compile per refit size and padded shape
       self._fns[shape] = refit_lib.make_refit_fn(self.parts, self.mesh, steps=steps)
     state, metrics = self._fns[shape](state, arrays, key)
     return state, {k: float(v) for k, v in jax.device_get(metrics).items()}

@@ -1,11 +1,11 @@
 """Restoring a run's config and train state from its workdir, on any machine (CPU included)."""
+
 from __future__ import annotations
 
 import jax
 import ml_collections
 
-from moto_jax import agent
-from moto_jax import suites
+from moto_jax import agent, suites
 from moto_jax.training import checkpoint as ckpt_lib
 from moto_jax.training import config_check
 
@@ -26,8 +26,10 @@ def load_run(workdir: str, step: int | None = None, parts: agent.AgentParts | No
   else:
     differ = [k for k in ('model', 'agent') if parts.config[k].to_dict() != config[k].to_dict()]
     if differ:
-      raise ValueError(f'The parts given were built from a config whose {" and ".join(differ)} section(s) '
-                       f'differ from the run in {workdir}; build them from restore.load_config(workdir).')
+      raise ValueError(
+        f'The parts given were built from a config whose {" and ".join(differ)} section(s) '
+        f'differ from the run in {workdir}; build them from restore.load_config(workdir).'
+      )
   template = agent.create_train_state(parts, jax.random.PRNGKey(0))
   checkpointer = ckpt_lib.Checkpointer(workdir)
   try:

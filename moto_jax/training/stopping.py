@@ -1,4 +1,5 @@
 """How the main job stops: the errors it raises with a way forward, and SIGINT/SIGTERM as a flag."""
+
 import signal
 
 import tqdm
@@ -26,7 +27,7 @@ class _StopRequested:
 
   def _handle(self, signum, frame):
     del frame
-    if self.requested:       # a second signal: stop now
+    if self.requested:  # a second signal: stop now
       raise KeyboardInterrupt
     self.requested = True
     tqdm.tqdm.write(f'Received {signal.Signals(signum).name}: checkpointing and exiting.')

@@ -15,28 +15,29 @@ resumed run draws what the uninterrupted run drew (training/loop.py).
 * Environment starts: evaluation episode k starts from `episode_seed(config.seed, EVAL_STARTS + k)`,
   exploring episode i from `episode_seed(config.seed + EXPLORE_SEED, i)`.
 """
+
 import jax
 
 # JAX keys: fold_in offsets on PRNGKey(config.seed).
-PARAMS = 0                      # the initial parameters
-COMPILE = 1                     # the key the update is compiled with (ahead of time)
-UPDATE = 10                     # + gradient step: the update's key
-EXPLORE = 2_000_000_000         # + online episode index: the exploring policy's draws
-EVAL = 3_000_000_000            # evaluation episodes' policy key (the same at every evaluation)
-DIAGNOSTICS = 4_000_000_000     # then fold_in(evaluation count): the diagnostics' posterior draws
-REFIT_OFFLINE = 4_100_000_000   # the refit at the end of the offline phase
-REFIT_ONLINE = 4_200_000_000    # + online episode count: the refit after that episode's updates
-BOUND = 4_290_000_000           # then fold_in(evaluation count): the uncertainty bound's prior draws
+PARAMS = 0  # the initial parameters
+COMPILE = 1  # the key the update is compiled with (ahead of time)
+UPDATE = 10  # + gradient step: the update's key
+EXPLORE = 2_000_000_000  # + online episode index: the exploring policy's draws
+EVAL = 3_000_000_000  # evaluation episodes' policy key (the same at every evaluation)
+DIAGNOSTICS = 4_000_000_000  # then fold_in(evaluation count): the diagnostics' posterior draws
+REFIT_OFFLINE = 4_100_000_000  # the refit at the end of the offline phase
+REFIT_ONLINE = 4_200_000_000  # + online episode count: the refit after that episode's updates
+BOUND = 4_290_000_000  # then fold_in(evaluation count): the uncertainty bound's prior draws
 
 # NumPy generators: [config.seed, stream, ...] (the batches: [config.seed, gradient step, ...]).
-DIAGNOSTIC_BATCH = 7            # + [evaluation count]: the batch the BC gradient share is measured on
-REFIT_EPISODES = 11             # which offline episodes the refits hold, when there are too many
-OFFLINE_SUBSET = 13             # which offline episodes a run trains on (data.subset_episodes)
-HOST_BATCH = 1_000_000          # + process index, 4th entry of a batch's seed: each host's share
+DIAGNOSTIC_BATCH = 7  # + [evaluation count]: the batch the BC gradient share is measured on
+REFIT_EPISODES = 11  # which offline episodes the refits hold, when there are too many
+OFFLINE_SUBSET = 13  # which offline episodes a run trains on (data.subset_episodes)
+HOST_BATCH = 1_000_000  # + process index, 4th entry of a batch's seed: each host's share
 
 # Environment start seeds.
-EVAL_STARTS = 1_000_000         # evaluation starts never coincide with the training episodes'
-EXPLORE_SEED = 1                # added to the seed: exploring episode i starts from episode_seed(seed + 1, i)
+EVAL_STARTS = 1_000_000  # evaluation starts never coincide with the training episodes'
+EXPLORE_SEED = 1  # added to the seed: exploring episode i starts from episode_seed(seed + 1, i)
 
 
 def key(rng: jax.Array, stream: int, counter: int = 0) -> jax.Array:

@@ -1,13 +1,14 @@
 """Franka Kitchen from pixels: the tasks and the environment (`env.py`), the scripted arm
 controller (`script.py`) and the play-data generator (`collect.py`)."""
+
 from __future__ import annotations
 
 from moto_jax.suites.base import Suite
 
 # Paper task -> its four target tasks, in the fixed order of `info['tasks_done']` (env.py).
 TARGET_TASKS = {
-    'mixed': ('microwave', 'kettle', 'light switch', 'slide cabinet'),
-    'partial': ('microwave', 'kettle', 'bottom burner', 'light switch'),
+  'mixed': ('microwave', 'kettle', 'light switch', 'slide cabinet'),
+  'partial': ('microwave', 'kettle', 'bottom burner', 'light switch'),
 }
 
 # The order in which the noise-free scripted expert runs them (`KitchenSuite.scripted_policy`),
@@ -16,41 +17,53 @@ TARGET_TASKS = {
 # last (App. A.1 conditions on the first three). Some orders take longer, or make the script miss a
 # task (the bottom burner after the light switch), so the order matters.
 EXPERT_ORDER = {
-    'mixed': ('microwave', 'light switch', 'slide cabinet', 'kettle'),
-    'partial': ('bottom burner', 'kettle', 'microwave', 'light switch'),
+  'mixed': ('microwave', 'light switch', 'slide cabinet', 'kettle'),
+  'partial': ('bottom burner', 'kettle', 'microwave', 'light switch'),
 }
 
 
 def check_task(task: str) -> str:
   if task not in TARGET_TASKS:
-    raise ValueError(f'Unknown Franka Kitchen task {task!r}. Valid tasks: '
-                     + '; '.join(f'{k!r} ({", ".join(v)})' for k, v in TARGET_TASKS.items()))
+    raise ValueError(
+      f'Unknown Franka Kitchen task {task!r}. Valid tasks: '
+      + '; '.join(f'{k!r} ({", ".join(v)})' for k, v in TARGET_TASKS.items())
+    )
   return task
 
 
 class KitchenSuite(Suite):
   name = 'kitchen'
-  summary_keys = ('episodes', 'transitions', 'average_return', 'success_rate', 'bc_weight_share',
-                  'average_target_tasks_completed', 'episodes_per_minute')
+  summary_keys = (
+    'episodes',
+    'transitions',
+    'average_return',
+    'success_rate',
+    'bc_weight_share',
+    'average_target_tasks_completed',
+    'episodes_per_minute',
+  )
 
   def check_task(self, task: str) -> str:
     return check_task(task)
 
   def make_env(self, config, seed: int):
     from moto_jax.suites.kitchen.env import KitchenEnv
+
     return KitchenEnv(config.task, seed=seed, **config.env)
 
   def action_dim(self, config) -> int:
-    return 9          # 7 arm joints and 2 gripper fingers (KitchenEnv.action_space)
+    return 9  # 7 arm joints and 2 gripper fingers (KitchenEnv.action_space)
 
   def collect(self, config, out_dir: str, num_episodes: int | None = None, progress: bool = True) -> dict:
     """Scripted play data in `config.data.workers` processes (`collect.collect_kitchen`)."""
     from moto_jax.suites.kitchen.collect import collect_kitchen
+
     return collect_kitchen(config, out_dir, num_episodes=num_episodes, progress=progress)
 
   def scripted_policy(self, env, config, rng, action_noise: float | None = None):
     """The scripted controller running the task's four target tasks (in `EXPERT_ORDER`), then holding still."""
     from moto_jax.suites.kitchen.script import PlayScript
+
     noise = config.data.action_noise if action_noise is None else action_noise
     return PlayScript(env, EXPERT_ORDER[config.task], rng, action_noise=noise)
 

@@ -19,6 +19,7 @@ Episode `i` is `episode_{i:06d}.npz` with the usual keys plus `tasks_done` (bool
 Episode `i` uses seed `episode_seed(seed, i)`, so generation is reproducible and resumes by
 skipping episodes already on disk.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -35,14 +36,25 @@ from moto_jax.data.rollout import episode_seed
 from moto_jax.suites.kitchen import script as kitchen_script
 
 MIN_SUBTASKS, MAX_SUBTASKS = 2, 4
-HOLD_STEPS = 5          # still steps after a script ends
+HOLD_STEPS = 5  # still steps after a script ends
 SUMMARY_KEYS = ('reward', 'tasks_done', 'subtasks_done', 'success', 'bc_weight')
-EPISODE_KEYS = ('image', 'action', 'reward', 'discount', 'is_first', 'is_terminal', 'tasks_done', 'subtasks_done',
-                'success', 'bc_weight')
+EPISODE_KEYS = (
+  'image',
+  'action',
+  'reward',
+  'discount',
+  'is_first',
+  'is_terminal',
+  'tasks_done',
+  'subtasks_done',
+  'success',
+  'bc_weight',
+)
 
 
-def plan_episode(target_tasks, bc_tasks, task: str, rng: np.random.Generator, full_share: float,
-                 fail_prob: float) -> tuple[list[str], list]:
+def plan_episode(
+  target_tasks, bc_tasks, task: str, rng: np.random.Generator, full_share: float, fail_prob: float
+) -> tuple[list[str], list]:
   """Returns (sub-task sequence, per-sub-task abort phase or None)."""
   candidates = list(kitchen_script.SCRIPTED_SUBTASKS)
   if rng.random() < full_share:
@@ -95,7 +107,7 @@ def rollout(env, policy, seed: int, bc_tasks=(), forbid_success: bool = False) -
 
   cut = (lambda info: bool(info['tasks_done'].all())) if forbid_success else None
   episode = rollout_lib.rollout(env, policy, seed, stop=stop, cut=cut, label=label)
-  return {k: episode[k] for k in EPISODE_KEYS}     # the datasets' key order (files as before)
+  return {k: episode[k] for k in EPISODE_KEYS}  # the datasets' key order (files as before)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,9 +119,10 @@ _WORKER = {}
 def _init_worker(config):
   os.environ.setdefault('MUJOCO_GL', 'egl')
   from moto_jax.suites import make_env
+
   _WORKER['config'] = config
   _WORKER['env'] = make_env(config, seed=config.seed)
-  mp.util.Finalize(None, _close_worker, exitpriority=10)   # close the renderer when the worker exits
+  mp.util.Finalize(None, _close_worker, exitpriority=10)  # close the renderer when the worker exits
 
 
 def _close_worker():
@@ -123,10 +136,10 @@ def generate_episode(env, config, index: int) -> dict:
   data = config.data
   ep_seed = episode_seed(config.seed, index)
   rng = np.random.default_rng(ep_seed)
-  sequence, aborts = plan_episode(env.target_tasks, data.bc_tasks, env.task, rng, data.full_share,
-                                  data.fail_prob)
-  policy = kitchen_script.PlayScript(env, sequence, rng, action_noise=data.action_noise,
-                                     waypoint_noise=data.waypoint_noise, aborts=aborts)
+  sequence, aborts = plan_episode(env.target_tasks, data.bc_tasks, env.task, rng, data.full_share, data.fail_prob)
+  policy = kitchen_script.PlayScript(
+    env, sequence, rng, action_noise=data.action_noise, waypoint_noise=data.waypoint_noise, aborts=aborts
+  )
   return rollout(env, policy, ep_seed, data.bc_tasks, forbid_success=env.task == 'partial')
 
 
@@ -156,31 +169,38 @@ def _read_summary(path: str) -> dict | None:
 
 # ---------------------------------------------------------------------------------------------
 
+
 def statistics(summaries: list[dict], target_tasks) -> dict:
   """Dataset figures beyond `manifest.summarize`: per-task completion, tasks per episode."""
   from moto_jax.suites.kitchen.env import ALL_SUBTASKS
+
   done = np.array([s['tasks_done'].any(axis=0) for s in summaries]) if summaries else np.zeros((0, 4))
   sub = np.array([s['subtasks_done'].any(axis=0) for s in summaries]) if summaries else np.zeros((0, 7))
   counts = done.sum(axis=1)
   mean = lambda x: float(np.mean(x)) if len(x) else 0.0
   return dict(
-      average_target_tasks_completed=mean(counts),
-      average_subtasks_completed=mean(sub.sum(axis=1)),
-      target_task_completion_rate={t: mean(done[:, i]) for i, t in enumerate(target_tasks)},
-      subtask_completion_rate={t: mean(sub[:, i]) for i, t in enumerate(ALL_SUBTASKS)},
-      episodes_by_target_tasks_completed={int(k): int((counts == k).sum()) for k in range(5)},
-      max_return_per_step=float(max((s['reward'].max() for s in summaries), default=0.0)),
-      average_length=mean([s['length'] for s in summaries]),
-      paper_app_c2=dict(trajectories=len(summaries),
-                        transitions=int(sum(s['length'] for s in summaries)),
-                        average_return=mean([float(s['reward'].sum()) for s in summaries]),
-                        average_objects_manipulated=mean(sub.sum(axis=1))))
+    average_target_tasks_completed=mean(counts),
+    average_subtasks_completed=mean(sub.sum(axis=1)),
+    target_task_completion_rate={t: mean(done[:, i]) for i, t in enumerate(target_tasks)},
+    subtask_completion_rate={t: mean(sub[:, i]) for i, t in enumerate(ALL_SUBTASKS)},
+    episodes_by_target_tasks_completed={int(k): int((counts == k).sum()) for k in range(5)},
+    max_return_per_step=float(max((s['reward'].max() for s in summaries), default=0.0)),
+    average_length=mean([s['length'] for s in summaries]),
+    paper_app_c2=dict(
+      trajectories=len(summaries),
+      transitions=int(sum(s['length'] for s in summaries)),
+      average_return=mean([float(s['reward'].sum()) for s in summaries]),
+      average_objects_manipulated=mean(sub.sum(axis=1)),
+    ),
+  )
 
 
-def collect_kitchen(config, out_dir: str, num_episodes: int | None = None, workers: int | None = None,
-                    progress: bool = True) -> dict:
+def collect_kitchen(
+  config, out_dir: str, num_episodes: int | None = None, workers: int | None = None, progress: bool = True
+) -> dict:
   """Writes `num_episodes` scripted play episodes of `config.task` to `out_dir`; returns the manifest."""
   from moto_jax.suites.kitchen.env import D4RL_NAMES, TASKS, check_task
+
   check_task(config.task)
   num_episodes = config.data.num_episodes if num_episodes is None else int(num_episodes)
   workers = config.data.workers if workers is None else int(workers)
@@ -195,20 +215,21 @@ def collect_kitchen(config, out_dir: str, num_episodes: int | None = None, worke
       todo.append((i, path))
     else:
       summaries[i] = s
-  ctx = mp.get_context('spawn')   # fresh processes: no GL context is shared across a fork
+  ctx = mp.get_context('spawn')  # fresh processes: no GL context is shared across a fork
   start = time.time()
   pool = ctx.Pool(workers, initializer=_init_worker, initargs=(config,))
   try:
     settings = pool.apply(_settings)
     manifest_lib.check_settings(out_dir, settings)
-    bar = tqdm.tqdm(total=num_episodes, initial=len(summaries), desc=f'kitchen {config.task}',
-                    unit='ep', disable=not progress)
+    bar = tqdm.tqdm(
+      total=num_episodes, initial=len(summaries), desc=f'kitchen {config.task}', unit='ep', disable=not progress
+    )
     for index, s in pool.imap_unordered(_work, todo):
       summaries[index] = s
       bar.update(1)
       bar.set_postfix(tasks=f'{np.mean([x["tasks_done"].any(0).sum() for x in summaries.values()]):.2f}')
     bar.close()
-    pool.close()   # workers exit normally and close their renderers
+    pool.close()  # workers exit normally and close their renderers
   except BaseException:
     pool.terminate()
     raise
@@ -216,15 +237,30 @@ def collect_kitchen(config, out_dir: str, num_episodes: int | None = None, worke
     pool.join()
   elapsed = time.time() - start
   ordered = [summaries[i] for i in range(num_episodes)]
-  light = [dict(reward=s['reward'], image=np.zeros((s['length'] + 1, 0), np.uint8),
-                success=s['success'], bc_weight=s['bc_weight']) for s in ordered]
+  light = [
+    dict(
+      reward=s['reward'], image=np.zeros((s['length'] + 1, 0), np.uint8), success=s['success'], bc_weight=s['bc_weight']
+    )
+    for s in ordered
+  ]
   data = config.data
-  collector = dict(kind='kitchen_script', seed=config.seed, action_noise=data.action_noise,
-                   waypoint_noise=data.waypoint_noise, fail_prob=data.fail_prob,
-                   full_share=data.full_share, bc_tasks=list(data.bc_tasks) or list(TASKS[config.task]))
-  extra = dict(statistics(ordered, TASKS[config.task]), d4rl_goal_set=D4RL_NAMES[config.task],
-               generated_episodes=len(todo), workers=workers, generation_seconds=round(elapsed, 1),
-               episodes_per_minute=round(60.0 * len(todo) / elapsed, 2) if todo else None)
+  collector = dict(
+    kind='kitchen_script',
+    seed=config.seed,
+    action_noise=data.action_noise,
+    waypoint_noise=data.waypoint_noise,
+    fail_prob=data.fail_prob,
+    full_share=data.full_share,
+    bc_tasks=list(data.bc_tasks) or list(TASKS[config.task]),
+  )
+  extra = dict(
+    statistics(ordered, TASKS[config.task]),
+    d4rl_goal_set=D4RL_NAMES[config.task],
+    generated_episodes=len(todo),
+    workers=workers,
+    generation_seconds=round(elapsed, 1),
+    episodes_per_minute=round(60.0 * len(todo) / elapsed, 2) if todo else None,
+  )
   manifest = manifest_lib.write_manifest(out_dir, settings, collector, light, extra)
   _write_contact_sheet(out_dir, ordered, num_episodes)
   return manifest

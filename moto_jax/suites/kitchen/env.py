@@ -20,11 +20,12 @@ The wrapper owns all seeding: `reset(seed=s)` draws the simulator's observation-
 (the noise feeds the joint-position controller, so it changes the motion) from `s`, so the
 same seed and actions give identical images.
 """
+
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 from gymnasium_robotics.envs.franka_kitchen import kitchen_env as gr_kitchen
+import numpy as np
 
 from moto_jax.suites.kitchen import TARGET_TASKS, check_task
 from moto_jax.suites.rendering import FastRenderer, FreeCamera
@@ -34,24 +35,28 @@ D4RL_NAMES = {'mixed': 'kitchen-complete / kitchen-partial', 'partial': 'kitchen
 
 # Every sub-task the simulator knows, with the joint indices and goal it is judged by.
 ALL_SUBTASKS = tuple(gr_kitchen.OBS_ELEMENT_GOALS)
-GOAL_THRESHOLD = gr_kitchen.BONUS_THRESH   # L2 distance of the object pose to its goal
+GOAL_THRESHOLD = gr_kitchen.BONUS_THRESH  # L2 distance of the object pose to its goal
 
 CAMERAS = {
-    # The paper's view: the authors' Kitchen wrapper renders a movable camera at distance 1.86,
-    # azimuth 90, elevation -60 looking at (-0.3, 0.5, 2.0), a steep top-down view (the default).
-    'authors': FreeCamera(distance=1.86, azimuth=90.0, elevation=-60.0, lookat=(-0.3, 0.5, 2.0)),
-    # The env's default free camera: the original RPL view.
-    'rpl': FreeCamera(distance=2.2, azimuth=70.0, elevation=-35.0, lookat=(-0.2, 0.5, 2.0)),
-    # The D5RL benchmark's view.
-    'd5rl': FreeCamera(distance=2.1, azimuth=70.0, elevation=-37.5, lookat=(-0.4, 0.5, 2.0)),
+  # The paper's view: the authors' Kitchen wrapper renders a movable camera at distance 1.86,
+  # azimuth 90, elevation -60 looking at (-0.3, 0.5, 2.0), a steep top-down view (the default).
+  'authors': FreeCamera(distance=1.86, azimuth=90.0, elevation=-60.0, lookat=(-0.3, 0.5, 2.0)),
+  # The env's default free camera: the original RPL view.
+  'rpl': FreeCamera(distance=2.2, azimuth=70.0, elevation=-35.0, lookat=(-0.2, 0.5, 2.0)),
+  # The D5RL benchmark's view.
+  'd5rl': FreeCamera(distance=2.1, azimuth=70.0, elevation=-37.5, lookat=(-0.4, 0.5, 2.0)),
 }
 
 
 def subtasks_done(qpos: np.ndarray, subtasks) -> np.ndarray:
   """Bool vector: is each named sub-task's object within `GOAL_THRESHOLD` of its goal?"""
-  return np.array([
-      np.linalg.norm(qpos[gr_kitchen.OBS_ELEMENT_INDICES[t]] - gr_kitchen.OBS_ELEMENT_GOALS[t])
-      < GOAL_THRESHOLD for t in subtasks], bool)
+  return np.array(
+    [
+      np.linalg.norm(qpos[gr_kitchen.OBS_ELEMENT_INDICES[t]] - gr_kitchen.OBS_ELEMENT_GOALS[t]) < GOAL_THRESHOLD
+      for t in subtasks
+    ],
+    bool,
+  )
 
 
 class KitchenEnv(gym.Env):
@@ -66,8 +71,16 @@ class KitchenEnv(gym.Env):
   # Per-step info recorded in every episode (episode key -> info key), as the offline data has them.
   STEP_INFO = {'tasks_done': 'tasks_done', 'subtasks_done': 'all_done'}
 
-  def __init__(self, task: str, seed: int = 0, image_size: int = 64, camera: str = 'authors',
-               action_repeat: int = 1, episode_length: int = 280, render_quality: str = 'fast'):
+  def __init__(
+    self,
+    task: str,
+    seed: int = 0,
+    image_size: int = 64,
+    camera: str = 'authors',
+    action_repeat: int = 1,
+    episode_length: int = 280,
+    render_quality: str = 'fast',
+  ):
     self.task = check_task(task)
     self.target_tasks = TASKS[self.task]
     if camera not in CAMERAS:
@@ -77,33 +90,36 @@ class KitchenEnv(gym.Env):
     self.camera = camera
     self.action_repeat = int(action_repeat)
     self.episode_length = int(episode_length)
-    self._env = gr_kitchen.KitchenEnv(tasks_to_complete=list(self.target_tasks),
-                                      terminate_on_tasks_completed=False,
-                                      remove_task_when_completed=False)
+    self._env = gr_kitchen.KitchenEnv(
+      tasks_to_complete=list(self.target_tasks), terminate_on_tasks_completed=False, remove_task_when_completed=False
+    )
     self.model, self.data = self._env.model, self._env.data
     # Bounds the simulator puts on the arm's joint-position targets ([7, 2]).
     self.arm_limits = self._env.robot_env.robot_pos_bound[:7].copy()
-    self.renderer = FastRenderer(self.model, self.data, image_size, CAMERAS[camera],
-                                 quality=render_quality)
+    self.renderer = FastRenderer(self.model, self.data, image_size, CAMERAS[camera], quality=render_quality)
     self._rng = np.random.default_rng(seed)
     self._steps = None
     self.action_space = gym.spaces.Box(-1.0, 1.0, (9,), np.float32)
-    self.observation_space = gym.spaces.Dict(
-        {'image': gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)})
+    self.observation_space = gym.spaces.Dict({'image': gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)})
 
   def settings(self) -> dict:
     """Everything that determines what the agent sees; recorded in every dataset."""
-    return dict(domain='kitchen', task=self.task, target_tasks=list(self.target_tasks),
-                action_repeat=self.action_repeat, episode_length=self.episode_length,
-                camera=self.camera, render=self.renderer.settings())
+    return dict(
+      domain='kitchen',
+      task=self.task,
+      target_tasks=list(self.target_tasks),
+      action_repeat=self.action_repeat,
+      episode_length=self.episode_length,
+      camera=self.camera,
+      render=self.renderer.settings(),
+    )
 
   def _obs(self):
     return {'image': self.renderer.render()}
 
   def _info(self):
     done = subtasks_done(self.data.qpos, self.target_tasks)
-    return {'tasks_done': done, 'success': float(done.all()),
-            'all_done': subtasks_done(self.data.qpos, ALL_SUBTASKS)}
+    return {'tasks_done': done, 'success': float(done.all()), 'all_done': subtasks_done(self.data.qpos, ALL_SUBTASKS)}
 
   def reset(self, *, seed: int | None = None, options=None):
     if seed is not None:

@@ -1,5 +1,6 @@
 """MetaWorld v3 from pixels: the tasks, the environment (`env.py`) and the experts of
 `metaworld.policies` as the scripted policy."""
+
 from __future__ import annotations
 
 import warnings
@@ -9,8 +10,18 @@ import numpy as np
 from moto_jax.suites.base import Suite
 
 # The paper's ten MetaWorld tasks (`launch.collect --tasks=paper`).
-PAPER_TASKS = ('assembly', 'bin-picking', 'box-close', 'coffee-push', 'disassemble',
-               'door-open', 'drawer-open', 'hammer', 'plate-slide', 'window-open')
+PAPER_TASKS = (
+  'assembly',
+  'bin-picking',
+  'box-close',
+  'coffee-push',
+  'disassemble',
+  'door-open',
+  'drawer-open',
+  'hammer',
+  'plate-slide',
+  'window-open',
+)
 
 
 class MetaWorldSuite(Suite):
@@ -19,18 +30,21 @@ class MetaWorldSuite(Suite):
 
   def check_task(self, task: str) -> str:
     from moto_jax.suites.metaworld.env import check_task
+
     return check_task(task)
 
   def make_env(self, config, seed: int):
     from moto_jax.suites.metaworld.env import MetaWorldEnv
+
     return MetaWorldEnv(config.task, seed=seed, **config.env)
 
   def action_dim(self, config) -> int:
-    return 4          # end-effector xyz and gripper, every task (MetaWorldEnv.action_space)
+    return 4  # end-effector xyz and gripper, every task (MetaWorldEnv.action_space)
 
   def scripted_policy(self, env, config, rng: np.random.Generator, action_noise: float | None = None):
     """The MetaWorld expert for the task, reading the simulator state in `info['state']`."""
     from metaworld.policies import ENV_POLICY_MAP
+
     warnings.filterwarnings('ignore', message='Constant\\(s\\) may be too high')
     expert = ENV_POLICY_MAP[f'{env.task}-v3']()
     noise = config.data.action_noise if action_noise is None else action_noise
@@ -41,6 +55,7 @@ class MetaWorldSuite(Suite):
       if noise > 0:
         action = action + noise * rng.standard_normal(action.shape)
       return action
+
     return policy_fn
 
   def collector_info(self, config) -> dict:

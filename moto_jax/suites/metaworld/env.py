@@ -5,6 +5,7 @@ action repeat 2, 200 agent steps per episode, random object and goal positions a
 every reset. The wrapper owns all seeding: `reset(seed=s)` fixes the episode's start
 exactly (object/goal vector, hand start), whatever happened before.
 """
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -13,7 +14,7 @@ import numpy as np
 
 from moto_jax.suites.rendering import FastRenderer, FreeCamera
 
-TASKS = tuple(sorted(name[:-len('-v3')] for name in metaworld.env_dict.ALL_V3_ENVIRONMENTS))
+TASKS = tuple(sorted(name[: -len('-v3')] for name in metaworld.env_dict.ALL_V3_ENVIRONMENTS))
 
 # The free camera of the authors' MetaWorld wrapper.
 AUTHORS_CAMERA = FreeCamera(distance=0.75, azimuth=15.0, elevation=-22.5, lookat=(-0.15, 0.65, 0.25))
@@ -39,16 +40,26 @@ class MetaWorldEnv(gym.Env):
 
   metadata = {'render_modes': ['rgb_array']}
 
-  def __init__(self, task: str, seed: int = 0, image_size: int = 64, camera: str = 'authors',
-               action_repeat: int = 2, episode_length: int = 200, render_quality: str = 'fast',
-               hand_init_noise: float = 0.02):
+  def __init__(
+    self,
+    task: str,
+    seed: int = 0,
+    image_size: int = 64,
+    camera: str = 'authors',
+    action_repeat: int = 2,
+    episode_length: int = 200,
+    render_quality: str = 'fast',
+    hand_init_noise: float = 0.02,
+  ):
     self.task = check_task(task)
     self.action_repeat = int(action_repeat)
     self.episode_length = int(episode_length)
     self.hand_init_noise = float(hand_init_noise)
     if self.action_repeat * self.episode_length + SETTLE_STEPS > 500:
-      raise ValueError(f'action_repeat * episode_length = {self.action_repeat * self.episode_length} '
-                       f'exceeds MetaWorld\'s 500-step limit (minus {SETTLE_STEPS} settle steps)')
+      raise ValueError(
+        f'action_repeat * episode_length = {self.action_repeat * self.episode_length} '
+        f"exceeds MetaWorld's 500-step limit (minus {SETTLE_STEPS} settle steps)"
+      )
     cls = metaworld.env_dict.ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f'{self.task}-v3-goal-observable']
     self._env = cls(seed=seed)
     self._env._freeze_rand_vec = False  # pylint: disable=protected-access
@@ -58,20 +69,23 @@ class MetaWorldEnv(gym.Env):
       cam, flip = AUTHORS_CAMERA, False
     else:
       cam, flip = camera, camera.startswith('corner')
-    self.renderer = FastRenderer(self._env.model, self._env.data, image_size, cam,
-                                 quality=render_quality, flip=flip)
+    self.renderer = FastRenderer(self._env.model, self._env.data, image_size, cam, quality=render_quality, flip=flip)
     self._rng = np.random.default_rng(seed)
     self._steps = 0
     self._state = None
     self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
-    self.observation_space = gym.spaces.Dict(
-        {'image': gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)})
+    self.observation_space = gym.spaces.Dict({'image': gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)})
 
   def settings(self) -> dict:
     """Everything that determines what the agent sees; recorded in every dataset."""
-    return dict(domain='metaworld', task=self.task, action_repeat=self.action_repeat,
-                episode_length=self.episode_length, hand_init_noise=self.hand_init_noise,
-                render=self.renderer.settings())
+    return dict(
+      domain='metaworld',
+      task=self.task,
+      action_repeat=self.action_repeat,
+      episode_length=self.episode_length,
+      hand_init_noise=self.hand_init_noise,
+      render=self.renderer.settings(),
+    )
 
   def _obs(self):
     return {'image': self.renderer.render()}

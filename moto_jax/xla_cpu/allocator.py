@@ -4,7 +4,7 @@ XLA:CPU allocates an update's temporaries (GiBs at the paper sizes) afresh at ev
 malloc serves allocations this large with fresh mappings and returns them on free, so the kernel
 zeroes and maps the same memory again at every update: at `paper` sizes on a 2-core CPU, 1.6 s of
 kernel time per 6.8 s update with glibc's huge pages, 3.8 s per 8.1 s without them
-(`benchmarks/train_step.py` prints both). Two remedies, chosen in this order (BUILD_NOTES "The allocator"):
+(`python -m benchmarks.train_step` prints both). Two remedies, chosen in this order:
 
 * `jemalloc` (Debian/Ubuntu: `apt install libjemalloc2`), preloaded with its purging turned off
   (`MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`, plus `thp:always` where the kernel allows
@@ -21,6 +21,7 @@ unset, MOTO_HUGEPAGES=0, the older switch, means the same). MOTO_JEMALLOC_PATH n
 where it is not in a standard place ('' : behave as if none were installed). Child processes
 inherit the setting.
 """
+
 import ctypes.util
 import os
 import sys
@@ -28,8 +29,13 @@ import sys
 TUNABLE = 'glibc.malloc.hugetlb=1'
 JEMALLOC_CONF = 'dirty_decay_ms:-1,muzzy_decay_ms:-1'
 _THP = '/sys/kernel/mm/transparent_hugepage/enabled'
-_JEMALLOC_PATHS = ('/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2',
-                   '/usr/lib64/libjemalloc.so.2', '/usr/lib/libjemalloc.so.2', '/usr/local/lib/libjemalloc.so.2')
+_JEMALLOC_PATHS = (
+  '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2',
+  '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2',
+  '/usr/lib64/libjemalloc.so.2',
+  '/usr/lib/libjemalloc.so.2',
+  '/usr/local/lib/libjemalloc.so.2',
+)
 CHOICES = ('auto', 'jemalloc', 'glibc', 'off')
 
 
@@ -40,7 +46,7 @@ def _thp_mode() -> str | None:
       text = f.read()
   except OSError:
     return None
-  return text[text.index('[') + 1:text.index(']')] if '[' in text else None
+  return text[text.index('[') + 1 : text.index(']')] if '[' in text else None
 
 
 def jemalloc_path() -> str | None:
@@ -111,7 +117,7 @@ def plan(chosen: tuple[str, str] | None = None) -> tuple[str | None, str]:
   if wanted == 'off':
     return None, source
   if 'jemalloc' in os.environ.get('LD_PRELOAD', '') or TUNABLE in os.environ.get('GLIBC_TUNABLES', ''):
-    return None, 'already set'                # also: a preload that failed is not retried
+    return None, 'already set'  # also: a preload that failed is not retried
   if wanted in ('auto', 'jemalloc') and jemalloc_path():
     return 'jemalloc', ''
   if wanted == 'jemalloc':
@@ -134,7 +140,7 @@ def reexec() -> None:
   if what == 'jemalloc':
     preload = os.environ.get('LD_PRELOAD', '')
     os.environ['LD_PRELOAD'] = f'{jemalloc_path()} {preload}'.strip()
-    if 'MALLOC_CONF' not in os.environ:          # the user's own settings win
+    if 'MALLOC_CONF' not in os.environ:  # the user's own settings win
       thp = ',thp:always' if _thp_mode() in ('always', 'madvise') else ''
       os.environ['MALLOC_CONF'] = JEMALLOC_CONF + thp
   else:

@@ -2,6 +2,7 @@
 
 Must run before jax is imported: XLA reads the device count once, when its CPU backend starts.
 """
+
 import os
 
 FLAG = 'xla_force_host_platform_device_count'

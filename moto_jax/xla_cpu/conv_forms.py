@@ -9,15 +9,16 @@
 * `conv_patches`: the kernel's shifted (strided) slices gathered into one patch matrix times
   the kernel as a matrix; `conv_shifted_outputs`: the input times every tap, then shifted sums.
 Their gradients are matrix products or stride-1 convolutions (custom VJPs where autodiff's
-were slow on XLA:CPU: BUILD_NOTES, "Speed on the CPU").
+were slow on XLA:CPU, 1-10 GFLOP/s at the paper's sizes).
 """
+
 import functools
 
 import chex
 import jax
 import jax.numpy as jnp
 
-from moto_jax.networks import precision
+from moto_jax.xla_cpu import precision
 
 
 def depth_to_space(x: jax.Array, block: int) -> jax.Array:
@@ -37,13 +38,15 @@ def space_to_depth(x: jax.Array, block: int) -> jax.Array:
 
 
 def _xla_conv(x, kernel, out_dtype, *, padding, strides):
-  return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-                                      preferred_element_type=out_dtype)
+  return jax.lax.conv_general_dilated(
+    x, kernel, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'), preferred_element_type=out_dtype
+  )
 
 
 def xla_conv_transpose(x, kernel, out_dtype):
-  return jax.lax.conv_transpose(x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-                                preferred_element_type=out_dtype)
+  return jax.lax.conv_transpose(
+    x, kernel, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'), preferred_element_type=out_dtype
+  )
 
 
 def conv_xla(x: jax.Array, kernel: jax.Array, padding, strides=(1, 1), dtype=jnp.float32) -> jax.Array:
@@ -66,7 +69,7 @@ def conv_stride2_phases(x: jax.Array, kernel: jax.Array, patches: bool = False, 
     raise ValueError(f'conv_stride2_phases: kernel {kernel.shape[:2]} must be square with an even size')
   _, h, w, _ = x.shape
   ho, wo = (h - k) // 2 + 1, (w - k) // 2 + 1
-  x = x[:, :2 * ho + k - 2, :2 * wo + k - 2]          # the rows and columns the strided conv reads
+  x = x[:, : 2 * ho + k - 2, : 2 * wo + k - 2]  # the rows and columns the strided conv reads
   t = k // 2
   v = kernel.reshape(t, 2, t, 2, cin, cout).transpose(0, 2, 1, 3, 4, 5).reshape(t, t, 4 * cin, cout)
   x = space_to_depth(x, 2)
@@ -77,8 +80,9 @@ def conv_stride2_phases(x: jax.Array, kernel: jax.Array, patches: bool = False, 
 TRANSPOSE_FORMS = ('direct', 'shifted', 'padded-patches')
 
 
-def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False, dtype=jnp.float32,
-                          form: str = 'direct') -> jax.Array:
+def conv_transpose_phases(
+  x: jax.Array, kernel: jax.Array, patches: bool = False, dtype=jnp.float32, form: str = 'direct'
+) -> jax.Array:
   """`lax.conv_transpose(x, kernel, strides 2, 'SAME')` (flax `nn.ConvTranspose`) for an even kernel.
 
   Output row 2i + a (phase a) is sum_t x[i + lo_a + t] w[p_a + 2t], t < k/2: each phase is a
@@ -92,20 +96,20 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, patches: bool = False
   'shifted' sums the phases' taps with `conv_shifted_outputs` (zero padding put around the
   products) and then interleaves the phases. 'padded-patches' (the form before) gathers patch
   matrices from x padded by one: (H + 1) x (W + 1) positions for k = 4, 56 % more FLOPs at 4 x 4.
-  Measured (BUILD_NOTES; `benchmarks/conv_layers.py` times each form): 'direct' and 'shifted'
+  Measured per layer, forward and both gradients: 'direct' and 'shifted'
   1.3-1.4x faster than 'padded-patches' over the `paper` decoder's layers, within ~10 % of
   each other; 'direct' needs the least memory in the whole update.
   """
   k, k2, cin, cout = kernel.shape
   if k != k2 or k % 2:
     raise ValueError(f'conv_transpose_phases: kernel {kernel.shape[:2]} must be square with an even size')
-  t, pad = k // 2, k // 2                             # lax pads the dilated input by k/2 for SAME
-  first = [(pad - a) % 2 for a in (0, 1)]             # first kernel tap of phase a
-  lo = [(a + first[a] - pad) // 2 for a in (0, 1)]    # input offset of that tap
+  t, pad = k // 2, k // 2  # lax pads the dilated input by k/2 for SAME
+  first = [(pad - a) % 2 for a in (0, 1)]  # first kernel tap of phase a
+  lo = [(a + first[a] - pad) // 2 for a in (0, 1)]  # input offset of that tap
   before, after = -min(lo), max(lo) + t - 1
   # v[t, u, c, (a, b, c')] = w[first[a] + 2t, first[b] + 2u, c, c'].
-  taps = [kernel[first[a]::2] for a in (0, 1)]        # per row phase: [t, k, C, C']
-  v = jnp.stack([jnp.stack([taps[a][:, first[b]::2] for b in (0, 1)], 3) for a in (0, 1)], 3)
+  taps = [kernel[first[a] :: 2] for a in (0, 1)]  # per row phase: [t, k, C, C']
+  v = jnp.stack([jnp.stack([taps[a][:, first[b] :: 2] for b in (0, 1)], 3) for a in (0, 1)], 3)
   v = v.reshape(t, t, cin, 4 * cout)
   if patches:
     if form == 'direct':
@@ -127,11 +131,11 @@ def _shift(a: jax.Array, s: int, axis: int, size: int | None = None) -> jax.Arra
   outside a."""
   n = a.shape[axis]
   size = n if size is None else size
-  lo, hi = max(s, 0), min(s + size, n)              # the part of a that lands in range
+  lo, hi = max(s, 0), min(s + size, n)  # the part of a that lands in range
   if s == 0 and size == n:
     return a
   if hi <= lo:
-    return jnp.zeros(a.shape[:axis] + (size,) + a.shape[axis + 1:], a.dtype)
+    return jnp.zeros(a.shape[:axis] + (size,) + a.shape[axis + 1 :], a.dtype)
   pads = [(0, 0)] * a.ndim
   pads[axis] = (lo - s, size - (lo - s) - (hi - lo))
   return jnp.pad(jax.lax.slice_in_dim(a, lo, hi, axis=axis), pads)
@@ -150,9 +154,10 @@ def _transpose_direct_fwd(x, v, lo, dtype):
   n, h, w, _ = x.shape
   t, cout = v.shape[0], v.shape[-1] // 4
   u = _tap_products(x, v, dtype).reshape(n, h, w, t, t, 2, 2, cout)
-  phase = lambda a, b: sum(_shift(_shift(u[:, :, :, ti, ui, a, b], lo[a] + ti, 1), lo[b] + ui, 2)
-                           for ti in range(t) for ui in range(t))
-  y = jnp.stack([jnp.stack([phase(a, b) for b in (0, 1)], 3) for a in (0, 1)], 2)   # [N, h, 2, w, 2, C']
+  phase = lambda a, b: sum(
+    _shift(_shift(u[:, :, :, ti, ui, a, b], lo[a] + ti, 1), lo[b] + ui, 2) for ti in range(t) for ui in range(t)
+  )
+  y = jnp.stack([jnp.stack([phase(a, b) for b in (0, 1)], 3) for a in (0, 1)], 2)  # [N, h, 2, w, 2, C']
   return y.reshape(n, 2 * h, 2 * w, cout), (x, v)
 
 
@@ -160,9 +165,17 @@ def _transpose_direct_bwd(lo, dtype, res, dy):
   x, v = res
   n, h, w, cin = x.shape
   t, cout = v.shape[0], v.shape[-1] // 4
-  dy = dy.astype(dtype).reshape(n, h, 2, w, 2, cout)    # rounded where the products would round it
-  du = jnp.stack([_shift(_shift(dy[:, :, a, :, b], -(lo[a] + ti), 1), -(lo[b] + ui), 2)
-                  for ti in range(t) for ui in range(t) for a in (0, 1) for b in (0, 1)], 3)
+  dy = dy.astype(dtype).reshape(n, h, 2, w, 2, cout)  # rounded where the products would round it
+  du = jnp.stack(
+    [
+      _shift(_shift(dy[:, :, a, :, b], -(lo[a] + ti), 1), -(lo[b] + ui), 2)
+      for ti in range(t)
+      for ui in range(t)
+      for a in (0, 1)
+      for b in (0, 1)
+    ],
+    3,
+  )
   return _tap_product_grads(x, v, du, dtype)
 
 
@@ -177,9 +190,10 @@ def _interleave_phases(z: jax.Array, offsets: tuple[int, int], h: int, w: int) -
   (at `paper` sizes ~4x the memory traffic)."""
   n, cout = z.shape[0], z.shape[-1] // 4
   z = z.reshape(z.shape[:3] + (2, 2, cout))
-  rows = [jnp.stack([z[:, offsets[a]:offsets[a] + h, offsets[b]:offsets[b] + w, a, b]
-                     for b in (0, 1)], 3) for a in (0, 1)]   # per a: [N, h, w, 2(b), C']
-  return jnp.stack(rows, 2).reshape(n, 2 * h, 2 * w, cout)   # from [N, h, 2(a), w, 2(b), C']
+  rows = [
+    jnp.stack([z[:, offsets[a] : offsets[a] + h, offsets[b] : offsets[b] + w, a, b] for b in (0, 1)], 3) for a in (0, 1)
+  ]  # per a: [N, h, w, 2(b), C']
+  return jnp.stack(rows, 2).reshape(n, 2 * h, 2 * w, cout)  # from [N, h, 2(a), w, 2(b), C']
 
 
 def _interleave_fwd(z, offsets, h, w):
@@ -188,11 +202,13 @@ def _interleave_fwd(z, offsets, h, w):
 
 def _interleave_bwd(offsets, h, w, _, dy):
   n, cout = dy.shape[0], dy.shape[-1]
-  extra = max(offsets)                                  # z has h + extra rows, w + extra columns
+  extra = max(offsets)  # z has h + extra rows, w + extra columns
   dy = dy.reshape(n, h, 2, w, 2, cout)
-  pieces = [jnp.pad(dy[:, :, a, :, b], ((0, 0), (offsets[a], extra - offsets[a]),
-                                          (offsets[b], extra - offsets[b]), (0, 0)))
-            for a in (0, 1) for b in (0, 1)]
+  pieces = [
+    jnp.pad(dy[:, :, a, :, b], ((0, 0), (offsets[a], extra - offsets[a]), (offsets[b], extra - offsets[b]), (0, 0)))
+    for a in (0, 1)
+    for b in (0, 1)
+  ]
   return (jnp.stack(pieces, 3).reshape(n, h + extra, w + extra, 4 * cout),)
 
 
@@ -205,15 +221,17 @@ def conv_patches(x: jax.Array, kernel: jax.Array, stride: int, padding: str, dty
   Args: x [N, H, W, C]; kernel [kh, kw, C, C']; padding 'VALID' or 'SAME' (as XLA pads: the extra
   row/column at the end); dtype: the product's precision (`precision.matmul`, which in bfloat16
   gathers the patch matrix from the rounded input and sums its gradient back in float32; summed
-  in bfloat16 it was slower: BUILD_NOTES). Returns [N, H', W', C'].
+  in bfloat16 it was slower). Returns [N, H', W', C'].
   """
   kh, kw, cin, cout = kernel.shape
   chex.assert_rank(x, 4)
   if padding == 'SAME':
+
     def pads(size, k):
       out = -(-size // stride)
       total = max((out - 1) * stride + k - size, 0)
       return total // 2, total - total // 2
+
     x = jnp.pad(x, ((0, 0), pads(x.shape[1], kh), pads(x.shape[2], kw), (0, 0)))
   elif padding != 'VALID':
     raise ValueError(f'padding={padding!r}; expected VALID or SAME')
@@ -225,13 +243,18 @@ def conv_patches(x: jax.Array, kernel: jax.Array, stride: int, padding: str, dty
 
 def _gather_patches(x, *, kh, kw, stride, ho, wo):
   """[N, H, W, C] -> the patch matrix [N, ho, wo, kh*kw*C] (taps in (i, j) order, then channels)."""
-  cols = [x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
-          for i in range(kh) for j in range(kw)]
+  cols = [
+    x[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride, :]
+    for i in range(kh)
+    for j in range(kw)
+  ]
   return jnp.concatenate(cols, -1)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv_shifted_outputs(x: jax.Array, kernel: jax.Array, dtype=jnp.float32, pad: tuple[int, int] = (0, 0)) -> jax.Array:
+def conv_shifted_outputs(
+  x: jax.Array, kernel: jax.Array, dtype=jnp.float32, pad: tuple[int, int] = (0, 0)
+) -> jax.Array:
   """A stride-1 convolution as one matrix product on the input, then shifted sums.
 
   U = x @ [C, kh*kw*C'] holds every tap's contribution at every input position; output (i, j)
@@ -253,7 +276,7 @@ def _shifted_outputs(x, kernel, dtype, pad):
   ho, wo = h + sum(pad) - kh + 1, w + sum(pad) - kw + 1
   u = _tap_products(x, kernel, dtype).reshape(n, h, w, kh, kw, cout)
   u = jnp.pad(u, ((0, 0), pad, pad, (0, 0), (0, 0), (0, 0)))
-  return sum(u[:, a:a + ho, b:b + wo, a, b] for a in range(kh) for b in range(kw))
+  return sum(u[:, a : a + ho, b : b + wo, a, b] for a in range(kh) for b in range(kw))
 
 
 def _tap_matrix(kernel: jax.Array) -> jax.Array:
@@ -285,7 +308,7 @@ def _shifted_bwd(dtype, pad, res, dz):
   x, kernel = res
   kh, kw = kernel.shape[:2]
   _, h, w, _ = x.shape
-  dz = dz.astype(dtype)                  # rounded where the products would round it (no-op in float32)
+  dz = dz.astype(dtype)  # rounded where the products would round it (no-op in float32)
   # Tap (a, b) at x's position (i, j) (U padded by pad[0] before) fed output (i + pad[0] - a, ...).
   du = jnp.stack([_shift(_shift(dz, pad[0] - a, 1, h), pad[0] - b, 2, w) for a in range(kh) for b in range(kw)], 3)
   return _tap_product_grads(x, kernel, du, dtype)

@@ -17,6 +17,7 @@ computes them in float32 after converting both factors. So the backward products
 arranged as g @ (w^T) and (x^T) @ g or g^T @ x (-> dw^T), whichever transposes the narrower of x
 and g, with the transposed factor materialised row-major (`_row_major_transpose`).
 """
+
 import functools
 
 import jax
@@ -36,15 +37,15 @@ def _row_major_transpose(a: jax.Array) -> jax.Array:
   """a.T [N, M] as a row-major array. A plain transpose feeding a product is a layout change
   that XLA folds into the product (as a column-major operand). Written as a transpose of a's rows
   in blocks, [M / b, b, N] -> [N, M / b, b], it is computed and stored row-major, at the speed of
-  XLA's transposes (faster than the concatenation of two halves' transposes it replaced:
-  BUILD_NOTES, `benchmarks/bf16_products.py`). Rows not divisible by 2: that concatenation."""
+  XLA's transposes (faster than the concatenation of two halves' transposes it replaced).
+  Rows not divisible by 2: that concatenation."""
   m, n = a.shape
   for b in (8, 4, 2):
     if m % b == 0:
       return a.reshape(m // b, b, n).transpose(2, 0, 1).reshape(n, m)
   if n < 2:
     return a.T
-  return jnp.concatenate([a[:, :n // 2].T, a[:, n // 2:].T], 0)
+  return jnp.concatenate([a[:, : n // 2].T, a[:, n // 2 :].T], 0)
 
 
 def _dot(a, b):
@@ -64,13 +65,13 @@ def _mixed_fwd(lhs, x, w, dtype):
   xl = lhs(x.astype(dtype))
   xl = xl.reshape(-1, xl.shape[-1])
   wl = w.astype(dtype)
-  x_like = jnp.zeros((0,) + x.shape, x.dtype)      # carries x's shape to the backward pass
+  x_like = jnp.zeros((0,) + x.shape, x.dtype)  # carries x's shape to the backward pass
   return _dot(xl, wl), (xl, wl, x_like)
 
 
 def _mixed_bwd(lhs, dtype, res, g):
   xl, wl, x_like = res
-  dxl, dw = product_grads(xl, wl, g, dtype)        # float32
+  dxl, dw = product_grads(xl, wl, g, dtype)  # float32
   if lhs is _identity:
     return dxl.reshape(x_like.shape[1:]), dw
   spec = jax.ShapeDtypeStruct(x_like.shape[1:], jnp.float32)
@@ -88,9 +89,9 @@ def product_grads(x: jax.Array, w: jax.Array, g: jax.Array, dtype=jnp.float32):
   if jnp.dtype(dtype) == jnp.float32:
     return g @ w.T, x.T @ g
   xl, wl, gl = x.astype(dtype), w.astype(dtype), g.astype(dtype)
-  dx = _dot(gl, _row_major_transpose(wl))                          # [M, N] @ [N, K]
-  if x.shape[-1] < g.shape[-1]:                                    # transpose the narrower factor
-    return dx, _dot(_row_major_transpose(xl), gl)                  # [K, M] @ [M, N]
+  dx = _dot(gl, _row_major_transpose(wl))  # [M, N] @ [N, K]
+  if x.shape[-1] < g.shape[-1]:  # transpose the narrower factor
+    return dx, _dot(_row_major_transpose(xl), gl)  # [K, M] @ [M, N]
   # ([N, M] @ [M, K]).T; the final transpose is materialised too: XLA rewrites a plain
   # transpose of a product as the product of the transposed factors, the unsupported form.
   dw = _row_major_transpose(_dot(_row_major_transpose(gl), xl))

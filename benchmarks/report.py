@@ -1,0 +1,242 @@
+r"""The README's results, regenerated from the records in `results/`.
+
+  python -m benchmarks.report            # rewrite README.md's generated blocks and docs/results_*.png
+  python -m benchmarks.report --check    # exit 1 if README.md is not what the records give
+
+Records: `results/learning.jsonl` (one line per finished run, written by `benchmarks.learning`) and
+`results/speed.jsonl` (one line per measured update, written by `benchmarks.train_step`). A learning
+record is **stale** when the code or config it ran with no longer learns the same way as now: its
+update golden hash differs from `tests/golden/update_debug.json`'s, or its preset and overrides now
+resolve to a config with other learning fields. Stale rows stay in the table, marked, until re-run.
+
+The README holds blocks between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` lines:
+`quickstart` (the Quickstart's `Done:` line and time), `learning` (the table), `speed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+
+from moto_jax import provenance, testing
+from moto_jax.training import config_check
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, 'results')
+README = os.path.join(ROOT, 'README.md')
+QUICKSTART = dict(domain='metaworld', preset='small', task='drawer-open', arm='moto', seed=0)
+ARM_ORDER = ('moto', 'bc')
+
+
+def read_jsonl(path: str) -> list[dict]:
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def current_config_hash(record: dict) -> str | None:
+  """The learning hash that the record's preset and overrides resolve to with today's configs."""
+  import importlib
+
+  try:
+    module = importlib.import_module(f'configs.{record["domain"]}')
+    config = module.get_config(f'{record["task"]},{record["preset"]}').unlock()
+    for item in record.get('overrides', []):
+      config_check.override(config, item[len('--config.') :])
+    config.seed = record['seed']
+  except (ImportError, ValueError, config_check.ConfigError):
+    return None
+  return config_check.learning_hash(config)
+
+
+def stale_reason(record: dict, golden: str | None) -> str:
+  if record.get('golden') != golden:
+    return 'update changed'
+  if record.get('config_hash') != current_config_hash(record):
+    return 'config changed'
+  return ''
+
+
+def fmt(x, spec='.2f') -> str:
+  return '-' if x is None else format(x, spec)
+
+
+def _median(values):
+  values = [v for v in values if v is not None]
+  return statistics.median(values) if values else None
+
+
+def _arm_key(arm: str):
+  return (ARM_ORDER.index(arm) if arm in ARM_ORDER else len(ARM_ORDER), arm)
+
+
+def learning_groups(records: list[dict]) -> dict:
+  groups = {}
+  for r in records:
+    groups.setdefault((r['domain'], r['preset'], r['task'], r['arm']), []).append(r)
+  return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], _arm_key(kv[0][3]))))
+
+
+def learning_table(records: list[dict], golden: str | None) -> str:
+  if not records:
+    return '_No learning records yet: `python -m benchmarks.learning` writes them._'
+  lines = [
+    '| domain / preset | task | arm | seeds | offline end | final | median final | wall min | machine |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ]
+  notes = set()
+  for (domain, preset, task, arm), rs in learning_groups(records).items():
+    rs = sorted(rs, key=lambda r: r['seed'])
+    reasons = sorted({stale_reason(r, golden) for r in rs} - {''})
+    notes.update(reasons)
+    offline = ' / '.join(fmt(r['offline_success']) for r in rs)
+    final = ' / '.join(fmt(r['final_success']) for r in rs)
+    machines = sorted({provenance.describe_machine(r.get('machine') or {}) for r in rs})
+    status = f' (stale: {", ".join(reasons)})' if reasons else ''
+    lines.append(
+      f'| {domain} / {preset} | {task} | {arm}{status} | {", ".join(str(r["seed"]) for r in rs)} | '
+      f'{offline} | {final} | **{fmt(_median([r["final_success"] for r in rs]))}** | '
+      f'{fmt(_median([r["wall_minutes"] for r in rs]), ".1f")} | {"; ".join(machines)} |'
+    )
+  env_steps = sorted({r['env_steps'] for r in records})
+  episodes = sorted({r['eval_episodes'] for r in records})
+  lines.append('')
+  lines.append(
+    f'Success rates over {", ".join(map(str, episodes))} evaluation episodes; seeds in order; '
+    f'final = after {", ".join(f"{s:,}" for s in env_steps)} env steps of fine-tuning. '
+    'Wall minutes include generating the dataset and compiling.'
+  )
+  if notes:
+    lines.append(
+      'Stale rows ran with code or a config that learns differently from now; re-run them with the '
+      'command in their record.'
+    )
+  return '\n'.join(lines)
+
+
+def speed_table(records: list[dict]) -> str:
+  if not records:
+    return '_No speed records yet: `python -m benchmarks.train_step` writes them._'
+  lines = [
+    '| preset | step | batch | compile s | s / update | updates / s | GFLOP/s | roofline share | machine |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ]
+  for r in sorted(records, key=lambda r: (r['preset'] != 'small', r['preset'], r['step'])):
+    lines.append(
+      f'| {r["preset"]} | {r["step"]} | {r["batch"]} | {r["compile_s"]:.1f} | {r["step_s"]:.3f} | '
+      f'{1 / r["step_s"]:.2f} | {r["gflops"]:.1f} | {fmt(r.get("roofline_share"), ".0%")} | '
+      f'{provenance.describe_machine(r.get("machine") or {})} |'
+    )
+  return '\n'.join(lines)
+
+
+def done_line(r: dict) -> str:
+  """The line the run printed at its end, with the Quickstart's workdir in it."""
+  if r.get('done_line'):
+    return re.sub(r'Learning curve: .*$', 'Learning curve: runs/drawer-open/learning_curve.png', r['done_line'])
+  return (
+    f'Done: {r["domain"]}/{r["task"]} seed {r["seed"]}, {r["wall_minutes"]:.1f} min wall clock '
+    f'(this session {r["wall_minutes"]:.1f}): success rate {r["final_success"]:.2f} over '
+    f'{r["eval_episodes"]} evaluation episodes after {r["grad_steps"]} gradient steps and '
+    f'{r["env_steps"]} env steps (offline end {r["offline_success"]:.2f}). '
+    'Learning curve: runs/drawer-open/learning_curve.png'
+  )
+
+
+def quickstart_block(records: list[dict], golden: str | None) -> str:
+  match = [r for r in records if all(r.get(k) == v for k, v in QUICKSTART.items()) and not r.get('overrides')]
+  if not match:
+    return '_No record of the Quickstart run yet._'
+  r = match[0]
+  minutes = r.get('minutes') or {}
+  stale = stale_reason(r, golden)
+  return (
+    '```\n' + done_line(r) + '\n```\n\n'
+    f'It took {r["wall_minutes"]:.1f} minutes on {provenance.describe_machine(r.get("machine") or {})}: '
+    f'{minutes.get("data", 0):.1f} generating the dataset, {minutes.get("compile", 0):.1f} compiling the '
+    f'update, {minutes.get("evaluation", 0):.1f} evaluating, {minutes.get("training", 0):.1f} training'
+    + (f' (this record is stale: {stale})' if stale else '')
+    + '.'
+  )
+
+
+def curves_figure(records: list[dict], path: str) -> None:
+  import matplotlib
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  groups = learning_groups(records)
+  tasks = list(dict.fromkeys(k[2] for k in groups))
+  fig, axes = plt.subplots(1, len(tasks), figsize=(2.9 * len(tasks), 2.7), squeeze=False)
+  colors = {}
+  for (_, _, task, arm), rs in groups.items():
+    ax = axes[0][tasks.index(task)]
+    color = colors.setdefault(arm, f'C{len(colors)}')
+    for i, r in enumerate(sorted(rs, key=lambda r: r['seed'])):
+      xs, ys = zip(*r['curve']) if r['curve'] else ((), ())
+      ax.plot(
+        xs, ys, marker='o', markersize=3, color=color, alpha=0.9 if i == 0 else 0.5, label=arm if i == 0 else None
+      )
+    ax.set_title(task, fontsize=9)
+  for ax in axes[0]:
+    ax.set_ylim(-0.05, 1.05)
+    ax.axvline(0, color='gray', linestyle='--', linewidth=1)
+    ax.set_xlabel('env steps (0 = offline end)', fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=7)
+  axes[0][0].set_ylabel('success rate')
+  axes[0][0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=80, metadata={'Software': None})
+  plt.close(fig)
+
+
+def render(readme: str, blocks: dict[str, str]) -> str:
+  for name, body in blocks.items():
+    pattern = re.compile(rf'(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)', re.S)
+    if not pattern.search(readme):
+      raise SystemExit(f'README.md has no <!-- generated:{name} --> ... <!-- /generated:{name} --> block')
+    readme = pattern.sub(lambda m: m.group(1) + body.rstrip() + '\n' + m.group(2), readme)
+  return readme
+
+
+def blocks(results: str = RESULTS) -> dict[str, str]:
+  learning = read_jsonl(os.path.join(results, 'learning.jsonl'))
+  golden = testing.golden_hash()
+  return dict(
+    quickstart=quickstart_block(learning, golden),
+    learning=learning_table(learning, golden),
+    speed=speed_table(read_jsonl(os.path.join(results, 'speed.jsonl'))),
+  )
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--check', action='store_true', help='exit 1 if README.md differs from the records')
+  p.add_argument('--readme', default=README)
+  p.add_argument('--figure', default=os.path.join(ROOT, 'docs', 'results_learning.png'))
+  args = p.parse_args(argv)
+  with open(args.readme) as f:
+    old = f.read()
+  new = render(old, blocks())
+  if args.check:
+    if new != old:
+      sys.exit(f'{args.readme} is out of date with results/: run python -m benchmarks.report')
+    print(f'{args.readme} matches results/')
+    return
+  with open(args.readme, 'w') as f:
+    f.write(new)
+  learning = read_jsonl(os.path.join(RESULTS, 'learning.jsonl'))
+  if learning:
+    curves_figure(learning, args.figure)
+  print(f'Wrote {args.readme}' + (f' and {args.figure}' if learning else ''))
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,131 @@
+"""Results as data: learning records, staleness, and the README's generated blocks."""
+
+import json
+import os
+
+from benchmarks import learning, report
+from configs import metaworld
+from moto_jax import testing
+from moto_jax.training import config_check
+
+
+def _record(**changes):
+  config = metaworld.get_config('door-open,small').unlock()
+  config.seed = changes.get('seed', 0)
+  r = dict(
+    domain='metaworld',
+    task='door-open',
+    preset='small',
+    arm='moto',
+    overrides=[],
+    seed=0,
+    commit='0' * 40,
+    dirty=False,
+    golden=testing.golden_hash(),
+    config_hash=config_check.learning_hash(config),
+    env_steps=1000,
+    grad_steps=700,
+    offline_success=0.5,
+    min_online_success=0.6,
+    final_success=0.75,
+    final_return=100.0,
+    eval_episodes=20,
+    wall_minutes=8.0,
+    minutes={},
+    machine={'cpu': 'X', 'cores': 2},
+    command='python -m launch.main ...',
+    curve=[[0, 0.5], [1000, 0.75]],
+    done_line=None,
+  )
+  r.update(changes)
+  return r
+
+
+def test_readme_matches_the_records():
+  """README.md's generated blocks are what `python -m benchmarks.report` makes of results/."""
+  with open(report.README) as f:
+    readme = f.read()
+  assert report.render(readme, report.blocks()) == readme, 'run python -m benchmarks.report'
+
+
+def test_staleness_follows_the_golden_file_and_the_config():
+  golden = testing.golden_hash()
+  assert report.stale_reason(_record(), golden) == ''
+  assert report.stale_reason(_record(golden='x' * 12), golden) == 'update changed'
+  assert report.stale_reason(_record(config_hash='y' * 12), golden) == 'config changed'
+  # Overrides are part of the config: a record made with one is current only with it.
+  bc = metaworld.get_config('door-open,small').unlock()
+  bc.agent.bc_scale, bc.seed = 1.0, 0
+  over = _record(arm='bc1', overrides=['--config.agent.bc_scale=1.0'], config_hash=config_check.learning_hash(bc))
+  assert report.stale_reason(over, golden) == ''
+  assert report.stale_reason(dict(over, overrides=[]), golden) == 'config changed'
+  # Fields that do not decide learning leave the hash alone.
+  moved = metaworld.get_config('door-open,small').unlock()
+  moved.data.cache_dir, moved.train.log_every, moved.seed = '/elsewhere', 7, 0
+  assert config_check.learning_hash(moved) == _record()['config_hash']
+
+
+def test_table_marks_stale_rows_and_takes_medians():
+  rows = [_record(seed=s, final_success=v) for s, v in ((0, 0.75), (1, 0.95), (2, 0.85))]
+  rows.append(_record(task='drawer-open', golden='x' * 12))
+  table = report.learning_table(rows, testing.golden_hash())
+  door = next(line for line in table.splitlines() if '| door-open |' in line)
+  assert '0.75 / 0.95 / 0.85' in door and '**0.85**' in door and 'stale' not in door
+  drawer = next(line for line in table.splitlines() if '| drawer-open |' in line)
+  assert 'stale: update changed' in drawer
+
+
+def test_records_replace_by_key(tmp_path):
+  path = str(tmp_path / 'learning.jsonl')
+  learning.write_record(_record(final_success=0.1), path)
+  learning.write_record(_record(seed=1), path)
+  learning.write_record(_record(final_success=0.9), path)  # same key as the first: replaces it
+  records = learning.read_records(path)
+  assert [(r['seed'], r['final_success']) for r in records] == [(0, 0.9), (1, 0.75)]
+  assert all(json.loads(line) for line in open(path))
+
+
+def test_render_needs_the_blocks():
+  import pytest
+
+  with pytest.raises(SystemExit, match='generated:learning'):
+    report.render('no blocks here', {'learning': 'x'})
+  text = '<!-- generated:speed -->\nold\n<!-- /generated:speed -->\n'
+  assert report.render(text, {'speed': 'new'}) == '<!-- generated:speed -->\nnew\n<!-- /generated:speed -->\n'
+
+
+def test_record_of_a_finished_run(tmp_path):
+  """benchmarks.learning's record of a finished run's workdir carries the provenance fields."""
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  config = metaworld.get_config('drawer-open,debug')
+  prov = {'commit': 'a' * 40, 'dirty': False, 'versions': {'jax': '1'}, 'machine': {'cpu': 'X', 'cores': 2}}
+  summary = dict(
+    task='drawer-open',
+    preset='debug',
+    seed=0,
+    phase='done',
+    env_steps=40,
+    grad_steps=12,
+    offline_success_rate=0.0,
+    min_online_success_rate=0.0,
+    final_success_rate=1.0,
+    final_return=3.0,
+    eval_episodes=1,
+    wall_minutes=1.5,
+    seconds={'data': 6.0, 'compile': 30.0, 'evaluation': 9.0, 'training': 45.0},
+    provenance=prov,
+  )
+  (workdir / 'summary.json').write_text(json.dumps(summary))
+  config_check.record(config, str(workdir))
+  (workdir / 'metrics.jsonl').write_text(
+    json.dumps({'phase': 'eval', 'step': 0, 'env_steps': 0, 'eval/success_rate': 0.0}) + '\n'
+  )
+  with open(str(workdir) + '.log', 'w') as f:
+    f.write('noise\nDone: metaworld/drawer-open seed 0, 1.5 min wall clock ...\n')
+  r = learning.make_record(str(workdir), 'moto', [], ['python', '-m', 'launch.main'])
+  assert r['commit'] == 'a' * 40 and r['dirty'] is False and r['machine'] == prov['machine']
+  assert r['golden'] == testing.golden_hash() and r['config_hash'] == config_check.learning_hash(config)
+  assert r['minutes'] == {'data': 0.1, 'compile': 0.5, 'evaluation': 0.15, 'training': 0.75}
+  assert r['curve'] == [[0, 0.0]] and r['done_line'].startswith('Done: metaworld/drawer-open')
+  assert os.path.basename(learning.RECORDS) == 'learning.jsonl'
