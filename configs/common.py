@@ -189,7 +189,9 @@ def model_config() -> ml_collections.ConfigDict:
 def agent_config() -> ml_collections.ConfigDict:
   """Actor-critic (ALGORITHM.md Secs. 3-7)."""
   c = ml_collections.ConfigDict()
-  c.mode = 'moto'  # 'moto' | 'dreamerv2' (lambda-returns, no BC, no penalty, no L_data)
+  # 'moto' | 'bc' (the same stack, the actor's value term off: the cloning baseline) | 'dreamerv2'
+  # (lambda-returns, no BC, no penalty, no L_data).
+  c.mode = 'moto'
   c.horizon = 5  # H (MVE horizon); DreamerV2 mode uses dreamer_horizon
   c.dreamer_horizon = 15
   c.lambda_ = 0.95  # DreamerV2 mode only
@@ -198,6 +200,11 @@ def agent_config() -> ml_collections.ConfigDict:
   c.actor_ema = 0.0  # decay per actor step of the averaged actor that acts; 0 = the actor itself
   c.penalty_scale = 1.0  # lambda_u (Eq. 3); 0 = "No Unc." ablation
   c.bc_scale = 1.0  # beta_bc (Eq. 10); 0 = "No BC" ablation
+  # How the actor's value and cloning gradients combine: 'fixed' (the paper: g_MB + bc_scale * g_BC)
+  # or 'share' (unit directions mixed as value_share : 1 - value_share, whatever the scales of
+  # rewards, Q and the policy's sigma; docs/ALGORITHM.md).
+  c.balance = 'fixed'
+  c.value_share = 0.5
   c.data_critic_loss = True  # L_data (Eq. 8); False = ablation
   # Actor-critic steps per world-model step (update.train_step): step k imagines from the posterior
   # states at time indices k::K, so K steps cost about one step's imagination.

@@ -444,3 +444,99 @@ def test_diagnostics_on_demos(nets, params):
   # No BC (the ablation): the actor gradient is all value expansion.
   nobc = diagnostics.Diagnostics(agent.build(debug_config(bc_scale=0.0), ACTION_DIM), demos)
   assert nobc(params, synthetic_batch(1, 2, 8), jax.random.key(1))['diag/bc_grad_share'] == 0.0
+
+
+# The balance between the value term and cloning (agent.balance, agent.mode='bc').
+
+
+def _grads(nets, params, start, pairs, cfg):
+  fn = jax.jit(
+    lambda a: agent.actor_grads(
+      a, nets, params['wm'], params['critic'], start, pairs, jax.random.key(4), **agent.loss_settings(cfg).actor
+    )
+  )
+  return fn(params['actor'])
+
+
+def _loss_grad(nets, params, start, pairs, cfg, term='actor/loss'):
+  return jax.jit(
+    jax.grad(
+      lambda a: agent.actor_loss(
+        a, nets, params['wm'], params['critic'], start, pairs, jax.random.key(4), **agent.loss_settings(cfg).actor
+      )[1][0][term]
+    )
+  )(params['actor'])
+
+
+def _flat(tree):
+  return jnp.concatenate([x.ravel() for x in jax.tree.leaves(tree)])
+
+
+def test_fixed_balance_is_the_gradient_of_the_actor_loss(nets, params, start, pairs):
+  """'fixed' (the paper): the two terms' gradients, computed apart, sum to the gradient of Eq. 6 + beta Eq. 10."""
+  cfg = debug_config(horizon=2, bc_scale=3.0).agent
+  grads, metrics, _, (g_value, g_bc) = _grads(nets, params, start, pairs, cfg)
+  chex.assert_trees_all_close(grads, _loss_grad(nets, params, start, pairs, cfg), rtol=1e-5, atol=1e-7)
+  chex.assert_trees_all_close(
+    g_bc,
+    jax.tree.map(lambda g: 3.0 * g, _loss_grad(nets, params, start, pairs, cfg, 'actor/bc_loss')),
+    rtol=1e-5,
+    atol=1e-7,
+  )
+  a, b = _flat(g_value), _flat(g_bc)
+  np.testing.assert_allclose(
+    metrics['actor/grad_cos'], jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b)), rtol=1e-4
+  )
+
+
+def test_share_balance_mixes_unit_directions(nets, params, start, pairs):
+  """'share': value_share of the direction from the value term, the rest from cloning, both at unit
+  norm: the result does not change when bc_scale or the rewards' scale does."""
+  cfg = debug_config(horizon=2, balance='share', value_share=0.25).agent
+  grads, _, _, (g_value, g_bc) = _grads(nets, params, start, pairs, cfg)
+  np.testing.assert_allclose(float(jnp.linalg.norm(_flat(g_value))), 0.25, rtol=1e-5)
+  np.testing.assert_allclose(float(jnp.linalg.norm(_flat(g_bc))), 0.75, rtol=1e-5)
+  scaled, _, _, _ = _grads(
+    nets, params, start, pairs, debug_config(horizon=2, balance='share', value_share=0.25, bc_scale=50.0).agent
+  )
+  chex.assert_trees_all_close(scaled, grads, rtol=1e-5, atol=1e-8)
+  raw_value = _loss_grad(nets, params, start, pairs, debug_config(horizon=2, bc_scale=0.0).agent)
+  direction = _flat(raw_value) / jnp.linalg.norm(_flat(raw_value))
+  np.testing.assert_allclose(_flat(g_value), 0.25 * direction, rtol=1e-4, atol=1e-7)
+
+
+def test_bc_mode_clones_only(nets, params, start, pairs):
+  """mode 'bc': the same stack with the actor's value term off; the critics still learn."""
+  cfg = debug_config(mode='bc', bc_scale=2.0).agent
+  grads, metrics, rollout, (g_value, _) = _grads(nets, params, start, pairs, cfg)
+  chex.assert_trees_all_close(g_value, jax.tree.map(jnp.zeros_like, g_value))
+  bc = _loss_grad(nets, params, start, pairs, debug_config(mode='bc').agent, 'actor/bc_loss')
+  chex.assert_trees_all_close(grads, jax.tree.map(lambda g: 2.0 * g, bc), rtol=1e-5, atol=1e-8)
+  assert rollout['reward'].shape[0] == cfg.horizon  # imagination still feeds the critics
+  assert float(metrics['actor/mb_loss']) != 0.0
+
+
+def test_update_share_after_the_optimizer():
+  """The value term's share of Adam's step: each term scaled by 1 / sqrt(nu), then |Pv| / (|Pv| + |Pb|)."""
+  opt = optax.chain(optax.clip_by_global_norm(100.0), optax.adam(1e-3))
+  params = {'w': jnp.zeros(2)}
+  g_value, g_bc = {'w': jnp.array([1.0, 0.0])}, {'w': jnp.array([0.0, 100.0])}
+  grads = jax.tree.map(jnp.add, g_value, g_bc)
+  _, state = opt.update(grads, opt.init(params), params)
+  # nu = 0.001 * g^2: both coordinates scaled to the same size by Adam, so each term is half the step.
+  np.testing.assert_allclose(update_lib.update_share(state, (g_value, g_bc)), 0.5, rtol=1e-4)
+  zero = {'w': jnp.zeros(2)}
+  assert float(update_lib.update_share(state, (zero, g_bc))) == 0.0
+  # Both terms on the same coordinate: shares as their sizes there.
+  g_value, g_bc = {'w': jnp.array([1.0, 0.0])}, {'w': jnp.array([3.0, 0.0])}
+  _, state = opt.update(jax.tree.map(jnp.add, g_value, g_bc), opt.init(params), params)
+  np.testing.assert_allclose(update_lib.update_share(state, (g_value, g_bc)), 0.25, rtol=1e-4)
+
+
+def test_full_update_reports_the_balance(config, batch):
+  parts = agent.build(debug_config(balance='share', value_share=0.3), ACTION_DIM)
+  state = agent.create_train_state(parts, jax.random.key(0))
+  update = agent.make_update_fn(parts)
+  state, metrics = update(state, agent.shard_batch(batch, agent.default_mesh()), jax.random.key(1))
+  assert 0.0 < float(metrics['actor/value_update_share']) < 1.0
+  assert -1.0 <= float(metrics['actor/grad_cos']) <= 1.0

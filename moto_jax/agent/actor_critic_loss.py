@@ -18,6 +18,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 
 from moto_jax.agent import returns
 from moto_jax.networks.world_model import Networks
@@ -34,7 +35,8 @@ class LossSettings(NamedTuple):
 
 def loss_settings(cfg: ml_collections.ConfigDict) -> LossSettings:
   """The losses' settings from `config.agent`, its `mode` applied here and nowhere else."""
-  if cfg.mode == 'moto':
+  value_scale = 1.0
+  if cfg.mode in ('moto', 'bc'):
     targets = functools.partial(returns.value_expansion_targets, gamma=cfg.gamma)
     horizon, penalty_scale, bc_scale, data_critic_loss = (
       cfg.horizon,
@@ -42,6 +44,8 @@ def loss_settings(cfg: ml_collections.ConfigDict) -> LossSettings:
       cfg.bc_scale,
       cfg.data_critic_loss,
     )
+    if cfg.mode == 'bc':  # the same stack with the actor's value term off: the cloning baseline
+      value_scale = 0.0
   elif cfg.mode == 'dreamerv2':
     targets = functools.partial(returns.lambda_return_targets, gamma=cfg.gamma, lambda_=cfg.lambda_)
     horizon, penalty_scale, bc_scale, data_critic_loss = cfg.dreamer_horizon, 0.0, 0.0, False
@@ -55,6 +59,9 @@ def loss_settings(cfg: ml_collections.ConfigDict) -> LossSettings:
       bc_scale=bc_scale,
       bc_eps=cfg.bc_eps,
       entropy_scale=cfg.entropy_scale,
+      value_scale=value_scale,
+      balance=cfg.balance,
+      value_share=cfg.value_share,
     ),
     critic=dict(targets=targets, gamma=cfg.gamma, data_critic_loss=data_critic_loss),
   )
@@ -83,6 +90,55 @@ def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
+def value_loss(
+  actor_params,
+  nets: Networks,
+  wm,
+  critic_params,
+  start: dict,
+  key: jax.Array,
+  *,
+  horizon: int,
+  targets: Callable,
+  penalty_scale: float,
+  entropy_scale: float,
+):
+  """The actor's model-based term: L_pi_MB (Eq. 6) on H-step imagination from `start`, minus
+  entropy_scale times the policy's entropy there. Returns (loss, (metrics, rollout))."""
+  k_imag, k_ent = jax.random.split(key)
+  traj = nets.imagine(wm, start, actor_params, horizon, k_imag)
+  reward = nets.predict_reward(wm, traj['feat'][1:])  # r^(z_{k+1}) [H, N]
+  reward = returns.penalised_reward(reward, traj['disagreement'], penalty_scale)  # Eq. 3
+  q = jnp.min(nets.q_values(critic_params, traj['feat'], traj['action']), axis=0)  # [H+1, N]
+  objective, _ = targets(reward, q)  # Eq. 5: Vhat(z_0)
+  mb_loss = -jnp.mean(objective)  # Eq. 6
+  # Entropy estimate on the imagined states (regulariser; entropy_scale = 0 by default).
+  _, sample_logp = nets.policy(actor_params, sg(traj['feat'][:-1])).sample_and_log_prob(k_ent)
+  entropy = -jnp.mean(sample_logp)
+  metrics = {
+    'actor/mb_loss': mb_loss,
+    'actor/entropy': entropy,
+    'actor/vhat_abs': jnp.mean(jnp.abs(objective)),
+    'actor/penalty': jnp.mean(traj['disagreement']),
+    'actor/imag_reward': jnp.mean(reward),
+  }
+  rollout = sg({'feat': traj['feat'], 'action': traj['action'], 'reward': reward})
+  return mb_loss - entropy_scale * entropy, (metrics, rollout)
+
+
+def cloning_loss(actor_params, nets: Networks, pairs: dict, *, bc_eps: float):
+  """L_BC of Eq. 10: the masked, bc_weight-weighted -log pi(a_{i+1} | sg(z_i)) over the real pairs.
+  Returns (loss, metrics)."""
+  logp = nets.policy(actor_params, sg(pairs['feat'])).log_prob(pairs['action'], bc_eps)
+  bc_loss = masked_mean(-pairs['bc_weight'] * logp, pairs['mask'])
+  bc_mask = pairs['mask'] * pairs['bc_weight']
+  return bc_loss, {
+    'actor/bc_loss': bc_loss,
+    'actor/bc_loglik': masked_mean(logp, bc_mask),
+    'data/bc_share': jnp.mean(pairs['bc_weight']),
+  }
+
+
 def actor_loss(
   actor_params,
   nets: Networks,
@@ -98,49 +154,106 @@ def actor_loss(
   bc_scale: float,
   bc_eps: float,
   entropy_scale: float,
+  value_scale: float = 1.0,
+  balance: str = 'fixed',
+  value_share: float = 0.5,
 ):
-  """L_pi = L_pi_MB + beta_bc * L_BC (Eqs. 6 and 10).
+  """L_pi = value_scale * L_pi_MB + beta_bc * L_BC (Eqs. 6 and 10), as one scalar.
 
   Gradients reach only `actor_params`; they flow through the world model's and the critics'
-  activations, whose parameters are fixed here.
+  activations, whose parameters are fixed here. The update takes the two terms' gradients apart
+  (`actor_grads`), which for `balance='fixed'` sums them exactly as this loss does.
 
   Args: start state with rows [N] (stop-gradiented posterior states); pairs from `real_pairs`;
     horizon H of the imagination; targets (module docstring; its actor objective: Vhat of Eq. 5);
     penalty_scale lambda_u (Eq. 3); bc_scale beta_bc (Eq. 10); bc_eps (the BC log-density's clip
-    of saturated actions, `TanhGaussian.log_prob`); entropy_scale (a regulariser, 0 by default).
+    of saturated actions, `TanhGaussian.log_prob`); entropy_scale (a regulariser, 0 by default);
+    value_scale: 1 (MOTO), 0 (mode 'bc'). `balance` and `value_share` act on gradients only.
   Returns (loss, (metrics, rollout)) where rollout holds the stopped 'feat' [H+1, N, F],
     'action' [H+1, N, A] and penalised 'reward' [H, N] for the critics.
   """
-  k_imag, k_ent = jax.random.split(key)
-  traj = nets.imagine(wm, start, actor_params, horizon, k_imag)
-  reward = nets.predict_reward(wm, traj['feat'][1:])  # r^(z_{k+1}) [H, N]
-  reward = returns.penalised_reward(reward, traj['disagreement'], penalty_scale)  # Eq. 3
-  q = jnp.min(nets.q_values(critic_params, traj['feat'], traj['action']), axis=0)  # [H+1, N]
-  objective, _ = targets(reward, q)  # Eq. 5: Vhat(z_0)
-  mb_loss = -jnp.mean(objective)  # Eq. 6
+  del balance, value_share
+  value, (metrics, rollout) = value_loss(
+    actor_params,
+    nets,
+    wm,
+    critic_params,
+    start,
+    key,
+    horizon=horizon,
+    targets=targets,
+    penalty_scale=penalty_scale,
+    entropy_scale=entropy_scale,
+  )
+  bc_loss, bc_metrics = cloning_loss(actor_params, nets, pairs, bc_eps=bc_eps)
+  loss = value_scale * value + bc_scale * bc_loss
+  return loss, ({'actor/loss': loss, **metrics, **bc_metrics}, rollout)
 
-  # Eq. 10: behaviour prior on successful episodes, states stopped.
-  logp = nets.policy(actor_params, sg(pairs['feat'])).log_prob(pairs['action'], bc_eps)
-  bc_loss = masked_mean(-pairs['bc_weight'] * logp, pairs['mask'])
-  # Entropy estimate on the imagined states (regulariser; entropy_scale = 0 by default).
-  _, sample_logp = nets.policy(actor_params, sg(traj['feat'][:-1])).sample_and_log_prob(k_ent)
-  entropy = -jnp.mean(sample_logp)
 
-  loss = mb_loss + bc_scale * bc_loss - entropy_scale * entropy
-  bc_mask = pairs['mask'] * pairs['bc_weight']
+def _unit(tree, norm):
+  return jax.tree.map(lambda g: g / jnp.maximum(norm, 1e-12), tree)
+
+
+def actor_grads(
+  actor_params,
+  nets: Networks,
+  wm,
+  critic_params,
+  start: dict,
+  pairs: dict,
+  key: jax.Array,
+  *,
+  horizon: int,
+  targets: Callable,
+  penalty_scale: float,
+  bc_scale: float,
+  bc_eps: float,
+  entropy_scale: float,
+  value_scale: float = 1.0,
+  balance: str = 'fixed',
+  value_share: float = 0.5,
+):
+  """The actor's gradient, its value and cloning terms computed apart and combined by `balance`:
+
+  * 'fixed' (the paper): value_scale * g_MB + beta_bc * g_BC, the gradient of `actor_loss`.
+  * 'share': value_share * g_MB / |g_MB| + (1 - value_share) * g_BC / |g_BC|: the value term's
+    share of the gradient's direction is `value_share`, whatever the scale of rewards, Q or the
+    policy's sigma (mode 'bc' keeps value_scale 0: cloning alone).
+
+  Returns (grads, metrics, rollout, terms) with terms = (value part, cloning part) of `grads`, the
+  two summands, for the update-share diagnostic.
+  """
+  (value, (metrics, rollout)), g_value = jax.value_and_grad(value_loss, has_aux=True)(
+    actor_params,
+    nets,
+    wm,
+    critic_params,
+    start,
+    key,
+    horizon=horizon,
+    targets=targets,
+    penalty_scale=penalty_scale,
+    entropy_scale=entropy_scale,
+  )
+  (bc_loss, bc_metrics), g_bc = jax.value_and_grad(cloning_loss, has_aux=True)(actor_params, nets, pairs, bc_eps=bc_eps)
+  n_value, n_bc = optax.global_norm(g_value), optax.global_norm(g_bc)
+  if balance == 'fixed':
+    w_value, w_bc = value_scale, bc_scale
+  elif balance == 'share':
+    w_value = value_share * value_scale / jnp.maximum(n_value, 1e-12)
+    w_bc = (1.0 - value_share * value_scale) / jnp.maximum(n_bc, 1e-12)
+  else:
+    raise ValueError(f'Unknown agent.balance {balance!r}')
+  terms = (jax.tree.map(lambda g: w_value * g, g_value), jax.tree.map(lambda g: w_bc * g, g_bc))
+  grads = jax.tree.map(jnp.add, *terms)
+  dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g_value), jax.tree.leaves(g_bc)))
   metrics = {
-    'actor/loss': loss,
-    'actor/mb_loss': mb_loss,
-    'actor/bc_loss': bc_loss,
-    'actor/bc_loglik': masked_mean(logp, bc_mask),
-    'actor/entropy': entropy,
-    'actor/vhat_abs': jnp.mean(jnp.abs(objective)),
-    'actor/penalty': jnp.mean(traj['disagreement']),
-    'actor/imag_reward': jnp.mean(reward),
-    'data/bc_share': jnp.mean(pairs['bc_weight']),
+    'actor/loss': value_scale * value + bc_scale * bc_loss,
+    **metrics,
+    **bc_metrics,
+    'actor/grad_cos': dot / jnp.maximum(n_value * n_bc, 1e-12),
   }
-  rollout = sg({'feat': traj['feat'], 'action': traj['action'], 'reward': reward})
-  return loss, (metrics, rollout)
+  return grads, metrics, rollout, terms
 
 
 def critic_loss(

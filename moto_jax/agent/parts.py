@@ -27,6 +27,7 @@ class Losses(NamedTuple):
   world_model: Callable
   actor: Callable
   critic: Callable
+  actor_grads: Callable  # the actor's gradient, its two terms combined by agent.balance
 
 
 def bind_losses(config: ml_collections.ConfigDict) -> Losses:
@@ -37,6 +38,7 @@ def bind_losses(config: ml_collections.ConfigDict) -> Losses:
     functools.partial(world_model_loss, **world_model_settings(config.model)),
     functools.partial(ac_loss.actor_loss, **settings.actor),
     functools.partial(ac_loss.critic_loss, **settings.critic),
+    functools.partial(ac_loss.actor_grads, **settings.actor),
   )
 
 

@@ -113,14 +113,14 @@ def actor_critic_steps(
   Returns (carry, metrics averaged over the K steps). With K = 1 the keys are `k_actor`,
   `k_critic` themselves.
   """
-  actor_grad = jax.value_and_grad(losses.actor, has_aux=True)
   critic_grad = jax.value_and_grad(losses.critic, has_aux=True)
 
   def step(c: ActorCritic, inputs):
     start, ka, kc = inputs
-    (_, (actor_metrics, rollout)), grads = actor_grad(c.actor, nets, wm, c.critic, start, pairs, ka)
+    grads, actor_metrics, rollout, terms = losses.actor_grads(c.actor, nets, wm, c.critic, start, pairs, ka)
     new_actor, actor_opt = _apply(opts['actor'], grads, c.actor_opt, c.actor)
     actor_metrics['actor/grad_norm'] = optax.global_norm(grads)
+    actor_metrics['actor/value_update_share'] = update_share(actor_opt, terms)
     # Eq. 8 draws a' from the actor that produced the rollout (the pre-step actor).
     (_, critic_metrics), grads = critic_grad(c.critic, nets, c.target_critic, c.actor, rollout, pairs, kc)
     critic, critic_opt = _apply(opts['critic'], grads, c.critic_opt, c.critic)
@@ -138,6 +138,15 @@ def actor_critic_steps(
   )
   carry, metrics = jax.lax.scan(step, carry, (chunks, *keys))
   return carry, jax.tree.map(lambda x: jnp.mean(x, 0), metrics)
+
+
+def update_share(opt_state, terms) -> jax.Array:
+  """The value term's share of the actor's parameter update, after the optimizer: both terms of the
+  gradient (`actor_critic_loss.actor_grads`) scaled per parameter as Adam scales this step
+  (1 / sqrt(nu)), then |P g_value| / (|P g_value| + |P g_BC|)."""
+  nu = optax.tree_utils.tree_get(opt_state, 'nu')
+  scaled = [optax.global_norm(jax.tree.map(lambda g, v: g / (jnp.sqrt(v) + 1e-12), term, nu)) for term in terms]
+  return scaled[0] / jnp.maximum(scaled[0] + scaled[1], 1e-12)
 
 
 def train_step(parts: AgentParts, state: TrainState, batch: dict, rng: jax.Array):

@@ -79,7 +79,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(model.rssm[f] >= 1, f'model.rssm.{f}', model.rssm[f], 'expected >= 1')
   _require(0.0 <= model.kl_alpha <= 1.0, 'model.kl_alpha', model.kl_alpha, 'expected a value in [0, 1]')
   _require(0.0 <= model.rssm.unimix < 1.0, 'model.rssm.unimix', model.rssm.unimix, 'expected a value in [0, 1)')
-  _require(agent.mode in ('moto', 'dreamerv2'), 'agent.mode', agent.mode, 'expected "moto" or "dreamerv2"')
+  _require(agent.mode in ('moto', 'bc', 'dreamerv2'), 'agent.mode', agent.mode, 'expected "moto", "bc" or "dreamerv2"')
+  _require(
+    agent.mode != 'bc' or agent.bc_scale > 0,
+    'agent.bc_scale',
+    agent.bc_scale,
+    'expected > 0 with agent.mode=bc (cloning is all the actor learns from)',
+  )
+  _require(agent.balance in ('fixed', 'share'), 'agent.balance', agent.balance, 'expected "fixed" or "share"')
+  _require(0.0 <= agent.value_share <= 1.0, 'agent.value_share', agent.value_share, 'expected a value in [0, 1]')
   _require(agent.horizon >= 0, 'agent.horizon', agent.horizon, 'expected >= 0')
   _require(0.0 < agent.gamma <= 1.0, 'agent.gamma', agent.gamma, 'expected a value in (0, 1]')
   _require(0.0 < agent.tau <= 1.0, 'agent.tau', agent.tau, 'expected a value in (0, 1]')
@@ -198,6 +206,8 @@ ADDED_FIELDS = {
   'train.bound_episodes': None,
   'train.bound_starts': None,
   'model.compute_dtype': 'float32',
+  'agent.balance': 'fixed',
+  'agent.value_share': 0.5,
 }
 
 
@@ -291,6 +301,9 @@ def learning_hash(config) -> str:
   kept = {
     k: v
     for k, v in flat.items()
-    if k not in NOT_LEARNING and k != PROVENANCE_KEY and not k.startswith(PROVENANCE_KEY + '.')
+    if k not in NOT_LEARNING
+    and not k.startswith(PROVENANCE_KEY)
+    # A field added later, at the value that keeps what runs did before it, leaves the hash as it was.
+    and not (ADDED_FIELDS.get(k) is not None and ADDED_FIELDS[k] == v)
   }
   return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
