@@ -445,6 +445,43 @@ def test_diagnostics_on_demos(nets, params):
   nobc = diagnostics.Diagnostics(agent.build(debug_config(bc_scale=0.0), ACTION_DIM), demos)
   assert nobc(params, synthetic_batch(1, 2, 8), jax.random.key(1))['diag/bc_grad_share'] == 0.0
 
+  # dQ/da on the demos: critics Q(z, a) = -|a - p|^2 pull the policy's action toward p. Pairs where
+  # the policy's mode already is the demo action (the first halves) give no direction; in the second
+  # halves the demo differs from the mode by -1 in dim 0.
+  class PullingNets:
+    def __init__(self, point):
+      self.point = jnp.asarray(point, jnp.float32)
+
+    def __getattr__(self, name):
+      return getattr(diag_nets, name)
+
+    def q_values(self, critic_params, feat, action):
+      q = -jnp.sum((action - self.point) ** 2, -1)
+      return jnp.stack([q, q])
+
+  diag_nets = diag.nets
+  e0 = np.eye(4, dtype=np.float32)[0]
+  for point, expected in ((c - e0, 1.0), (c + e0, -1.0)):
+    pulled = diagnostics.Diagnostics(agent.build(config, ACTION_DIM), demos)
+    pulled.nets = PullingNets(point)
+    np.testing.assert_allclose(pulled(const, None, jax.random.key(1))['diag/dqda_demo_cos'], expected, atol=1e-4)
+
+  # The value term's share of the update needs the actor's optimizer state; with it, a share in [0, 1].
+  state = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0))
+  res = diag(params, synthetic_batch(1, 2, 8), jax.random.key(1), actor_opt_state=state.opt_state['actor'])
+  assert 'diag/value_update_share' not in diag(params, synthetic_batch(1, 2, 8), jax.random.key(1))
+  assert np.isfinite(res['diag/value_update_share']) and -1.0 <= res['diag/grad_cos'] <= 1.0
+
+  # Model exploitation on evaluation episodes of one length: the real return over H steps by hand.
+  h = diag.horizon
+  evals = [dict(episodes[0], reward=np.arange(10, dtype=np.float32) * (k + 1)) for k in range(3)]
+  out = diag(params, None, jax.random.key(2), episodes=evals)
+  # As many episodes as a multiple of the devices allows; from t, r_{t+1} + ... + r_{t+H} of reward (k+1) * t.
+  read = 3 - 3 % jax.device_count()
+  real = np.mean([(k + 1) * sum(t + j for j in range(1, h + 1)) for k in range(read) for t in range(10 - h)])
+  np.testing.assert_allclose(out['diag/real_return'], real, rtol=1e-5)
+  np.testing.assert_allclose(out['diag/exploit_gap'], out['diag/imag_return'] - real, rtol=1e-4, atol=1e-4)
+
 
 # The balance between the value term and cloning (agent.balance, agent.mode='bc').
 

@@ -15,6 +15,18 @@ posterior of the current world model:
 * `diag/bc_grad_share`: ||g_BC|| / (||g_BC|| + ||g_MB||) of the actor's loss gradient on one batch,
   with g_BC the gradient of beta_bc * L_BC (Eq. 10) and g_MB that of L_pi_MB (Eq. 6). Near 1 the
   actor only clones; near 0 value expansion drives it.
+* `diag/value_update_share`: the value term's share of the actor's parameter update after the
+  optimizer (both terms of the gradient scaled per parameter as Adam's state scales them;
+  `update.update_share`), and `diag/grad_cos`, the cosine between the value and cloning gradients.
+  Near 0 the value term does not move the actor, whatever its gradient's norm.
+* `diag/dqda_demo_cos`: on the demos, the cosine between dQ/da at the policy's action and the step
+  from there to the demo's action: does the critic point the actor toward the demonstrations (> 0)
+  or away from them (< 0)?
+* `diag/imag_return`, `diag/real_return`, `diag/exploit_gap`: on the evaluation episodes, from every
+  state with H steps after it, the world model's predicted reward summed over H steps of the acting
+  policy's mode actions in imagination, against the rewards the same policy collected in the
+  environment over those H steps; a gap that grows while success falls is the policy exploiting the
+  model.
 * `diag/demo_first_action_{i}`: the demos' mean first action, to read beside the evaluation
   episodes' `eval/first_action_{i}` (logged by the loop).
 """
@@ -28,8 +40,11 @@ import optax
 
 from moto_jax.agent import actor_critic_loss as ac_loss
 from moto_jax.agent import sharding
+from moto_jax.agent import update as update_lib
+from moto_jax.networks import rssm as rssm_lib
 
 MAX_EPISODES = 16
+EVAL_EPISODES = 8  # evaluation episodes the model-exploitation diagnostic reads
 MIN_LENGTH = 4  # demos shorter than this (steps incl. the reset) are left out
 
 
@@ -96,8 +111,11 @@ class Diagnostics:
     self.bc_scale = parts.losses.actor.keywords['bc_scale']  # beta_bc after the mode
     self.mesh = mesh if mesh is not None else sharding.default_mesh()
     self.demos = demos
+    self.actor_grads = parts.losses.actor_grads
+    self.horizon = parts.losses.actor.keywords['horizon']
     self._on_demos = jax.jit(self._demo_stats)
-    self._grad_share = jax.jit(self._bc_grad_share)
+    self._balance = jax.jit(self._balance_stats)
+    self._exploit = jax.jit(self._exploit_stats)
 
   def _demo_stats(self, params, demos, key):
     nets = self.nets
@@ -109,35 +127,84 @@ class Diagnostics:
     err = jnp.mean(jnp.abs(mode[:, :-1] - target), -1)  # [N, L-1]
     q = jnp.min(nets.q_values(params['critic'], feat, target), axis=0)  # [N, L-1]
     v = jnp.min(nets.q_values(params['critic'], post['feat'], mode), axis=0)  # [N, L]: for the bootstrap
-    return err, q, v
+    # dQ/da at the policy's action, against the step toward the demo's action.
+    a_pi = mode[:, :-1]
+    dqda = jax.grad(lambda a: jnp.sum(jnp.min(nets.q_values(params['critic'], feat, a), axis=0)))(a_pi)
+    toward = target - a_pi
+    dist = jnp.linalg.norm(toward, axis=-1)
+    cos = jnp.sum(dqda * toward, -1) / jnp.maximum(jnp.linalg.norm(dqda, axis=-1) * dist, 1e-8)
+    return err, q, v, cos, dist > 1e-3  # (where the policy already takes the demo's action, no direction)
 
-  def _bc_grad_share(self, params, batch, key):
+  def _balance_stats(self, params, actor_opt_state, batch, key):
+    """The actor's two gradient terms on one batch (as the update computes them): their norms'
+    share, their cosine and, with the actor's optimizer state, the value term's share of the update."""
     nets = self.nets
     k_obs, k_actor = jax.random.split(key)
     wm = params['wm']
     post = nets.observe(wm, nets.encode(wm, batch['image']), batch['action'], batch['is_first'], k_obs)
     start = {k: post[k].reshape((-1,) + post[k].shape[2:]) for k in ('deter', 'stoch')}
     pairs = ac_loss.real_pairs(post['feat'], batch)
+    _, metrics, _, terms = self.actor_grads(params['actor'], nets, wm, params['critic'], start, pairs, k_actor)
+    g_value, g_bc = (optax.global_norm(t) for t in terms)
+    out = {'diag/bc_grad_share': g_bc / jnp.maximum(g_bc + g_value, 1e-12), 'diag/grad_cos': metrics['actor/grad_cos']}
+    if actor_opt_state is not None:  # (without it, as for a checkpoint read alone, there is no update to share)
+      out['diag/value_update_share'] = update_lib.update_share(actor_opt_state, terms)
+    return out
 
-    def parts(actor_params):
-      _, (metrics, _) = self.actor_loss(actor_params, nets, wm, params['critic'], start, pairs, k_actor)
-      return jnp.stack([metrics['actor/mb_loss'], metrics['actor/bc_loss']])
+  def _exploit_stats(self, actor, wm, episodes, key):
+    """Predicted against collected reward over H steps from the evaluation episodes' states."""
+    nets, h = self.nets, self.horizon
+    k_obs, k_imag = jax.random.split(key)
+    post = nets.observe(wm, nets.encode(wm, episodes['image']), episodes['action'], episodes['is_first'], k_obs)
+    n, length = episodes['reward'].shape
+    starts = length - h  # states t = 0..L-1-H have H real steps after them
+    start = {k: post[k][:, :starts].reshape((-1,) + post[k].shape[2:]) for k in ('deter', 'stoch')}
+    mode = lambda p, feat, noise: nets.policy(p, feat).mode()
+    traj = rssm_lib.imagine(nets.rssm, wm['rssm'], start, mode, actor, h, k_imag, nets.action_dim)
+    imagined = jnp.sum(nets.predict_reward(wm, traj['feat'][1:]), 0).reshape(n, starts)
+    real = sum(episodes['reward'][:, 1 + k : 1 + k + starts] for k in range(h))  # r_{t+1} .. r_{t+H}
+    return imagined, real
 
-    # One forward pass (imagination included), one backward pass per part.
-    values, vjp = jax.vjp(parts, params['actor'])
-    g_mb = optax.global_norm(vjp(jnp.array([1.0, 0.0], values.dtype))[0])
-    g_bc = self.bc_scale * optax.global_norm(vjp(jnp.array([0.0, 1.0], values.dtype))[0])
-    return g_bc / jnp.maximum(g_bc + g_mb, 1e-12)
+  def exploitation(self, acting, episodes: list[dict], key) -> dict:
+    """`diag/imag_return`, `diag/real_return`, `diag/exploit_gap` on up to EVAL_EPISODES episodes of
+    one length (the first ones; a multiple of the device count)."""
+    n_dev = self.mesh.devices.size
+    length = len(episodes[0]['reward']) if episodes else 0
+    same = [e for e in episodes if len(e['reward']) == length][:EVAL_EPISODES]
+    same = same[: len(same) - len(same) % n_dev]
+    if not same or length <= self.horizon + 1:
+      return {}
+    arrays = {k: np.stack([e[k] for e in same]) for k in ('image', 'action', 'reward', 'is_first')}
+    arrays['reward'] = arrays['reward'].astype(np.float32)
+    imagined, real = jax.device_get(
+      self._exploit(acting['actor'], acting['wm'], sharding.shard_batch(arrays, self.mesh), key)
+    )
+    return {
+      'diag/imag_return': float(imagined.mean()),
+      'diag/real_return': float(real.mean()),
+      'diag/exploit_gap': float(imagined.mean() - real.mean()),
+    }
 
-  def __call__(self, params, batch: dict | None, rng: jax.Array, acting: dict | None = None) -> dict:
-    """`params`: the trained parameters (the BC gradient share is the trained actor's); `acting`
-    (default `params`): those the policy acts with (`agent.acting_params`), for the demo statistics."""
+  def __call__(
+    self,
+    params,
+    batch: dict | None,
+    rng: jax.Array,
+    acting: dict | None = None,
+    actor_opt_state=None,
+    episodes: list[dict] | None = None,
+  ) -> dict:
+    """`params`: the trained parameters (the gradient terms are the trained actor's); `acting`
+    (default `params`): those the policy acts with (`agent.acting_params`), for the demo statistics
+    and the evaluation `episodes` it collected; `actor_opt_state`: the actor's optimizer state,
+    for the value term's share of the update."""
     out = {}
-    k_demo, k_grad = jax.random.split(rng)
+    k_demo, k_grad, k_exploit = jax.random.split(rng, 3)
+    acting = params if acting is None else acting
     d = self.demos
     if d is not None:
       inputs = sharding.shard_batch({k: d[k] for k in ('image', 'action', 'is_first')}, self.mesh)
-      err, q, v = jax.device_get(self._on_demos(params if acting is None else acting, inputs, k_demo))
+      err, q, v, cos, apart = jax.device_get(self._on_demos(acting, inputs, k_demo))
       mask, phase = d['mask'] > 0, d['phase']
       g = d['returns'] + d['boot'] * v[np.arange(len(v)), d['last']][:, None]
       out['diag/action_err_reset'] = float(err[: d['episodes'], 0].mean())
@@ -147,8 +214,13 @@ class Diagnostics:
       out['diag/q_data'] = float(qs.mean())
       out['diag/return_data'] = float(gs.mean())
       out['diag/q_return_corr'] = float(np.corrcoef(qs, gs)[0, 1]) if qs.std() > 0 and gs.std() > 0 else 0.0
+      if (mask & apart).any():
+        out['diag/dqda_demo_cos'] = float(cos[mask & apart].mean())
       for i, v in enumerate(d['action'][: d['episodes'], 1].mean(0)):
         out[f'diag/demo_first_action_{i}'] = float(v)
     if batch is not None:
-      out['diag/bc_grad_share'] = float(self._grad_share(params, sharding.shard_batch(batch, self.mesh), k_grad))
+      stats = self._balance(params, actor_opt_state, sharding.shard_batch(batch, self.mesh), k_grad)
+      out.update({k: float(v) for k, v in jax.device_get(stats).items()})
+    if episodes:
+      out.update(self.exploitation(acting, episodes, k_exploit))
     return out

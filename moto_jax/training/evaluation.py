@@ -101,24 +101,40 @@ def plot_learning_curve(evals: list[dict], path: str, title: str = '') -> str:
   import matplotlib.pyplot as plt
 
   steps = [e['env_steps'] for e in evals]
-  fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+  fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
   for ax, key, label in zip(axes, ('eval/success_rate', 'eval/return'), ('success rate', 'return')):
     ax.plot(steps, [e[key] for e in evals], marker='o')
     ax.set_ylabel(label)
-  diag = (
-    ('diag/action_err_reset', 'action error at reset'),
-    ('diag/action_err_middle', 'action error, middle'),
-    ('diag/bc_grad_share', 'BC share of actor gradient'),
-    ('diag/q_return_corr', 'corr(Q, data return)'),
+  panels = (
+    (
+      axes[2],
+      'diagnostics (on the offline demos)',
+      (
+        ('diag/action_err_reset', 'action error at reset'),
+        ('diag/action_err_middle', 'action error, middle'),
+        ('diag/q_return_corr', 'corr(Q, data return)'),
+      ),
+    ),
+    (
+      axes[3],
+      'does the value term act?',
+      (
+        ('diag/value_update_share', "value term's share of the update"),
+        ('diag/bc_grad_share', 'BC share of the gradient norm'),
+        ('diag/grad_cos', 'cos(value, BC gradients)'),
+        ('diag/dqda_demo_cos', 'cos(dQ/da, toward demo)'),
+      ),
+    ),
   )
-  for key, label in diag:
-    if any(key in e for e in evals):
-      axes[2].plot(
-        [e['env_steps'] for e in evals if key in e], [e[key] for e in evals if key in e], marker='.', label=label
-      )
-  axes[2].set_ylabel('diagnostics (on the offline demos)')
-  if axes[2].lines:
-    axes[2].legend(fontsize=7)
+  for ax, ylabel, keys in panels:
+    for key, label in keys:
+      if any(key in e for e in evals):
+        ax.plot(
+          [e['env_steps'] for e in evals if key in e], [e[key] for e in evals if key in e], marker='.', label=label
+        )
+    ax.set_ylabel(ylabel)
+    if ax.lines:
+      ax.legend(fontsize=7)
   for ax in axes:
     ax.axvline(0, color='gray', linestyle='--', linewidth=1)
     ax.text(0, 1.0, ' online ->', transform=ax.get_xaxis_transform(), va='top', fontsize=8, color='gray')

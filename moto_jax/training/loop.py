@@ -396,6 +396,8 @@ class Trainer:
         {k: batch[k] for k in BATCH_KEYS},
         jax.random.fold_in(streams.key(self.rng, streams.DIAGNOSTICS), self.counters.evals),
         acting=acting,
+        actor_opt_state=self.state.opt_state['actor'],
+        episodes=episodes,
       )
     )
     clock.append(('diagnostics', time.monotonic()))
