@@ -123,14 +123,14 @@ def speed_table(records: list[dict]) -> str:
   if not records:
     return '_No speed records yet: `python -m benchmarks.train_step` writes them._'
   lines = [
-    '| preset | step | batch | compile s | s / update | updates / s | GFLOP/s | roofline share | machine |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| preset | step | batch | compile s | s / update | updates / s | GFLOP/s | roofline share | machine | allocator |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ]
   for r in sorted(records, key=lambda r: (r['preset'] != 'small', r['preset'], r['step'])):
     lines.append(
       f'| {r["preset"]} | {r["step"]} | {r["batch"]} | {r["compile_s"]:.1f} | {r["step_s"]:.3f} | '
       f'{1 / r["step_s"]:.2f} | {r["gflops"]:.1f} | {fmt(r.get("roofline_share"), ".0%")} | '
-      f'{provenance.describe_machine(r.get("machine") or {})} |'
+      f'{provenance.describe_machine(r.get("machine") or {})} | {r.get("allocator", "-")} |'
     )
   return '\n'.join(lines)
 

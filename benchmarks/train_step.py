@@ -331,6 +331,7 @@ def record_rows(rows: list[dict], roof: float, path: str) -> None:
       machine=prov['machine'],
       versions=prov['versions'],
       date=datetime.date.today().isoformat(),
+      allocator=allocator.status(),
       command='python -m benchmarks.train_step ' + ' '.join(sys.argv[1:]),
     )
     for r in rows
