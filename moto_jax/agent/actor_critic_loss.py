@@ -190,10 +190,6 @@ def actor_loss(
   return loss, ({'actor/loss': loss, **metrics, **bc_metrics}, rollout)
 
 
-def _unit(tree, norm):
-  return jax.tree.map(lambda g: g / jnp.maximum(norm, 1e-12), tree)
-
-
 def actor_grads(
   actor_params,
   nets: Networks,
