@@ -70,12 +70,13 @@ def main(argv):
     jax.distributed.initialize(
       coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value
     )
-  from moto_jax.training import config_check, loop
+  from moto_jax.errors import UserError
+  from moto_jax.training import loop
 
   try:
     # train_and_evaluate validates the config first, before any compile or data collection.
     loop.train_and_evaluate(config, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
-  except (config_check.ConfigError, loop.DiskFullError, loop.NonFiniteError) as e:
+  except (UserError, loop.DiskFullError, loop.NonFiniteError) as e:
     sys.stderr.write(f'FATAL {type(e).__name__}: {e}\n')  # the message names the problem; no traceback
     sys.exit(1)
 

@@ -24,6 +24,8 @@ import zipfile
 
 import numpy as np
 
+from moto_jax.errors import UserError
+
 STEP_KEYS = ('image', 'action', 'reward', 'discount', 'is_first', 'is_terminal')
 EPISODE_KEYS = ('success', 'bc_weight')
 DTYPES = dict(image=np.uint8, action=np.float32, reward=np.float32, discount=np.float32,
@@ -33,7 +35,7 @@ DTYPES = dict(image=np.uint8, action=np.float32, reward=np.float32, discount=np.
 ACTION_TOLERANCE = 1e-5   # float round-off allowed outside [-1, 1]
 
 
-class CorruptEpisodeError(ValueError):
+class CorruptEpisodeError(ValueError, UserError):
   """An episode file that cannot be read or does not follow the episode format."""
 
 

@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 
+from moto_jax.errors import DatasetError
+
 from moto_jax.data import episodes as ep_lib
 
 MANIFEST = 'manifest.json'
@@ -44,18 +46,33 @@ def read_manifest(directory: str) -> dict | None:
     raise ValueError(f'{path}: not valid JSON ({e})') from e
 
 
-def check_settings(directory: str, env_settings: dict) -> None:
-  """Raises if a dataset was recorded with different environment settings than `env_settings`."""
+def _differences(a, b, prefix: str = '') -> list[tuple[str, object, object]]:
+  """(key, a's value, b's value) where two nested dicts differ, at the deepest key both hold as dicts."""
+  if isinstance(a, dict) and isinstance(b, dict):
+    out = []
+    for k in sorted(set(a) | set(b)):
+      out += _differences(a.get(k, '<absent>'), b.get(k, '<absent>'), f'{prefix}{k}.')
+    return out
+  return [] if a == b else [(prefix.rstrip('.'), a, b)]
+
+
+def check_settings(directory: str, env_settings: dict, env_config: dict | None = None) -> None:
+  """Raises `DatasetError` if a dataset was recorded with other environment settings than
+  `env_settings`, naming each differing setting and, with `env_config` (the run's `config.env`),
+  the config fields that chose this run's."""
   manifest = read_manifest(directory)
   if manifest is None:
     return
-  recorded = json.loads(json.dumps(manifest['env']))
-  current = json.loads(json.dumps(env_settings))
-  diffs = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
+  diffs = _differences(json.loads(json.dumps(manifest['env'])), json.loads(json.dumps(env_settings)))
   if diffs:
-    detail = '; '.join(f'{k}: dataset {recorded.get(k)!r} vs env {current.get(k)!r}' for k in diffs)
-    raise ValueError(f'{directory}: dataset recorded with different environment settings ({detail}). '
-                     'Offline data and online rollouts must match; regenerate the dataset or change the config.')
+    detail = '; '.join(f'{k}: dataset {old!r}, this run {new!r}' for k, old, new in diffs)
+    chosen = ''
+    if env_config:
+      chosen = ' This run has ' + ', '.join(f'config.env.{k}={v!r}' for k, v in sorted(env_config.items())) + '.'
+    raise DatasetError(
+      f'{directory}: the dataset was recorded with other environment settings ({detail}).{chosen} Offline data '
+      'and online rollouts must match: regenerate the dataset, point --config.data.dir elsewhere, or change the config.'
+    )
 
 
 def contact_sheet(episodes: list[dict], path: str, max_episodes: int = 8, scale: int = 2) -> str:

@@ -61,6 +61,10 @@ class Suite:
     cls = type(self)
     return cls.scripted_policy is not Suite.scripted_policy or cls.expert_episodes is not Suite.expert_episodes
 
+  def prior_rule(self, config) -> str:
+    """How an episode earns `bc_weight` 1 (the behaviour prior of Eq. 10), in words."""
+    return "the environment's success flag at some step"
+
   def collector_info(self, config) -> dict:
     """What generated a dataset, recorded in its manifest."""
     return dict(kind=f'{self.name} scripted policy', seed=config.seed)

@@ -15,6 +15,7 @@ import os
 import ml_collections
 
 from moto_jax import suites
+from moto_jax.errors import UserError
 
 CONFIG_FILE = 'config.json'
 # config.json also records where the run was started from (moto_jax/provenance.py); not a config field.
@@ -26,7 +27,7 @@ CONV_IMPLS = ('auto', 'xla', 'patches', 'phases')
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, UserError):
   """A config field with a bad value, or a workdir whose config differs."""
 
 

@@ -34,10 +34,11 @@ from moto_jax.data import episodes as ep_lib
 from moto_jax.data import manifest as manifest_lib
 from moto_jax.data.rollout import episode_seed
 from moto_jax.data.store import EpisodeStore
+from moto_jax.errors import WorkdirError
 from moto_jax.suites import make_env
 from moto_jax.training import bound as bound_lib
 from moto_jax.training import checkpoint as ckpt_lib
-from moto_jax.training import config_check, diagnostics, evaluation, offline_data, refits, streams
+from moto_jax.training import config_check, diagnostics, evaluation, offline_data, refits, streams, workdir_lock
 from moto_jax.training.logger import MetricWriter, read_metrics, truncate_metrics
 from moto_jax.training.stopping import DiskFullError, NonFiniteError, _StopRequested  # noqa: F401 (re-exported)
 from moto_jax.xla_cpu import allocator
@@ -52,8 +53,15 @@ class Trainer:
     self.config, self.workdir, self.log = config, workdir, log
     self.session_start = time.time()
     self.stop = _StopRequested()  # entered (signals handled) by `train_and_evaluate`
-    t = config.train
     self.env = make_env(config)
+    try:
+      self._start(config, workdir, log)
+    except BaseException:
+      self.env.close()  # a failed start (bad data, a changed workdir) leaves no renderer to its exit
+      raise
+
+  def _start(self, config, workdir: str, log):
+    t = config.train
     self.action_dim = int(self.env.action_space.shape[0])
     self.eval_envs = [self.env]  # grown to config.train.eval_envs at the first evaluation
     self.evaluated = False  # in this session (its first evaluation compiles)
@@ -67,7 +75,7 @@ class Trainer:
     data_start = time.time()
     self.offline_dir = offline_data.resolve(config, log=log)
     self.session_seconds['data'] += time.time() - data_start
-    manifest_lib.check_settings(self.offline_dir, self.env.settings())
+    manifest_lib.check_settings(self.offline_dir, self.env.settings(), config.env.to_dict())
     self.rng = jax.random.PRNGKey(config.seed)
     self.parts = agent.build(config, self.action_dim)  # networks, optimizers, losses: once per run
     self.state = state = agent.create_train_state(self.parts, streams.key(self.rng, streams.PARAMS), self.mesh)
@@ -90,9 +98,10 @@ class Trainer:
     online_dir = os.path.join(workdir, 'episodes')
     self.online_files = ep_lib.episode_files(online_dir)
     if self.counters.episodes > len(self.online_files):
-      raise FileNotFoundError(
+      raise WorkdirError(
         f'{online_dir} has {len(self.online_files)} episode files; the checkpoint '
-        f'counts {self.counters.episodes}. Online episodes were removed from the workdir.'
+        f'counts {self.counters.episodes}. Online episodes were removed from the workdir: restore them, '
+        'or start the run in another workdir.'
       )
     self.store = EpisodeStore(
       t.seq_len,
@@ -114,6 +123,7 @@ class Trainer:
       self.offline_dir, part='offline', names=offline_data.subset(config, self.offline_dir, workdir, log=log)
     )
     self.session_seconds['data'] += time.time() - data_start
+    self.prior = self.behaviour_prior(log)
     stats = self.store.stats()
     log(
       f'Episode store: {n} offline episodes ({stats["offline_steps"]} steps), '
@@ -125,9 +135,10 @@ class Trainer:
     self.seconds_base = dict(self.counters.seconds)
     self.finished_at_start = self.counters.phase == 'done'
     if self.store.num_steps('online') != self.counters.env_steps:
-      raise ValueError(
+      raise WorkdirError(
         f'{online_dir}: the first {self.counters.episodes} episodes hold '
-        f'{self.store.num_steps("online")} steps; the checkpoint counts {self.counters.env_steps}'
+        f'{self.store.num_steps("online")} steps; the checkpoint counts {self.counters.env_steps}. '
+        'Episode files were changed since the checkpoint: restore them, or start in another workdir.'
       )
     counts = agent.param_count(state)
     log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()))
@@ -151,6 +162,27 @@ class Trainer:
     self.last_ckpt_grad = self.counters.grad_steps
     self.evals = [r for r in read_metrics(workdir) if r.get('phase') == 'eval']
     self.provenance = provenance.collect()  # this session's code, libraries and machine
+
+  def behaviour_prior(self, log) -> dict:
+    """How many offline episodes carry the behaviour prior (Eq. 10); warns when none does."""
+    from moto_jax import suites
+
+    episodes = self.store.episodes('offline')
+    carrying = sum(float(e['bc_weight']) > 0 for e in episodes)
+    rule = suites.get(self.config.domain).prior_rule(self.config)
+    prior = dict(
+      episodes=len(episodes),
+      episodes_with_prior=int(carrying),
+      rule=rule,
+      active=bool(carrying) and self.config.agent.bc_scale > 0,
+    )
+    if not carrying:
+      log(
+        f'WARNING: none of the {len(episodes)} offline episodes in {self.offline_dir} earns the behaviour prior '
+        f'(bc_weight 0 everywhere; an episode earns it with {rule}): Eq. 10 is off for this data, and the actor '
+        'learns from the critic alone.'
+      )
+    return prior
 
   # --- updates ---------------------------------------------------------------
 
@@ -465,6 +497,7 @@ class Trainer:
       final_success_rate=last.get('eval/success_rate'),
       final_return=last.get('eval/return'),
       eval_episodes=int(last.get('eval/episodes', 0)),
+      behaviour_prior=self.prior,
       provenance=self.provenance,
     )
     with open(os.path.join(self.workdir, 'summary.json'), 'w') as f:
@@ -484,6 +517,14 @@ class Trainer:
 def train_and_evaluate(config, workdir: str, allow_config_change: bool = False, log=print) -> dict:
   """Runs (or resumes) the whole job in `workdir`; returns the summary."""
   config_check.validate(config)
+  lock = workdir_lock.acquire(workdir, jax.process_index())  # one run per workdir; dropped at exit
+  try:
+    return _train_and_evaluate(config, workdir, allow_config_change, log)
+  finally:
+    workdir_lock.release(lock)
+
+
+def _train_and_evaluate(config, workdir: str, allow_config_change: bool, log) -> dict:
   config_check.record(config, workdir, allow_change=allow_config_change, write=False)
   trainer = Trainer(config, workdir, log=log)
   config_check.record(config, workdir, allow_change=True)  # the start succeeded: this config is the run's

@@ -9,6 +9,7 @@ import os
 from moto_jax import suites
 from moto_jax.data import episodes as ep_lib
 from moto_jax.data import manifest as manifest_lib
+from moto_jax.errors import DatasetError
 
 
 def cache_path(config) -> str:
@@ -31,7 +32,7 @@ def resolve(config, log=print) -> str:
   if config.data.dir:
     directory = os.path.expanduser(config.data.dir)
     if not ep_lib.episode_files(directory):
-      raise FileNotFoundError(f'config.data.dir={config.data.dir!r} holds no episode files (*.npz)')
+      raise DatasetError(f'config.data.dir={config.data.dir!r} holds no episode files (episode_*.npz)')
     return directory
   directory = cache_path(config)
   have = len(ep_lib.episode_files(directory))
@@ -77,7 +78,7 @@ def subset(config, directory: str, workdir: str, log=print) -> list[str] | None:
 
   files = [os.path.basename(f) for f in ep_lib.episode_files(directory)]
   if n > len(files):
-    raise ValueError(f'config.data.subset_episodes={n}, but {directory} holds only {len(files)} episodes')
+    raise DatasetError(f'config.data.subset_episodes={n}, but {directory} holds only {len(files)} episodes')
   chosen = sorted(np.random.default_rng([config.seed, streams.OFFLINE_SUBSET]).choice(len(files), n, replace=False))
   names = [files[i] for i in chosen]
   path = os.path.join(workdir, SUBSET_FILE)
@@ -85,7 +86,7 @@ def subset(config, directory: str, workdir: str, log=print) -> list[str] | None:
     with open(path) as f:
       recorded = json.load(f)['episodes']
     if recorded != names:
-      raise ValueError(
+      raise DatasetError(
         f'{path} records a different offline subset than config.data.subset_episodes={n}, '
         f'config.seed={config.seed} and {directory} give now (one of them changed since the run '
         f'started); restore them, or start the run in another workdir'

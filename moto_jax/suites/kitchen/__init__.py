@@ -54,6 +54,10 @@ class KitchenSuite(Suite):
   def action_dim(self, config) -> int:
     return 9  # 7 arm joints and 2 gripper fingers (KitchenEnv.action_space)
 
+  def prior_rule(self, config) -> str:
+    tasks = list(config.data.bc_tasks) or list(TARGET_TASKS[config.task])
+    return f'the target tasks {", ".join(tasks)} in their goal state together at some step'
+
   def collect(self, config, out_dir: str, num_episodes: int | None = None, progress: bool = True) -> dict:
     """Scripted play data in `config.data.workers` processes (`collect.collect_kitchen`)."""
     from moto_jax.suites.kitchen.collect import collect_kitchen
