@@ -70,6 +70,8 @@ def make_record(workdir: str, arm: str, overrides: list[str], cmd: list[str]) ->
     return None
   evals = [r for r in read_metrics(workdir) if r.get('phase') == 'eval']
   prov = summary.get('provenance') or {}
+  # The update's golden hash when the run trained (older runs: the golden file at their commit).
+  golden = prov.get('golden') or (testing.golden_hash_at(prov['commit']) if prov.get('commit') else None)
   return dict(
     domain=config['domain'],
     task=summary['task'],
@@ -79,8 +81,9 @@ def make_record(workdir: str, arm: str, overrides: list[str], cmd: list[str]) ->
     seed=summary['seed'],
     commit=prov.get('commit'),
     dirty=prov.get('dirty'),
-    golden=testing.golden_hash(),
+    golden=golden,
     config_hash=config_check.learning_hash(config),
+    commits=summary.get('commits') or [prov.get('commit')],
     env_steps=summary['env_steps'],
     grad_steps=summary['grad_steps'],
     offline_success=summary['offline_success_rate'],
@@ -93,10 +96,33 @@ def make_record(workdir: str, arm: str, overrides: list[str], cmd: list[str]) ->
     machine=prov.get('machine'),
     versions=prov.get('versions'),
     command=' '.join(cmd),
-    date=datetime.date.today().isoformat(),
+    date=prov.get('date')
+    or datetime.date.fromtimestamp(os.path.getmtime(os.path.join(workdir, 'summary.json'))).isoformat(),
     curve=[[int(e['env_steps']), e['eval/success_rate']] for e in evals],
     done_line=last_done_line(workdir),
   )
+
+
+def check_workdir_config(workdir: str, domain: str, task: str, preset: str, seed: int, overrides: list[str]) -> None:
+  """Refuses a workdir whose run has another learning config than this command asks for (another
+  arm's overrides under the same name, or a preset changed since): its numbers are not this arm's."""
+  import importlib
+
+  recorded = read_json(os.path.join(workdir, config_check.CONFIG_FILE))
+  if recorded is None:
+    return
+  config = importlib.import_module(f'configs.{domain}').get_config(f'{task},{preset}').unlock()
+  for item in overrides:
+    config_check.override(config, item[len('--config.') :])
+  config.seed = seed
+  if config_check.learning_hash(recorded) != config_check.learning_hash(config):
+    fields = config_check.config_diff(
+      {k: v for k, v in recorded.items() if k != config_check.PROVENANCE_KEY}, config_check.to_dict(config)
+    )
+    raise SystemExit(
+      f'{workdir} holds a run with another config than this command asks for ({", ".join(fields)}): '
+      'give this arm its own --arm name or --out, or remove the workdir.'
+    )
 
 
 def last_done_line(workdir: str) -> str | None:
@@ -158,6 +184,7 @@ def main(argv=None):
     for seed in [int(s) for s in args.seeds.split(',') if s]:
       workdir = os.path.join(args.out, f'{args.domain}-{args.preset}', arm, task, f'seed{seed}')
       cmd = command(args.domain, task, args.preset, seed, workdir, extra)
+      check_workdir_config(workdir, args.domain, task, args.preset, seed, extra)
       record = make_record(workdir, arm, extra, cmd)
       if record is None and not args.report_only:
         rc = run_one(cmd, workdir)

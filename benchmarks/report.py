@@ -140,11 +140,9 @@ def done_line(r: dict) -> str:
   if r.get('done_line'):
     return re.sub(r'Learning curve: .*$', 'Learning curve: runs/drawer-open/learning_curve.png', r['done_line'])
   return (
-    f'Done: {r["domain"]}/{r["task"]} seed {r["seed"]}, {r["wall_minutes"]:.1f} min wall clock '
-    f'(this session {r["wall_minutes"]:.1f}): success rate {r["final_success"]:.2f} over '
-    f'{r["eval_episodes"]} evaluation episodes after {r["grad_steps"]} gradient steps and '
-    f'{r["env_steps"]} env steps (offline end {r["offline_success"]:.2f}). '
-    'Learning curve: runs/drawer-open/learning_curve.png'
+    f'Done: {r["domain"]}/{r["task"]} seed {r["seed"]}, {r["wall_minutes"]:.1f} min wall clock: success rate '
+    f'{fmt(r["final_success"])} over {r["eval_episodes"]} evaluation episodes after {r["grad_steps"]} gradient '
+    f'steps and {r["env_steps"]} env steps (offline end {fmt(r["offline_success"])}).'
   )
 
 

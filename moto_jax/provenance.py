@@ -25,7 +25,10 @@ def _git(*args: str) -> str | None:
 
 def code() -> dict:
   """The commit of the checkout this package runs from, and whether tracked files differ from it
-  (None for both when it is not a git checkout, e.g. an installed wheel)."""
+  (None for both when it is not a git checkout of this project, e.g. an installed wheel)."""
+  top = _git('rev-parse', '--show-toplevel')
+  if top is None or os.path.realpath(top) != os.path.realpath(REPO):
+    return dict(commit=None, dirty=None)
   commit = _git('rev-parse', 'HEAD')
   status = _git('status', '--porcelain', '--untracked-files=no') if commit else None
   return dict(commit=commit, dirty=None if status is None else bool(status))
@@ -71,8 +74,19 @@ def machine() -> dict:
 
 
 def collect() -> dict:
-  """Everything above in one dict: `commit`, `dirty`, `versions`, `machine`."""
-  return dict(**code(), versions=versions(), machine=machine())
+  """Everything above in one dict: `commit`, `dirty`, `golden` (the hash of the update's golden
+  file, moto_jax/testing.py), `versions`, `machine`, `date`."""
+  import datetime
+
+  from moto_jax import testing
+
+  return dict(
+    **code(),
+    golden=testing.golden_hash(),
+    versions=versions(),
+    machine=machine(),
+    date=datetime.date.today().isoformat(),
+  )
 
 
 def describe_machine(m: dict) -> str:

@@ -103,5 +103,19 @@ def golden_hash(path: str = GOLDEN) -> str | None:
   if not os.path.exists(path):
     return None
   with open(path) as f:
-    canonical = json.dumps(json.load(f), sort_keys=True)
-  return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    return _hash(json.load(f))
+
+
+def golden_hash_at(commit: str) -> str | None:
+  """The golden file's hash at `commit` of this checkout (None if unknown there)."""
+  import subprocess
+
+  root = os.path.dirname(os.path.dirname(GOLDEN))
+  out = subprocess.run(
+    ['git', '-C', root, 'show', f'{commit}:tests/golden/update_debug.json'], capture_output=True, text=True
+  )
+  return _hash(json.loads(out.stdout)) if out.returncode == 0 else None
+
+
+def _hash(golden: dict) -> str:
+  return hashlib.sha256(json.dumps(golden, sort_keys=True).encode()).hexdigest()[:12]

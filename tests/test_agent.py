@@ -542,6 +542,18 @@ def test_share_balance_mixes_unit_directions(nets, params, start, pairs):
   np.testing.assert_allclose(_flat(g_value), 0.25 * direction, rtol=1e-4, atol=1e-7)
 
 
+def test_share_balance_with_one_term_off(nets, params, start, pairs):
+  """'share' with bc_scale 0 ("No BC") gives the value term the whole direction; mode 'bc' gives cloning all of it."""
+  nobc = debug_config(horizon=2, balance='share', value_share=0.25, bc_scale=0.0).agent
+  grads, _, _, (g_value, g_bc) = _grads(nets, params, start, pairs, nobc)
+  np.testing.assert_allclose(float(jnp.linalg.norm(_flat(g_value))), 1.0, rtol=1e-5)
+  assert float(jnp.linalg.norm(_flat(g_bc))) == 0.0
+  bc = debug_config(horizon=2, balance='share', value_share=0.25, mode='bc').agent
+  grads, metrics, _, (g_value, g_bc) = _grads(nets, params, start, pairs, bc)
+  assert float(jnp.linalg.norm(_flat(g_value))) == 0.0 and 'actor/grad_cos' not in metrics
+  np.testing.assert_allclose(float(jnp.linalg.norm(_flat(g_bc))), 1.0, rtol=1e-5)
+
+
 def test_bc_mode_clones_only(nets, params, start, pairs):
   """mode 'bc': the same stack with the actor's value term off; the critics still learn."""
   cfg = debug_config(mode='bc', bc_scale=2.0).agent
@@ -560,7 +572,7 @@ def test_update_share_after_the_optimizer():
   g_value, g_bc = {'w': jnp.array([1.0, 0.0])}, {'w': jnp.array([0.0, 100.0])}
   grads = jax.tree.map(jnp.add, g_value, g_bc)
   _, state = opt.update(grads, opt.init(params), params)
-  # nu = 0.001 * g^2: both coordinates scaled to the same size by Adam, so each term is half the step.
+  # Adam's bias-corrected nu is g^2: both coordinates scaled to the same size, so each term is half the step.
   np.testing.assert_allclose(update_lib.update_share(state, (g_value, g_bc)), 0.5, rtol=1e-4)
   zero = {'w': jnp.zeros(2)}
   assert float(update_lib.update_share(state, (zero, g_bc))) == 0.0
@@ -571,6 +583,7 @@ def test_update_share_after_the_optimizer():
 
 
 def test_full_update_reports_the_balance(config, batch):
+  chex.clear_trace_counter()  # another test wraps train_step in assert_max_traces
   parts = agent.build(debug_config(balance='share', value_share=0.3), ACTION_DIM)
   state = agent.create_train_state(parts, jax.random.key(0))
   update = agent.make_update_fn(parts)

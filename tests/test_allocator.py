@@ -1,4 +1,4 @@
-"""moto_jax.allocator: the process restarts once, with the same arguments, and the setting made."""
+"""moto_jax.xla_cpu.allocator: the process restarts once, with the same arguments, and the setting made."""
 
 import os
 import subprocess

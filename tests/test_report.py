@@ -99,7 +99,14 @@ def test_record_of_a_finished_run(tmp_path):
   workdir = tmp_path / 'run'
   workdir.mkdir()
   config = metaworld.get_config('drawer-open,debug')
-  prov = {'commit': 'a' * 40, 'dirty': False, 'versions': {'jax': '1'}, 'machine': {'cpu': 'X', 'cores': 2}}
+  prov = {
+    'commit': 'a' * 40,
+    'dirty': False,
+    'golden': 'g' * 12,
+    'versions': {'jax': '1'},
+    'machine': {'cpu': 'X', 'cores': 2},
+    'date': '2026-01-02',
+  }
   summary = dict(
     task='drawer-open',
     preset='debug',
@@ -125,7 +132,9 @@ def test_record_of_a_finished_run(tmp_path):
     f.write('noise\nDone: metaworld/drawer-open seed 0, 1.5 min wall clock ...\n')
   r = learning.make_record(str(workdir), 'moto', [], ['python', '-m', 'launch.main'])
   assert r['commit'] == 'a' * 40 and r['dirty'] is False and r['machine'] == prov['machine']
-  assert r['golden'] == testing.golden_hash() and r['config_hash'] == config_check.learning_hash(config)
+  # The golden hash and date of the session that trained, not of the checkout that writes the record.
+  assert r['golden'] == 'g' * 12 and r['date'] == '2026-01-02' and r['commits'] == ['a' * 40]
+  assert r['config_hash'] == config_check.learning_hash(config)
   assert r['minutes'] == {'data': 0.1, 'compile': 0.5, 'evaluation': 0.15, 'training': 0.75}
   assert r['curve'] == [[0, 0.0]] and r['done_line'].startswith('Done: metaworld/drawer-open')
   assert os.path.basename(learning.RECORDS) == 'learning.jsonl'

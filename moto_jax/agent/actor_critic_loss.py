@@ -219,36 +219,43 @@ def actor_grads(
   Returns (grads, metrics, rollout, terms) with terms = (value part, cloning part) of `grads`, the
   two summands, for the update-share diagnostic.
   """
-  (value, (metrics, rollout)), g_value = jax.value_and_grad(value_loss, has_aux=True)(
-    actor_params,
-    nets,
-    wm,
-    critic_params,
-    start,
-    key,
+  value_fn = functools.partial(
+    value_loss,
+    nets=nets,
+    wm=wm,
+    critic_params=critic_params,
+    start=start,
+    key=key,
     horizon=horizon,
     targets=targets,
     penalty_scale=penalty_scale,
     entropy_scale=entropy_scale,
   )
+  zeros = jax.tree.map(jnp.zeros_like, actor_params)
+  if value_scale:
+    (value, (metrics, rollout)), g_value = jax.value_and_grad(value_fn, has_aux=True)(actor_params)
+  else:  # mode 'bc': the rollout feeds the critics; no gradient through imagination
+    value, (metrics, rollout) = value_fn(actor_params)
+    g_value = zeros
   (bc_loss, bc_metrics), g_bc = jax.value_and_grad(cloning_loss, has_aux=True)(actor_params, nets, pairs, bc_eps=bc_eps)
   n_value, n_bc = optax.global_norm(g_value), optax.global_norm(g_bc)
   if balance == 'fixed':
     w_value, w_bc = value_scale, bc_scale
   elif balance == 'share':
-    w_value = value_share * value_scale / jnp.maximum(n_value, 1e-12)
-    w_bc = (1.0 - value_share * value_scale) / jnp.maximum(n_bc, 1e-12)
+    # With one term off (mode 'bc', or bc_scale 0: "No BC"), the other takes the whole direction.
+    share = value_share if (value_scale and bc_scale) else float(bool(value_scale))
+    w_value = share / jnp.maximum(n_value, 1e-12) if value_scale else 0.0
+    w_bc = (1.0 - share) / jnp.maximum(n_bc, 1e-12) if bc_scale else 0.0
   else:
     raise ValueError(f'Unknown agent.balance {balance!r}')
-  terms = (jax.tree.map(lambda g: w_value * g, g_value), jax.tree.map(lambda g: w_bc * g, g_bc))
+  scaled = lambda w, g: zeros if isinstance(w, float) and w == 0.0 else jax.tree.map(lambda x: w * x, g)
+  terms = (scaled(w_value, g_value), scaled(w_bc, g_bc))
   grads = jax.tree.map(jnp.add, *terms)
-  dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g_value), jax.tree.leaves(g_bc)))
-  metrics = {
-    'actor/loss': value_scale * value + bc_scale * bc_loss,
-    **metrics,
-    **bc_metrics,
-    'actor/grad_cos': dot / jnp.maximum(n_value * n_bc, 1e-12),
-  }
+  metrics = {'actor/loss': value_scale * value + bc_scale * bc_loss, **metrics, **bc_metrics}
+  if value_scale:
+    dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g_value), jax.tree.leaves(g_bc)))
+    norms = n_value * n_bc
+    metrics['actor/grad_cos'] = jnp.where(norms > 0, dot / jnp.where(norms > 0, norms, 1.0), 0.0)
   return grads, metrics, rollout, terms
 
 

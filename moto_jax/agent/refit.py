@@ -124,6 +124,7 @@ def make_refit_fn(parts: AgentParts, mesh: Mesh | None = None, steps: int | None
         k_critic,
         tau=cfg.tau,
         ema_decay=cfg.actor_ema,
+        adam_eps=parts.config.model.eps,
       )
 
     carry, metrics = jax.lax.scan(one, ActorCritic.of(state), jax.random.split(k_steps, steps))

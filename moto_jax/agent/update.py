@@ -105,6 +105,7 @@ def actor_critic_steps(
   *,
   tau: float,
   ema_decay: float,
+  adam_eps: float = 1e-5,
 ):
   """K = len(chunks) actor steps, each followed by a critic step and the Polyak updates of the
   target critics (rate `tau`) and of the averaged actor (decay `ema_decay`), on a fixed world
@@ -120,7 +121,7 @@ def actor_critic_steps(
     grads, actor_metrics, rollout, terms = losses.actor_grads(c.actor, nets, wm, c.critic, start, pairs, ka)
     new_actor, actor_opt = _apply(opts['actor'], grads, c.actor_opt, c.actor)
     actor_metrics['actor/grad_norm'] = optax.global_norm(grads)
-    actor_metrics['actor/value_update_share'] = update_share(actor_opt, terms)
+    actor_metrics['actor/value_update_share'] = update_share(actor_opt, terms, adam_eps)
     # Eq. 8 draws a' from the actor that produced the rollout (the pre-step actor).
     (_, critic_metrics), grads = critic_grad(c.critic, nets, c.target_critic, c.actor, rollout, pairs, kc)
     critic, critic_opt = _apply(opts['critic'], grads, c.critic_opt, c.critic)
@@ -140,12 +141,17 @@ def actor_critic_steps(
   return carry, jax.tree.map(lambda x: jnp.mean(x, 0), metrics)
 
 
-def update_share(opt_state, terms) -> jax.Array:
+def update_share(opt_state, terms, eps: float = 1e-5, b2: float = 0.999) -> jax.Array:
   """The value term's share of the actor's parameter update, after the optimizer: both terms of the
-  gradient (`actor_critic_loss.actor_grads`) scaled per parameter as Adam scales this step
-  (1 / sqrt(nu)), then |P g_value| / (|P g_value| + |P g_BC|)."""
+  gradient (`actor_critic_loss.actor_grads`) scaled per parameter as Adam scales this step,
+  1 / (sqrt(nu / (1 - b2^t)) + eps), then |P g_value| / (|P g_value| + |P g_BC|). (The global-norm
+  clip before Adam scales both terms alike.)"""
   nu = optax.tree_utils.tree_get(opt_state, 'nu')
-  scaled = [optax.global_norm(jax.tree.map(lambda g, v: g / (jnp.sqrt(v) + 1e-12), term, nu)) for term in terms]
+  count = optax.tree_utils.tree_get(opt_state, 'count')
+  correction = 1.0 - b2 ** jnp.maximum(count, 1).astype(jnp.float32)
+  scaled = [
+    optax.global_norm(jax.tree.map(lambda g, v: g / (jnp.sqrt(v / correction) + eps), term, nu)) for term in terms
+  ]
   return scaled[0] / jnp.maximum(scaled[0] + scaled[1], 1e-12)
 
 
@@ -174,6 +180,7 @@ def train_step(parts: AgentParts, state: TrainState, batch: dict, rng: jax.Array
     k_critic,
     tau=cfg.tau,
     ema_decay=cfg.actor_ema,
+    adam_eps=parts.config.model.eps,
   )
   state = carry.into(state, step=state.step + 1, params={'wm': wm}, opt_state={'wm': wm_opt})
   return state, {**metrics, **ac_metrics}

@@ -32,6 +32,7 @@ class Counters:
   # Parts of it: 'data' (finding or generating the offline data, loading it), 'compile' (the
   # update) and 'evaluation' (evaluations, their compiles included); the rest is training.
   seconds: dict = dataclasses.field(default_factory=dict)
+  commits: list = dataclasses.field(default_factory=list)  # the code's commit in each session that trained
   # The unit of online work is an episode, its updates and its evaluation. Where a unit stopped:
   updates_due: int = 0  # updates of the latest episode not yet done
   refit_due: bool = False  # its refit (train.online_refit_steps) not yet done

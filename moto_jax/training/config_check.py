@@ -280,6 +280,9 @@ def load_recorded(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(recorded)
 
 
+# Fields of ADDED_FIELDS added after `learning_hash` existed (a field added from now on goes in both).
+ADDED_AFTER_RECORDS = ('agent.balance', 'agent.value_share')
+
 # Fields that change where files go or how often a run logs, not what it learns.
 NOT_LEARNING = (
   'data.dir',
@@ -303,8 +306,9 @@ def learning_hash(config) -> str:
     k: v
     for k, v in flat.items()
     if k not in NOT_LEARNING
-    and not k.startswith(PROVENANCE_KEY)
-    # A field added later, at the value that keeps what runs did before it, leaves the hash as it was.
-    and not (ADDED_FIELDS.get(k) is not None and ADDED_FIELDS[k] == v)
+    and not k.startswith(PROVENANCE_KEY + '.')
+    # A field added after learning records began, at the value that keeps what runs did before it,
+    # leaves the hash as it was.
+    and not (k in ADDED_AFTER_RECORDS and ADDED_FIELDS[k] == v)
   }
   return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]

@@ -136,19 +136,39 @@ class Diagnostics:
     return err, q, v, cos, dist > 1e-3  # (where the policy already takes the demo's action, no direction)
 
   def _balance_stats(self, params, actor_opt_state, batch, key):
-    """The actor's two gradient terms on one batch (as the update computes them): their norms'
-    share, their cosine and, with the actor's optimizer state, the value term's share of the update."""
-    nets = self.nets
+    """The actor's two gradients on one batch, each computed alone whatever the mode: their
+    cosine; the cloning term's share of their norms as the update weighs them; with the actor's
+    optimizer state, the value term's share of the update after Adam."""
+    nets, kw = self.nets, self.actor_loss.keywords
     k_obs, k_actor = jax.random.split(key)
     wm = params['wm']
     post = nets.observe(wm, nets.encode(wm, batch['image']), batch['action'], batch['is_first'], k_obs)
     start = {k: post[k].reshape((-1,) + post[k].shape[2:]) for k in ('deter', 'stoch')}
     pairs = ac_loss.real_pairs(post['feat'], batch)
-    _, metrics, _, terms = self.actor_grads(params['actor'], nets, wm, params['critic'], start, pairs, k_actor)
-    g_value, g_bc = (optax.global_norm(t) for t in terms)
-    out = {'diag/bc_grad_share': g_bc / jnp.maximum(g_bc + g_value, 1e-12), 'diag/grad_cos': metrics['actor/grad_cos']}
+    value = lambda a: ac_loss.value_loss(
+      a,
+      nets,
+      wm,
+      params['critic'],
+      start,
+      k_actor,
+      horizon=kw['horizon'],
+      targets=kw['targets'],
+      penalty_scale=kw['penalty_scale'],
+      entropy_scale=kw['entropy_scale'],
+    )[0]
+    g_value = jax.grad(value)(params['actor'])
+    g_bc = jax.grad(lambda a: ac_loss.cloning_loss(a, nets, pairs, bc_eps=kw['bc_eps'])[0])(params['actor'])
+    dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g_value), jax.tree.leaves(g_bc)))
+    norms = optax.global_norm(g_value) * optax.global_norm(g_bc)
+    _, _, _, terms = self.actor_grads(params['actor'], nets, wm, params['critic'], start, pairs, k_actor)
+    n_value, n_bc = (optax.global_norm(t) for t in terms)
+    out = {
+      'diag/bc_grad_share': n_bc / jnp.maximum(n_bc + n_value, 1e-12),
+      'diag/grad_cos': jnp.where(norms > 0, dot / jnp.where(norms > 0, norms, 1.0), 0.0),
+    }
     if actor_opt_state is not None:  # (without it, as for a checkpoint read alone, there is no update to share)
-      out['diag/value_update_share'] = update_lib.update_share(actor_opt_state, terms)
+      out['diag/value_update_share'] = update_lib.update_share(actor_opt_state, terms, self.config.model.eps)
     return out
 
   def _exploit_stats(self, actor, wm, episodes, key):

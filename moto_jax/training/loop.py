@@ -161,7 +161,14 @@ class Trainer:
     self.last_ckpt_time = time.time()
     self.last_ckpt_grad = self.counters.grad_steps
     self.evals = [r for r in read_metrics(workdir) if r.get('phase') == 'eval']
-    self.provenance = provenance.collect()  # this session's code, libraries and machine
+    # The code, libraries and machine of the session that trains (a session that finds the run
+    # finished keeps the provenance of the one that finished it); every commit a run ran at.
+    self.provenance = provenance.collect()
+    if self.finished_at_start:
+      previous = self._read_summary().get('provenance')
+      self.provenance = previous or self.provenance
+    elif not self.counters.commits or self.counters.commits[-1] != self.provenance['commit']:
+      self.counters.commits.append(self.provenance['commit'])
 
   def behaviour_prior(self, log) -> dict:
     """How many offline episodes carry the behaviour prior (Eq. 10); warns when none does."""
@@ -471,11 +478,21 @@ class Trainer:
       return self.wall_base
     return self.wall_base + time.time() - self.session_start
 
+  def _read_summary(self) -> dict:
+    path = os.path.join(self.workdir, 'summary.json')
+    if not os.path.exists(path):
+      return {}
+    with open(path) as f:
+      return json.load(f)
+
   def seconds(self) -> dict:
     """The run's wall clock split into data, compile, evaluation and training (the rest), over all sessions."""
     parts = {
       k: self.seconds_base.get(k, 0.0) + (0.0 if self.finished_at_start else v) for k, v in self.session_seconds.items()
     }
+    if 'unattributed' in self.seconds_base or (self.wall_base and not self.seconds_base):
+      # Sessions checkpointed before the wall clock was split: their time is not training alone.
+      parts['unattributed'] = self.seconds_base.get('unattributed', self.wall_base)
     parts['training'] = max(0.0, self.wall_seconds() - sum(parts.values()))
     return parts
 
@@ -531,6 +548,8 @@ def _train_and_evaluate(config, workdir: str, allow_config_change: bool, log) ->
   if trainer.counters.phase == 'done' and trainer.counters.env_steps < config.train.env_steps:
     trainer.counters.phase = 'online'  # a finished run given a bigger budget continues
     trainer.finished_at_start = False
+    trainer.provenance = provenance.collect()
+    trainer.counters.commits.append(trainer.provenance['commit'])
     log(f'Extending a finished run to {config.train.env_steps} env steps.')
   t0 = time.time()
   try:

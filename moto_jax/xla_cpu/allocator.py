@@ -135,7 +135,7 @@ def reexec() -> None:
   what, why = plan(chosen)
   if what is None:
     if chosen[0] == 'jemalloc' and why != 'already set':
-      print(f'moto_jax.allocator: {why}; running with glibc as it is', file=sys.stderr, flush=True)
+      print(f'moto_jax.xla_cpu.allocator: {why}; running with glibc as it is', file=sys.stderr, flush=True)
     return
   if what == 'jemalloc':
     preload = os.environ.get('LD_PRELOAD', '')
