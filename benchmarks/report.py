@@ -7,7 +7,10 @@ Records: `results/learning.jsonl` (one line per finished run, written by `benchm
 `results/speed.jsonl` (one line per measured update, written by `benchmarks.train_step`). A learning
 record is **stale** when the code or config it ran with no longer learns the same way as now: its
 update golden hash differs from `tests/golden/update_debug.json`'s, or its preset and overrides now
-resolve to a config with other learning fields. Stale rows stay in the table, marked, until re-run.
+resolve to a config with other learning fields, or it ran from a tree with uncommitted changes.
+Stale rows stay in the table, marked, until re-run. (The golden file pins the `debug` update of
+mode `moto` with the paper's balance; a change confined to other paths, to the environments or to
+evaluation is not seen by it.)
 
 The README holds blocks between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` lines:
 `quickstart` (the Quickstart's `Done:` line and time), `learning` (the table), `speed`.
@@ -55,6 +58,8 @@ def current_config_hash(record: dict) -> str | None:
 
 
 def stale_reason(record: dict, golden: str | None) -> str:
+  if record.get('dirty'):
+    return 'uncommitted code'
   if record.get('golden') != golden:
     return 'update changed'
   if record.get('config_hash') != current_config_hash(record):
