@@ -88,54 +88,72 @@ def learning_groups(records: list[dict]) -> dict:
 
 
 def learning_table(records: list[dict], golden: str | None) -> str:
+  """One table per domain and preset: a row per task, a column per arm (the arms side by side on
+  the same seeds and data). A cell is `offline end -> final` for one seed, else the finals by seed
+  and their median."""
   if not records:
     return '_No learning records yet: `python -m benchmarks.learning` writes them._'
-  lines = [
-    '| domain / preset | task | arm | seeds | offline end | final | median final | wall min | machine |',
-    '|---|---|---|---|---|---|---|---|---|',
-  ]
-  notes = set()
-  for (domain, preset, task, arm), rs in learning_groups(records).items():
-    rs = sorted(rs, key=lambda r: r['seed'])
-    reasons = sorted({stale_reason(r, golden) for r in rs} - {''})
-    notes.update(reasons)
-    offline = ' / '.join(fmt(r['offline_success']) for r in rs)
-    final = ' / '.join(fmt(r['final_success']) for r in rs)
+  out, notes = [], set()
+  for domain, preset in sorted({(r['domain'], r['preset']) for r in records}):
+    rs = [r for r in records if (r['domain'], r['preset']) == (domain, preset)]
+    arms = sorted({r['arm'] for r in rs}, key=_arm_key)
     machines = sorted({provenance.describe_machine(r.get('machine') or {}) for r in rs})
-    status = f' (stale: {", ".join(reasons)})' if reasons else ''
-    lines.append(
-      f'| {domain} / {preset} | {task} | {arm}{status} | {", ".join(str(r["seed"]) for r in rs)} | '
-      f'{offline} | {final} | **{fmt(_median([r["final_success"] for r in rs]))}** | '
-      f'{fmt(_median([r["wall_minutes"] for r in rs]), ".1f")} | {"; ".join(machines)} |'
-    )
+    seeds = sorted({r['seed'] for r in rs})
+    out.append(f'**{domain}, `{preset}`** (seeds {", ".join(map(str, seeds))}; {"; ".join(machines)})')
+    out.append('')
+    out.append('| task | ' + ' | '.join(arms) + ' | wall min |')
+    out.append('|---|' + '---|' * (len(arms) + 1))
+    for task in sorted({r['task'] for r in rs}):
+      cells = []
+      for arm in arms:
+        cell = sorted((r for r in rs if (r['task'], r['arm']) == (task, arm)), key=lambda r: r['seed'])
+        reasons = sorted({stale_reason(r, golden) for r in cell} - {''})
+        notes.update(reasons)
+        if not cell:
+          text = '-'
+        elif len(cell) == 1:
+          text = f'{fmt(cell[0]["offline_success"])} → **{fmt(cell[0]["final_success"])}**'
+        else:
+          finals = ' / '.join(fmt(r['final_success']) for r in cell)
+          text = f'{finals} (median **{fmt(_median([r["final_success"] for r in cell]))}**)'
+        cells.append(text + (f' (stale: {", ".join(reasons)})' if reasons else ''))
+      wall = _median([r['wall_minutes'] for r in rs if r['task'] == task])
+      out.append(f'| {task} | ' + ' | '.join(cells) + f' | {fmt(wall, ".1f")} |')
+    out.append('')
   env_steps = sorted({r['env_steps'] for r in records})
   episodes = sorted({r['eval_episodes'] for r in records})
-  lines.append('')
-  lines.append(
-    f'Success rates over {", ".join(map(str, episodes))} evaluation episodes; seeds in order; '
-    f'final = after {", ".join(f"{s:,}" for s in env_steps)} env steps of fine-tuning. '
-    'Wall minutes include generating the dataset and compiling.'
+  out.append(
+    f'Success rate over {", ".join(map(str, episodes))} evaluation episodes, at the offline end → after '
+    f'{", ".join(f"{s:,}" for s in env_steps)} env steps of fine-tuning. Wall minutes (median over the row) '
+    'include generating the dataset and compiling.'
   )
   if notes:
-    lines.append(
-      'Stale rows ran with code or a config that learns differently from now; re-run them with the '
-      'command in their record.'
+    out.append(
+      'Stale cells ran with code or a config that learns differently from now; re-run them with the command '
+      'in their record.'
     )
-  return '\n'.join(lines)
+  return '\n'.join(out)
+
+
+def _allocator(status: str | None) -> str:
+  status = status or ''
+  return (
+    'jemalloc' if 'jemalloc' in status else ('glibc, huge pages' if 'huge' in status else ('glibc' if status else '-'))
+  )
 
 
 def speed_table(records: list[dict]) -> str:
   if not records:
     return '_No speed records yet: `python -m benchmarks.train_step` writes them._'
   lines = [
-    '| preset | step | batch | compile s | s / update | updates / s | GFLOP/s | roofline share | machine | allocator |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| preset | batch | compile s | s / update | updates / s | GFLOP/s | of roofline | machine, allocator |',
+    '|---|---|---|---|---|---|---|---|',
   ]
   for r in sorted(records, key=lambda r: (r['preset'] != 'small', r['preset'], r['step'])):
     lines.append(
-      f'| {r["preset"]} | {r["step"]} | {r["batch"]} | {r["compile_s"]:.1f} | {r["step_s"]:.3f} | '
-      f'{1 / r["step_s"]:.2f} | {r["gflops"]:.1f} | {fmt(r.get("roofline_share"), ".0%")} | '
-      f'{provenance.describe_machine(r.get("machine") or {})} | {r.get("allocator", "-")} |'
+      f'| {r["preset"]}{"" if r["step"] == "full" else " (" + r["step"] + ")"} | {r["batch"]} | {r["compile_s"]:.1f} | '
+      f'{r["step_s"]:.3f} | {1 / r["step_s"]:.2f} | {r["gflops"]:.0f} | {fmt(r.get("roofline_share"), ".0%")} | '
+      f'{provenance.describe_machine(r.get("machine") or {})}, {_allocator(r.get("allocator"))} |'
     )
   return '\n'.join(lines)
 

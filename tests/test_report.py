@@ -65,14 +65,16 @@ def test_staleness_follows_the_golden_file_and_the_config():
   assert config_check.learning_hash(moved) == _record()['config_hash']
 
 
-def test_table_marks_stale_rows_and_takes_medians():
+def test_table_puts_arms_side_by_side_marks_stale_cells_and_takes_medians():
   rows = [_record(seed=s, final_success=v) for s, v in ((0, 0.75), (1, 0.95), (2, 0.85))]
+  rows.append(_record(arm='bc', final_success=0.6))
   rows.append(_record(task='drawer-open', golden='x' * 12))
   table = report.learning_table(rows, testing.golden_hash())
-  door = next(line for line in table.splitlines() if '| door-open |' in line)
-  assert '0.75 / 0.95 / 0.85' in door and '**0.85**' in door and 'stale' not in door
-  drawer = next(line for line in table.splitlines() if '| drawer-open |' in line)
-  assert 'stale: update changed' in drawer
+  assert '| task | moto | bc | wall min |' in table
+  door = next(line for line in table.splitlines() if line.startswith('| door-open |'))
+  assert '0.75 / 0.95 / 0.85 (median **0.85**)' in door and '0.50 → **0.60**' in door and 'stale' not in door
+  drawer = next(line for line in table.splitlines() if line.startswith('| drawer-open |'))
+  assert 'stale: update changed' in drawer and drawer.endswith('| - | 8.0 |')
 
 
 def test_records_replace_by_key(tmp_path):
