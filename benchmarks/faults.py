@@ -15,6 +15,10 @@ and the script prints `k/N identical`, with the first difference of any trial th
   python -m benchmarks.faults --trials=8 --seed=0 --out=runs/faults [--signal=KILL|INT|TERM|mixed]
       [--env_steps=200] [--preset=debug] [--faults_per_trial=1]
   python -m benchmarks.faults --trials=3 --signal=KILL,INT,TERM     # signals cycled over the trials
+  python -m benchmarks.faults --plan="grad_step=2:KILL,episode=2:INT;checkpoint=4:KILL,grad_step=9:TERM"
+      # stops at chosen points of the run (after a gradient step, after an online episode, inside a
+      # checkpoint save), independent of the machine's speed; also checks the kept checkpoints and
+      # the order of metrics.jsonl on the resumed run
   python -m benchmarks.faults --trials=1 --min_interruptions=20 --faults_per_trial=6 --signal=mixed
       # as many trials as it takes for 20 signals to hit a running job (a signal drawn after the
       # run has finished hits nothing; the trial then stops drawing them)
@@ -73,14 +77,19 @@ def environment(args) -> dict:
   return env
 
 
-def run(workdir: str, args, kill_after: float | None = None, sig=signal.SIGKILL) -> tuple[int, float, str, bool]:
+def run(
+  workdir: str, args, kill_after: float | None = None, sig=signal.SIGKILL, fault: str | None = None
+) -> tuple[int, float, str, bool]:
   """Runs the command; with `kill_after`, sends `sig` after that many seconds (if still running).
 
   Returns (return code, seconds, last output lines, whether the signal was sent).
   """
   t0 = time.time()
+  env = environment(args)
+  if fault:  # the run stops itself at a chosen point (moto_jax/training/stopping.py)
+    env['MOTO_FAULT'] = fault
   proc = subprocess.Popen(
-    command(workdir, args), cwd=ROOT, env=environment(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    command(workdir, args), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
   )
   interrupted = False
   if kill_after is not None:
@@ -163,6 +172,46 @@ def first_difference(ref: dict, got: dict) -> str | None:
   return None
 
 
+def invariants(workdir: str, keep: int = 3) -> list[str]:
+  """What a finished run's files must satisfy however often it was stopped: at most `keep`
+  checkpoints; in metrics.jsonl, each phase's records in non-decreasing `step`, evaluation and refit
+  records at `step` = their `env_steps`, and no record written twice."""
+  from moto_jax.training.logger import read_metrics
+
+  problems = []
+  directory = os.path.join(workdir, 'checkpoints')
+  steps = [n for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
+  if len(steps) > keep:
+    problems.append(f'{len(steps)} checkpoints kept ({sorted(map(int, steps))}); at most {keep}')
+  records = read_metrics(workdir)
+  last = {}
+  for i, r in enumerate(records):
+    phase, step = r.get('phase'), r.get('step')
+    if step < last.get(phase, step):
+      problems.append(f'metrics.jsonl record {i}: {phase} step {step} after {last[phase]}')
+    last[phase] = step
+    if phase in ('eval', 'refit') and step != int(r['env_steps']):
+      problems.append(f'metrics.jsonl record {i}: {phase} step {step} but env_steps {r["env_steps"]}')
+  seen = [json.dumps({k: v for k, v in r.items() if k != 'time'}, sort_keys=True) for r in records]
+  if len(set(seen)) != len(seen):
+    problems.append(f'metrics.jsonl: {len(seen) - len(set(seen))} records written twice')
+  return problems
+
+
+def planned_trial(workdir: str, args, faults: list[str]) -> list[str]:
+  """Runs the command once per fault of `faults` (each run stops itself at its point), then once
+  to the end; returns what each stop did."""
+  done = []
+  for fault in faults:
+    code, _, out, _ = run(workdir, args, fault=fault)
+    finished = (
+      os.path.exists(os.path.join(workdir, 'summary.json'))
+      and json.load(open(os.path.join(workdir, 'summary.json'))).get('phase') == 'done'
+    )
+    done.append(f'{fault}' + (' (not reached)' if finished else f' (exit {code})'))
+  return done
+
+
 def campaign(args) -> tuple[int, list[dict]]:
   """Runs the reference and the trials; returns (identical count, per-trial rows)."""
   os.makedirs(args.out, exist_ok=True)
@@ -189,6 +238,19 @@ def campaign(args) -> tuple[int, list[dict]]:
   )
   rng = np.random.default_rng(args.seed)
   rows, identical, interruptions = [], 0, 0
+  for k, plan in enumerate(p for p in (args.plan or '').split(';') if p):
+    workdir = os.path.join(args.out, f'planned{k}')
+    shutil.rmtree(workdir, ignore_errors=True)
+    faults = planned_trial(workdir, args, plan.split(','))
+    code, _, out, _ = run(workdir, args)
+    diff = first_difference(ref, load_final(workdir)) if code == 0 else f'resume failed ({code}): {out[-500:]}'
+    problems = invariants(workdir) if code == 0 else []
+    result = diff or ('; '.join(problems) if problems else 'identical')
+    identical += result == 'identical'
+    rows.append({'trial': f'planned{k}', 'faults': faults, 'result': result})
+    print(f'planned trial {k}: {" ".join(faults)} -> {result}', flush=True)
+  if args.plan:
+    return identical, rows
   k = 0
   while k < args.trials or interruptions < args.min_interruptions:
     workdir = os.path.join(args.out, f'trial{k}')
@@ -235,6 +297,12 @@ def main():
   parser.add_argument('--seed', type=int, default=0, help='seeds the fault moments and signals')
   parser.add_argument(
     '--signal', default='KILL', help='KILL, INT, TERM, a comma list cycled over the trials, or mixed (random)'
+  )
+  parser.add_argument(
+    '--plan',
+    default='',
+    help='stops at chosen points instead of random moments: trials separated by ";", each a comma list '
+    'of <point>=<n>:<KILL|INT|TERM> (points: grad_step, episode, checkpoint), one per restart',
   )
   parser.add_argument('--task', default='drawer-open')
   parser.add_argument('--preset', default='debug')

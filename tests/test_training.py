@@ -185,18 +185,23 @@ def test_benchmark_overrides_parse_as_the_field_type():
 @pytest.mark.integration
 @pytest.mark.xdist_group('faults')
 def test_interrupted_runs_resume_identical(tmp_path):
-  """The short fault campaign: kill -9 and SIGTERM at seeded random moments, resume; every metric,
-  episode and final parameter equals the uninterrupted run's (benchmarks/faults.py)."""
+  """The short fault campaign, stops at chosen points of the run (not moments in seconds, so the
+  machine's speed cannot decide it): SIGKILL, SIGINT and SIGTERM after a gradient step, after an
+  online episode and inside a checkpoint save; every resumed run equals the uninterrupted one
+  (every metric, episode and final array), keeps at most 3 checkpoints and writes metrics.jsonl in
+  order, once (benchmarks/faults.py). The debug run: 4 offline steps, 3 episodes of 10 steps, 2
+  updates each; checkpoints 4, 28 and 40 (gradient + env steps)."""
   import argparse
 
   from benchmarks import faults
 
   args = argparse.Namespace(
-    trials=2,
+    plan='grad_step=2:KILL,episode=1:INT,grad_step=9:TERM;checkpoint=4:KILL,episode=2:KILL,checkpoint=28:INT',
+    trials=0,
     faults_per_trial=1,
     min_interruptions=0,
     seed=3,
-    signal='KILL,TERM',
+    signal='KILL',
     task='drawer-open',
     preset='debug',
     run_seed=0,
@@ -208,7 +213,10 @@ def test_interrupted_runs_resume_identical(tmp_path):
   )
   identical, rows = faults.campaign(args)
   assert identical == 2, rows
-  assert all('finished first' not in f for r in rows for f in r['faults']), rows  # both were interrupted
+  exits = [f.split('(')[1].rstrip(')') for r in rows for f in r['faults']]
+  # Every stop was reached: SIGKILL ends the process at once, SIGINT and SIGTERM after a checkpoint.
+  assert exits == ['exit -9', 'exit 0', 'exit 0', 'exit -9', 'exit -9', 'exit 0'], rows
+  assert faults.invariants(str(tmp_path / 'reference')) == []
   files = ep_lib.episode_files(str(tmp_path / 'reference' / 'episodes'))
   assert [os.path.basename(f) for f in files] == [ep_lib.episode_name(i) for i in range(3)]
   # Each episode started from its own seed: no two identical first frames.
@@ -506,3 +514,19 @@ def test_uncertainty_bound_logged_at_every_evaluation(finished_run):
   # The expert and its start seeds are fixed for the run: its return is the same at every evaluation.
   assert len({r['bound/expert_return'] for r in evals}) == 1
   assert os.path.exists(os.path.join(workdir, 'bound.png'))
+
+
+def test_fault_points_signal_the_process_at_the_chosen_point(monkeypatch):
+  """MOTO_FAULT (the crash tests' hook): the signal goes out at the named point and nowhere else."""
+  from moto_jax.training import stopping
+
+  monkeypatch.setenv(stopping.FAULT_ENV, 'episode=2:INT')
+  with stopping._StopRequested() as stop:
+    stopping.fault_point('episode', 1)
+    stopping.fault_point('grad_step', 2)
+    assert not stop.requested
+    stopping.fault_point('episode', 2)
+    assert stop.requested
+  monkeypatch.setenv(stopping.FAULT_ENV, 'grad_step=x:KILL')
+  with pytest.raises(ValueError, match="MOTO_FAULT='grad_step=x:KILL': expected <point>=<n>"):
+    stopping.fault_point('grad_step', 1)

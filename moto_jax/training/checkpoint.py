@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from moto_jax.training import stopping
+
 TMP_MARK = '.orbax-checkpoint-tmp'  # in the name of a save's folder until it completes
 
 
@@ -77,6 +79,7 @@ class Checkpointer:
       # Same progress, new counters (e.g. the phase changed): replace it. Older
       # checkpoints stay, so a crash between delete and save loses nothing.
       self._manager.delete(step)
+    stopping.fault_point('checkpoint', step)  # (crash tests: a stop inside the save)
     self._manager.save(
       step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), counters=ocp.args.JsonSave(counters.to_json()))
     )

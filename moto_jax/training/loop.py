@@ -38,7 +38,16 @@ from moto_jax.errors import WorkdirError
 from moto_jax.suites import make_env
 from moto_jax.training import bound as bound_lib
 from moto_jax.training import checkpoint as ckpt_lib
-from moto_jax.training import config_check, diagnostics, evaluation, offline_data, refits, streams, workdir_lock
+from moto_jax.training import (
+  config_check,
+  diagnostics,
+  evaluation,
+  offline_data,
+  refits,
+  stopping,
+  streams,
+  workdir_lock,
+)
 from moto_jax.training.logger import MetricWriter, read_metrics, truncate_metrics
 from moto_jax.training.stopping import DiskFullError, NonFiniteError, _StopRequested  # noqa: F401 (re-exported)
 from moto_jax.xla_cpu import allocator
@@ -253,6 +262,7 @@ class Trainer:
         continue
       self.nonfinite_run = 0
       self.counters.grad_steps += 1
+      stopping.fault_point('grad_step', self.counters.grad_steps)
       done += 1
       self.pending.append(metrics)
       if bar is not None:
@@ -375,6 +385,7 @@ class Trainer:
           self.store.add(episode, part='online')
         steps = len(episode['image']) - 1
         self.counters.episodes += 1
+        stopping.fault_point('episode', self.counters.episodes)
         self.counters.env_steps += steps
         bar.update(steps)
         self.writer.write(

@@ -1,8 +1,38 @@
 """How the main job stops: the errors it raises with a way forward, and SIGINT/SIGTERM as a flag."""
 
+import os
 import signal
 
 import tqdm
+
+# Fault injection for the crash tests (benchmarks/faults.py): `MOTO_FAULT=<point>=<n>:<KILL|INT|TERM>`
+# makes the process send itself that signal when the run reaches the point. Points: `grad_step`
+# (after gradient step n), `episode` (after online episode n is stored), `checkpoint` (inside the save
+# of checkpoint n, before it is written). Unset, `fault_point` does nothing.
+FAULT_ENV = 'MOTO_FAULT'
+FAULT_POINTS = ('grad_step', 'episode', 'checkpoint')
+
+
+def parse_fault(spec: str) -> tuple[str, int, signal.Signals]:
+  """'grad_step=7:KILL' -> ('grad_step', 7, SIGKILL); a bad spec raises ValueError naming it."""
+  try:
+    where, name = spec.split(':')
+    point, n = where.split('=')
+    sig = signal.Signals[f'SIG{name}']
+    if point not in FAULT_POINTS or name not in ('KILL', 'INT', 'TERM'):
+      raise ValueError
+    return point, int(n), sig
+  except (ValueError, KeyError):
+    raise ValueError(
+      f'{FAULT_ENV}={spec!r}: expected <point>=<n>:<KILL|INT|TERM>, point one of {FAULT_POINTS}'
+    ) from None
+
+
+def fault_point(point: str, n: int) -> None:
+  """Sends this process the signal of `MOTO_FAULT` if the run has reached that point."""
+  spec = os.environ.get(FAULT_ENV)
+  if spec and parse_fault(spec)[:2] == (point, n):
+    os.kill(os.getpid(), parse_fault(spec)[2])
 
 
 class DiskFullError(OSError):
