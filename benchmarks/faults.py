@@ -86,6 +86,7 @@ def run(
   """
   t0 = time.time()
   env = environment(args)
+  env.pop('MOTO_FAULT', None)
   if fault:  # the run stops itself at a chosen point (moto_jax/training/stopping.py)
     env['MOTO_FAULT'] = fault
   proc = subprocess.Popen(
@@ -186,9 +187,10 @@ def invariants(workdir: str, keep: int = 3) -> list[str]:
   records = read_metrics(workdir)
   last = {}
   for i, r in enumerate(records):
-    phase, step = r.get('phase'), r.get('step')
+    # An online phase interleaves episode records (step: env steps) and training records (grad steps).
+    phase, step = (r.get('phase'), 'episode/return' in r), r.get('step')
     if step < last.get(phase, step):
-      problems.append(f'metrics.jsonl record {i}: {phase} step {step} after {last[phase]}')
+      problems.append(f'metrics.jsonl record {i}: {phase[0]} step {step} after {last[phase]}')
     last[phase] = step
     if phase in ('eval', 'refit') and step != int(r['env_steps']):
       problems.append(f'metrics.jsonl record {i}: {phase} step {step} but env_steps {r["env_steps"]}')

@@ -520,6 +520,7 @@ def test_fault_points_signal_the_process_at_the_chosen_point(monkeypatch):
   """MOTO_FAULT (the crash tests' hook): the signal goes out at the named point and nowhere else."""
   from moto_jax.training import stopping
 
+  monkeypatch.setattr(stopping, '_fired', [])
   monkeypatch.setenv(stopping.FAULT_ENV, 'episode=2:INT')
   with stopping._StopRequested() as stop:
     stopping.fault_point('episode', 1)
@@ -527,6 +528,8 @@ def test_fault_points_signal_the_process_at_the_chosen_point(monkeypatch):
     assert not stop.requested
     stopping.fault_point('episode', 2)
     assert stop.requested
+    stopping.fault_point('episode', 2)  # once per process: a second signal would stop the checkpoint save
+  monkeypatch.setattr(stopping, '_fired', [])
   monkeypatch.setenv(stopping.FAULT_ENV, 'grad_step=x:KILL')
   with pytest.raises(ValueError, match="MOTO_FAULT='grad_step=x:KILL': expected <point>=<n>"):
     stopping.fault_point('grad_step', 1)

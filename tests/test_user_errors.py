@@ -93,11 +93,13 @@ def test_a_killed_run_does_not_block_the_resume(tmp_path):
     stdout=subprocess.PIPE,
     text=True,
   )
-  assert holder.stdout.readline().strip() == 'held'
-  with pytest.raises(WorkdirError, match=f'pid {holder.pid}'):
-    workdir_lock.acquire(workdir)
-  holder.send_signal(signal.SIGKILL)
-  holder.wait()
+  try:
+    assert holder.stdout.readline().strip() == 'held'
+    with pytest.raises(WorkdirError, match=f'pid {holder.pid}'):
+      workdir_lock.acquire(workdir)
+  finally:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
   workdir_lock.release(workdir_lock.acquire(workdir))
   assert os.path.exists(os.path.join(workdir, '.lock'))
 

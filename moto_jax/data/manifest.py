@@ -43,7 +43,7 @@ def read_manifest(directory: str) -> dict | None:
     with open(path) as f:
       return json.load(f)
   except json.JSONDecodeError as e:
-    raise ValueError(f'{path}: not valid JSON ({e})') from e
+    raise DatasetError(f'{path}: not valid JSON ({e}); regenerate the dataset or remove the file') from e
 
 
 def _differences(a, b, prefix: str = '') -> list[tuple[str, object, object]]:
@@ -63,6 +63,8 @@ def check_settings(directory: str, env_settings: dict, env_config: dict | None =
   manifest = read_manifest(directory)
   if manifest is None:
     return
+  if not isinstance(manifest.get('env'), dict):
+    raise DatasetError(f'{os.path.join(directory, MANIFEST)}: no "env" settings; regenerate the dataset or remove the file')
   diffs = _differences(json.loads(json.dumps(manifest['env'])), json.loads(json.dumps(env_settings)))
   if diffs:
     detail = '; '.join(f'{k}: dataset {old!r}, this run {new!r}' for k, old, new in diffs)

@@ -100,7 +100,10 @@ class EpisodeStore:
   def add(self, episode: dict, part: str = 'online', persist: bool = True) -> str | None:
     """Adds a finished episode; online episodes are written to `online_dir` first (unless
     `persist=False`: an episode read back from there)."""
-    episode = self._check_shape(ep_lib.validate(episode), 'episode')
+    try:
+      episode = self._check_shape(ep_lib.validate(episode), 'episode')
+    except ep_lib.CorruptEpisodeError as e:  # an episode this program made: a bug, with its traceback
+      raise RuntimeError(f'an episode collected by this run is invalid: {e}') from e
     path = None
     if part == 'online' and self.online_dir and persist:
       path = os.path.join(self.online_dir, ep_lib.episode_name(len(self._episodes['online'])))

@@ -161,7 +161,8 @@ class Trainer:
     self.bound = (
       bound_lib.UncertaintyBound(self.parts, self.eval_seeds()[: t.bound_episodes]) if t.bound_episodes else None
     )
-    dropped = truncate_metrics(workdir, self.counters.metrics_bytes)
+    # Without a checkpoint the run starts over: what a killed earlier session logged goes too.
+    dropped = truncate_metrics(workdir, self.counters.metrics_bytes if restored is not None else 0)
     if dropped:
       log(f'metrics.jsonl: {dropped} bytes logged after the checkpoint dropped; they are logged again.')
     self.writer = MetricWriter(workdir)
@@ -190,13 +191,15 @@ class Trainer:
       episodes=len(episodes),
       episodes_with_prior=int(carrying),
       rule=rule,
-      active=bool(carrying) and self.config.agent.bc_scale > 0,
+      active=bool(carrying) and self.config.agent.bc_scale > 0 and self.config.agent.mode != 'dreamerv2',
     )
     if not carrying:
       log(
         f'WARNING: none of the {len(episodes)} offline episodes in {self.offline_dir} earns the behaviour prior '
         f'(bc_weight 0 everywhere; an episode earns it with {rule}): Eq. 10 is off for this data, and the actor '
-        'learns from the critic alone.'
+        + (
+          'has nothing to clone (agent.mode=bc).' if self.config.agent.mode == 'bc' else 'learns from the critic alone.'
+        )
       )
     return prior
 

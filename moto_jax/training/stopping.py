@@ -28,10 +28,15 @@ def parse_fault(spec: str) -> tuple[str, int, signal.Signals]:
     ) from None
 
 
+_fired = []
+
+
 def fault_point(point: str, n: int) -> None:
-  """Sends this process the signal of `MOTO_FAULT` if the run has reached that point."""
+  """Sends this process the signal of `MOTO_FAULT` when the run reaches that point, once per process
+  (a stop by SIGINT saves a checkpoint, which must not stop it again)."""
   spec = os.environ.get(FAULT_ENV)
-  if spec and parse_fault(spec)[:2] == (point, n):
+  if spec and not _fired and parse_fault(spec)[:2] == (point, n):
+    _fired.append(spec)
     os.kill(os.getpid(), parse_fault(spec)[2])
 
 

@@ -10,9 +10,11 @@ lock on it counts.
 from __future__ import annotations
 
 import datetime
+import errno
 import fcntl
 import os
 import socket
+import sys
 
 from moto_jax.errors import WorkdirError
 
@@ -22,16 +24,29 @@ def acquire(workdir: str, process_index: int = 0):
   os.makedirs(workdir, exist_ok=True)
   name = '.lock' if process_index == 0 else f'.lock.{process_index}'
   path = os.path.join(workdir, name)
-  handle = open(path, 'a+')  # noqa: SIM115 (held open for the process's life)
+  try:
+    handle = open(path, 'a+')  # noqa: SIM115 (held open for the process's life)
+  except OSError as e:
+    raise WorkdirError(f'{workdir}: cannot write there ({e.strerror}); use another --workdir') from None
   try:
     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except OSError:
+  except BlockingIOError:
     handle.seek(0)
     holder = handle.read().strip() or 'another process'
     handle.close()
     raise WorkdirError(
       f'{workdir} is in use by another run ({holder}). Wait for it to end, stop it, or use another --workdir.'
     ) from None
+  except OSError as e:
+    if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+      raise
+    # A file system without flock (some NFS, Lustre, FUSE mounts): run, unprotected, and say so.
+    print(
+      f'WARNING: {workdir}: this file system has no file locks ({e.strerror}); nothing stops a second '
+      'run on this workdir',
+      file=sys.stderr,
+      flush=True,
+    )
   handle.seek(0)
   handle.truncate()
   since = datetime.datetime.now().isoformat(timespec='seconds')
@@ -41,5 +56,8 @@ def acquire(workdir: str, process_index: int = 0):
 
 
 def release(handle) -> None:
-  fcntl.flock(handle, fcntl.LOCK_UN)
+  try:
+    fcntl.flock(handle, fcntl.LOCK_UN)
+  except OSError:
+    pass
   handle.close()
