@@ -69,6 +69,20 @@ def test_runs_recorded_before_a_field_was_added_resume_when_it_keeps_their_behav
   ]
 
 
+def test_a_recorded_config_reads_back_with_fields_added_since(tmp_path):
+  """An older run's config.json (no agent.balance, agent.value_share, model.compute_dtype) reads back
+  with the values that keep what it did, so its checkpoints can still be evaluated."""
+
+  config = mw_config.get_config('drawer-open,debug')
+  recorded = config_check.to_dict(config)
+  for section, field in (('agent', 'balance'), ('agent', 'value_share'), ('model', 'compute_dtype')):
+    del recorded[section][field]
+  (tmp_path / 'config.json').write_text(json.dumps(recorded))
+  loaded = config_check.load_recorded(str(tmp_path))
+  assert loaded.agent.balance == 'fixed' and loaded.agent.value_share == 0.5 and loaded.model.compute_dtype == 'float32'
+  assert config_check.learning_hash(loaded) == config_check.learning_hash(config)
+
+
 def test_a_run_resumes_with_another_convolution_form_but_not_another_convolution():
   old = {'model': {'encoder': {'impl': 'xla', 'depth': 8}, 'decoder': {'impl': 'xla', 'kind': 'transpose'}}}
   new = {'model': {'encoder': {'impl': 'patches', 'depth': 8}, 'decoder': {'impl': 'phases', 'kind': 'transpose'}}}

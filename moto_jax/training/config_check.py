@@ -277,6 +277,15 @@ def load_recorded(workdir: str) -> ml_collections.ConfigDict:
   with open(path) as f:
     recorded = json.load(f)
   recorded.pop(PROVENANCE_KEY, None)
+  # Fields added since the run was recorded, at the value that keeps what it did.
+  flat = _flatten(recorded)
+  for field, value in ADDED_FIELDS.items():
+    if value is not None and field not in flat:
+      *path, leaf = field.split('.')
+      section = recorded
+      for key in path:
+        section = section.setdefault(key, {})
+      section[leaf] = value
   return ml_collections.ConfigDict(recorded)
 
 
