@@ -208,8 +208,10 @@ def test_float_images_and_wrong_frame_size_are_named(tmp_path):
     store_lib.EpisodeStore(seq_len=4, image_shape=(8, 8, 3)).load_directory(str(d))
   s = store_lib.EpisodeStore(seq_len=4, image_shape=(8, 8, 3), skip_corrupt=True)
   assert s.load_directory(str(d)) == 1 and s.stats()['skipped_corrupt'] == 1
-  with pytest.raises(ep_lib.CorruptEpisodeError, match='frames of shape'):
+  # An episode the run collected itself: a bug, raised with its traceback (not as a user error).
+  with pytest.raises(RuntimeError, match='collected by this run is invalid: episode: frames of shape') as err:
     s.add(small)
+  assert isinstance(err.value.__cause__, ep_lib.CorruptEpisodeError)
 
 
 def test_actions_rewards_and_action_dim_are_checked_and_named(tmp_path):
