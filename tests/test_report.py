@@ -1,7 +1,6 @@
 """Results as data: learning records, staleness, and the README's generated blocks."""
 
 import json
-import os
 
 from benchmarks import learning, report
 from configs import metaworld
@@ -139,4 +138,3 @@ def test_record_of_a_finished_run(tmp_path):
   assert r['config_hash'] == config_check.learning_hash(config)
   assert r['minutes'] == {'data': 0.1, 'compile': 0.5, 'evaluation': 0.15, 'training': 0.75}
   assert r['curve'] == [[0, 0.0]] and r['done_line'].startswith('Done: metaworld/drawer-open')
-  assert os.path.basename(learning.RECORDS) == 'learning.jsonl'

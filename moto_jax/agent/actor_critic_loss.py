@@ -190,6 +190,25 @@ def actor_loss(
   return loss, ({'actor/loss': loss, **metrics, **bc_metrics}, rollout)
 
 
+def balance_terms(g_value, g_bc, *, balance: str, value_scale: float, bc_scale: float, value_share: float):
+  """The two summands of the actor's gradient from the value and cloning gradients (`actor_grads`)."""
+  if balance == 'fixed':
+    w_value, w_bc = value_scale, bc_scale
+  elif balance == 'share':
+    # With one term off (mode 'bc', or bc_scale 0: "No BC"), the other takes the whole direction.
+    share = value_share if (value_scale and bc_scale) else float(bool(value_scale))
+    w_value = share / jnp.maximum(optax.global_norm(g_value), 1e-12) if value_scale else 0.0
+    w_bc = (1.0 - share) / jnp.maximum(optax.global_norm(g_bc), 1e-12) if bc_scale else 0.0
+  else:
+    raise ValueError(f'Unknown agent.balance {balance!r}')
+  scaled = lambda w, g: jax.tree.map(lambda x: w * x, g)
+  zero = lambda g: jax.tree.map(jnp.zeros_like, g)  # not 0 * g: a non-finite term must not leak in
+  return (
+    zero(g_value) if isinstance(w_value, float) and w_value == 0.0 else scaled(w_value, g_value),
+    zero(g_bc) if isinstance(w_bc, float) and w_bc == 0.0 else scaled(w_bc, g_bc),
+  )
+
+
 def actor_grads(
   actor_params,
   nets: Networks,
@@ -239,17 +258,9 @@ def actor_grads(
     g_value = zeros
   (bc_loss, bc_metrics), g_bc = jax.value_and_grad(cloning_loss, has_aux=True)(actor_params, nets, pairs, bc_eps=bc_eps)
   n_value, n_bc = optax.global_norm(g_value), optax.global_norm(g_bc)
-  if balance == 'fixed':
-    w_value, w_bc = value_scale, bc_scale
-  elif balance == 'share':
-    # With one term off (mode 'bc', or bc_scale 0: "No BC"), the other takes the whole direction.
-    share = value_share if (value_scale and bc_scale) else float(bool(value_scale))
-    w_value = share / jnp.maximum(n_value, 1e-12) if value_scale else 0.0
-    w_bc = (1.0 - share) / jnp.maximum(n_bc, 1e-12) if bc_scale else 0.0
-  else:
-    raise ValueError(f'Unknown agent.balance {balance!r}')
-  scaled = lambda w, g: zeros if isinstance(w, float) and w == 0.0 else jax.tree.map(lambda x: w * x, g)
-  terms = (scaled(w_value, g_value), scaled(w_bc, g_bc))
+  terms = balance_terms(
+    g_value, g_bc, balance=balance, value_scale=value_scale, bc_scale=bc_scale, value_share=value_share
+  )
   grads = jax.tree.map(jnp.add, *terms)
   metrics = {'actor/loss': value_scale * value + bc_scale * bc_loss, **metrics, **bc_metrics}
   if value_scale:

@@ -111,7 +111,6 @@ class Diagnostics:
     self.bc_scale = parts.losses.actor.keywords['bc_scale']  # beta_bc after the mode
     self.mesh = mesh if mesh is not None else sharding.default_mesh()
     self.demos = demos
-    self.actor_grads = parts.losses.actor_grads
     self.horizon = parts.losses.actor.keywords['horizon']
     self._on_demos = jax.jit(self._demo_stats)
     self._balance = jax.jit(self._balance_stats)
@@ -161,7 +160,14 @@ class Diagnostics:
     g_bc = jax.grad(lambda a: ac_loss.cloning_loss(a, nets, pairs, bc_eps=kw['bc_eps'])[0])(params['actor'])
     dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g_value), jax.tree.leaves(g_bc)))
     norms = optax.global_norm(g_value) * optax.global_norm(g_bc)
-    _, _, _, terms = self.actor_grads(params['actor'], nets, wm, params['critic'], start, pairs, k_actor)
+    terms = ac_loss.balance_terms(
+      g_value,
+      g_bc,
+      balance=kw['balance'],
+      value_scale=kw['value_scale'],
+      bc_scale=kw['bc_scale'],
+      value_share=kw['value_share'],
+    )
     n_value, n_bc = (optax.global_norm(t) for t in terms)
     out = {
       'diag/bc_grad_share': n_bc / jnp.maximum(n_bc + n_value, 1e-12),
