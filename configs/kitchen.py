@@ -3,7 +3,7 @@
 `<task>` is the paper's task name: `mixed` (microwave, kettle, light switch, slide
 cabinet; D4RL's complete/partial goal set) or `partial` (microwave, kettle, bottom
 burner, light switch; D4RL's mixed goal set). `<preset>` is one of `paper`, `small`
-(default, fits a CPU) and `debug` (tests).
+(default, fits a CPU), `long` (`small` with 10x the online steps) and `debug` (tests).
 """
 
 import ml_collections
@@ -35,4 +35,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return common.assemble('kitchen', task, preset, env, data, PRESET_OVERRIDES[preset])
 
 
-PRESET_OVERRIDES = {'paper': {}, 'small': {}, 'debug': {'env.episode_length': 20, 'data.num_episodes': 2}}
+PRESET_OVERRIDES = {'paper': {}, 'small': {}, 'long': {}, 'debug': {'env.episode_length': 20, 'data.num_episodes': 2}}

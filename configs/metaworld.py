@@ -1,8 +1,8 @@
 """MetaWorld from pixels. Usage: `--config=configs/metaworld.py:<task>[,<preset>]`.
 
 `<task>` is a MetaWorld v3 task name without the `-v3` suffix (e.g. `drawer-open`).
-`<preset>` is one of `paper`, `small` (default, fits a CPU) and `debug` (tests). The
-paper's ten tasks (`moto_jax.suites.metaworld.PAPER_TASKS`) are collected with `launch.collect --tasks=paper`.
+`<preset>` is one of `paper`, `small` (default, fits a CPU), `long` (`small` with 10x the online
+steps) and `debug` (tests). The paper's ten tasks (`moto_jax.suites.metaworld.PAPER_TASKS`) are collected with `launch.collect --tasks=paper`.
 """
 
 import ml_collections
@@ -25,4 +25,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return common.assemble('metaworld', task, preset, env, data, PRESET_OVERRIDES[preset])
 
 
-PRESET_OVERRIDES = {'paper': {}, 'small': {}, 'debug': {'env.episode_length': 10, 'data.num_episodes': 3}}
+PRESET_OVERRIDES = {'paper': {}, 'small': {}, 'long': {}, 'debug': {'env.episode_length': 10, 'data.num_episodes': 3}}

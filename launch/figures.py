@@ -24,7 +24,7 @@ _FIGURE = flags.DEFINE_string(
 )
 _OUT = flags.DEFINE_string('out', 'runs/figures', 'Output folder (figures, and runs under runs/).')
 _DOMAIN = flags.DEFINE_string('domain', None, "metaworld | kitchen (default: the figure's own)")
-_PRESET = flags.DEFINE_string('preset', 'small', 'paper | small | debug')
+_PRESET = flags.DEFINE_string('preset', 'small', 'paper | small | long | debug')
 _TASKS = flags.DEFINE_list('tasks', [], "Tasks (default: the figure's); MetaWorld's 'paper' names its ten.")
 _SEEDS = flags.DEFINE_list('seeds', ['0'], 'Seeds.')
 _REPORT_ONLY = flags.DEFINE_bool('report_only', False, 'Draw from the runs on disk; train nothing.')

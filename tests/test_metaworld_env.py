@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from configs import metaworld as metaworld_config
+from moto_jax import suites
 from moto_jax.suites.metaworld.env import TASKS, MetaWorldEnv, check_task
 
 
@@ -31,9 +33,6 @@ def test_observation_shape_dtype_range(env):
   assert img.max() > img.min()  # not a blank frame
   assert set(obs) == {'image'}  # no proprioception
   assert env.observation_space.contains(obs)
-  from configs import metaworld as metaworld_config
-  from moto_jax import suites
-
   assert suites.action_dim(metaworld_config.get_config('drawer-open,debug')) == env.action_space.shape[0] == 4
 
 
@@ -109,3 +108,13 @@ def test_corner_cameras_are_flipped_upright():
     raw.close()
   finally:
     e.close()
+
+
+def test_long_preset_is_small_with_ten_times_the_online_steps():
+  small, long = (metaworld_config.get_config(f'coffee-push,{p}').to_dict() for p in ('small', 'long'))
+  assert (small['train']['env_steps'], long['train']['env_steps']) == (1_000, 10_000)
+  assert long['train']['env_steps'] // long['env']['episode_length'] == 50  # episodes online
+  assert (small['train']['eval_every_episodes'], long['train']['eval_every_episodes']) == (5, 10)
+  for section in ('train', 'preset'):
+    small.pop(section), long.pop(section)
+  assert small == long  # networks, agent, data and env as in `small`
