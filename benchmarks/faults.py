@@ -192,7 +192,7 @@ def invariants(workdir: str, keep: int = 3) -> list[str]:
     if step < last.get(phase, step):
       problems.append(f'metrics.jsonl record {i}: {phase[0]} step {step} after {last[phase]}')
     last[phase] = step
-    if phase in ('eval', 'refit') and step != int(r['env_steps']):
+    if phase[0] in ('eval', 'refit') and step != int(r['env_steps']):
       problems.append(f'metrics.jsonl record {i}: {phase} step {step} but env_steps {r["env_steps"]}')
   seen = [json.dumps({k: v for k, v in r.items() if k != 'time'}, sort_keys=True) for r in records]
   if len(set(seen)) != len(seen):

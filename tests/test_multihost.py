@@ -114,3 +114,99 @@ def read_tail(log, chars: int = 3000) -> str:
   log.flush()
   log.seek(0)
   return log.read()[-chars:]
+
+
+# --- the whole main job as 2 processes --------------------------------------------------------------
+
+MAIN_ARGS = (
+  '--config=configs/metaworld.py:drawer-open,debug',
+  '--config.train.env_steps=40',  # 4 episodes of 10 steps: 2 units of one episode per process
+  '--config.train.eval_episodes=2',  # one start seed per process
+  '--config.train.eval_envs=1',
+)
+
+
+def run_pair(workdir, cache, faults=(None, None), timeout=600) -> list[int]:
+  """`launch.main --multihost` as processes 0 and 1 on `workdir`; `faults[p]` is process p's
+  MOTO_FAULT. When one process exits with an error or a signal, the other is killed too, as a
+  cluster's scheduler ends a job whose task died. Returns the exit codes."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_DISABLE_MOST_OPTIMIZATIONS='true', MUJOCO_GL='egl')
+  for k in ('XLA_FLAGS', 'MOTO_FAULT'):
+    env.pop(k, None)
+  port = str(free_port())
+  procs, logs = [], []
+  try:
+    for p in range(2):
+      logs.append(open(os.path.join(workdir + f'.process{p}.log'), 'a+'))
+      cmd = [
+        sys.executable,
+        '-m',
+        'launch.main',
+        *MAIN_ARGS,
+        f'--workdir={workdir}',
+        f'--config.data.cache_dir={cache}',
+      ]
+      cmd += ['--multihost', f'--coordinator_address=localhost:{port}', '--num_processes=2', f'--process_id={p}']
+      penv = dict(env, MOTO_FAULT=faults[p]) if faults[p] else env
+      procs.append(subprocess.Popen(cmd, cwd=ROOT, env=penv, stdout=logs[p], stderr=subprocess.STDOUT, text=True))
+    deadline = time.time() + timeout
+    while any(p.poll() is None for p in procs):
+      if any(p.poll() not in (None, 0) for p in procs):
+        for p in procs:
+          if p.poll() is None:
+            p.kill()
+      assert time.time() < deadline, 'timeout: ' + ' | '.join(read_tail(log) for log in logs)
+      time.sleep(0.2)
+    return [p.returncode for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+    for log in logs:
+      log.close()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_main_job_across_two_processes_writes_once_and_resumes(tmp_path):
+  """The debug main job as 2 processes (each with its environments and episodes, one global batch):
+  one checkpoint folder, one metrics log, the episodes of both processes; every evaluation counts both
+  processes' episodes; a SIGTERM to process 1 after an episode, and a kill -9 of process 0 inside a
+  checkpoint save (then of process 1, as a scheduler would), each followed by the same two commands,
+  give the uninterrupted run's files exactly."""
+  from benchmarks import faults
+  from moto_jax.training.logger import read_metrics
+
+  cache = tmp_path / 'data'
+  ref = str(tmp_path / 'reference')
+  assert run_pair(ref, cache) == [0, 0], read_tail(open(ref + '.process0.log'))
+  assert sorted(os.listdir(os.path.join(ref, 'episodes'))) == [f'episode_{i:06d}.npz' for i in range(4)]
+  summary = json.load(open(os.path.join(ref, 'summary.json')))
+  assert (summary['episodes'], summary['env_steps'], summary['phase']) == (4, 40, 'done')
+  assert summary['provenance']['machine']['process_count'] == 2
+  records = read_metrics(ref)
+  evals = [r for r in records if r['phase'] == 'eval']
+  assert [r['env_steps'] for r in evals] == [0, 20, 40]  # the offline end, then after each unit
+  assert all(r['eval/episodes'] == 2 for r in evals)  # one episode from each process
+  assert all('diag/exploit_gap' in r and 'bound/bound' in r for r in evals)  # process 0's diagnostics
+  assert sorted(map(int, os.listdir(os.path.join(ref, 'checkpoints')))) == [4, 26, 48]  # grad + env steps
+  episodes = [r for r in records if 'episode/return' in r]
+  assert [r['step'] for r in episodes] == [10, 20, 30, 40]
+  reference = faults.load_final(ref)
+  assert not faults.invariants(ref)
+
+  trials = {
+    # Process 1 asks to stop: both stop at the same point, checkpoint and exit 0.
+    'term1': ((None, 'episode=2:TERM'), lambda codes: codes == [0, 0]),
+    # Process 0 dies inside the save after the 4th offline step; process 1 aborts (JAX's coordination
+    # service sees its peer gone) or is killed.
+    'kill0': (('checkpoint=4:KILL', None), lambda codes: codes[0] == -9 and codes[1] != 0),
+  }
+  for name, (fault, expected) in trials.items():
+    work = str(tmp_path / name)
+    got = run_pair(work, cache, fault)
+    assert expected(got), (name, got, read_tail(open(work + '.process0.log')), read_tail(open(work + '.process1.log')))
+    assert run_pair(work, cache) == [0, 0], (name, read_tail(open(work + '.process0.log')))
+    assert faults.first_difference(reference, faults.load_final(work)) is None, name
+    assert not faults.invariants(work), name

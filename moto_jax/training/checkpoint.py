@@ -65,6 +65,10 @@ class Checkpointer:
         if TMP_MARK in name:
           shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
           self.removed_temporary.append(name)
+    if jax.process_count() > 1:  # one process cleans (clean_temporary); none opens the folder before
+      from jax.experimental import multihost_utils
+
+      multihost_utils.sync_global_devices('checkpoint folder cleaned')
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=('state', 'counters'))
 

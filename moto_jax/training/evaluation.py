@@ -63,24 +63,39 @@ def evaluate(actor: AgentActor, envs, params, seeds: list[int], rng: jax.Array) 
   episodes = []
   for c in range(0, len(seeds), len(envs)):
     episodes += actor.episodes(envs, params, seeds[c : c + len(envs)], jax.random.fold_in(rng, c), explore=False)
-  returns = [float(e['reward'].sum()) for e in episodes]
+  return summarize(episode_rows(episodes)), episodes
+
+
+def episode_rows(episodes: list[dict]) -> dict:
+  """What an evaluation's summary needs of each episode, as arrays with a row per episode (a
+  multi-process run gathers these, not the episodes): success, return, the first action and, for
+  multi-task suites (Kitchen's per-step target flags `tasks_done` [T+1, K]), the target tasks completed
+  (in goal at some step) and in goal at the episode's last step."""
+  rows = {
+    'success': np.array([bool(e['success']) for e in episodes], bool),
+    'return': np.array([float(e['reward'].sum()) for e in episodes], np.float64),
+    'first_action': np.array([e['action'][1] for e in episodes], np.float32),
+  }
+  if episodes and 'tasks_done' in episodes[0]:
+    rows['tasks_completed'] = np.array([e['tasks_done'].any(axis=0).sum() for e in episodes], np.int64)
+    rows['tasks_at_end'] = np.array([e['tasks_done'][-1].sum() for e in episodes], np.int64)
+  return rows
+
+
+def summarize(rows: dict) -> dict:
+  """The evaluation's means over episodes from `episode_rows` (of one process or all)."""
   summary = {
-    'eval/success_rate': float(np.mean([bool(e['success']) for e in episodes])),
-    'eval/return': float(np.mean(returns)),
-    'eval/episodes': float(len(episodes)),
+    'eval/success_rate': float(np.mean(rows['success'])),
+    'eval/return': float(np.mean(rows['return'])),
+    'eval/episodes': float(len(rows['success'])),
   }
-  if episodes and 'tasks_done' in episodes[0]:  # multi-task suites (Kitchen): per-step target flags
-    summary.update(task_counts(episodes))
-  return summary, episodes
-
-
-def task_counts(episodes: list[dict]) -> dict:
-  """Target tasks per episode from the per-step flags `tasks_done` [T+1, K]: completed (in goal at
-  some step) and in goal at the episode's last step, averaged over episodes."""
-  return {
-    'eval/tasks_completed': float(np.mean([e['tasks_done'].any(axis=0).sum() for e in episodes])),
-    'eval/tasks_at_end': float(np.mean([e['tasks_done'][-1].sum() for e in episodes])),
-  }
+  if 'tasks_completed' in rows:
+    summary['eval/tasks_completed'] = float(np.mean(rows['tasks_completed']))
+    summary['eval/tasks_at_end'] = float(np.mean(rows['tasks_at_end']))
+  # What the policy does at the reset, beside what the demos do there (diag/demo_first_action_i).
+  for i, v in enumerate(np.mean(rows['first_action'], axis=0)):
+    summary[f'eval/first_action_{i}'] = float(v)
+  return summary
 
 
 def write_video(frames: np.ndarray, path: str, scale: int = 4, fps: int = 20) -> str:

@@ -78,6 +78,20 @@ class MetricWriter:
       self._tb.close()
 
 
+class NullWriter:
+  """The MetricWriter of a process that does not write the log (every process but 0 of a
+  multi-process run; training/processes.py)."""
+
+  def write(self, step: int, phase: str, scalars: dict, console: bool = False, echo=print) -> None:
+    del step, phase, scalars, console, echo
+
+  def position(self) -> int:
+    return 0
+
+  def close(self):
+    pass
+
+
 def truncate_metrics(workdir: str, nbytes: int) -> int:
   """Cuts `workdir/metrics.jsonl` back to its first `nbytes` bytes (the records a checkpoint had seen);
   returns how many bytes were dropped. A resumed run then logs the records after the checkpoint again,

@@ -43,12 +43,13 @@ from moto_jax.training import (
   diagnostics,
   evaluation,
   offline_data,
+  processes,
   refits,
   stopping,
   streams,
   workdir_lock,
 )
-from moto_jax.training.logger import MetricWriter, read_metrics, truncate_metrics
+from moto_jax.training.logger import MetricWriter, NullWriter, read_metrics, truncate_metrics
 from moto_jax.training.stopping import DiskFullError, NonFiniteError, _StopRequested  # noqa: F401 (re-exported)
 from moto_jax.xla_cpu import allocator
 
@@ -79,16 +80,27 @@ class Trainer:
       raise config_check.ConfigError(
         f'config.train.batch_size={t.batch_size} is not divisible by the {n_dev} devices of the data-parallel mesh'
       )
+    if 0 < t.eval_episodes < processes.count():
+      raise config_check.ConfigError(
+        f'config.train.eval_episodes={t.eval_episodes}: an evaluation needs at least one episode in each of the '
+        f'{processes.count()} processes'
+      )
     self.mesh = agent.default_mesh()
     self.session_seconds = dict(data=0.0, compile=0.0, evaluation=0.0)  # this session's parts of the wall clock
     data_start = time.time()
+    # Process 0 finds or generates the dataset, and lists a subset, before the others read them.
+    if not processes.is_main():
+      processes.barrier('offline data ready')
     self.offline_dir = offline_data.resolve(config, log=log)
+    offline_names = offline_data.subset(config, self.offline_dir, workdir, log=log, write=processes.is_main())
+    if processes.is_main():
+      processes.barrier('offline data ready')
     self.session_seconds['data'] += time.time() - data_start
     manifest_lib.check_settings(self.offline_dir, self.env.settings(), config.env.to_dict())
     self.rng = jax.random.PRNGKey(config.seed)
     self.parts = agent.build(config, self.action_dim)  # networks, optimizers, losses: once per run
     self.state = state = agent.create_train_state(self.parts, streams.key(self.rng, streams.PARAMS), self.mesh)
-    self.checkpointer = ckpt_lib.Checkpointer(workdir, keep=t.keep_checkpoints, clean_temporary=True)
+    self.checkpointer = ckpt_lib.Checkpointer(workdir, keep=t.keep_checkpoints, clean_temporary=processes.is_main())
     if self.checkpointer.removed_temporary:
       log(
         f'Removed {len(self.checkpointer.removed_temporary)} unfinished checkpoint folder(s) of an '
@@ -128,9 +140,7 @@ class Trainer:
         f'will be replayed (their updates and evaluations run again).'
       )
     data_start = time.time()
-    n = self.store.load_directory(
-      self.offline_dir, part='offline', names=offline_data.subset(config, self.offline_dir, workdir, log=log)
-    )
+    n = self.store.load_directory(self.offline_dir, part='offline', names=offline_names)
     self.session_seconds['data'] += time.time() - data_start
     self.prior = self.behaviour_prior(log)
     stats = self.store.stats()
@@ -154,18 +164,26 @@ class Trainer:
     self.update = agent.make_update_fn(self.parts, self.mesh)
     self.actor = evaluation.AgentActor(self.parts)
     self.refits = refits.Refits(self.parts, self.mesh)
-    demos = diagnostics.demo_episodes(
-      self.store.episodes('offline'), gamma=config.agent.gamma, multiple=jax.device_count()
-    )
-    self.diagnostics = diagnostics.Diagnostics(self.parts, demos, mesh=self.mesh)
-    self.bound = (
-      bound_lib.UncertaintyBound(self.parts, self.eval_seeds()[: t.bound_episodes]) if t.bound_episodes else None
-    )
+    # The evaluation's diagnostics and bound: process 0 alone, on its own devices (processes.py).
+    self.diag_mesh = self.mesh if processes.count() == 1 else processes.local_mesh()
+    self.diagnostics = self.bound = None
+    if processes.is_main():
+      demos = diagnostics.demo_episodes(
+        self.store.episodes('offline'), gamma=config.agent.gamma, multiple=self.diag_mesh.devices.size
+      )
+      self.diagnostics = diagnostics.Diagnostics(self.parts, demos, mesh=self.diag_mesh)
+      self.bound = (
+        bound_lib.UncertaintyBound(self.parts, self.eval_seeds()[: t.bound_episodes]) if t.bound_episodes else None
+      )
     # Without a checkpoint the run starts over: what a killed earlier session logged goes too.
-    dropped = truncate_metrics(workdir, self.counters.metrics_bytes if restored is not None else 0)
-    if dropped:
-      log(f'metrics.jsonl: {dropped} bytes logged after the checkpoint dropped; they are logged again.')
-    self.writer = MetricWriter(workdir)
+    # Process 0 writes the log.
+    self.writer = NullWriter()
+    if processes.is_main():
+      dropped = truncate_metrics(workdir, self.counters.metrics_bytes if restored is not None else 0)
+      if dropped:
+        log(f'metrics.jsonl: {dropped} bytes logged after the checkpoint dropped; they are logged again.')
+      self.writer = MetricWriter(workdir)
+    processes.barrier('metrics log cut to the checkpoint')
     self.pending = list(self.counters.pending)  # per-step metrics since the last log step
     self.nonfinite_run = 0
     self.last_ckpt_time = time.time()
@@ -202,6 +220,11 @@ class Trainer:
         )
       )
     return prior
+
+  def stopping(self) -> bool:
+    """Whether a stop was requested (in a multi-process run: in any process; all call this at the
+    same points of the run, so all stop at the same one)."""
+    return processes.any_flag(self.stop.requested)
 
   # --- updates ---------------------------------------------------------------
 
@@ -272,7 +295,7 @@ class Trainer:
         bar.update(1)
       if self.counters.grad_steps % t.log_every == 0:
         self.flush_metrics(phase)
-      if self.stop.requested:
+      if self.stopping():
         break
     return done
 
@@ -293,7 +316,7 @@ class Trainer:
       time.time() - self.last_ckpt_time > 60 * t.checkpoint_every_minutes
       or self.counters.grad_steps - self.last_ckpt_grad >= t.checkpoint_every_steps
     )
-    if force or due:
+    if force or processes.broadcast_flag(due):  # process 0's clock decides for all
       self.counters.wall_seconds = self.wall_seconds()
       self.counters.seconds = self.seconds()
       self.counters.metrics_bytes = self.writer.position()
@@ -307,14 +330,19 @@ class Trainer:
     t = self.config.train
     remaining = t.offline_steps - self.counters.grad_steps
     with tqdm.tqdm(
-      total=t.offline_steps, initial=self.counters.grad_steps, desc='offline', unit='step', dynamic_ncols=True
+      total=t.offline_steps,
+      initial=self.counters.grad_steps,
+      desc='offline',
+      unit='step',
+      dynamic_ncols=True,
+      disable=not processes.is_main(),
     ) as bar:
-      while remaining > 0 and not self.stop.requested:
+      while remaining > 0 and not self.stopping():
         chunk = min(remaining, t.checkpoint_every_steps)
         self.train_steps(chunk, 'offline', bar)
         remaining = t.offline_steps - self.counters.grad_steps
         self.maybe_checkpoint()
-    if not self.stop.requested:
+    if not self.stopping():
       self.flush_metrics('offline')
       self.refit()
       self.run_evaluation()
@@ -372,36 +400,50 @@ class Trainer:
   def online_phase(self):
     t = self.config.train
     with tqdm.tqdm(
-      total=t.env_steps, initial=self.counters.env_steps, desc='online', unit='env step', dynamic_ncols=True
+      total=t.env_steps,
+      initial=self.counters.env_steps,
+      desc='online',
+      unit='env step',
+      dynamic_ncols=True,
+      disable=not processes.is_main(),
     ) as bar:
       self.finish_unit()  # a unit a stop interrupted
-      while self.counters.env_steps < t.env_steps and not self.stop.requested:
-        i = self.counters.episodes
-        if i < len(self.online_files):  # saved after the checkpoint: replay it
-          episode = ep_lib.load_episode(self.online_files[i])
-          self.store.add(episode, part='online', persist=False)
+      while self.counters.env_steps < t.env_steps and not self.stopping():
+        # One exploring episode per process (global index: the unit's first + the process's index).
+        first, me = self.counters.episodes, processes.index()
+        path = os.path.join(self.workdir, 'episodes', ep_lib.episode_name(first + me))
+        replayed = os.path.exists(path)
+        if replayed:  # saved after the checkpoint: replay it
+          mine = ep_lib.load_episode(path)
         else:
-          seed = episode_seed(self.config.seed + streams.EXPLORE_SEED, i)
-          episode = self.actor.episode(
-            self.env, agent.acting_params(self.state), seed, streams.key(self.rng, streams.EXPLORE, i), explore=True
+          seed = episode_seed(self.config.seed + streams.EXPLORE_SEED, first + me)
+          mine = self.actor.episode(
+            self.env,
+            processes.local_copy(agent.acting_params(self.state)),
+            seed,
+            streams.key(self.rng, streams.EXPLORE, first + me),
+            explore=True,
           )
-          self.store.add(episode, part='online')
-        steps = len(episode['image']) - 1
-        self.counters.episodes += 1
-        stopping.fault_point('episode', self.counters.episodes)
-        self.counters.env_steps += steps
-        bar.update(steps)
-        self.writer.write(
-          self.counters.env_steps,
-          'online',
-          {'episode/return': float(episode['reward'].sum()), 'episode/success': float(bool(episode['success']))},
-        )
+        # Every process's store holds every process's episodes in the same order; each saves its own.
+        for q, episode in enumerate(processes.gather_episodes(mine)):
+          self.store.add(episode, part='online', persist=q == me and not replayed)
+          steps = len(episode['image']) - 1
+          self.counters.episodes += 1
+          stopping.fault_point('episode', self.counters.episodes)
+          self.counters.env_steps += steps
+          bar.update(steps)
+          self.writer.write(
+            self.counters.env_steps,
+            'online',
+            {'episode/return': float(episode['reward'].sum()), 'episode/success': float(bool(episode['success']))},
+          )
         self.counters.updates_due = t.updates_per_episode
         self.counters.refit_due = t.online_refit_steps > 0
-        self.counters.eval_due = self.counters.episodes % t.eval_every_episodes == 0
+        # An evaluation when the unit reaches a multiple of train.eval_every_episodes.
+        self.counters.eval_due = self.counters.episodes // t.eval_every_episodes > first // t.eval_every_episodes
         self.finish_unit()
         self.maybe_checkpoint()
-    if not self.stop.requested:
+    if not self.stopping():
       self.flush_metrics('online')
       self.counters.phase = 'done'
       if not self.evals or self.evals[-1]['env_steps'] != self.counters.env_steps:
@@ -410,12 +452,12 @@ class Trainer:
 
   def finish_unit(self):
     """The rest of the latest episode's unit: its updates, its refit, then its evaluation if one is due."""
-    while self.counters.updates_due > 0 and not self.stop.requested:
+    while self.counters.updates_due > 0 and not self.stopping():
       self.counters.updates_due -= self.train_steps(self.counters.updates_due, 'online')
-    if self.counters.refit_due and not self.stop.requested:
+    if self.counters.refit_due and not self.stopping():
       self.online_refit()
       self.counters.refit_due = False
-    if self.counters.eval_due and not self.stop.requested:
+    if self.counters.eval_due and not self.stopping():
       self.run_evaluation()
       self.counters.eval_due = False
 
@@ -426,48 +468,63 @@ class Trainer:
     t = self.config.train
     if t.eval_episodes == 0:
       return
-    seeds = self.eval_seeds()
+    # Each process runs its share of the start seeds; the summary counts every process's episodes.
+    seeds = self.eval_seeds()[processes.index() :: processes.count()]
+    key = streams.key(self.rng, streams.EVAL)
+    if processes.count() > 1:
+      key = jax.random.fold_in(key, processes.index())
     clock = [('start', time.monotonic())]  # the console's timing line (not a metric)
-    while len(self.eval_envs) < min(t.eval_envs, t.eval_episodes):
+    while len(self.eval_envs) < min(t.eval_envs, len(seeds)):
       self.eval_envs.append(make_env(self.config))
     clock.append(('new environments', time.monotonic()))
-    acting = agent.acting_params(self.state)
-    summary, episodes = evaluation.evaluate(
-      self.actor, self.eval_envs, acting, seeds, streams.key(self.rng, streams.EVAL)
-    )
-    clock.append((f'{len(episodes)} episode' + 's' * (len(episodes) != 1), time.monotonic()))
+    acting = processes.local_copy(agent.acting_params(self.state))
+    summary, episodes = evaluation.evaluate(self.actor, self.eval_envs, acting, seeds, key)
+    if processes.count() > 1:
+      summary = evaluation.summarize(
+        {k: processes.gather_rows(v) for k, v in evaluation.episode_rows(episodes).items()}
+      )
+    n = int(summary['eval/episodes'])
+    clock.append((f'{n} episode' + 's' * (n != 1), time.monotonic()))
     summary['env_steps'] = self.counters.env_steps
     summary['grad_steps'] = self.counters.grad_steps
-    # What the policy does at the reset, beside what the demos do there (diag/demo_first_action_i).
-    for i, v in enumerate(np.mean([e['action'][1] for e in episodes], axis=0)):
-      summary[f'eval/first_action_{i}'] = float(v)
+    if processes.is_main():
+      self._diagnose(summary, acting, episodes, clock)
+    self.evals.append(summary)
+    if processes.is_main():
+      self._write_evaluation(summary, episodes, clock)
+    self.counters.evals += 1
+
+  def _diagnose(self, summary: dict, acting, episodes: list[dict], clock: list):
+    """The diagnostics and the bound of an evaluation (process 0, on its devices), into `summary`."""
+    here = lambda tree: tree if processes.count() == 1 else agent.replicate(processes.local_copy(tree), self.diag_mesh)
+    params, acting = here(self.state.params), here(acting)
     diag_rng = np.random.default_rng([self.config.seed, streams.DIAGNOSTIC_BATCH, self.counters.evals])
     batch = self.store.sample(self.config.train.batch_size, diag_rng)
     summary.update(
       self.diagnostics(
-        self.state.params,
+        params,
         {k: batch[k] for k in BATCH_KEYS},
         jax.random.fold_in(streams.key(self.rng, streams.DIAGNOSTICS), self.counters.evals),
         acting=acting,
-        actor_opt_state=self.state.opt_state['actor'],
+        actor_opt_state=here(self.state.opt_state['actor']),
         episodes=episodes,
       )
     )
     clock.append(('diagnostics', time.monotonic()))
     if self.bound is not None:
       summary.update(
-        self.bound(
-          self.state.params, episodes, jax.random.fold_in(streams.key(self.rng, streams.BOUND), self.counters.evals)
-        )
+        self.bound(params, episodes, jax.random.fold_in(streams.key(self.rng, streams.BOUND), self.counters.evals))
       )
       clock.append(('bound', time.monotonic()))
+
+  def _write_evaluation(self, summary: dict, episodes: list[dict], clock: list):
+    """The evaluation's record, video and plots (process 0), and its timing line."""
+    t = self.config.train
     self.writer.write(self.counters.env_steps, 'eval', summary, console=True, echo=tqdm.tqdm.write)
-    self.evals.append(summary)
     video = self.counters.evals % t.video_every_evals == 0
     if video:
       frames = np.concatenate([e['image'] for e in episodes[:2]])
       evaluation.write_video(frames, os.path.join(self.workdir, 'videos', f'eval_{self.counters.env_steps:08d}.gif'))
-    self.counters.evals += 1
     evaluation.plot_learning_curve(
       self.evals,
       os.path.join(self.workdir, 'learning_curve.png'),
@@ -531,12 +588,13 @@ class Trainer:
       behaviour_prior=self.prior,
       provenance=self.provenance,
     )
-    with open(os.path.join(self.workdir, 'summary.json'), 'w') as f:
-      json.dump(s, f, indent=2)
+    if processes.is_main():
+      with open(os.path.join(self.workdir, 'summary.json'), 'w') as f:
+        json.dump(s, f, indent=2)
     return s
 
   def close(self):
-    if not self.stop.requested:
+    if not self.stop.requested:  # (no collective here: close also runs after an error)
       self.flush_metrics(self.counters.phase)
     self.writer.close()
     self.checkpointer.close()
@@ -558,7 +616,8 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False, 
 def _train_and_evaluate(config, workdir: str, allow_config_change: bool, log) -> dict:
   config_check.record(config, workdir, allow_change=allow_config_change, write=False)
   trainer = Trainer(config, workdir, log=log)
-  config_check.record(config, workdir, allow_change=True)  # the start succeeded: this config is the run's
+  # The start succeeded: this config is the run's (process 0 records it).
+  config_check.record(config, workdir, allow_change=True, write=processes.is_main())
   if trainer.counters.phase == 'done' and trainer.counters.env_steps < config.train.env_steps:
     trainer.counters.phase = 'online'  # a finished run given a bigger budget continues
     trainer.finished_at_start = False
@@ -573,9 +632,9 @@ def _train_and_evaluate(config, workdir: str, allow_config_change: bool, log) ->
         trainer.compile()
       if trainer.counters.phase == 'offline':
         trainer.offline_phase()
-      if trainer.counters.phase == 'online' and not stop.requested:
+      if trainer.counters.phase == 'online' and not trainer.stopping():
         trainer.online_phase()
-      if stop.requested:
+      if trainer.stopping():
         trainer.maybe_checkpoint(force=True)  # unlogged step metrics are kept in it, not flushed
         log(f'Stopped at {trainer.counters.to_json()}; run the same command to resume.')
       summary = trainer.summary()

@@ -65,7 +65,7 @@ def collect_tasks(
 SUBSET_FILE = 'offline_subset.json'
 
 
-def subset(config, directory: str, workdir: str, log=print) -> list[str] | None:
+def subset(config, directory: str, workdir: str, log=print, write: bool = True) -> list[str] | None:
   """The offline episode files a run trains on: all (None) unless `config.data.subset_episodes` > 0,
   then that many drawn without replacement from `[config.seed, streams.OFFLINE_SUBSET]` (App. A.2),
   in file order, and recorded in `<workdir>/offline_subset.json` (a resumed run checks it)."""
@@ -91,7 +91,7 @@ def subset(config, directory: str, workdir: str, log=print) -> list[str] | None:
         f'config.seed={config.seed} and {directory} give now (one of them changed since the run '
         f'started); restore them, or start the run in another workdir'
       )
-  else:
+  elif write:  # (a multi-process run: process 0 writes it)
     os.makedirs(workdir, exist_ok=True)
     with open(path, 'w') as f:
       json.dump(
