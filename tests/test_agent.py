@@ -432,6 +432,10 @@ def test_diagnostics_on_demos(nets, params):
   assert res['diag/action_err_start'] < 1e-5  # first thirds: a_{i+1} = c
   # Last thirds: dim 0 is -0.5 instead of 0.5 on every pair -> error 1.0 / 4 dims.
   np.testing.assert_allclose(res['diag/action_err_end'], 0.25, atol=1e-5)
+  # Per dimension over all pairs: only dim 0 errs (by 1.0), on the pairs whose a_{i+1} is in a demo's
+  # second half: 5 of 9, 4 of 6 and 5 of 9 pairs.
+  np.testing.assert_allclose(res['diag/action_err_dim_0'], 14 / 24, atol=1e-5)
+  assert max(res[f'diag/action_err_dim_{i}'] for i in (1, 2, 3)) < 1e-5
   np.testing.assert_allclose(res['diag/q_data'], 3.0, rtol=1e-5)
   m = demos['mask'] > 0
   # Time-limited demos (no discount 0): each return is bootstrapped with the critic's 3.0 at the

@@ -202,3 +202,32 @@ def test_expert_order_finishes_every_target_task():
   # 'partial': the three tasks its data covers (the BC tasks) first, the light switch last (App. A.1).
   assert set(EXPERT_ORDER['partial'][:3]) == set(kitchen_config.get_config('partial').data.bc_tasks)
   assert EXPERT_ORDER['partial'][3] == 'light switch'
+
+
+def test_evaluation_counts_each_target_task():
+  """Per-target completion rates and how many episodes completed exactly k targets, from the
+  per-step flags; a target done once and undone later counts as completed."""
+  from moto_jax.training import evaluation
+
+  def episode(flags):  # flags [T+1, 4]
+    flags = np.asarray(flags, bool)
+    n = len(flags)
+    return dict(
+      success=flags.any(0).all(), reward=flags.sum(1).astype(np.float32), action=np.zeros((n, 9)), tasks_done=flags
+    )
+
+  episodes = [
+    episode([[0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]),  # microwave, then undone
+    episode([[0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0]]),
+    episode([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]),
+    episode([[0, 0, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]]),
+  ]
+  names = TASKS['mixed']
+  s = evaluation.summarize(evaluation.episode_rows(episodes), names)
+  rates = [s[f'eval/task_{n.replace(" ", "_")}'] for n in names]
+  assert 'eval/task_light_switch' in s
+  np.testing.assert_allclose(rates, [0.75, 0.5, 0.25, 0.25])
+  np.testing.assert_allclose([s[f'eval/episodes_{k}_tasks'] for k in range(5)], [0.25, 0.25, 0.25, 0.0, 0.25])
+  assert s['eval/tasks_completed'] == (1 + 2 + 0 + 4) / 4 and s['eval/tasks_at_end'] == (0 + 2 + 0 + 4) / 4
+  assert s['eval/success_rate'] == 0.25
+  assert 'eval/task_microwave' not in evaluation.summarize(evaluation.episode_rows(episodes))  # no names given

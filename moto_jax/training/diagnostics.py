@@ -6,6 +6,8 @@ posterior of the current world model:
 * `diag/action_err_{reset,start,middle,end}`: mean |tanh(mean_pi(z_i)) - a_{i+1}| over action
   dimensions, at the reset step and over the first, middle and last third of the episodes. A
   policy that clones the demos everywhere but at the reset leaves the data at once.
+* `diag/action_err_dim_{i}`: the same error per action dimension over all steps (Kitchen: which
+  joint, or the gripper, the policy does not clone).
 * `diag/q_data`, `diag/return_data`, `diag/q_return_corr`: min_j Q_j(z_i, a_{i+1}) against the
   data's discounted return to the episode's end, sum_k gamma^k r_{i+1+k}, bootstrapped where the
   episode was cut by the time limit (not terminated) with the critic's own value there,
@@ -123,7 +125,8 @@ class Diagnostics:
     mode = nets.policy(params['actor'], post['feat']).mode()  # [N, L, A]
     feat = post['feat'][:, :-1]  # z_i, i = 0..L-2
     target = demos['action'][:, 1:]  # a_{i+1}: the action taken at z_i
-    err = jnp.mean(jnp.abs(mode[:, :-1] - target), -1)  # [N, L-1]
+    err_dims = jnp.abs(mode[:, :-1] - target)  # [N, L-1, A]
+    err = jnp.mean(err_dims, -1)  # [N, L-1]
     q = jnp.min(nets.q_values(params['critic'], feat, target), axis=0)  # [N, L-1]
     v = jnp.min(nets.q_values(params['critic'], post['feat'], mode), axis=0)  # [N, L]: for the bootstrap
     # dQ/da at the policy's action, against the step toward the demo's action.
@@ -132,7 +135,8 @@ class Diagnostics:
     toward = target - a_pi
     dist = jnp.linalg.norm(toward, axis=-1)
     cos = jnp.sum(dqda * toward, -1) / jnp.maximum(jnp.linalg.norm(dqda, axis=-1) * dist, 1e-8)
-    return err, q, v, cos, dist > 1e-3  # (where the policy already takes the demo's action, no direction)
+    # (Where the policy already takes the demo's action, dQ/da has no direction to be compared with.)
+    return err, err_dims, q, v, cos, dist > 1e-3
 
   def _balance_stats(self, params, actor_opt_state, batch, key):
     """The actor's two gradients on one batch, each computed alone whatever the mode: their
@@ -230,12 +234,14 @@ class Diagnostics:
     d = self.demos
     if d is not None:
       inputs = sharding.shard_batch({k: d[k] for k in ('image', 'action', 'is_first')}, self.mesh)
-      err, q, v, cos, apart = jax.device_get(self._on_demos(acting, inputs, k_demo))
+      err, err_dims, q, v, cos, apart = jax.device_get(self._on_demos(acting, inputs, k_demo))
       mask, phase = d['mask'] > 0, d['phase']
       g = d['returns'] + d['boot'] * v[np.arange(len(v)), d['last']][:, None]
       out['diag/action_err_reset'] = float(err[: d['episodes'], 0].mean())
       for p, name in enumerate(('start', 'middle', 'end')):
         out[f'diag/action_err_{name}'] = float(err[mask & (phase == p)].mean())
+      for i, e in enumerate(err_dims[mask].mean(axis=0)):  # per action dimension (a joint, the gripper)
+        out[f'diag/action_err_dim_{i}'] = float(e)
       qs, gs = q[mask], g[mask]
       out['diag/q_data'] = float(qs.mean())
       out['diag/return_data'] = float(gs.mean())

@@ -63,7 +63,7 @@ def evaluate(actor: AgentActor, envs, params, seeds: list[int], rng: jax.Array) 
   episodes = []
   for c in range(0, len(seeds), len(envs)):
     episodes += actor.episodes(envs, params, seeds[c : c + len(envs)], jax.random.fold_in(rng, c), explore=False)
-  return summarize(episode_rows(episodes)), episodes
+  return summarize(episode_rows(episodes), getattr(envs[0], 'target_tasks', ())), episodes
 
 
 def episode_rows(episodes: list[dict]) -> dict:
@@ -77,13 +77,16 @@ def episode_rows(episodes: list[dict]) -> dict:
     'first_action': np.array([e['action'][1] for e in episodes], np.float32),
   }
   if episodes and 'tasks_done' in episodes[0]:
-    rows['tasks_completed'] = np.array([e['tasks_done'].any(axis=0).sum() for e in episodes], np.int64)
+    rows['task_completed'] = np.array([e['tasks_done'].any(axis=0) for e in episodes], bool)  # [n, K]
+    rows['tasks_completed'] = rows['task_completed'].sum(axis=1).astype(np.int64)
     rows['tasks_at_end'] = np.array([e['tasks_done'][-1].sum() for e in episodes], np.int64)
   return rows
 
 
-def summarize(rows: dict) -> dict:
-  """The evaluation's means over episodes from `episode_rows` (of one process or all)."""
+def summarize(rows: dict, task_names=()) -> dict:
+  """The evaluation's means over episodes from `episode_rows` (of one process or all). With the
+  suite's target `task_names` (Kitchen), also each target's completion rate (`eval/task_<name>`) and
+  the share of episodes that completed exactly k of them (`eval/episodes_k_tasks`)."""
   summary = {
     'eval/success_rate': float(np.mean(rows['success'])),
     'eval/return': float(np.mean(rows['return'])),
@@ -92,6 +95,11 @@ def summarize(rows: dict) -> dict:
   if 'tasks_completed' in rows:
     summary['eval/tasks_completed'] = float(np.mean(rows['tasks_completed']))
     summary['eval/tasks_at_end'] = float(np.mean(rows['tasks_at_end']))
+    for name, rate in zip(task_names, np.mean(rows['task_completed'], axis=0)):
+      summary[f'eval/task_{name.replace(" ", "_")}'] = float(rate)
+    if len(task_names):
+      for k in range(len(task_names) + 1):
+        summary[f'eval/episodes_{k}_tasks'] = float(np.mean(rows['tasks_completed'] == k))
   # What the policy does at the reset, beside what the demos do there (diag/demo_first_action_i).
   for i, v in enumerate(np.mean(rows['first_action'], axis=0)):
     summary[f'eval/first_action_{i}'] = float(v)

@@ -432,11 +432,16 @@ class Trainer:
           stopping.fault_point('episode', self.counters.episodes)
           self.counters.env_steps += steps
           bar.update(steps)
-          self.writer.write(
-            self.counters.env_steps,
-            'online',
-            {'episode/return': float(episode['reward'].sum()), 'episode/success': float(bool(episode['success']))},
-          )
+          record = {
+            'episode/return': float(episode['reward'].sum()),
+            'episode/success': float(bool(episode['success'])),
+          }
+          if 'tasks_done' in episode:  # Kitchen: which target tasks the exploring episode completed
+            done = np.asarray(episode['tasks_done']).any(axis=0)
+            record['episode/tasks_completed'] = float(done.sum())
+            names = getattr(self.env, 'target_tasks', ())
+            record.update({f'episode/task_{n.replace(" ", "_")}': float(d) for n, d in zip(names, done)})
+          self.writer.write(self.counters.env_steps, 'online', record)
         self.counters.updates_due = t.updates_per_episode
         self.counters.refit_due = t.online_refit_steps > 0
         # An evaluation when the unit reaches a multiple of train.eval_every_episodes.
@@ -481,7 +486,8 @@ class Trainer:
     summary, episodes = evaluation.evaluate(self.actor, self.eval_envs, acting, seeds, key)
     if processes.count() > 1:
       summary = evaluation.summarize(
-        {k: processes.gather_rows(v) for k, v in evaluation.episode_rows(episodes).items()}
+        {k: processes.gather_rows(v) for k, v in evaluation.episode_rows(episodes).items()},
+        getattr(self.env, 'target_tasks', ()),
       )
     n = int(summary['eval/episodes'])
     clock.append((f'{n} episode' + 's' * (n != 1), time.monotonic()))
