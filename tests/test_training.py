@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -533,3 +534,42 @@ def test_fault_points_signal_the_process_at_the_chosen_point(monkeypatch):
   monkeypatch.setenv(stopping.FAULT_ENV, 'grad_step=x:KILL')
   with pytest.raises(ValueError, match="MOTO_FAULT='grad_step=x:KILL': expected <point>=<n>"):
     stopping.fault_point('grad_step', 1)
+
+
+def test_policy_load_acts_as_the_evaluation_does(finished_run):
+  """`moto_jax.Policy.load(workdir)` drives an environment with the checkpoint's acting parameters:
+  the same actions, step for step, as the loop's evaluation actor with the same key; `reset()`
+  starts over; a wrong image is one clear error."""
+  import moto_jax
+  from moto_jax import agent, suites
+  from moto_jax.training import evaluation, restore
+
+  config, workdir, _ = finished_run
+  policy = moto_jax.Policy.load(workdir, seed=3)
+  assert policy.action_dim == 4 and policy.image_shape == (64, 64, 3)
+  env = suites.make_env(policy.config)
+  try:
+
+    def drive():
+      policy.reset()
+      obs, _ = env.reset(seed=11)
+      actions, done = [], False
+      while not done:
+        actions.append(policy.act(obs['image']))
+        obs, _, terminated, truncated, _ = env.step(actions[-1])
+        done = terminated or truncated
+      return np.stack(actions)
+
+    first, again = drive(), drive()
+    _, state, _, _, parts = restore.load_run(workdir)
+    episode = evaluation.AgentActor(parts).episode(
+      env, agent.acting_params(state), 11, jax.random.PRNGKey(3), explore=False
+    )
+  finally:
+    env.close()
+  assert first.dtype == np.float32 and first.shape == (config.env.episode_length, 4)
+  assert np.abs(first).max() <= 1.0 and np.abs(first).max() > 0
+  np.testing.assert_array_equal(first, again)  # reset() starts the same episode over
+  np.testing.assert_array_equal(first, episode['action'][1:])  # the evaluation's actions
+  with pytest.raises(ValueError, match=r'shape \(32, 32, 3\).*\(64, 64, 3\)'):
+    policy.act(np.zeros((32, 32, 3), np.uint8))
