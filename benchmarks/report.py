@@ -87,6 +87,9 @@ def learning_groups(records: list[dict]) -> dict:
   return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], _arm_key(kv[0][3]))))
 
 
+PRESET_ORDER = ('small', 'long', 'paper', 'debug')  # the README's tables in this order
+
+
 def learning_table(records: list[dict], golden: str | None) -> str:
   """One table per domain and preset: a row per task, a column per arm (the arms side by side on
   the same seeds and data). A cell is `offline end -> final` for one seed, else the finals by seed
@@ -94,12 +97,16 @@ def learning_table(records: list[dict], golden: str | None) -> str:
   if not records:
     return '_No learning records yet: `python -m benchmarks.learning` writes them._'
   out, notes = [], set()
-  for domain, preset in sorted({(r['domain'], r['preset']) for r in records}):
+  order = lambda dp: (dp[0], PRESET_ORDER.index(dp[1]) if dp[1] in PRESET_ORDER else len(PRESET_ORDER), dp[1])
+  for domain, preset in sorted({(r['domain'], r['preset']) for r in records}, key=order):
     rs = [r for r in records if (r['domain'], r['preset']) == (domain, preset)]
     arms = sorted({r['arm'] for r in rs}, key=_arm_key)
     machines = sorted({provenance.describe_machine(r.get('machine') or {}) for r in rs})
     seeds = sorted({r['seed'] for r in rs})
-    out.append(f'**{domain}, `{preset}`** (seeds {", ".join(map(str, seeds))}; {"; ".join(machines)})')
+    steps = ', '.join(f'{s:,}' for s in sorted({r['env_steps'] for r in rs}))
+    out.append(
+      f'**{domain}, `{preset}`**, {steps} env steps online (seeds {", ".join(map(str, seeds))}; {"; ".join(machines)})'
+    )
     out.append('')
     out.append('| task | ' + ' | '.join(arms) + ' | wall min |')
     out.append('|---|' + '---|' * (len(arms) + 1))
@@ -120,12 +127,10 @@ def learning_table(records: list[dict], golden: str | None) -> str:
       wall = _median([r['wall_minutes'] for r in rs if r['task'] == task])
       out.append(f'| {task} | ' + ' | '.join(cells) + f' | {fmt(wall, ".1f")} |')
     out.append('')
-  env_steps = sorted({r['env_steps'] for r in records})
   episodes = sorted({r['eval_episodes'] for r in records})
   out.append(
     f'Success rate over {", ".join(map(str, episodes))} evaluation episodes, at the offline end → after '
-    f'{", ".join(f"{s:,}" for s in env_steps)} env steps of fine-tuning. Wall minutes (median over the row) '
-    'include generating the dataset and compiling.'
+    'fine-tuning. Wall minutes (median over the row) include generating the dataset and compiling.'
   )
   if notes:
     out.append(
@@ -187,32 +192,40 @@ def quickstart_block(records: list[dict], golden: str | None) -> str:
 
 
 def curves_figure(records: list[dict], path: str) -> None:
+  """A row of panels per preset (one per task), a line per arm and seed (seeds after the first fainter)."""
   import matplotlib
 
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
   groups = learning_groups(records)
-  tasks = list(dict.fromkeys(k[2] for k in groups))
-  fig, axes = plt.subplots(1, len(tasks), figsize=(2.9 * len(tasks), 2.7), squeeze=False)
+  presets = sorted({k[1] for k in groups}, key=lambda p: (PRESET_ORDER.index(p) if p in PRESET_ORDER else 99, p))
+  tasks = {p: list(dict.fromkeys(k[2] for k in groups if k[1] == p)) for p in presets}
+  cols = max(len(t) for t in tasks.values())
+  fig, axes = plt.subplots(len(presets), cols, figsize=(2.9 * cols, 2.7 * len(presets)), squeeze=False)
   colors = {}
-  for (_, _, task, arm), rs in groups.items():
-    ax = axes[0][tasks.index(task)]
+  for (_, preset, task, arm), rs in groups.items():
+    row = presets.index(preset)
+    ax = axes[row][tasks[preset].index(task)]
     color = colors.setdefault(arm, f'C{len(colors)}')
     for i, r in enumerate(sorted(rs, key=lambda r: r['seed'])):
       xs, ys = zip(*r['curve']) if r['curve'] else ((), ())
       ax.plot(
         xs, ys, marker='o', markersize=3, color=color, alpha=0.9 if i == 0 else 0.5, label=arm if i == 0 else None
       )
-    ax.set_title(task, fontsize=9)
-  for ax in axes[0]:
-    ax.set_ylim(-0.05, 1.05)
-    ax.axvline(0, color='gray', linestyle='--', linewidth=1)
-    ax.set_xlabel('env steps (0 = offline end)', fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.tick_params(labelsize=7)
-  axes[0][0].set_ylabel('success rate')
-  axes[0][0].legend(fontsize=7)
+    ax.set_title(f'{task} ({preset})', fontsize=9)
+  for row, preset in enumerate(presets):
+    for c, ax in enumerate(axes[row]):
+      if c >= len(tasks[preset]):
+        ax.set_visible(False)
+        continue
+      ax.set_ylim(-0.05, 1.05)
+      ax.axvline(0, color='gray', linestyle='--', linewidth=1)
+      ax.set_xlabel('env steps (0 = offline end)', fontsize=8)
+      ax.grid(alpha=0.3)
+      ax.tick_params(labelsize=7)
+    axes[row][0].set_ylabel('success rate')
+    axes[row][0].legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=80, metadata={'Software': None})
   plt.close(fig)
