@@ -11,6 +11,7 @@ folder, a config file (`configs/<name>.py`, built with `configs.common.assemble`
     rendering.py     FastRenderer, FreeCamera (MuJoCo frames for any suite)
     metaworld/       env.py (MetaWorldEnv), __init__.py (tasks, expert policies)
     kitchen/         env.py (KitchenEnv), script.py (scripted controller), collect.py (play data)
+    gym/             GymPixelEnv: any Gymnasium environment that renders (no expert)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from moto_jax.suites.base import Suite
 SUITES = {
   'metaworld': 'moto_jax.suites.metaworld:SUITE',
   'kitchen': 'moto_jax.suites.kitchen:SUITE',
+  'gym': 'moto_jax.suites.gym:SUITE',
 }
 _LOADED: dict[str, Suite] = {}
 
