@@ -97,3 +97,4 @@ def test_main_job_on_a_gym_environment(tmp_path):
   manifest = manifest_lib.read_manifest(offline_data.cache_path(c))
   assert manifest['collector']['kind'] == 'uniform random actions'
   assert summary['behaviour_prior']['rule'] == "info['is_success'] true at some step"
+  assert not suites.get('gym').has_expert()  # random data, but no expert for the bound

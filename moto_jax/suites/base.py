@@ -56,6 +56,11 @@ class Suite:
     with Gaussian action noise of std `action_noise` (default `config.data.action_noise`) drawn from `rng`."""
     raise NotImplementedError(f'suite {self.name!r} has no scripted policy')
 
+  def collection_policy(self, env, config, rng: np.random.Generator):
+    """The policy `collect` writes datasets with: the scripted expert (a suite without one may
+    collect with another policy, e.g. random actions, and stays without an expert)."""
+    return self.scripted_policy(env, config, rng)
+
   def has_expert(self) -> bool:
     """Whether `expert_episodes` can run (the suite has a scripted policy or its own expert)."""
     cls = type(self)
@@ -93,7 +98,7 @@ class Suite:
           episodes.append(ep_lib.load_episode(path))
         else:
           seed = rollout_lib.episode_seed(config.seed, i)
-          policy = self.scripted_policy(env, config, np.random.default_rng(seed))
+          policy = self.collection_policy(env, config, np.random.default_rng(seed))
           episode = rollout_lib.rollout(env, policy, seed)
           ep_lib.save_episode(path, episode)
           episodes.append(episode)

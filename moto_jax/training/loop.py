@@ -56,6 +56,13 @@ from moto_jax.xla_cpu import allocator
 BATCH_KEYS = ep_lib.STEP_KEYS + ('bc_weight',)
 
 
+def progress_bar(total: int, initial: int, desc: str, unit: str):
+  """A phase's progress bar (process 0's only)."""
+  return tqdm.tqdm(
+    total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, disable=not processes.is_main()
+  )
+
+
 class Trainer:
   """Holds the run's state between phases; see `train_and_evaluate`."""
 
@@ -329,14 +336,7 @@ class Trainer:
   def offline_phase(self):
     t = self.config.train
     remaining = t.offline_steps - self.counters.grad_steps
-    with tqdm.tqdm(
-      total=t.offline_steps,
-      initial=self.counters.grad_steps,
-      desc='offline',
-      unit='step',
-      dynamic_ncols=True,
-      disable=not processes.is_main(),
-    ) as bar:
+    with progress_bar(t.offline_steps, self.counters.grad_steps, 'offline', 'step') as bar:
       while remaining > 0 and not self.stopping():
         chunk = min(remaining, t.checkpoint_every_steps)
         self.train_steps(chunk, 'offline', bar)
@@ -399,14 +399,7 @@ class Trainer:
 
   def online_phase(self):
     t = self.config.train
-    with tqdm.tqdm(
-      total=t.env_steps,
-      initial=self.counters.env_steps,
-      desc='online',
-      unit='env step',
-      dynamic_ncols=True,
-      disable=not processes.is_main(),
-    ) as bar:
+    with progress_bar(t.env_steps, self.counters.env_steps, 'online', 'env step') as bar:
       self.finish_unit()  # a unit a stop interrupted
       while self.counters.env_steps < t.env_steps and not self.stopping():
         # One exploring episode per process (global index: the unit's first + the process's index).

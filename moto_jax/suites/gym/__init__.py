@@ -11,15 +11,10 @@ episodes with `--config.data.dir=DIR` where there are any.
 from __future__ import annotations
 
 import difflib
-import os
 
 import gymnasium as gym
 import numpy as np
-import tqdm
 
-from moto_jax.data import episodes as ep_lib
-from moto_jax.data import manifest as manifest_lib
-from moto_jax.data import rollout as rollout_lib
 from moto_jax.suites.base import Suite
 
 
@@ -136,29 +131,10 @@ class GymSuite(Suite):
   def collector_info(self, config) -> dict:
     return dict(kind='uniform random actions', seed=config.seed)
 
-  def collect(self, config, out_dir: str, num_episodes: int | None = None, progress: bool = True) -> dict:
-    """`num_episodes` episodes of uniformly random actions (no expert), resuming past those on disk."""
-    num_episodes = config.data.num_episodes if num_episodes is None else int(num_episodes)
-    os.makedirs(out_dir, exist_ok=True)
-    env = self.make_env(config, config.seed)
-    try:
-      manifest_lib.check_settings(out_dir, env.settings())
-      episodes = []
-      for i in tqdm.tqdm(range(num_episodes), desc=f'random {config.task}', unit='ep', disable=not progress):
-        path = os.path.join(out_dir, ep_lib.episode_name(i))
-        if os.path.exists(path):
-          episodes.append(ep_lib.load_episode(path))
-          continue
-        seed = rollout_lib.episode_seed(config.seed, i)
-        rng = np.random.default_rng(seed)
-        episode = rollout_lib.rollout(env, lambda obs, info: rng.uniform(-1.0, 1.0, env.action_space.shape), seed)
-        ep_lib.save_episode(path, episode)
-        episodes.append(episode)
-      manifest = manifest_lib.write_manifest(out_dir, env.settings(), self.collector_info(config), episodes)
-      manifest_lib.contact_sheet(episodes, os.path.join(out_dir, 'contact_sheet.png'))
-    finally:
-      env.close()
-    return manifest
+  def collection_policy(self, env, config, rng: np.random.Generator):
+    """Uniformly random actions: the suite has no expert (`has_expert()` is False)."""
+    del config
+    return lambda obs, info: rng.uniform(-1.0, 1.0, env.action_space.shape)
 
 
 SUITE = GymSuite()
