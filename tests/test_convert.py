@@ -1,0 +1,149 @@
+"""Converters (moto_jax/data/convert.py): npz logs with other key names, and LeRobot v2.1 datasets
+written with pyarrow (tables) and PyAV (mp4), as the format's meta/info.json specifies them."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from moto_jax.data import convert
+from moto_jax.data import episodes as ep_lib
+from moto_jax.errors import DatasetError
+
+
+def log_episode(rng, n, success):
+  """A robot log as gym writes it: row t = (obs_t, act_t, rew_t after act_t), 96 x 96 camera."""
+  obs = rng.integers(0, 256, (n, 96, 96, 3), dtype=np.uint8)
+  act = rng.uniform(0.0, 10.0, (n, 3))
+  rew = np.zeros(n)
+  rew[-2] = float(success)
+  return dict(obs=obs, act=act, rew=rew, is_success=rew > 0, done=np.arange(n) == n - 1)
+
+
+def test_npz_logs_with_other_names(tmp_path):
+  rng = np.random.default_rng(0)
+  logs = [log_episode(rng, n, s) for n, s in ((6, True), (5, False), (7, True))]
+  logs[0]['act'][0] = [0.0, 0.0, 0.0]  # the data's minimum ...
+  logs[2]['act'][3] = [10.0, 10.0, 10.0]  # ... and maximum
+  src = tmp_path / 'logs'
+  os.makedirs(src)
+  for i, log in enumerate(logs):
+    np.savez(src / f'run_{i}.npz', **log)
+  rules = convert.Rules(image_key='obs', action_key='act', reward_key='rew', success_key='is_success', done_key='done')
+  manifest = convert.from_npz(str(src), str(tmp_path / 'out'), rules, progress=False)
+  files = ep_lib.episode_files(str(tmp_path / 'out'))
+  assert len(files) == 3 and manifest['episodes'] == 3 and manifest['success_rate'] == pytest.approx(2 / 3)
+  np.testing.assert_allclose(manifest['action_scale']['low'], 0.0)
+  np.testing.assert_allclose(manifest['action_scale']['high'], 10.0)
+  e = ep_lib.load_episode(files[0])
+  assert e['image'].shape == (6, 64, 64, 3) and e['image'].dtype == np.uint8
+  # Image t with the action and reward that led to it: action[0] = 0, action[t] = scaled act[t-1].
+  np.testing.assert_allclose(e['action'][0], 0.0)
+  np.testing.assert_allclose(e['action'][1:], logs[0]['act'][:-1] / 5.0 - 1.0, rtol=1e-6)
+  np.testing.assert_allclose(e['reward'], [0, 0, 0, 0, 0, 1.0])
+  assert bool(e['success']) and float(e['bc_weight']) == 1.0 and e['is_terminal'][-1] and e['discount'][-1] == 0
+  assert not bool(ep_lib.load_episode(files[1])['success'])
+  assert os.path.exists(tmp_path / 'out' / 'contact_sheet.png')
+
+  with pytest.raises(DatasetError, match=r"run_0.npz: no field 'camera'"):
+    convert.from_npz(str(src), str(tmp_path / 'bad'), convert.Rules(image_key='camera', action_key='act'))
+  bounded = convert.Rules(
+    image_key='obs',
+    action_key='act',
+    reward_key='rew',
+    success_rule='reward',
+    action_low=(0, 0, 0),
+    action_high=(5, 10, 10),
+  )
+  with pytest.raises(DatasetError, match=r'field action, step \d+, dimension 0: .* outside \[0, 5\]'):
+    convert.from_npz(str(src), str(tmp_path / 'bad2'), bounded, progress=False)
+
+
+def our_episodes(rng, n_episodes=3, length=9):
+  out = []
+  for i in range(n_episodes):
+    n = length + i
+    action = rng.uniform(-1, 1, (n, 4)).astype(np.float32)
+    action[0] = 0
+    reward = np.zeros(n, np.float32)
+    reward[-1] = float(i % 2 == 0)
+    # Smooth images (video codecs keep them nearly intact).
+    yy, xx = np.mgrid[0:64, 0:64]
+    image = np.stack(
+      [np.stack([(xx * 4 + t * 8) % 256, (yy * 4) % 256, np.full_like(xx, 40 * i)], -1) for t in range(n)]
+    )
+    e = dict(
+      image=image.astype(np.uint8),
+      action=action,
+      reward=reward,
+      discount=np.ones(n, np.float32),
+      is_first=np.arange(n) == 0,
+      is_terminal=np.zeros(n, bool),
+      success=np.array(i % 2 == 0),
+      bc_weight=np.float32(i % 2 == 0),
+    )
+    out.append(ep_lib.validate(e))
+  return out
+
+
+LEROBOT_RULES = dict(
+  image_key='observation.images.cam',
+  action_key='action',
+  reward_key='next.reward',
+  success_key='next.success',
+  done_key='next.done',
+  action_low=(-1,) * 4,
+  action_high=(1,) * 4,
+)
+
+
+@pytest.mark.parametrize('video', [False, True])
+def test_lerobot_round_trip(tmp_path, video):
+  """Episodes -> LeRobot v2.1 (pyarrow tables; PNG cells or PyAV H.264 mp4s) -> episodes: exact
+  for everything but the video's images, which come back within a few levels."""
+  rng = np.random.default_rng(1)
+  src = tmp_path / 'ours'
+  os.makedirs(src)
+  episodes = our_episodes(rng)
+  for i, e in enumerate(episodes):
+    ep_lib.save_episode(str(src / ep_lib.episode_name(i)), e)
+  info = convert.to_lerobot(str(src), str(tmp_path / 'lerobot'), video=video)
+  meta = json.load(open(tmp_path / 'lerobot' / 'meta' / 'info.json'))
+  assert meta == info and meta['codebase_version'] == 'v2.1' and meta['total_frames'] == 9 + 10 + 11
+  camera = meta['features']['observation.images.cam']
+  assert camera['dtype'] == ('video' if video else 'image') and camera['shape'] == [64, 64, 3]
+  if video:
+    assert os.path.exists(
+      tmp_path / 'lerobot' / 'videos' / 'chunk-000' / 'observation.images.cam' / 'episode_000002.mp4'
+    )
+  lines = []
+  manifest = convert.from_lerobot(
+    str(tmp_path / 'lerobot'), str(tmp_path / 'back'), convert.Rules(**LEROBOT_RULES), progress=False, log=lines.append
+  )
+  assert manifest['lerobot_version'] == 'v2.1' and manifest['success_rate'] == pytest.approx(2 / 3)
+  assert ('PyAV alone decodes' in lines[0]) == video
+  back = [ep_lib.load_episode(f) for f in ep_lib.episode_files(str(tmp_path / 'back'))]
+  assert len(back) == 3
+  for a, b in zip(episodes, back):
+    for k in ('action', 'reward', 'discount', 'is_first', 'is_terminal', 'success', 'bc_weight'):
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    if video:
+      assert np.abs(a['image'].astype(int) - b['image'].astype(int)).mean() < 4.0
+    else:
+      np.testing.assert_array_equal(a['image'], b['image'])
+
+
+def test_lerobot_errors_name_the_problem(tmp_path):
+  with pytest.raises(DatasetError, match='no meta/info.json'):
+    convert.from_lerobot(str(tmp_path), str(tmp_path / 'out'), convert.Rules())
+  src = tmp_path / 'ours'
+  os.makedirs(src)
+  for i, e in enumerate(our_episodes(np.random.default_rng(2), 1)):
+    ep_lib.save_episode(str(src / ep_lib.episode_name(i)), e)
+  convert.to_lerobot(str(src), str(tmp_path / 'lr'), video=False)
+  rules = dict(LEROBOT_RULES, image_key='observation.images.top')
+  with pytest.raises(
+    DatasetError, match=r"image_key='observation.images.top' is not a camera .*'observation.images.cam'"
+  ):
+    convert.from_lerobot(str(tmp_path / 'lr'), str(tmp_path / 'out'), convert.Rules(**rules), progress=False)
