@@ -3,14 +3,19 @@
     from moto_jax import Policy
     policy = Policy.load('runs/drawer')            # the run's latest checkpoint, on any machine
     policy.reset()                                  # at every episode start
-    action = policy.act(image)                      # uint8 [64, 64, 3] -> float32 [A] in [-1, 1]
+    action = policy.act(image)                      # uint8 [64, 64, 3] -> float32 [A]
 
 The recurrent state (the world model's posterior and the previous action) is kept inside; one
 jitted step per call, on the default JAX device (CPU or GPU). It acts as evaluation does: the
 policy's mode (`explore=True`: as the run explored), with the averaged actor where the run keeps one.
+Actions are in [-1, 1], or in the robot's own units where the run's offline data were converted with
+an action scale (`launch.convert` records it in the dataset's manifest): then [-1, 1] maps back to
+[low, high] per dimension.
 """
 
 from __future__ import annotations
+
+import os
 
 import jax
 import numpy as np
@@ -22,8 +27,18 @@ from moto_jax.agent import policy as policy_lib
 class Policy:
   """Acts from camera images with a run's checkpoint; see the module docstring."""
 
-  def __init__(self, config, params, parts, step: int | None = None, seed: int = 0, explore: bool = False):
+  def __init__(
+    self,
+    config,
+    params,
+    parts,
+    step: int | None = None,
+    seed: int = 0,
+    explore: bool = False,
+    action_scale: dict | None = None,
+  ):
     self.config, self.parts, self.step = config, parts, step
+    self.action_scale = action_scale  # {'low': [...], 'high': [...]} or None ([-1, 1])
     self.action_dim = parts.action_dim
     self.image_shape = tuple(parts.nets.image_shape)
     self.explore = bool(explore)
@@ -36,10 +51,13 @@ class Policy:
   def load(cls, workdir: str, step: int | None = None, seed: int = 0, explore: bool = False) -> Policy:
     """The policy of `workdir`'s checkpoint `step` (default: the latest). `seed` seeds the posterior's
     samples (and the exploration noise with `explore=True`)."""
+    from moto_jax.data import manifest as manifest_lib
     from moto_jax.training import restore
 
     config, state, _, step, parts = restore.load_run(workdir, step)
-    return cls(config, agent.acting_params(state), parts, step=step, seed=seed, explore=explore)
+    manifest = manifest_lib.read_manifest(os.path.expanduser(config.data.dir)) if config.data.dir else None
+    scale = (manifest or {}).get('action_scale')
+    return cls(config, agent.acting_params(state), parts, step=step, seed=seed, explore=explore, action_scale=scale)
 
   def reset(self) -> None:
     """Starts an episode: the next `act` begins from a fresh recurrent state."""
@@ -60,4 +78,8 @@ class Policy:
       self._params, self._carry, image[None], np.array([self._first]), sub, explore=self.explore
     )
     self._first = False
-    return np.asarray(action[0])
+    action = np.asarray(action[0])
+    if self.action_scale is None:
+      return action
+    low, high = (np.asarray(self.action_scale[k], np.float32) for k in ('low', 'high'))
+    return low + (action + 1.0) * 0.5 * (high - low)

@@ -147,3 +147,25 @@ def test_lerobot_errors_name_the_problem(tmp_path):
     DatasetError, match=r"image_key='observation.images.top' is not a camera .*'observation.images.cam'"
   ):
     convert.from_lerobot(str(tmp_path / 'lr'), str(tmp_path / 'out'), convert.Rules(**rules), progress=False)
+
+
+def test_policy_acts_in_the_robot_units_of_converted_data():
+  """A policy whose run trained on converted data maps its [-1, 1] actions back to the recorded
+  [low, high] per dimension; the same policy without a scale acts in [-1, 1]."""
+  from conftest import ACTION_DIM, debug_config
+  import jax
+
+  from moto_jax import agent
+  from moto_jax.policy import Policy
+
+  config = debug_config()
+  parts = agent.build(config, ACTION_DIM)
+  params = agent.acting_params(agent.create_train_state(parts, jax.random.key(0)))
+  scale = {'low': [0.0, -2.0, 5.0, 0.0], 'high': [10.0, 2.0, 5.0, 1.0]}  # dim 2 fixed at 5
+  image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+  plain = Policy(config, params, parts).act(image)
+  robot = Policy(config, params, parts, action_scale=scale).act(image)
+  assert np.abs(plain).max() <= 1.0
+  low, high = np.array(scale['low']), np.array(scale['high'])
+  np.testing.assert_allclose(robot, low + (plain + 1.0) / 2.0 * (high - low), rtol=1e-6)
+  assert robot[2] == 5.0
