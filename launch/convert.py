@@ -2,6 +2,7 @@
 
   python -m launch.convert --from=lerobot --src=PATH --out=DIR --image_key=observation.images.top \
       --reward_key=next.reward --success_key=next.success --done_key=next.done
+  python -m launch.convert --from=minari --src=<dataset id or folder> --out=DIR --success_key=success
   python -m launch.convert --from=npz --src=LOGS --out=DIR --image_key=obs --action_key=act \
       --success_rule=reward
   python -m launch.convert --to=lerobot --src=EPISODES --out=DIR [--video=False]   # the other way
@@ -13,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-_FROM = flags.DEFINE_enum('from', None, ['lerobot', 'npz'], 'Source format.')
+_FROM = flags.DEFINE_enum('from', None, ['lerobot', 'minari', 'npz'], 'Source format.')
 _TO = flags.DEFINE_enum('to', None, ['lerobot'], "Export this library's episodes (--src) to a format.")
 _SRC = flags.DEFINE_string('src', None, 'Source dataset directory.')
 _OUT = flags.DEFINE_string('out', None, 'Output directory.')
@@ -55,6 +56,8 @@ def main(argv):
     )
     if _FROM.value == 'lerobot':
       manifest = convert.from_lerobot(_SRC.value, _OUT.value, rules)
+    elif _FROM.value == 'minari':
+      manifest = convert.from_minari(_SRC.value, _OUT.value, rules)
     else:
       manifest = convert.from_npz(_SRC.value, _OUT.value, rules)
     print(

@@ -169,3 +169,71 @@ def test_policy_acts_in_the_robot_units_of_converted_data():
   low, high = np.array(scale['low']), np.array(scale['high'])
   np.testing.assert_allclose(robot, low + (plain + 1.0) / 2.0 * (high - low), rtol=1e-6)
   assert robot[2] == 5.0
+
+
+class ImageDot:
+  """A gymnasium env with image observations (32 x 32 uint8) for Minari's DataCollector."""
+
+  @staticmethod
+  def make():
+    import gymnasium as gym
+
+    class Env(gym.Env):
+      def __init__(self):
+        self.observation_space = gym.spaces.Box(0, 255, (32, 32, 3), np.uint8)
+        self.action_space = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
+        self.pos = None
+
+      def _obs(self):
+        image = np.zeros((32, 32, 3), np.uint8)
+        p = np.clip((self.pos * 32).astype(int), 2, 29)
+        image[p[0] - 2 : p[0] + 2, p[1] - 2 : p[1] + 2] = 255
+        return image
+
+      def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos = self.np_random.uniform(0.3, 0.7, 2)
+        return self._obs(), {'success': False}
+
+      def step(self, action):
+        self.pos = np.clip(self.pos + 0.1 * np.asarray(action, np.float64), 0.0, 1.0)
+        success = bool(self.pos[0] > 0.8)
+        return self._obs(), float(success), success, False, {'success': success}
+
+    return gym.wrappers.TimeLimit(Env(), max_episode_steps=6)
+
+
+@pytest.mark.parametrize('data_format', ['hdf5', 'arrow'])
+def test_minari_dataset_written_by_data_collector(tmp_path, monkeypatch, data_format):
+  """A dataset that minari.DataCollector writes (infos recorded), read back through the minari
+  package: T + 1 images with T actions keep every step; actions scaled from the Box [-2, 2]."""
+  import minari
+
+  monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path / 'minari'))
+  env = minari.DataCollector(ImageDot.make(), record_infos=True, data_format=data_format)
+  rng = np.random.default_rng(0)
+  taken = []
+  for episode in range(3):
+    env.reset(seed=episode)
+    actions, done = [], False
+    while not done:
+      a = rng.uniform(-2.0, 2.0, 2).astype(np.float32)
+      a[0] = 2.0 if episode == 0 else a[0]  # episode 0 reaches the goal
+      _, _, terminated, truncated, _ = env.step(a)
+      actions.append(a)
+      done = terminated or truncated
+    taken.append(np.stack(actions))
+  env.create_dataset(dataset_id=f'moto/dot-{data_format}-v0', algorithm_name='random')
+  env.close()
+  rules = convert.Rules(image_key='', success_key='success')
+  manifest = convert.from_minari(f'moto/dot-{data_format}-v0', str(tmp_path / 'out'), rules, progress=False)
+  assert manifest['episodes'] == 3 and manifest['collector']['kind'] == 'minari'
+  np.testing.assert_allclose(manifest['action_scale']['low'], -2.0)
+  episodes = [ep_lib.load_episode(f) for f in ep_lib.episode_files(str(tmp_path / 'out'))]
+  for e, actions in zip(episodes, taken):
+    assert len(e['image']) == len(actions) + 1 and e['image'].shape[1:] == (64, 64, 3)
+    np.testing.assert_allclose(e['action'][1:], actions / 2.0, rtol=1e-6)
+  assert bool(episodes[0]['success']) and episodes[0]['is_terminal'][-1] and episodes[0]['reward'][-1] == 1.0
+  assert [bool(e['success']) for e in episodes[1:]] == [bool(e['reward'].max() > 0) for e in episodes[1:]]
+  with pytest.raises(DatasetError, match="no info 'is_success'"):
+    convert.from_minari(f'moto/dot-{data_format}-v0', str(tmp_path / 'bad'), convert.Rules(success_key='is_success'))

@@ -96,18 +96,22 @@ def scale_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray, name: 
 
 
 def make_episode(images, actions, rewards, success_flags, done_flags, rules: Rules, low, high, name: str) -> dict:
-  """One episode in this library's layout from T source rows (see the module docstring)."""
+  """One episode in this library's layout (see the module docstring) from T rows of (image, action,
+  reward), as gym and LeRobot log them, or from T + 1 images with T actions and rewards (the final
+  observation included, as Minari stores it; nothing is dropped then)."""
   images = resize(images, rules.image_size, name)
   n = len(images)
   actions = np.asarray(actions)
-  if len(actions) != n:
+  if len(actions) not in (n, n - 1):
     raise DatasetError(f'{name}: field {rules.action_key}: {len(actions)} rows for {n} images')
   if n < 2:
     raise DatasetError(f'{name}: {n} step(s); an episode needs at least 2')
   scaled = scale_actions(actions, low, high, name)
-  rewards = np.zeros(n, np.float32) if rewards is None else np.asarray(rewards, np.float32).reshape(-1)
-  if len(rewards) != n:
-    raise DatasetError(f'{name}: field {rules.reward_key}: {len(rewards)} rows for {n} images')
+  rewards = np.zeros(len(actions), np.float32) if rewards is None else np.asarray(rewards, np.float32).reshape(-1)
+  if len(rewards) != len(actions):
+    raise DatasetError(f'{name}: field {rules.reward_key}: {len(rewards)} rows for {len(actions)} actions')
+  if len(actions) == n:  # row t: (image t, the action taken from it, the reward after it)
+    scaled, rewards = scaled[:-1], rewards[:-1]
   if rules.success_rule == 'key':
     if success_flags is None:
       raise DatasetError(
@@ -115,7 +119,7 @@ def make_episode(images, actions, rewards, success_flags, done_flags, rules: Rul
       )
     success = bool(np.any(np.asarray(success_flags)))
   elif rules.success_rule == 'reward':
-    success = bool(np.any(rewards > 0))
+    success = bool(np.any(np.asarray(rewards) > 0))
   else:
     success = False
   terminal = bool(np.asarray(done_flags).reshape(-1)[-1]) if done_flags is not None else False
@@ -123,8 +127,8 @@ def make_episode(images, actions, rewards, success_flags, done_flags, rules: Rul
   is_terminal[-1] = terminal
   episode = dict(
     image=images,
-    action=np.concatenate([np.zeros((1, scaled.shape[1]), np.float32), scaled[:-1]]),
-    reward=np.concatenate([[0.0], rewards[:-1]]).astype(np.float32),
+    action=np.concatenate([np.zeros((1, scaled.shape[1]), np.float32), scaled]),
+    reward=np.concatenate([[0.0], rewards]).astype(np.float32),
     discount=(1.0 - is_terminal).astype(np.float32),
     is_first=np.arange(n) == 0,
     is_terminal=is_terminal,
@@ -448,3 +452,57 @@ def to_lerobot(
   with open(os.path.join(out, 'meta', 'tasks.jsonl'), 'w') as f:
     f.write(json.dumps({'task_index': 0, 'task': 'task'}) + '\n')
   return info
+
+
+# --- Minari -------------------------------------------------------------------------------------
+
+
+def from_minari(src: str, out_dir: str, rules: Rules, progress: bool = True) -> dict:
+  """A Minari dataset (HDF5 or Arrow; read by the `minari` package): `src` is a dataset id in the
+  local Minari root or a dataset's folder. Each episode has T + 1 observations (the image itself, or
+  `observations[image_key]` of a Dict space), T actions and rewards, `terminations`, and success from
+  `infos[success_key]` (recorded with `record_infos=True`). Action bounds default to the dataset's
+  finite Box bounds, else the data's min and max."""
+  import minari
+  import tqdm
+
+  path = os.path.join(src, 'data') if os.path.isdir(os.path.join(src, 'data')) else src
+  try:
+    dataset = minari.MinariDataset(path) if os.path.isdir(path) else minari.load_dataset(src)
+  except Exception as e:  # noqa: BLE001 - minari raises several kinds
+    raise DatasetError(f'{src}: not a readable Minari dataset ({type(e).__name__}: {e})') from e
+  space = dataset.action_space
+  if (
+    rules.action_low is None
+    and rules.action_high is None
+    and np.isfinite(space.low).all()
+    and np.isfinite(space.high).all()
+  ):
+    rules = dataclasses.replace(
+      rules, action_low=tuple(map(float, space.low)), action_high=tuple(map(float, space.high))
+    )
+  if rules.action_low is None or rules.action_high is None:
+    low, high = action_bounds([e.actions for e in dataset.iterate_episodes()], rules)
+  else:
+    low, high = np.asarray(rules.action_low, np.float64), np.asarray(rules.action_high, np.float64)
+  os.makedirs(out_dir, exist_ok=True)
+  start, frames, summaries = time.time(), 0, []
+  for i, e in enumerate(
+    tqdm.tqdm(dataset.iterate_episodes(), total=dataset.total_episodes, desc='minari', unit='ep', disable=not progress)
+  ):
+    name = f'{src} (episode {e.id})'
+    images = e.observations
+    if isinstance(images, dict):
+      if rules.image_key not in images:
+        raise DatasetError(f'{name}: no observation {rules.image_key!r} (has {sorted(images)})')
+      images = images[rules.image_key]
+    flags = e.infos.get(rules.success_key) if rules.success_rule == 'key' else None
+    if rules.success_rule == 'key' and flags is None:
+      raise DatasetError(
+        f'{name}: no info {rules.success_key!r} (record it with record_infos=True, or use success_rule=reward|none)'
+      )
+    episode = make_episode(images, e.actions, e.rewards, flags, e.terminations, rules, low, high, name)
+    frames += len(episode['image'])
+    summaries.append(_write(out_dir, i, episode))
+  extra = dict(minari_id=dataset.id, frames_per_second=round(frames / max(time.time() - start, 1e-9), 1))
+  return finish(out_dir, dict(kind='minari', src=str(src)), rules, low, high, summaries, extra)
