@@ -157,18 +157,6 @@ def test_partial_dataset_never_solves_all_four(tmp_path):
   assert again['generated_episodes'] == 0 and again['transitions'] == m['transitions']
 
 
-def test_evaluation_counts_target_tasks_per_episode():
-  from moto_jax.training import evaluation
-
-  done = np.zeros((5, 4), bool)
-  done[2, 0] = True  # task 0 in goal at step 2 only: completed, not at the end
-  done[3:, 1] = True  # task 1 from step 3 to the end
-  other = np.zeros((5, 4), bool)
-  other[4, :] = True  # all four at the last step
-  counts = evaluation.task_counts([{'tasks_done': done}, {'tasks_done': other}])
-  assert counts == {'eval/tasks_completed': (2 + 4) / 2, 'eval/tasks_at_end': (1 + 4) / 2}
-
-
 def test_composition_context_and_cut_by_hand():
   from moto_jax.analysis import composition
 
