@@ -237,3 +237,52 @@ def test_minari_dataset_written_by_data_collector(tmp_path, monkeypatch, data_fo
   assert [bool(e['success']) for e in episodes[1:]] == [bool(e['reward'].max() > 0) for e in episodes[1:]]
   with pytest.raises(DatasetError, match="no info 'is_success'"):
     convert.from_minari(f'moto/dot-{data_format}-v0', str(tmp_path / 'bad'), convert.Rules(success_key='is_success'))
+
+
+def test_offline_only_run_on_a_dataset_without_a_simulator(tmp_path):
+  """configs/dataset.py: the action size and images from the episode files, offline training, and
+  evaluations on held-out episodes (action error, reward and open-loop prediction); no environment
+  steps; the checkpoint deploys as a Policy with the data's action scale."""
+  from configs import dataset as dataset_config
+  from moto_jax.policy import Policy
+  from moto_jax.training import loop
+  from moto_jax.training.logger import read_metrics
+
+  rng = np.random.default_rng(3)
+  src = tmp_path / 'logs'
+  os.makedirs(src)
+  for i in range(5):
+    np.savez(src / f'run_{i}.npz', **log_episode(rng, 12, i % 2 == 0))
+  data = tmp_path / 'mine'
+  convert.from_npz(
+    str(src),
+    str(data),
+    convert.Rules(image_key='obs', action_key='act', reward_key='rew', success_key='is_success', done_key='done'),
+    progress=False,
+  )
+  config = dataset_config.get_config(f'{data},debug')
+  assert (config.domain, config.data.dir, config.train.env_steps) == ('dataset', str(data), 0)
+  lines = []
+  summary = loop.train_and_evaluate(config, str(tmp_path / 'run'), log=lines.append)
+  assert (
+    summary['phase'] == 'done' and summary['env_steps'] == 0 and summary['grad_steps'] == config.train.offline_steps
+  )
+  assert summary['final_success_rate'] is None
+  assert any(
+    line.startswith('Held out for evaluation: 2 episodes (episode_000003.npz, episode_000004.npz)') for line in lines
+  )
+  done = [line for line in lines if line.startswith('Done:')]
+  assert done and 'offline only' in done[0] and 'held-out' in done[0]
+  evals = [r for r in read_metrics(str(tmp_path / 'run')) if r['phase'] == 'eval']
+  assert len(evals) == 1 and evals[0]['heldout/episodes'] == 2
+  for k in ('heldout/openloop_image_mse', 'heldout/reward_mae', 'diag/action_err_middle', 'diag/action_err_dim_2'):
+    assert np.isfinite(evals[0][k]), k
+  assert 0.0 < evals[0]['heldout/openloop_image_mse'] < 1.0
+  policy = Policy.load(str(tmp_path / 'run'))
+  assert policy.action_dim == 3
+  action = policy.act(np.zeros((64, 64, 3), np.uint8))
+  assert action.shape == (3,) and np.all((action >= 0.0) & (action <= 10.0))  # the logs' units
+  bad = dataset_config.get_config(f'{data},debug').unlock()
+  bad.train.env_steps = 10
+  with pytest.raises(Exception, match=r"env_steps=10: suite 'dataset' has no environment"):
+    loop.train_and_evaluate(bad.lock(), str(tmp_path / 'run2'), log=lambda *a: None)

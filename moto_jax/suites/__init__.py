@@ -12,6 +12,7 @@ folder, a config file (`configs/<name>.py`, built with `configs.common.assemble`
     metaworld/       env.py (MetaWorldEnv), __init__.py (tasks, expert policies)
     kitchen/         env.py (KitchenEnv), script.py (scripted controller), collect.py (play data)
     gym/             GymPixelEnv: any Gymnasium environment that renders (no expert)
+    dataset/         a recorded dataset, no simulator: offline training, held-out evaluation
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ SUITES = {
   'metaworld': 'moto_jax.suites.metaworld:SUITE',
   'kitchen': 'moto_jax.suites.kitchen:SUITE',
   'gym': 'moto_jax.suites.gym:SUITE',
+  'dataset': 'moto_jax.suites.dataset:SUITE',
 }
 _LOADED: dict[str, Suite] = {}
 

@@ -126,7 +126,8 @@ def plot_learning_curve(evals: list[dict], path: str, title: str = '') -> str:
   steps = [e['env_steps'] for e in evals]
   fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
   for ax, key, label in zip(axes, ('eval/success_rate', 'eval/return'), ('success rate', 'return')):
-    ax.plot(steps, [e[key] for e in evals], marker='o')
+    if all(key in e for e in evals):  # (an offline-only run's evaluations have neither)
+      ax.plot(steps, [e[key] for e in evals], marker='o')
     ax.set_ylabel(label)
   panels = (
     (

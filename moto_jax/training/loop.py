@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import tqdm
 
-from moto_jax import agent, provenance
+from moto_jax import agent, provenance, suites
 from moto_jax.data import episodes as ep_lib
 from moto_jax.data import manifest as manifest_lib
 from moto_jax.data.rollout import episode_seed
@@ -42,6 +42,7 @@ from moto_jax.training import (
   config_check,
   diagnostics,
   evaluation,
+  heldout,
   offline_data,
   processes,
   refits,
@@ -102,6 +103,14 @@ class Trainer:
     offline_names = offline_data.subset(config, self.offline_dir, workdir, log=log, write=processes.is_main())
     if processes.is_main():
       processes.barrier('offline data ready')
+    # A dataset without a simulator (configs/dataset.py): its last episodes are held out for evaluation.
+    self.heldout, held = None, []
+    if getattr(suites.get(config.domain), 'offline_only', False):
+      if t.env_steps:
+        raise config_check.ConfigError(
+          f'config.train.env_steps={t.env_steps}: suite {config.domain!r} has no environment to collect in; set 0'
+        )
+      offline_names, held = offline_data.hold_out(config, self.offline_dir, offline_names)
     self.session_seconds['data'] += time.time() - data_start
     manifest_lib.check_settings(self.offline_dir, self.env.settings(), config.env.to_dict())
     self.rng = jax.random.PRNGKey(config.seed)
@@ -174,6 +183,10 @@ class Trainer:
     # The evaluation's diagnostics and bound: process 0 alone, on its own devices (processes.py).
     self.diag_mesh = self.mesh if processes.count() == 1 else processes.local_mesh()
     self.diagnostics = self.bound = None
+    if held and processes.is_main():
+      episodes = [ep_lib.load_episode(os.path.join(self.offline_dir, name)) for name in held]
+      self.heldout = heldout.HeldOut(self.parts, episodes, mesh=self.diag_mesh)
+      log(f'Held out for evaluation: {len(held)} episodes ({", ".join(held)})')
     if processes.is_main():
       demos = diagnostics.demo_episodes(
         self.store.episodes('offline'), gamma=config.agent.gamma, multiple=self.diag_mesh.devices.size
@@ -464,6 +477,20 @@ class Trainer:
 
   def run_evaluation(self):
     t = self.config.train
+    if self.heldout is not None:  # no environment: the held-out episodes
+      clock = [('start', time.monotonic())]
+      acting = agent.acting_params(self.state)
+      key = jax.random.fold_in(streams.key(self.rng, streams.DIAGNOSTICS), self.counters.evals)
+      summary = {
+        **self.heldout(acting, key),
+        'env_steps': self.counters.env_steps,
+        'grad_steps': self.counters.grad_steps,
+      }
+      clock.append((f'{self.heldout.episodes} held-out episodes', time.monotonic()))
+      self.evals.append(summary)
+      self._write_evaluation(summary, [], clock)
+      self.counters.evals += 1
+      return
     if t.eval_episodes == 0:
       return
     # Each process runs its share of the start seeds; the summary counts every process's episodes.
@@ -520,7 +547,7 @@ class Trainer:
     """The evaluation's record, video and plots (process 0), and its timing line."""
     t = self.config.train
     self.writer.write(self.counters.env_steps, 'eval', summary, console=True, echo=tqdm.tqdm.write)
-    video = self.counters.evals % t.video_every_evals == 0
+    video = bool(episodes) and self.counters.evals % t.video_every_evals == 0
     if video:
       frames = np.concatenate([e['image'] for e in episodes[:2]])
       evaluation.write_video(frames, os.path.join(self.workdir, 'videos', f'eval_{self.counters.env_steps:08d}.gif'))
@@ -569,7 +596,7 @@ class Trainer:
   def summary(self) -> dict:
     last = self.evals[-1] if self.evals else {}
     offline_end = [e for e in self.evals if e['env_steps'] == 0]
-    online = [e['eval/success_rate'] for e in self.evals if e['env_steps'] > 0]
+    online = [e['eval/success_rate'] for e in self.evals if e['env_steps'] > 0 and 'eval/success_rate' in e]
     self.counters.wall_seconds = self.wall_seconds()
     self.counters.seconds = self.seconds()
     s = dict(
@@ -579,7 +606,7 @@ class Trainer:
       seed=self.config.seed,
       **{k: v for k, v in self.counters.to_json().items() if k not in ('pending', 'metrics_bytes')},
       wall_minutes=self.counters.wall_seconds / 60,
-      offline_success_rate=offline_end[-1]['eval/success_rate'] if offline_end else None,
+      offline_success_rate=offline_end[-1].get('eval/success_rate') if offline_end else None,
       min_online_success_rate=min(online) if online else None,
       final_success_rate=last.get('eval/success_rate'),
       final_return=last.get('eval/return'),
@@ -652,7 +679,16 @@ def _train_and_evaluate(config, workdir: str, allow_config_change: bool, log) ->
       trainer.close()
     except OSError as e:  # flushing the last metrics may fail on the same full disk
       log(f'While closing the run: {e}')
-  if summary['phase'] == 'done':
+  if summary['phase'] == 'done' and summary['final_success_rate'] is None and trainer.evals:
+    last = trainer.evals[-1]  # an offline-only run: the held-out episodes
+    log(
+      f'Done: {config.domain}/{config.task} seed {config.seed}, {summary["wall_minutes"]:.1f} min wall clock, '
+      f'{summary["grad_steps"]} gradient steps, offline only. On {int(last.get("heldout/episodes", 0))} held-out '
+      f'episodes: action error {last.get("diag/action_err_middle", float("nan")):.3f} (middle third), reward '
+      f'error {last["heldout/reward_mae"]:.3f}, open-loop image MSE {last["heldout/openloop_image_mse"]:.4f}. '
+      f'Metrics: {os.path.join(workdir, "metrics.jsonl")}'
+    )
+  elif summary['phase'] == 'done':
     rate, off = summary['final_success_rate'], summary['offline_success_rate']
     log(
       f'Done: {config.domain}/{config.task} seed {config.seed}, {summary["wall_minutes"]:.1f} min wall clock '

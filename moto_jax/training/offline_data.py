@@ -101,3 +101,17 @@ def subset(config, directory: str, workdir: str, log=print, write: bool = True) 
       )
   log(f'Offline subset: {n} of {len(files)} episodes (data.subset_episodes), listed in {path}')
   return names
+
+
+def hold_out(config, directory: str, names: list[str] | None) -> tuple[list[str], list[str]]:
+  """(the episode files training reads, the last `config.data.holdout_episodes` held out for
+  evaluation) of an offline-only run; `names`: the files chosen so far (None: all)."""
+  files = [os.path.basename(f) for f in ep_lib.episode_files(directory)]
+  k = int(config.data.get('holdout_episodes', 0))
+  if not 0 < k < len(files):
+    raise DatasetError(
+      f'config.data.holdout_episodes={k}: an offline-only run holds out 1 .. {len(files) - 1} of the '
+      f'{len(files)} episodes in {directory} for evaluation'
+    )
+  held = files[-k:]
+  return [n for n in (names or files) if n not in held], held
