@@ -98,30 +98,34 @@ LEROBOT_RULES = dict(
 )
 
 
+@pytest.mark.parametrize('version', ['v2.1', 'v3.0'])
 @pytest.mark.parametrize('video', [False, True])
-def test_lerobot_round_trip(tmp_path, video):
-  """Episodes -> LeRobot v2.1 (pyarrow tables; PNG cells or PyAV H.264 mp4s) -> episodes: exact
-  for everything but the video's images, which come back within a few levels."""
+def test_lerobot_round_trip(tmp_path, video, version):
+  """Episodes -> LeRobot (v2.1: files per episode; v3.0: one table and one mp4 for all, located by
+  meta/episodes; pyarrow tables, PNG cells or PyAV H.264 mp4s) -> episodes: exact for everything but
+  the video's images, which come back within a few levels."""
   rng = np.random.default_rng(1)
   src = tmp_path / 'ours'
   os.makedirs(src)
   episodes = our_episodes(rng)
   for i, e in enumerate(episodes):
     ep_lib.save_episode(str(src / ep_lib.episode_name(i)), e)
-  info = convert.to_lerobot(str(src), str(tmp_path / 'lerobot'), video=video)
+  info = convert.to_lerobot(str(src), str(tmp_path / 'lerobot'), video=video, version=version)
   meta = json.load(open(tmp_path / 'lerobot' / 'meta' / 'info.json'))
-  assert meta == info and meta['codebase_version'] == 'v2.1' and meta['total_frames'] == 9 + 10 + 11
+  assert meta == info and meta['codebase_version'] == version and meta['total_frames'] == 9 + 10 + 11
   camera = meta['features']['observation.images.cam']
   assert camera['dtype'] == ('video' if video else 'image') and camera['shape'] == [64, 64, 3]
-  if video:
+  if video and version == 'v2.1':
     assert os.path.exists(
       tmp_path / 'lerobot' / 'videos' / 'chunk-000' / 'observation.images.cam' / 'episode_000002.mp4'
     )
+  if version == 'v3.0':
+    assert os.path.exists(tmp_path / 'lerobot' / 'meta' / 'episodes' / 'chunk-000' / 'file-000.parquet')
   lines = []
   manifest = convert.from_lerobot(
     str(tmp_path / 'lerobot'), str(tmp_path / 'back'), convert.Rules(**LEROBOT_RULES), progress=False, log=lines.append
   )
-  assert manifest['lerobot_version'] == 'v2.1' and manifest['success_rate'] == pytest.approx(2 / 3)
+  assert manifest['lerobot_version'] == version and manifest['success_rate'] == pytest.approx(2 / 3)
   assert ('PyAV alone decodes' in lines[0]) == video
   back = [ep_lib.load_episode(f) for f in ep_lib.episode_files(str(tmp_path / 'back'))]
   assert len(back) == 3
