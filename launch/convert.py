@@ -5,7 +5,7 @@
   python -m launch.convert --from=minari --src=<dataset id or folder> --out=DIR --success_key=success
   python -m launch.convert --from=npz --src=LOGS --out=DIR --image_key=obs --action_key=act \
       --success_rule=reward
-  python -m launch.convert --to=lerobot --src=EPISODES --out=DIR [--video=False]   # the other way
+  python -m launch.convert --to=lerobot --src=EPISODES --out=DIR [--video=False] [--lerobot_version=v3.0]
 
 Then train on it with `--config.data.dir=DIR`.
 """
@@ -27,6 +27,7 @@ _DONE = flags.DEFINE_string('done_key', '', 'Per-step termination flag ("" = epi
 _SIZE = flags.DEFINE_integer('image_size', 64, 'Images are resized to this square size.')
 _LOW = flags.DEFINE_list('action_low', None, "Per-dimension action minimum (default: the data's).")
 _HIGH = flags.DEFINE_list('action_high', None, "Per-dimension action maximum (default: the data's).")
+_VERSION = flags.DEFINE_enum('lerobot_version', 'v2.1', ['v2.1', 'v3.0'], 'With --to=lerobot: the layout.')
 _VIDEO = flags.DEFINE_bool('video', True, 'With --to=lerobot: the camera as mp4 (else PNG in the table).')
 flags.mark_flags_as_required(['src', 'out'])
 
@@ -40,7 +41,7 @@ def main(argv):
     if (_FROM.value is None) == (_TO.value is None):
       raise DatasetError('give exactly one of --from and --to')
     if _TO.value:
-      info = convert.to_lerobot(_SRC.value, _OUT.value, video=_VIDEO.value)
+      info = convert.to_lerobot(_SRC.value, _OUT.value, video=_VIDEO.value, version=_VERSION.value)
       print(f'Wrote {info["total_episodes"]} episodes ({info["total_frames"]} frames) to {_OUT.value}')
       return
     rules = convert.Rules(

@@ -1,6 +1,6 @@
-"""Other people's robot data as this library's episodes: LeRobot (v2.x, v3.0) datasets and npz logs.
+"""Other people's robot data as this library's episodes: LeRobot (v2.x, v3.0), Minari, npz logs.
 
-`python -m launch.convert --from=lerobot|npz --src=PATH --out=DIR` writes `episode_NNNNNN.npz`
+`python -m launch.convert --from=lerobot|minari|npz --src=PATH --out=DIR` writes `episode_NNNNNN.npz`
 files (the Dreamer layout of `moto_jax.data.episodes`), a `manifest.json` and a contact sheet:
 
 * images: the chosen camera (`image_key`), resized to `image_size` (bilinear);
