@@ -290,3 +290,40 @@ def test_offline_only_run_on_a_dataset_without_a_simulator(tmp_path):
   bad.train.env_steps = 10
   with pytest.raises(Exception, match=r"env_steps=10: suite 'dataset' has no environment"):
     loop.train_and_evaluate(bad.lock(), str(tmp_path / 'run2'), log=lambda *a: None)
+
+
+def test_command_line(tmp_path):
+  """`python -m launch.convert` as a user runs it: the result line, and one FATAL line for bad input."""
+  import subprocess
+  import sys
+
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  src = tmp_path / 'logs'
+  os.makedirs(src)
+  rng = np.random.default_rng(4)
+  for i in range(2):
+    np.savez(src / f'run_{i}.npz', **log_episode(rng, 6, i == 0))
+  args = [
+    sys.executable,
+    '-m',
+    'launch.convert',
+    '--from=npz',
+    f'--src={src}',
+    f'--out={tmp_path / "out"}',
+    '--image_key=obs',
+    '--action_key=act',
+    '--reward_key=rew',
+    '--success_rule=reward',
+  ]
+  out = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr
+  assert f'Wrote 2 episodes to {tmp_path / "out"}: success rate 0.50' in out.stdout
+  bad = subprocess.run(
+    args[:4] + [f'--src={tmp_path / "none"}', f'--out={tmp_path / "o2"}'],
+    cwd=root,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert bad.returncode == 1 and 'Traceback' not in bad.stderr
+  assert bad.stderr.strip().splitlines()[-1] == f'FATAL DatasetError: {tmp_path / "none"}: no .npz files'
