@@ -161,14 +161,30 @@ def finish(out_dir: str, source: dict, rules: Rules, low, high, summaries: list[
   return manifest
 
 
-def _write(out_dir: str, index: int, episode: dict) -> dict:
-  ep_lib.save_episode(os.path.join(out_dir, ep_lib.episode_name(index)), episode)
-  return dict(
-    reward=episode['reward'],
-    success=episode['success'],
-    bc_weight=episode['bc_weight'],
-    length=len(episode['image']) - 1,
-  )
+class Writer:
+  """Saves converted episodes on worker threads (compression releases the GIL, so it overlaps the
+  decoding of the next episode); `summaries()` waits for them, in episode order."""
+
+  def __init__(self, out_dir: str, threads: int = 2):
+    from concurrent.futures import ThreadPoolExecutor
+
+    self.out_dir, self._pool, self._futures = out_dir, ThreadPoolExecutor(threads), []
+
+  def add(self, index: int, episode: dict) -> None:
+    if len(self._futures) > 8:  # bound the episodes held in memory
+      self._futures[-9].result()
+    self._futures.append(self._pool.submit(self._save, index, episode))
+
+  def _save(self, index: int, episode: dict) -> dict:
+    ep_lib.save_episode(os.path.join(self.out_dir, ep_lib.episode_name(index)), episode)
+    n = len(episode['image']) - 1
+    return dict(reward=episode['reward'], success=episode['success'], bc_weight=episode['bc_weight'], length=n)
+
+  def summaries(self) -> list[dict]:
+    try:
+      return [f.result() for f in self._futures]
+    finally:
+      self._pool.shutdown()
 
 
 # --- npz logs ---------------------------------------------------------------------------------------
@@ -197,7 +213,7 @@ def from_npz(src: str, out_dir: str, rules: Rules, progress: bool = True) -> dic
   actions = [need(fields(p), rules.action_key, p) for p in files]
   low, high = action_bounds(actions, rules)
   os.makedirs(out_dir, exist_ok=True)
-  start, frames, summaries = time.time(), 0, []
+  start, frames, writer = time.time(), 0, Writer(out_dir)
   for i, path in enumerate(tqdm.tqdm(files, desc='npz', unit='ep', disable=not progress)):
     data = fields(path)
     episode = make_episode(
@@ -212,7 +228,8 @@ def from_npz(src: str, out_dir: str, rules: Rules, progress: bool = True) -> dic
       path,
     )
     frames += len(episode['image'])
-    summaries.append(_write(out_dir, i, episode))
+    writer.add(i, episode)
+  summaries = writer.summaries()  # (the rate counts the writes)
   seconds = time.time() - start
   extra = dict(source_files=len(files), frames_per_second=round(frames / max(seconds, 1e-9), 1))
   return finish(out_dir, dict(kind='npz', src=os.path.abspath(src)), rules, low, high, summaries, extra)
@@ -367,7 +384,7 @@ def from_lerobot(src: str, out_dir: str, rules: Rules, progress: bool = True, lo
   os.makedirs(out_dir, exist_ok=True)
   video = source.info['features'].get(rules.image_key, {}).get('dtype') == 'video'
   raw_fps = raw_decode_rate(source.video_path(0, rules.image_key)) if video and n else None
-  start, frames, summaries = time.time(), 0, []
+  start, frames, writer = time.time(), 0, Writer(out_dir)
   bar = tqdm.tqdm(range(n), desc='lerobot', unit='ep', disable=not progress)
   for i in bar:
     table, _, name = source.table(i)
@@ -383,8 +400,9 @@ def from_lerobot(src: str, out_dir: str, rules: Rules, progress: bool = True, lo
       name,
     )
     frames += len(episode['image'])
-    summaries.append(_write(out_dir, i, episode))
+    writer.add(i, episode)
     bar.set_postfix(frames_per_s=f'{frames / max(time.time() - start, 1e-9):.0f}')
+  summaries = writer.summaries()  # (the rate counts the writes)
   fps = frames / max(time.time() - start, 1e-9)
   log(
     f'Converted {n} episodes, {frames} frames at {fps:.0f} frames/s'
@@ -595,7 +613,7 @@ def from_minari(src: str, out_dir: str, rules: Rules, progress: bool = True) -> 
   else:
     low, high = np.asarray(rules.action_low, np.float64), np.asarray(rules.action_high, np.float64)
   os.makedirs(out_dir, exist_ok=True)
-  start, frames, summaries = time.time(), 0, []
+  start, frames, writer = time.time(), 0, Writer(out_dir)
   for i, e in enumerate(
     tqdm.tqdm(dataset.iterate_episodes(), total=dataset.total_episodes, desc='minari', unit='ep', disable=not progress)
   ):
@@ -612,6 +630,7 @@ def from_minari(src: str, out_dir: str, rules: Rules, progress: bool = True) -> 
       )
     episode = make_episode(images, e.actions, e.rewards, flags, e.terminations, rules, low, high, name)
     frames += len(episode['image'])
-    summaries.append(_write(out_dir, i, episode))
+    writer.add(i, episode)
+  summaries = writer.summaries()
   extra = dict(minari_id=dataset.id, frames_per_second=round(frames / max(time.time() - start, 1e-9), 1))
   return finish(out_dir, dict(kind='minari', src=str(src)), rules, low, high, summaries, extra)
