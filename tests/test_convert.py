@@ -327,3 +327,36 @@ def test_command_line(tmp_path):
   )
   assert bad.returncode == 1 and 'Traceback' not in bad.stderr
   assert bad.stderr.strip().splitlines()[-1] == f'FATAL DatasetError: {tmp_path / "none"}: no .npz files'
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_drawer_open_through_lerobot_trains_as_the_original(tmp_path):
+  """The debug drawer-open dataset exported to LeRobot (PNG cells: lossless) and imported back gives
+  the same episodes and settings, and a debug run on it logs exactly the metrics of a run on the original."""
+  from conftest import debug_config
+
+  from moto_jax.training import loop, offline_data
+  from moto_jax.training.logger import read_metrics
+
+  config = debug_config().unlock()
+  config.data.cache_dir = str(tmp_path / 'cache')
+  original = offline_data.resolve(config, log=lambda *a: None)
+  convert.to_lerobot(original, str(tmp_path / 'lerobot'), video=False)
+  convert.from_lerobot(
+    str(tmp_path / 'lerobot'), str(tmp_path / 'back'), convert.Rules(**LEROBOT_RULES), progress=False
+  )
+  before = [ep_lib.load_episode(f) for f in ep_lib.episode_files(original)]
+  after = [ep_lib.load_episode(f) for f in ep_lib.episode_files(str(tmp_path / 'back'))]
+  assert len(before) == len(after) == config.data.num_episodes
+  for a, b in zip(before, after):
+    assert set(a) == set(b)
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  logs = {}
+  for name, directory in (('original', original), ('back', str(tmp_path / 'back'))):
+    c = config.copy_and_resolve_references()
+    c.data.dir = directory
+    loop.train_and_evaluate(c.lock(), str(tmp_path / name), log=lambda *a: None)
+    logs[name] = [{k: v for k, v in r.items() if k != 'time'} for r in read_metrics(str(tmp_path / name))]
+  assert len(logs['original']) > 5 and logs['original'] == logs['back']

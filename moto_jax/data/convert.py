@@ -141,9 +141,15 @@ def make_episode(images, actions, rewards, success_flags, done_flags, rules: Rul
     raise DatasetError(str(e)) from e
 
 
-def finish(out_dir: str, source: dict, rules: Rules, low, high, summaries: list[dict], extra: dict) -> dict:
-  """The manifest (with the action scale and the rules) and the contact sheet of a conversion."""
-  settings = dict(domain='converted', source=source['kind'], image_key=rules.image_key, image_size=rules.image_size)
+def finish(
+  out_dir: str, source: dict, rules: Rules, low, high, summaries: list[dict], extra: dict, settings: dict | None = None
+) -> dict:
+  """The manifest (with the action scale and the rules) and the contact sheet of a conversion.
+  `settings`: the environment settings the data were recorded with, where the source carries them
+  (a dataset this library exported); otherwise the conversion's own."""
+  settings = settings or dict(
+    domain='converted', source=source['kind'], image_key=rules.image_key, image_size=rules.image_size
+  )
   light = [
     dict(
       reward=s['reward'], image=np.zeros((s['length'] + 1, 0), np.uint8), success=s['success'], bc_weight=s['bc_weight']
@@ -414,7 +420,11 @@ def from_lerobot(src: str, out_dir: str, rules: Rules, progress: bool = True, lo
     frames_per_second=round(fps, 1),
     raw_decode_frames_per_second=round(raw_fps, 1) if raw_fps else None,
   )
-  return finish(out_dir, dict(kind='lerobot', src=os.path.abspath(src)), rules, low, high, summaries, extra)
+  # A dataset this library exported carries its environment settings: then it trains beside that suite.
+  settings = (source.info.get('moto_jax') or {}).get('env')
+  return finish(
+    out_dir, dict(kind='lerobot', src=os.path.abspath(src)), rules, low, high, summaries, extra, settings=settings
+  )
 
 
 def _encode_video(path: str, frames: np.ndarray, fps: int) -> None:
@@ -571,6 +581,9 @@ def to_lerobot(
   }
   if version == 'v2.1':
     info['total_videos'], info['total_chunks'] = (len(files) if video else 0), (len(files) - 1) // 1000 + 1
+  recorded = manifest_lib.read_manifest(episodes_dir)
+  if recorded is not None and 'env' in recorded:  # (an extra key; LeRobot's readers ignore it)
+    info['moto_jax'] = {'env': recorded['env'], 'collector': recorded.get('collector')}
   with open(_made(os.path.join(out, 'meta', 'info.json')), 'w') as f:
     json.dump(info, f, indent=2)
   return info
