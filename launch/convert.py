@@ -6,6 +6,7 @@
   python -m launch.convert --from=npz --src=LOGS --out=DIR --image_key=obs --action_key=act \
       --success_rule=reward
   python -m launch.convert --to=lerobot --src=EPISODES --out=DIR [--video=False] [--lerobot_version=v3.0]
+  python -m launch.convert --to=minari --src=EPISODES --out=<namespace/name-v0>
 
 Then train on it with `--config.data.dir=DIR`.
 """
@@ -15,7 +16,12 @@ import sys
 from absl import app, flags
 
 _FROM = flags.DEFINE_enum('from', None, ['lerobot', 'minari', 'npz'], 'Source format.')
-_TO = flags.DEFINE_enum('to', None, ['lerobot'], "Export this library's episodes (--src) to a format.")
+_TO = flags.DEFINE_enum(
+  'to',
+  None,
+  ['lerobot', 'minari'],
+  "Export this library's episodes (--src) to a format (minari: --out is the dataset id).",
+)
 _SRC = flags.DEFINE_string('src', None, 'Source dataset directory.')
 _OUT = flags.DEFINE_string('out', None, 'Output directory.')
 _IMAGE = flags.DEFINE_string('image_key', 'image', 'Camera / image field.')
@@ -40,9 +46,12 @@ def main(argv):
   try:
     if (_FROM.value is None) == (_TO.value is None):
       raise DatasetError('give exactly one of --from and --to')
-    if _TO.value:
+    if _TO.value == 'lerobot':
       info = convert.to_lerobot(_SRC.value, _OUT.value, video=_VIDEO.value, version=_VERSION.value)
       print(f'Wrote {info["total_episodes"]} episodes ({info["total_frames"]} frames) to {_OUT.value}')
+      return
+    if _TO.value == 'minari':
+      print(f'Wrote Minari dataset {convert.to_minari(_SRC.value, _OUT.value)} (in the local Minari root)')
       return
     rules = convert.Rules(
       image_key=_IMAGE.value,

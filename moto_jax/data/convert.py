@@ -647,3 +647,47 @@ def from_minari(src: str, out_dir: str, rules: Rules, progress: bool = True) -> 
   summaries = writer.summaries()
   extra = dict(minari_id=dataset.id, frames_per_second=round(frames / max(time.time() - start, 1e-9), 1))
   return finish(out_dir, dict(kind='minari', src=str(src)), rules, low, high, summaries, extra)
+
+
+def to_minari(episodes_dir: str, dataset_id: str, data_format: str = 'hdf5', jpeg: bool = False) -> str:
+  """Writes this library's episodes as a Minari dataset in the local Minari root (the inverse of
+  `from_minari`): T + 1 image observations, the T actions and rewards after the reset, `terminations`
+  from `is_terminal`, `infos['success']` (the episode's success on its last step). `jpeg=False` stores
+  the images losslessly (Minari >= 0.5.3 JPEG-encodes uint8 images by default). Returns the id."""
+  import gymnasium as gym
+  import minari
+  from minari.data_collector import EpisodeBuffer
+
+  files = ep_lib.episode_files(episodes_dir)
+  if not files:
+    raise DatasetError(f'{episodes_dir}: no episode files')
+  buffers = []
+  for i, path in enumerate(files):
+    e = ep_lib.load_episode(path)
+    n = len(e['image']) - 1
+    end = np.zeros(n, bool)
+    end[-1] = True
+    success = np.zeros(n + 1, bool)
+    success[-1] = bool(e['success'])
+    terminal = bool(e['is_terminal'][-1])
+    buffers.append(
+      EpisodeBuffer(
+        id=i,
+        observations=e['image'],
+        actions=e['action'][1:],
+        rewards=list(e['reward'][1:].astype(np.float64)),
+        terminations=list(end & terminal),
+        truncations=list(end & (not terminal)),
+        infos={'success': [bool(x) for x in success]},  # a list: Minari's Arrow storage fails on 1-D arrays
+      )
+    )
+  first = ep_lib.load_episode(files[0])
+  minari.create_dataset_from_buffers(
+    dataset_id,
+    buffers,
+    action_space=gym.spaces.Box(-1.0, 1.0, first['action'].shape[1:], np.float32),
+    observation_space=gym.spaces.Box(0, 255, first['image'].shape[1:], np.uint8),
+    data_format=data_format,
+    jpeg_encoding=jpeg,
+  )
+  return dataset_id
