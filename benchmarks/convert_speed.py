@@ -1,0 +1,73 @@
+"""launch.convert's LeRobot video conversion against PyAV's own decode rate, on the same files.
+
+  python -m benchmarks.convert_speed [--episodes=20] [--length=200] [--size=64]
+
+Writes a synthetic LeRobot v2.1 dataset (H.264 mp4s made with PyAV), decodes every video with PyAV
+alone, then converts the dataset; prints both rates and their ratio (the conversion should be bound
+by decoding: within 1.5x).
+"""
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--episodes', type=int, default=20)
+  p.add_argument('--length', type=int, default=200)
+  p.add_argument('--size', type=int, default=64)
+  args = p.parse_args()
+  from moto_jax.data import convert
+  from moto_jax.data import episodes as ep_lib
+
+  root = tempfile.mkdtemp(prefix='convert_speed_')
+  ours = os.path.join(root, 'ours')
+  rng = np.random.default_rng(0)
+  yy, xx = np.mgrid[0 : args.size, 0 : args.size]
+  for i in range(args.episodes):
+    n = args.length + 1
+    frames = np.stack(
+      [np.stack([(xx * 4 + t * 3) % 256, (yy * 4 + t) % 256, np.full_like(xx, 12 * i)], -1) for t in range(n)]
+    )
+    action = rng.uniform(-1, 1, (n, 4)).astype(np.float32)
+    action[0] = 0
+    e = dict(
+      image=frames.astype(np.uint8),
+      action=action,
+      reward=np.zeros(n, np.float32),
+      discount=np.ones(n, np.float32),
+      is_first=np.arange(n) == 0,
+      is_terminal=np.zeros(n, bool),
+      success=np.array(True),
+      bc_weight=np.float32(1),
+    )
+    ep_lib.save_episode(os.path.join(ours, ep_lib.episode_name(i)), e)
+  convert.to_lerobot(ours, os.path.join(root, 'lerobot'), video=True)
+  source = convert.LeRobotSource(os.path.join(root, 'lerobot'))
+  start = time.time()
+  decoded = sum(len(convert.decode_video(source.video_path(i, 'observation.images.cam'))) for i in range(args.episodes))
+  raw = decoded / (time.time() - start)
+  rules = convert.Rules(
+    image_key='observation.images.cam',
+    reward_key='next.reward',
+    success_key='next.success',
+    done_key='next.done',
+    action_low=(-1,) * 4,
+    action_high=(1,) * 4,
+  )
+  manifest = convert.from_lerobot(
+    os.path.join(root, 'lerobot'), os.path.join(root, 'back'), rules, progress=False, log=lambda *a: None
+  )
+  rate = manifest['frames_per_second']
+  print(
+    f'{args.episodes} episodes x {args.length + 1} frames at {args.size}x{args.size}: PyAV decode {raw:.0f} frames/s, '
+    f'launch.convert {rate:.0f} frames/s, ratio {raw / rate:.2f}x'
+  )
+
+
+if __name__ == '__main__':
+  main()
