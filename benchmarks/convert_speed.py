@@ -49,16 +49,9 @@ def main():
   convert.to_lerobot(ours, os.path.join(root, 'lerobot'), video=True)
   source = convert.LeRobotSource(os.path.join(root, 'lerobot'))
   start = time.time()
-  decoded = sum(len(convert.decode_video(source.video_path(i, 'observation.images.cam'))) for i in range(args.episodes))
+  decoded = sum(len(convert.decode_video(source.video_path(i, convert.EXPORT_CAMERA))) for i in range(args.episodes))
   raw = decoded / (time.time() - start)
-  rules = convert.Rules(
-    image_key='observation.images.cam',
-    reward_key='next.reward',
-    success_key='next.success',
-    done_key='next.done',
-    action_low=(-1,) * 4,
-    action_high=(1,) * 4,
-  )
+  rules = convert.exported_rules(4)
   manifest = convert.from_lerobot(
     os.path.join(root, 'lerobot'), os.path.join(root, 'back'), rules, progress=False, log=lambda *a: None
   )

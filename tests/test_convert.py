@@ -1,6 +1,7 @@
 """Converters (moto_jax/data/convert.py): npz logs with other key names, and LeRobot v2.1 datasets
 written with pyarrow (tables) and PyAV (mp4), as the format's meta/info.json specifies them."""
 
+import dataclasses
 import json
 import os
 
@@ -87,15 +88,7 @@ def our_episodes(rng, n_episodes=3, length=9):
   return out
 
 
-LEROBOT_RULES = dict(
-  image_key='observation.images.cam',
-  action_key='action',
-  reward_key='next.reward',
-  success_key='next.success',
-  done_key='next.done',
-  action_low=(-1,) * 4,
-  action_high=(1,) * 4,
-)
+LEROBOT_RULES = dataclasses.asdict(convert.exported_rules(4))
 
 
 @pytest.mark.parametrize('version', ['v2.1', 'v3.0'])

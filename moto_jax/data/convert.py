@@ -427,6 +427,21 @@ def from_lerobot(src: str, out_dir: str, rules: Rules, progress: bool = True, lo
   )
 
 
+EXPORT_CAMERA = 'observation.images.cam'
+
+
+def exported_rules(action_dim: int) -> Rules:
+  """The rules that read a `to_lerobot` export back as it was (actions already in [-1, 1])."""
+  return Rules(
+    image_key=EXPORT_CAMERA,
+    reward_key='next.reward',
+    success_key='next.success',
+    done_key='next.done',
+    action_low=(-1.0,) * action_dim,
+    action_high=(1.0,) * action_dim,
+  )
+
+
 def _encode_video(path: str, frames: np.ndarray, fps: int) -> None:
   """H.264 mp4 (PyAV), as close to lossless as yuv420p allows."""
   import av
@@ -460,7 +475,7 @@ def to_lerobot(
   out: str,
   video: bool = True,
   fps: int = 10,
-  camera: str = 'observation.images.cam',
+  camera: str = EXPORT_CAMERA,
   version: str = 'v2.1',
 ) -> dict:
   """Writes this library's episodes as a LeRobot dataset (v2.1: files per episode; v3.0: one table
