@@ -236,6 +236,8 @@ def test_minari_dataset_written_by_data_collector(tmp_path, monkeypatch, data_fo
     convert.from_minari(f'moto/dot-{data_format}-v0', str(tmp_path / 'bad'), convert.Rules(success_key='is_success'))
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_offline_only_run_on_a_dataset_without_a_simulator(tmp_path):
   """configs/dataset.py: the action size and images from the episode files, offline training, and
   evaluations on held-out episodes (action error, reward and open-loop prediction); no environment

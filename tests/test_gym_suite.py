@@ -83,6 +83,8 @@ def test_pixels_actions_success_and_time_limit():
     GymPixelEnv('MotoTestDiscrete-v0')
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_main_job_on_a_gym_environment(tmp_path):
   """Random offline episodes (the suite has no expert), offline training, online episodes and evaluations."""
   from moto_jax.data import manifest as manifest_lib
