@@ -105,7 +105,8 @@ class Trainer:
       processes.barrier('offline data ready')
     # A dataset without a simulator (configs/dataset.py): its last episodes are held out for evaluation.
     self.heldout, held = None, []
-    if getattr(suites.get(config.domain), 'offline_only', False):
+    self.offline_only = getattr(suites.get(config.domain), 'offline_only', False)
+    if self.offline_only:
       if t.env_steps:
         raise config_check.ConfigError(
           f'config.train.env_steps={t.env_steps}: suite {config.domain!r} has no environment to collect in; set 0'
@@ -477,15 +478,16 @@ class Trainer:
 
   def run_evaluation(self):
     t = self.config.train
-    if self.heldout is not None:  # no environment: the held-out episodes
+    if self.offline_only:  # no environment: the held-out episodes (process 0 evaluates them)
+      summary = {'env_steps': self.counters.env_steps, 'grad_steps': self.counters.grad_steps}
+      if self.heldout is None:
+        self.evals.append(summary)
+        self.counters.evals += 1
+        return
       clock = [('start', time.monotonic())]
       acting = agent.acting_params(self.state)
       key = jax.random.fold_in(streams.key(self.rng, streams.DIAGNOSTICS), self.counters.evals)
-      summary = {
-        **self.heldout(acting, key),
-        'env_steps': self.counters.env_steps,
-        'grad_steps': self.counters.grad_steps,
-      }
+      summary = {**self.heldout(acting, key), **summary}
       clock.append((f'{self.heldout.episodes} held-out episodes', time.monotonic()))
       self.evals.append(summary)
       self._write_evaluation(summary, [], clock)
