@@ -1,6 +1,6 @@
 """launch.convert's LeRobot video conversion against PyAV's own decode rate, on the same files.
 
-  python -m benchmarks.convert_speed [--episodes=20] [--length=200] [--size=64]
+  python -m benchmarks.convert_speed [--episodes=20] [--length=200] [--size=64] [--record=results/convert.jsonl]
 
 Writes a synthetic LeRobot v2.1 dataset (H.264 mp4s made with PyAV), decodes every video with PyAV
 alone, then converts the dataset; prints both rates and their ratio (the conversion should be bound
@@ -20,6 +20,9 @@ def main():
   p.add_argument('--episodes', type=int, default=20)
   p.add_argument('--length', type=int, default=200)
   p.add_argument('--size', type=int, default=64)
+  p.add_argument(
+    '--record', default=None, help='append the measurement to this JSON-lines file (e.g. results/convert.jsonl)'
+  )
   args = p.parse_args()
   from moto_jax.data import convert
   from moto_jax.data import episodes as ep_lib
@@ -60,6 +63,38 @@ def main():
     f'{args.episodes} episodes x {args.length + 1} frames at {args.size}x{args.size}: PyAV decode {raw:.0f} frames/s, '
     f'launch.convert {rate:.0f} frames/s, ratio {raw / rate:.2f}x'
   )
+  if args.record:
+    record(args, raw, rate)
+
+
+def record(args, raw: float, rate: float) -> None:
+  """One JSON line per measurement, with the commit, machine and command; refused from a dirty tree."""
+  import json
+  import sys
+
+  from moto_jax import provenance
+
+  prov = provenance.collect()
+  if prov['dirty']:
+    print(f'Not recorded in {args.record}: tracked files differ from the commit {prov["commit"]}')
+    return
+  row = dict(
+    episodes=args.episodes,
+    frames=args.episodes * (args.length + 1),
+    size=args.size,
+    pyav_fps=round(raw, 1),
+    convert_fps=round(rate, 1),
+    ratio=round(raw / rate, 3),
+    load=round(os.getloadavg()[0], 2),
+    commit=prov['commit'],
+    machine=prov['machine'],
+    date=prov['date'],
+    command='python -m benchmarks.convert_speed ' + ' '.join(sys.argv[1:]),
+  )
+  os.makedirs(os.path.dirname(os.path.abspath(args.record)), exist_ok=True)
+  with open(args.record, 'a') as f:
+    f.write(json.dumps(row, sort_keys=True) + '\n')
+  print(f'Recorded in {args.record}')
 
 
 if __name__ == '__main__':
