@@ -13,7 +13,8 @@ mode `moto` with the paper's balance; a change confined to other paths, to the e
 evaluation is not seen by it.)
 
 The README holds blocks between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` lines:
-`quickstart` (the Quickstart's `Done:` line and time), `learning` (the table), `speed`.
+`quickstart` (the Quickstart's `Done:` line and time), `learning` (the table), `speed`, `convert`
+(from `results/convert.jsonl`, written by `benchmarks.convert_speed --record`).
 """
 
 from __future__ import annotations
@@ -163,6 +164,18 @@ def speed_table(records: list[dict]) -> str:
   return '\n'.join(lines)
 
 
+def convert_line(records: list[dict]) -> str:
+  if not records:
+    return '_No conversion speed records yet: `python -m benchmarks.convert_speed --record=results/convert.jsonl`._'
+  parts = [
+    f"{r['frames']:,} frames ({r['episodes']} mp4s): {r['convert_fps']:,.0f} frames/s against PyAV's raw decode "
+    f'{r["pyav_fps"]:,.0f} ({r["ratio"]:.2f}x)'
+    for r in records[-2:]
+  ]
+  machine = provenance.describe_machine(records[-1].get('machine') or {})
+  return f'Conversion speed (`python -m benchmarks.convert_speed`, {machine}): ' + '; '.join(parts) + '.'
+
+
 def done_line(r: dict) -> str:
   """The line the run printed at its end, with the Quickstart's workdir in it."""
   if r.get('done_line'):
@@ -247,6 +260,7 @@ def blocks(results: str = RESULTS) -> dict[str, str]:
     quickstart=quickstart_block(learning, golden),
     learning=learning_table(learning, golden),
     speed=speed_table(read_jsonl(os.path.join(results, 'speed.jsonl'))),
+    convert=convert_line(read_jsonl(os.path.join(results, 'convert.jsonl'))),
   )
 
 
