@@ -3,7 +3,7 @@
 Imagination's penalised rewards (Eqs. 2-4) row by row, value expansion (Eqs. 5, 7) by a brute-force
 double loop at H = 1..7, the critic targets with twin critics that differ and depend on the action
 (Eqs. 7-9), Eq. 10 by value with an episode start inside the window and mixed weights, and the total
-actor loss.
+actor loss; the Q-filter of cloning (`agent.bc_filter='q'`) likewise.
 """
 
 from conftest import debug_config, synthetic_batch
@@ -189,3 +189,73 @@ def test_cloning_loss_by_value_and_the_total_actor_loss(nets, params, setup):
     params['actor'], nets, params['wm'], critic, start, pairs, jax.random.key(7), **agent.loss_settings(bc_mode).actor
   )
   np.testing.assert_allclose(loss_bc, 7.0 * total / count, rtol=1e-4)
+
+
+def plain_logp(nets, actor, pairs, eps):
+  """log pi(a_{i+1} | z_i) [B, T-1] of the tanh-Gaussian, written out in float64."""
+  dist = nets.policy(actor, pairs['feat'])
+  mean, std = np.asarray(dist.mean, np.float64), np.asarray(dist.std, np.float64)
+  a = np.clip(np.asarray(pairs['action'], np.float64), -1 + eps, 1 - eps)
+  u = np.arctanh(a)
+  return np.sum(-0.5 * ((u - mean) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi) - np.log(1 - a**2), -1)
+
+
+def test_q_filter_by_value_and_the_filtered_actor_loss(nets, params, setup):
+  """bc_filter 'q': pair i is cloned only where min_j Q_j(z_i, a_{i+1}) >= min_j Q_j(z_i, tanh(mean_i)),
+  each twin evaluated on its own and the minimum and comparison taken here; the cloning loss and the
+  actor loss then carry that 0/1 weight on each pair."""
+  start, pairs, critic, _ = setup
+  eps = 1e-2
+  b, t = pairs['mask'].shape
+  mean = np.asarray(nets.policy(params['actor'], pairs['feat']).mean, np.float64)
+  keep = np.zeros((b, t))
+  for bi in range(b):
+    for i in range(t):
+      z = pairs['feat'][bi, i][None]
+      q_data = [float(nets.q_values(critic, z, pairs['action'][bi, i][None])[j, 0]) for j in range(2)]
+      own = jnp.asarray(np.tanh(mean[bi, i]), jnp.float32)[None]
+      q_own = [float(nets.q_values(critic, z, own)[j, 0]) for j in range(2)]
+      keep[bi, i] = float(min(q_data) >= min(q_own))
+  got = ac_loss.q_filter(params['actor'], nets, critic, pairs)
+  np.testing.assert_array_equal(np.asarray(got), keep)
+  cloned = np.asarray(pairs['mask'] * pairs['bc_weight']) > 0
+  assert 0 < keep[cloned].sum() < cloned.sum()  # the filter keeps some cloned pairs and drops others
+
+  logp = plain_logp(nets, params['actor'], pairs, eps)
+  mask, weight = np.asarray(pairs['mask']), np.asarray(pairs['bc_weight'])
+  want = np.sum(mask * -weight * keep * logp) / np.sum(mask)
+  bc, metrics = ac_loss.cloning_loss(params['actor'], nets, pairs, bc_eps=eps, keep=got)
+  np.testing.assert_allclose(bc, want, rtol=1e-4)
+  np.testing.assert_allclose(metrics['actor/bc_filter_keep'], keep[cloned].mean(), rtol=1e-6)
+
+  cfg = debug_config(horizon=2, bc_scale=7.0, bc_eps=eps, bc_filter='q').agent
+  loss, (metrics, _) = ac_loss.actor_loss(
+    params['actor'], nets, params['wm'], critic, start, pairs, jax.random.key(7), **agent.loss_settings(cfg).actor
+  )
+  np.testing.assert_allclose(loss, metrics['actor/mb_loss'] + 7.0 * want, rtol=1e-4)
+  # The gradient of the filtered cloning term: the filter is a constant weight (no gradient through Q).
+  settings = agent.loss_settings(cfg).actor
+  _, _, _, (_, g_bc) = ac_loss.actor_grads(
+    params['actor'], nets, params['wm'], critic, start, pairs, jax.random.key(7), **settings
+  )
+  fixed = jnp.asarray(keep, jnp.float32)
+  want_g = jax.grad(lambda a: 7.0 * ac_loss.cloning_loss(a, nets, pairs, bc_eps=eps, keep=fixed)[0])(params['actor'])
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-7), g_bc, want_g)
+
+
+def test_q_filter_keeps_the_policys_own_actions_and_is_off_without_a_critic_led_actor(nets, params, setup):
+  """Data actions equal to the policy's own: every pair is kept and the loss is Eq. 10's. The filter
+  is refused, with one line naming the field, where the actor has no value term."""
+  from moto_jax.training import config_check
+
+  start, pairs, critic, _ = setup
+  own = nets.policy(params['actor'], pairs['feat']).mode()
+  same = {**pairs, 'action': own}
+  np.testing.assert_array_equal(np.asarray(ac_loss.q_filter(params['actor'], nets, critic, same)), 1.0)
+  filtered = ac_loss.cloning_loss(
+    params['actor'], nets, same, bc_eps=1e-2, keep=ac_loss.q_filter(params['actor'], nets, critic, same)
+  )[0]
+  np.testing.assert_allclose(filtered, ac_loss.cloning_loss(params['actor'], nets, same, bc_eps=1e-2)[0], rtol=1e-6)
+  assert agent.loss_settings(debug_config(mode='bc', bc_filter='q').agent).actor['bc_filter'] == 'none'
+  with pytest.raises(config_check.ConfigError, match=r"agent\.bc_filter='q'.*agent\.mode=moto"):
+    config_check.validate(debug_config(mode='bc', bc_filter='q'))

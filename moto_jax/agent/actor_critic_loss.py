@@ -62,6 +62,7 @@ def loss_settings(cfg: ml_collections.ConfigDict) -> LossSettings:
       value_scale=value_scale,
       balance=cfg.balance,
       value_share=cfg.value_share,
+      bc_filter=cfg.bc_filter if value_scale and cfg.mode == 'moto' else 'none',
     ),
     critic=dict(targets=targets, gamma=cfg.gamma, data_critic_loss=data_critic_loss),
   )
@@ -126,17 +127,42 @@ def value_loss(
   return mb_loss - entropy_scale * entropy, (metrics, rollout)
 
 
-def cloning_loss(actor_params, nets: Networks, pairs: dict, *, bc_eps: float):
-  """L_BC of Eq. 10: the masked, bc_weight-weighted -log pi(a_{i+1} | sg(z_i)) over the real pairs.
-  Returns (loss, metrics)."""
+def q_filter(actor_params, nets: Networks, critic_params, pairs: dict) -> jax.Array:
+  """The Q-filter of cloning (Nair et al. 2018): 1 where the twin critics' minimum rates the data's
+  action at least as high as the policy's own (tanh(mean)) at the same state, 0 elsewhere. [B, T-1],
+  stopped. Where the critic prefers the policy's action, cloning steps aside and the value term alone
+  moves the actor; where the policy drifts to actions the critic rates below the data's, cloning
+  returns. The comparison is a ranking, so it does not depend on the scale of rewards or Q."""
+  z = sg(pairs['feat'])
+  q_data = jnp.min(nets.q_values(critic_params, z, pairs['action']), axis=0)
+  q_policy = jnp.min(nets.q_values(critic_params, z, nets.policy(actor_params, z).mode()), axis=0)
+  return sg((q_data >= q_policy).astype(jnp.float32))
+
+
+def cloning_loss(actor_params, nets: Networks, pairs: dict, *, bc_eps: float, keep: jax.Array | None = None):
+  """L_BC of Eq. 10: the masked, bc_weight-weighted -log pi(a_{i+1} | sg(z_i)) over the real pairs,
+  each pair further weighted by `keep` [B, T-1] when given (`q_filter`). Returns (loss, metrics)."""
   logp = nets.policy(actor_params, sg(pairs['feat'])).log_prob(pairs['action'], bc_eps)
-  bc_loss = masked_mean(-pairs['bc_weight'] * logp, pairs['mask'])
+  weight = pairs['bc_weight'] if keep is None else pairs['bc_weight'] * keep
+  bc_loss = masked_mean(-weight * logp, pairs['mask'])
   bc_mask = pairs['mask'] * pairs['bc_weight']
-  return bc_loss, {
+  metrics = {
     'actor/bc_loss': bc_loss,
     'actor/bc_loglik': masked_mean(logp, bc_mask),
     'data/bc_share': jnp.mean(pairs['bc_weight']),
   }
+  if keep is not None:  # the share of the cloned pairs the filter keeps
+    metrics['actor/bc_filter_keep'] = masked_mean(keep, bc_mask)
+  return bc_loss, metrics
+
+
+def cloning_keep(actor_params, nets: Networks, critic_params, pairs: dict, bc_filter: str) -> jax.Array | None:
+  """The per-pair weight `bc_filter` puts on cloning: None for 'none', `q_filter` for 'q'."""
+  if bc_filter == 'none':
+    return None
+  if bc_filter == 'q':
+    return q_filter(actor_params, nets, critic_params, pairs)
+  raise ValueError(f'Unknown agent.bc_filter {bc_filter!r}')
 
 
 def actor_loss(
@@ -157,6 +183,7 @@ def actor_loss(
   value_scale: float = 1.0,
   balance: str = 'fixed',
   value_share: float = 0.5,
+  bc_filter: str = 'none',
 ):
   """L_pi = value_scale * L_pi_MB + beta_bc * L_BC (Eqs. 6 and 10), as one scalar.
 
@@ -169,6 +196,7 @@ def actor_loss(
     penalty_scale lambda_u (Eq. 3); bc_scale beta_bc (Eq. 10); bc_eps (the BC log-density's clip
     of saturated actions, `TanhGaussian.log_prob`); entropy_scale (a regulariser, 0 by default);
     value_scale: 1 (MOTO), 0 (mode 'bc'). `balance` and `value_share` act on gradients only.
+    bc_filter: 'none' (Eq. 10) or 'q' (cloning weighted by `q_filter`, from `critic_params`).
   Returns (loss, (metrics, rollout)) where rollout holds the stopped 'feat' [H+1, N, F],
     'action' [H+1, N, A] and penalised 'reward' [H, N] for the critics.
   """
@@ -185,7 +213,8 @@ def actor_loss(
     penalty_scale=penalty_scale,
     entropy_scale=entropy_scale,
   )
-  bc_loss, bc_metrics = cloning_loss(actor_params, nets, pairs, bc_eps=bc_eps)
+  keep = cloning_keep(actor_params, nets, critic_params, pairs, bc_filter)
+  bc_loss, bc_metrics = cloning_loss(actor_params, nets, pairs, bc_eps=bc_eps, keep=keep)
   loss = value_scale * value + bc_scale * bc_loss
   return loss, ({'actor/loss': loss, **metrics, **bc_metrics}, rollout)
 
@@ -227,6 +256,7 @@ def actor_grads(
   value_scale: float = 1.0,
   balance: str = 'fixed',
   value_share: float = 0.5,
+  bc_filter: str = 'none',
 ):
   """The actor's gradient, its value and cloning terms computed apart and combined by `balance`:
 
@@ -234,6 +264,7 @@ def actor_grads(
   * 'share': value_share * g_MB / |g_MB| + (1 - value_share) * g_BC / |g_BC|: the value term's
     share of the gradient's direction is `value_share`, whatever the scale of rewards, Q or the
     policy's sigma (mode 'bc' keeps value_scale 0: cloning alone).
+  With bc_filter 'q', g_BC is the gradient of the Q-filtered cloning loss (`q_filter`).
 
   Returns (grads, metrics, rollout, terms) with terms = (value part, cloning part) of `grads`, the
   two summands, for the update-share diagnostic.
@@ -256,7 +287,10 @@ def actor_grads(
   else:  # mode 'bc': the rollout feeds the critics; no gradient through imagination
     value, (metrics, rollout) = value_fn(actor_params)
     g_value = zeros
-  (bc_loss, bc_metrics), g_bc = jax.value_and_grad(cloning_loss, has_aux=True)(actor_params, nets, pairs, bc_eps=bc_eps)
+  keep = cloning_keep(actor_params, nets, critic_params, pairs, bc_filter)
+  (bc_loss, bc_metrics), g_bc = jax.value_and_grad(cloning_loss, has_aux=True)(
+    actor_params, nets, pairs, bc_eps=bc_eps, keep=keep
+  )
   n_value, n_bc = optax.global_norm(g_value), optax.global_norm(g_bc)
   terms = balance_terms(
     g_value, g_bc, balance=balance, value_scale=value_scale, bc_scale=bc_scale, value_share=value_share

@@ -89,6 +89,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   )
   _require(agent.balance in ('fixed', 'share'), 'agent.balance', agent.balance, 'expected "fixed" or "share"')
   _require(0.0 <= agent.value_share <= 1.0, 'agent.value_share', agent.value_share, 'expected a value in [0, 1]')
+  _require(agent.bc_filter in ('none', 'q'), 'agent.bc_filter', agent.bc_filter, 'expected "none" or "q"')
+  _require(
+    agent.bc_filter == 'none' or agent.mode == 'moto',
+    'agent.bc_filter',
+    agent.bc_filter,
+    f'the Q-filter needs a critic-led actor (agent.mode=moto, not {agent.mode!r})',
+  )
   _require(agent.horizon >= 0, 'agent.horizon', agent.horizon, 'expected >= 0')
   _require(0.0 < agent.gamma <= 1.0, 'agent.gamma', agent.gamma, 'expected a value in (0, 1]')
   _require(0.0 < agent.tau <= 1.0, 'agent.tau', agent.tau, 'expected a value in (0, 1]')
@@ -209,6 +216,7 @@ ADDED_FIELDS = {
   'model.compute_dtype': 'float32',
   'agent.balance': 'fixed',
   'agent.value_share': 0.5,
+  'agent.bc_filter': 'none',
 }
 
 
@@ -290,7 +298,7 @@ def load_recorded(workdir: str) -> ml_collections.ConfigDict:
 
 
 # Fields of ADDED_FIELDS added after `learning_hash` existed (a field added from now on goes in both).
-ADDED_AFTER_RECORDS = ('agent.balance', 'agent.value_share')
+ADDED_AFTER_RECORDS = ('agent.balance', 'agent.value_share', 'agent.bc_filter')
 
 # Fields that change where files go or how often a run logs, not what it learns.
 NOT_LEARNING = (
