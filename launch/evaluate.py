@@ -1,6 +1,6 @@
-r"""Evaluates a run's checkpoint with the deterministic policy.
+r"""Evaluates a run's checkpoint with the deterministic policy (or, with --explore, the exploring one).
 
-  python -m launch.evaluate --workdir=runs/drawer-open [--episodes 20] [--video] [--step N | --all_checkpoints]
+  python -m launch.evaluate --workdir=runs/drawer-open [--episodes 20] [--video] [--step N | --all_checkpoints] [--explore]
 
 Works on any machine (CPU included). Episodes start from seeds never used in training and run
 `--envs` at a time in lock step. `--all_checkpoints` evaluates every checkpoint kept in the workdir
@@ -18,6 +18,9 @@ _ALL = flags.DEFINE_bool('all_checkpoints', False, 'Evaluate every checkpoint in
 _ENVS = flags.DEFINE_integer('envs', 10, 'Environments run in lock step (one batched policy call per step).')
 _VIDEO = flags.DEFINE_bool('video', False, 'Write a GIF of the episodes to <workdir>/videos/.')
 _SEED = flags.DEFINE_integer('seed', 5_000_000, 'Start-seed offset of the evaluation episodes.')
+_EXPLORE = flags.DEFINE_bool(
+  'explore', False, 'Act as the exploring episodes do (config.agent.explore_from, explore_noise), not tanh(mean).'
+)
 
 
 def main(argv):
@@ -38,6 +41,7 @@ def main(argv):
     seed_offset=_SEED.value,
     video=_VIDEO.value,
     log=lambda s: print(s, flush=True),
+    explore=_EXPLORE.value,
   )
 
 

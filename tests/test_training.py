@@ -485,6 +485,13 @@ def test_checkpoint_evaluation_and_openloop_report_read_a_finished_run(finished_
   assert record['eval/success_rate'] == pytest.approx(np.mean(record['successes']))
   with open(os.path.join(workdir, f'evaluate_{steps[-1]}.json')) as f:
     assert json.load(f)['successes'] == record['successes']
+  (explored,) = checkpoints.evaluate_checkpoints(
+    workdir, steps[-1:], episodes=3, envs=2, log=lambda s: None, explore=True
+  )
+  with open(os.path.join(workdir, f'evaluate_explore_{steps[-1]}.json')) as f:
+    assert json.load(f)['explore'] is True and not record['explore']
+  # The exploring policy draws its actions (agent.explore_from 'sample'), so the first actions differ.
+  assert explored['eval/first_action_0'] != record['eval/first_action_0']
   report = openloop.openloop_report(workdir, context=2, horizon=5, episodes=2)
   assert (report['step'], report['episodes'], report['predicted_steps']) == (steps[-1], 2, 5)
   assert 0.0 < report['image_mse'] < 1.0 and np.isfinite(report['reward_mae'])

@@ -51,8 +51,11 @@ class AgentActor:
     return rollout_lib.rollout_batch(envs, fn, seeds)
 
 
-def evaluate(actor: AgentActor, envs, params, seeds: list[int], rng: jax.Array) -> tuple[dict, list[dict]]:
-  """Deterministic-policy episodes from fixed start seeds; returns (summary, episodes).
+def evaluate(
+  actor: AgentActor, envs, params, seeds: list[int], rng: jax.Array, explore: bool = False
+) -> tuple[dict, list[dict]]:
+  """Deterministic-policy episodes from fixed start seeds; returns (summary, episodes). With
+  `explore`, the policy acts as in the exploring episodes (`config.agent.explore_from`, `explore_noise`).
 
   `envs` is one environment or a list: with N of them, N episodes run in lock step with one
   batched policy call per step (evaluation then costs about one rendering per environment and
@@ -62,7 +65,7 @@ def evaluate(actor: AgentActor, envs, params, seeds: list[int], rng: jax.Array) 
   envs = list(envs) if isinstance(envs, (list, tuple)) else [envs]
   episodes = []
   for c in range(0, len(seeds), len(envs)):
-    episodes += actor.episodes(envs, params, seeds[c : c + len(envs)], jax.random.fold_in(rng, c), explore=False)
+    episodes += actor.episodes(envs, params, seeds[c : c + len(envs)], jax.random.fold_in(rng, c), explore=explore)
   return summarize(episode_rows(episodes), getattr(envs[0], 'target_tasks', ())), episodes
 
 
