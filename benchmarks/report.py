@@ -91,6 +91,17 @@ def learning_groups(records: list[dict]) -> dict:
 PRESET_ORDER = ('small', 'long', 'paper', 'debug')  # the README's tables in this order
 
 
+def arm_legend(records: list[dict]) -> str:
+  """Each arm with the overrides its records ran with (those of every record of the arm), e.g.
+  '`bc`: `agent.mode=bc`'; 'none' for the preset as it is."""
+  arms = {}
+  for r in records:
+    flags = [o.removeprefix('--config.') for o in r.get('overrides') or []]
+    arms[r['arm']] = flags if r['arm'] not in arms else [f for f in arms[r['arm']] if f in flags]
+  text = lambda flags: ' '.join(f'`{f}`' for f in flags) if flags else 'none'
+  return '; '.join(f'`{arm}`: {text(arms[arm])}' for arm in sorted(arms, key=_arm_key))
+
+
 def learning_table(records: list[dict], golden: str | None) -> str:
   """One table per domain and preset: a row per task, a column per arm (the arms side by side on
   the same seeds and data). A cell is `offline end -> final` for one seed, else the finals by seed
@@ -133,6 +144,8 @@ def learning_table(records: list[dict], golden: str | None) -> str:
     f'Success rate over {", ".join(map(str, episodes))} evaluation episodes, at the offline end → after '
     'fine-tuning. Wall minutes (median over the row) include generating the dataset and compiling.'
   )
+  out.append('')
+  out.append('Arms (their overrides of the preset): ' + arm_legend(records) + '.')
   if notes:
     out.append(
       'Stale cells ran with code or a config that learns differently from now; re-run them with the command '

@@ -74,6 +74,10 @@ def test_table_puts_arms_side_by_side_marks_stale_cells_and_takes_medians():
   assert '0.75 / 0.95 / 0.85 (median **0.85**)' in door and '0.50 → **0.60**' in door and 'stale' not in door
   drawer = next(line for line in table.splitlines() if line.startswith('| drawer-open |'))
   assert 'stale: update changed' in drawer and drawer.endswith('| - | 8.0 |')
+  assert '\nArms (their overrides of the preset): `moto`: none; `bc`: none.\n' in table
+  rows.append(_record(arm='q', overrides=['--config.agent.bc_filter=q', '--config.seed=1'], seed=1))
+  rows.append(_record(arm='q', overrides=['--config.agent.bc_filter=q']))
+  assert report.arm_legend(rows) == '`moto`: none; `bc`: none; `q`: `agent.bc_filter=q`'
 
 
 def test_records_replace_by_key(tmp_path):
