@@ -20,6 +20,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     camera='authors',  # the paper's steep top-down view; 'rpl' (the env's default) or 'd5rl'
     action_repeat=1,
     episode_length=280,  # agent steps
+    # The arm's meshes (134k faces) drawn decimated to at most this many faces each: at 64x64 the
+    # picture barely changes and a frame costs about half (suites/rendering.py); 0 = as shipped.
+    mesh_faces=1000,
   )
   data = dict(
     num_episodes=300,

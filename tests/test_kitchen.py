@@ -66,6 +66,34 @@ def test_same_seed_gives_identical_images(env):
   assert (a[0] != a[-1]).any()  # the arm moved
 
 
+def test_decimated_arm_meshes_draw_nearly_the_same_picture(env):
+  """mesh_faces: the renderer draws a copy whose large meshes (the arm's 12-22k faces each) have at
+  most that many faces; the physics model keeps its meshes, the motion is identical, the picture
+  nearly so, and the dataset settings record it."""
+  shipped_faces = env.model.mesh_facenum.copy()
+  lite = KitchenEnv('mixed', seed=0, mesh_faces=1000)
+  try:
+    assert len(lite.renderer.decimated) >= 8  # the arm's links
+    assert all(before > 1000 >= after > 0 for before, after in lite.renderer.decimated.values())
+    before = sum(b for b, _ in lite.renderer.decimated.values())
+    assert sum(a for _, a in lite.renderer.decimated.values()) < 0.1 * before
+    np.testing.assert_array_equal(lite.model.mesh_facenum, shipped_faces)  # the simulated model as shipped
+    actions = np.random.default_rng(1).uniform(-1, 1, (8, 9))
+    frames = {}
+    for name, e in (('shipped', env), ('lite', lite)):
+      obs = [e.reset(seed=3)[0]['image']] + [e.step(a)[0]['image'] for a in actions]
+      frames[name] = (np.stack(obs).astype(np.float64), e.data.qpos.copy())
+    np.testing.assert_array_equal(frames['shipped'][1], frames['lite'][1])
+    diff = np.abs(frames['shipped'][0] - frames['lite'][0])
+    assert 0 < diff.mean() < 2.0, diff.mean()  # of 255: the same scene, the arm's outline a little coarser
+    assert lite.settings()['render']['mesh_faces'] == 1000 and 'mesh_faces' not in env.settings()['render']
+    assert kitchen_config.get_config('mixed').env.mesh_faces == 1000
+  finally:
+    lite.close()
+  with pytest.raises(ValueError, match='mesh_faces=-1'):
+    KitchenEnv('mixed', mesh_faces=-1)
+
+
 def test_reward_counts_target_tasks_in_goal(env):
   import mujoco
 

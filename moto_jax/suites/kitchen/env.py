@@ -80,6 +80,7 @@ class KitchenEnv(gym.Env):
     action_repeat: int = 1,
     episode_length: int = 280,
     render_quality: str = 'fast',
+    mesh_faces: int = 0,
   ):
     self.task = check_task(task)
     self.target_tasks = TASKS[self.task]
@@ -96,7 +97,9 @@ class KitchenEnv(gym.Env):
     self.model, self.data = self._env.model, self._env.data
     # Bounds the simulator puts on the arm's joint-position targets ([7, 2]).
     self.arm_limits = self._env.robot_env.robot_pos_bound[:7].copy()
-    self.renderer = FastRenderer(self.model, self.data, image_size, CAMERAS[camera], quality=render_quality)
+    self.renderer = FastRenderer(
+      self.model, self.data, image_size, CAMERAS[camera], quality=render_quality, mesh_faces=mesh_faces
+    )
     self._rng = np.random.default_rng(seed)
     self._steps = None
     self.action_space = gym.spaces.Box(-1.0, 1.0, (9,), np.float32)
