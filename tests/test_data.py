@@ -122,6 +122,27 @@ def test_windows_never_cross_boundaries_and_cover_uniformly(tmp_path):
   np.testing.assert_allclose(counts / 4000, raw_starts / raw_starts.sum(), atol=0.03)
 
 
+def test_step_weights_follow_the_window_and_stay_in_memory(tmp_path):
+  """A store with `step_weights` gives each window the weights of its own steps (here: 1 on even
+  steps of a failed episode); without, every step carries its episode's bc_weight. Files keep the
+  episode format."""
+  weights = lambda e: (e['step_index'] % 2 == 0).astype(np.float32)
+  s = store_lib.EpisodeStore(seq_len=4, online_dir=str(tmp_path / 'online'), step_weights=weights)
+  s.add(fake_episode(9, success=False), part='online')
+  batch = s.sample(50, np.random.default_rng(0))
+  np.testing.assert_array_equal(batch['bc_weight'], (batch['step_index'] % 2 == 0).astype(np.float32))
+  assert 'bc_steps' not in batch and ep_lib.carries_prior(s.episodes('online')[0])
+  assert 'bc_steps' not in ep_lib.load_episode(ep_lib.episode_files(str(tmp_path / 'online'))[0])
+  plain = store_lib.EpisodeStore(seq_len=4)
+  plain.add(fake_episode(9, success=True), part='offline')
+  plain.add(fake_episode(9, success=False, seed=1), part='offline')
+  batch = plain.sample(40, np.random.default_rng(0))
+  assert set(np.unique(batch['bc_weight'].min(1) == batch['bc_weight'].max(1))) == {True}
+  assert not ep_lib.carries_prior(plain.episodes('offline')[1])
+  with pytest.raises(ValueError, match=r'step_weights gave shape \(3,\); expected \(10,\)'):
+    store_lib.EpisodeStore(seq_len=4, step_weights=lambda e: np.zeros(3)).add(fake_episode(9), part='offline')
+
+
 @pytest.mark.parametrize('cover_edges', [True, False])
 def test_every_step_of_an_episode_is_sampled_comparably(cover_edges):
   """The reset step (where every evaluation starts) is trained on about as often as any other.

@@ -150,6 +150,28 @@ def test_plans():
       assert set(bc) <= set(seq) and not set(targets) <= set(seq)
 
 
+def test_segment_weights_by_hand():
+  """Targets (a, b, c, d); b first done at step 3, d at 7 (and held), a done already at the reset
+  (no segment), c never: steps 0-2 lead to b, 3-6 to d, 7-9 lead nowhere."""
+  targets = ('a', 'b', 'c', 'd')
+  done = np.zeros((10, 4), bool)
+  done[:, 0] = True
+  done[3:, 1] = True
+  done[7:, 3] = True
+  np.testing.assert_array_equal(kitchen_collect.segment_weights(done, targets), [1] * 7 + [0] * 3)
+  # Only the bc_tasks count: with (b,) the segment ends at b's completion.
+  np.testing.assert_array_equal(kitchen_collect.segment_weights(done, targets, ('b',)), [1] * 3 + [0] * 7)
+  assert not kitchen_collect.segment_weights(np.zeros((5, 4), bool), targets).any()
+  config = kitchen_config.get_config('mixed,debug').unlock()
+  from moto_jax import suites
+
+  assert config.data.bc_segments is False and suites.get('kitchen').step_weights(config) is None
+  config.data.bc_segments = True
+  weights = suites.get('kitchen').step_weights(config)
+  episode = {'tasks_done': done}
+  np.testing.assert_array_equal(weights(episode), [1] * 7 + [0] * 3)
+
+
 def test_bc_predicate():
   targets = TASKS['partial']
   done = np.array([[1, 1, 0, 0], [1, 1, 1, 0], [0, 1, 1, 1]], bool)

@@ -33,7 +33,12 @@ def test_episode_arrays_pad_and_record_lengths():
   arrays = refit_lib.episode_arrays(episodes())
   assert arrays['image'].shape == (3, 14, 64, 64, 3) and arrays['action'].shape == (3, 14, ACTION_DIM)
   np.testing.assert_array_equal(arrays['length'], [12, 13, 14])
-  np.testing.assert_array_equal(arrays['bc_weight'], [1, 0, 1])
+  # Each step's weight, zero on the padding; an episode with per-step weights (segment cloning) keeps them.
+  np.testing.assert_array_equal(arrays['bc_weight'][:, 0], [1, 0, 1])
+  np.testing.assert_array_equal(arrays['bc_weight'].sum(1), [12, 0, 14])
+  eps = episodes()
+  eps[1]['bc_steps'] = (np.arange(13) < 5).astype(np.float32)
+  np.testing.assert_array_equal(refit_lib.episode_arrays(eps)['bc_weight'][1], (np.arange(14) < 5).astype(np.float32))
   assert not arrays['image'][0, 12:].any() and arrays['is_first'][:, 0].all()
   padded = refit_lib.episode_arrays(episodes(), capacity=5)
   assert padded['image'].shape == (5, 14, 64, 64, 3) and int(padded['count']) == 3

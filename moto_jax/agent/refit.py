@@ -26,12 +26,14 @@ from moto_jax.agent.parts import AgentParts
 from moto_jax.agent.sharding import AXIS, under_mesh
 from moto_jax.agent.train_state import TrainState
 from moto_jax.agent.update import ActorCritic, actor_critic_steps, start_chunks
+from moto_jax.data import episodes as ep_lib
 
 KEYS = ('image', 'action', 'reward', 'discount', 'is_first')
 
 
 def episode_arrays(episodes: list[dict], capacity: int | None = None) -> dict:
-  """Episodes padded to the longest: KEYS [N, L, ...], `bc_weight` [N], `length` [N] and `count` (the
+  """Episodes padded to the longest: KEYS [N, L, ...], `bc_weight` [N, L] (each step's behaviour-prior
+  weight, `episodes.step_weights`), `length` [N] and `count` (the
   number of real episodes). With `capacity` >= len(episodes), N = capacity (rows past `count` are
   zeros of length 0, never drawn), so a growing set of episodes keeps one compiled refit."""
   if not episodes:
@@ -44,8 +46,9 @@ def episode_arrays(episodes: list[dict], capacity: int | None = None) -> dict:
   for n, e in enumerate(episodes):
     for k in KEYS:
       out[k][n, : len(e[k])] = e[k]
-  out['bc_weight'] = np.zeros(rows, np.float32)
-  out['bc_weight'][: len(episodes)] = [float(e['bc_weight']) for e in episodes]
+  out['bc_weight'] = np.zeros((rows, length), np.float32)
+  for n, e in enumerate(episodes):
+    out['bc_weight'][n, : len(e['image'])] = ep_lib.step_weights(e)
   out['length'] = np.zeros(rows, np.int32)
   out['length'][: len(episodes)] = [len(e['image']) for e in episodes]
   out['count'] = np.int32(len(episodes))
@@ -107,7 +110,7 @@ def make_refit_fn(parts: AgentParts, mesh: Mesh | None = None, steps: int | None
         'reward': take(arrays['reward']),
         'discount': take(arrays['discount']),
         'is_first': idx == 0,
-        'bc_weight': jnp.broadcast_to(arrays['bc_weight'][ep][:, None], (b, t)),
+        'bc_weight': take(arrays['bc_weight']),
       }
       batch = split(batch)
       window = split({k: take(post[k]) for k in ('deter', 'stoch', 'feat')})

@@ -12,7 +12,9 @@ is the reset, with a zero action and zero reward. Keys (T = agent steps):
   success      bool    []       the episode succeeded at any step
   bc_weight    float32 []       weight of the episode in the behaviour prior (Eq. 10)
 
-Domains may add per-step keys (e.g. Kitchen's per-task completion flags). Files are
+Domains may add per-step keys (e.g. Kitchen's per-task completion flags). In memory, an
+episode store may add `bc_steps` float32 [T+1]: a per-step behaviour-prior weight (Kitchen's
+segment cloning) that takes the place of `bc_weight` on each step; it is never written. Files are
 written atomically (temp file + rename), so a crash never leaves a half file under
 an episode's name.
 """
@@ -80,6 +82,19 @@ def validate(episode: dict, name: str = 'episode') -> dict:
       step = int(np.argmax(bad))
       raise CorruptEpisodeError(f'{name}: key {key!r} is {float(out[key][step])} at step {step}; expected finite values')
   return out
+
+
+def step_weights(episode: dict) -> np.ndarray:
+  """The behaviour-prior weight of each step [T+1]: `bc_steps` where the store set it, else the
+  episode's `bc_weight` on every step. Step i's weight applies to the pair (z_i, a_{i+1})."""
+  if 'bc_steps' in episode:
+    return np.asarray(episode['bc_steps'], np.float32)
+  return np.full(len(episode['image']), float(episode['bc_weight']), np.float32)
+
+
+def carries_prior(episode: dict) -> bool:
+  """Whether any step of the episode carries the behaviour prior."""
+  return bool(np.any(step_weights(episode) > 0))
 
 
 def num_steps(episode: dict) -> int:

@@ -48,9 +48,10 @@ class EpisodeStore:
   def __init__(self, seq_len: int, online_dir: str | None = None, online_fraction: float = 0.5,
                skip_corrupt: bool = False, cover_edges: bool = True,
                image_shape: tuple[int, int, int] | None = None, online_limit: int | None = None,
-               action_dim: int | None = None):
+               action_dim: int | None = None, step_weights=None):
     self.image_shape = tuple(image_shape) if image_shape is not None else None
     self.action_dim = action_dim
+    self.step_weights = step_weights
     if not 0.0 <= online_fraction <= 1.0:
       raise ValueError(f'online_fraction={online_fraction}; expected a value in [0, 1]')
     self.seq_len = int(seq_len)
@@ -128,6 +129,11 @@ class EpisodeStore:
     if part not in PARTS:
       raise ValueError(f'part={part!r}; expected one of {PARTS}')
     episode = {k: v for k, v in episode.items()}
+    if self.step_weights is not None:
+      weights = np.asarray(self.step_weights(episode), np.float32)
+      if weights.shape != (len(episode['image']),):
+        raise ValueError(f'step_weights gave shape {weights.shape}; expected ({len(episode["image"])},)')
+      episode['bc_steps'] = weights
     self._episodes[part].append(episode)
     self._steps[part] += ep_lib.num_steps(episode)
     length = len(episode['image'])
@@ -212,9 +218,10 @@ class EpisodeStore:
     ep_idx = rng.choice(len(windows), size=n, p=windows / windows.sum())
     eps = self._episodes[part]
     starts = [self._start(len(eps[i]['image']), rng) for i in ep_idx]
-    keys = set.intersection(*({k for k, v in eps[i].items() if k not in ep_lib.EPISODE_KEYS and v.ndim >= 1}
-                               for i in set(ep_idx.tolist())))
+    keys = set.intersection(*({k for k, v in eps[i].items()
+                               if k not in ep_lib.EPISODE_KEYS and k != 'bc_steps' and v.ndim >= 1}
+                              for i in set(ep_idx.tolist())))
     batch = {k: np.stack([eps[i][k][s:s + self.seq_len] for i, s in zip(ep_idx, starts)]) for k in keys}
-    batch['bc_weight'] = np.repeat(
-        np.array([eps[i]['bc_weight'] for i in ep_idx], np.float32)[:, None], self.seq_len, axis=1)
+    batch['bc_weight'] = np.stack(
+        [ep_lib.step_weights(eps[i])[s:s + self.seq_len] for i, s in zip(ep_idx, starts)]).astype(np.float32)
     return batch

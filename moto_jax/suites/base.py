@@ -70,6 +70,12 @@ class Suite:
     """How an episode earns `bc_weight` 1 (the behaviour prior of Eq. 10), in words."""
     return "the environment's success flag at some step"
 
+  def step_weights(self, config):
+    """None (each step carries its episode's `bc_weight`), or `f(episode) -> float32 [T+1]`, the
+    behaviour-prior weight of each step, which the episode store uses in place of `bc_weight`."""
+    del config
+    return None
+
   def collector_info(self, config) -> dict:
     """What generated a dataset, recorded in its manifest."""
     return dict(kind=f'{self.name} scripted policy', seed=config.seed)

@@ -43,6 +43,7 @@ import optax
 from moto_jax.agent import actor_critic_loss as ac_loss
 from moto_jax.agent import sharding
 from moto_jax.agent import update as update_lib
+from moto_jax.data import episodes as ep_lib
 from moto_jax.networks import rssm as rssm_lib
 
 MAX_EPISODES = 16
@@ -65,14 +66,14 @@ def demo_episodes(
 ) -> dict | None:
   """Up to `max_episodes` successful episodes, padded to the longest: arrays [N, L, ...].
 
-  Adds `mask` [N, L-1] (1 on the episode's own pairs i = 0..len-2), `phase` [N, L-1] (0/1/2: the
+  Adds `mask` [N, L-1] (1 on the episode's own pairs i = 0..len-2 that carry the prior), `phase` [N, L-1] (0/1/2: the
   first, middle and last third of each episode's own pairs), `returns` [N, L-1] (the discounted
   return of each episode to its end, computed before padding), `boot` [N, L-1] (the weight
   gamma^(len-1-i) * discount_{len-1} of the value at the episode's last step in the full return)
   and `last` [N] (that step's index). N is padded with empty rows (mask 0) to a
   multiple of `multiple` (the device count), so the rows can be sharded.
   """
-  chosen = [e for e in episodes if float(e['bc_weight']) > 0 and len(e['image']) >= MIN_LENGTH][:max_episodes]
+  chosen = [e for e in episodes if ep_lib.carries_prior(e) and len(e['image']) >= MIN_LENGTH][:max_episodes]
   if not chosen:
     return None
   length = max(len(e['image']) for e in chosen)
@@ -89,7 +90,7 @@ def demo_episodes(
     steps = len(e['image'])
     for k in ('image', 'action', 'reward', 'is_first'):
       out[k][n, :steps] = e[k]
-    out['mask'][n, : steps - 1] = 1.0
+    out['mask'][n, : steps - 1] = ep_lib.step_weights(e)[:-1] > 0  # the pairs that carry the prior
     for p, idx in enumerate(np.array_split(np.arange(steps - 1), 3)):
       out['phase'][n, idx] = p
     out['returns'][n, : steps - 1] = discounted_returns(np.asarray(e['reward'], np.float64), gamma)

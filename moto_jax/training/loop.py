@@ -150,6 +150,7 @@ class Trainer:
       cover_edges=t.cover_edges,
       image_shape=(config.env.image_size, config.env.image_size, 3),
       action_dim=self.action_dim,
+      step_weights=suites.get(config.domain).step_weights(config),
     )
     if len(self.online_files) > self.counters.episodes:
       log(
@@ -224,7 +225,7 @@ class Trainer:
     from moto_jax import suites
 
     episodes = self.store.episodes('offline')
-    carrying = sum(float(e['bc_weight']) > 0 for e in episodes)
+    carrying = sum(ep_lib.carries_prior(e) for e in episodes)
     rule = suites.get(self.config.domain).prior_rule(self.config)
     prior = dict(
       episodes=len(episodes),

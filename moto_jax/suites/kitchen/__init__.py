@@ -46,6 +46,16 @@ class KitchenSuite(Suite):
   def check_task(self, task: str) -> str:
     return check_task(task)
 
+  def step_weights(self, config):
+    """With `data.bc_segments`, segment cloning (`collect.segment_weights`): the steps that lead to
+    each completed target task carry the prior, whatever the rest of the episode does."""
+    if not config.data.get('bc_segments', False):
+      return None
+    from moto_jax.suites.kitchen.collect import segment_weights  # pylint: disable=g-import-not-at-top
+
+    targets = TARGET_TASKS[config.task]
+    return lambda e: segment_weights(e['tasks_done'], targets, tuple(config.data.bc_tasks))
+
   def make_env(self, config, seed: int):
     from moto_jax.suites.kitchen.env import KitchenEnv
 

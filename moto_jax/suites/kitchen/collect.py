@@ -73,6 +73,24 @@ def plan_episode(
   return sequence, aborts
 
 
+def segment_weights(tasks_done: np.ndarray, target_tasks, bc_tasks=()) -> np.ndarray:
+  """Segment cloning: the behaviour-prior weight of each step [T+1] from the per-step target flags
+  `tasks_done` [T+1, K]. Each of the `bc_tasks` (all targets when empty) that first enters its goal
+  at step c > 0 marks the steps from the previous such completion (or the reset) up to c - 1, the
+  states whose actions led to it; steps after the last completion, and every step of an episode
+  that completes none, weigh 0."""
+  names = list(bc_tasks) or list(target_tasks)
+  cols = [list(target_tasks).index(n) for n in names]
+  done = np.asarray(tasks_done, bool)[:, cols]
+  firsts = sorted(int(np.argmax(done[:, k])) for k in range(done.shape[1]) if done[:, k].any() and not done[0, k])
+  weights = np.zeros(len(done), np.float32)
+  previous = 0
+  for c in firsts:
+    weights[previous:c] = 1.0
+    previous = c
+  return weights
+
+
 def bc_predicate(tasks_done: np.ndarray, target_tasks, bc_tasks) -> bool:
   """True when the `bc_tasks` (all targets when empty) are in goal state together at some step."""
   names = list(bc_tasks) or list(target_tasks)
