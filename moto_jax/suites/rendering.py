@@ -60,6 +60,7 @@ def decimated(model: mujoco.MjModel, max_faces: int) -> tuple[mujoco.MjModel, di
     out.mesh_face[fa : fa + len(faces)] = faces
     out.mesh_facenormal[fa : fa + len(faces)] = faces
     out.mesh_facenum[mid] = len(faces)
+    out.mesh_graphadr[mid] = -1  # its convex hull indexes the old vertices: none drawn for this copy
     changed[model.mesh(mid).name or str(mid)] = (nf, len(faces))
   return out, changed
 

@@ -217,6 +217,7 @@ ADDED_FIELDS = {
   'agent.balance': 'fixed',
   'agent.value_share': 0.5,
   'agent.bc_filter': 'none',
+  'data.bc_segments': False,
 }
 
 
@@ -298,7 +299,7 @@ def load_recorded(workdir: str) -> ml_collections.ConfigDict:
 
 
 # Fields of ADDED_FIELDS added after `learning_hash` existed (a field added from now on goes in both).
-ADDED_AFTER_RECORDS = ('agent.balance', 'agent.value_share', 'agent.bc_filter')
+ADDED_AFTER_RECORDS = ('agent.balance', 'agent.value_share', 'agent.bc_filter', 'data.bc_segments')
 
 # Fields that change where files go or how often a run logs, not what it learns.
 NOT_LEARNING = (

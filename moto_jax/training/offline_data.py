@@ -19,7 +19,7 @@ def cache_path(config) -> str:
     data={
       k: v
       for k, v in config.data.to_dict().items()
-      if k not in ('dir', 'cache_dir', 'skip_corrupt', 'workers', 'subset_episodes')
+      if k not in ('dir', 'cache_dir', 'skip_corrupt', 'workers', 'subset_episodes', 'bc_segments')
     },
     seed=config.seed,
   )

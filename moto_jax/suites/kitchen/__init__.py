@@ -66,6 +66,8 @@ class KitchenSuite(Suite):
 
   def prior_rule(self, config) -> str:
     tasks = list(config.data.bc_tasks) or list(TARGET_TASKS[config.task])
+    if config.data.get('bc_segments', False):
+      return f'segments: the steps leading to the completion of any of the target tasks {", ".join(tasks)}'
     return f'the target tasks {", ".join(tasks)} in their goal state together at some step'
 
   def collect(self, config, out_dir: str, num_episodes: int | None = None, progress: bool = True) -> dict:
