@@ -13,8 +13,9 @@ mode `moto` with the paper's balance; a change confined to other paths, to the e
 evaluation is not seen by it.)
 
 The README holds blocks between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` lines:
-`quickstart` (the Quickstart's `Done:` line and time), `learning` (the table), `speed`, `convert`
-(from `results/convert.jsonl`, written by `benchmarks.convert_speed --record`).
+`quickstart` (the Quickstart's `Done:` line and time), `learning` (the table), `final` (final
+checkpoints on many start states, `results/final_eval.jsonl` from `benchmarks.final_eval`), `speed`,
+`convert` (from `results/convert.jsonl`, written by `benchmarks.convert_speed --record`).
 """
 
 from __future__ import annotations
@@ -177,6 +178,37 @@ def speed_table(records: list[dict]) -> str:
   return '\n'.join(lines)
 
 
+def final_table(records: list[dict]) -> str:
+  """Final checkpoints on many start states (`benchmarks.final_eval`): one table per domain, preset
+  and episode count, a row per task and seed, a column per arm; a cell is the success rate and its
+  95 % interval."""
+  if not records:
+    return '_No final-checkpoint evaluations yet: `python -m benchmarks.final_eval` writes them._'
+  out = []
+  for domain, preset, n in sorted({(r['domain'], r['preset'], r['episodes']) for r in records}):
+    rs = [r for r in records if (r['domain'], r['preset'], r['episodes']) == (domain, preset, n)]
+    arms = sorted({r['arm'] for r in rs}, key=_arm_key)
+    out += [
+      f'**{domain}, `{preset}`**: final checkpoints on the same {n} new start states each',
+      '',
+      '| task | seed | ' + ' | '.join(arms) + ' |',
+      '|---|---|' + '---|' * len(arms),
+    ]
+    for task, seed in sorted({(r['task'], r['seed']) for r in rs}):
+      cells = []
+      for arm in arms:
+        match = [r for r in rs if (r['task'], r['seed'], r['arm']) == (task, seed, arm)]
+        cells.append(
+          f'**{fmt(match[0]["success"])}** [{fmt(match[0]["interval"][0])}, {fmt(match[0]["interval"][1])}]'
+          if match
+          else '-'
+        )
+      out.append(f'| {task} | {seed} | ' + ' | '.join(cells) + ' |')
+    out.append('')
+  out.append('Success rate and its 95 % (Wilson) interval; `python -m benchmarks.final_eval` (command in each record).')
+  return '\n'.join(out)
+
+
 def convert_line(records: list[dict]) -> str:
   if not records:
     return '_No conversion speed records yet: `python -m benchmarks.convert_speed --record=results/convert.jsonl`._'
@@ -274,6 +306,7 @@ def blocks(results: str = RESULTS) -> dict[str, str]:
     learning=learning_table(learning, golden),
     speed=speed_table(read_jsonl(os.path.join(results, 'speed.jsonl'))),
     convert=convert_line(read_jsonl(os.path.join(results, 'convert.jsonl'))),
+    final=final_table(read_jsonl(os.path.join(results, 'final_eval.jsonl'))),
   )
 
 

@@ -142,3 +142,19 @@ def test_record_of_a_finished_run(tmp_path):
   assert r['config_hash'] == config_check.learning_hash(config)
   assert r['minutes'] == {'data': 0.1, 'compile': 0.5, 'evaluation': 0.15, 'training': 0.75}
   assert r['curve'] == [[0, 0.0]] and r['done_line'].startswith('Done: metaworld/drawer-open')
+
+
+def test_final_evaluations_table_and_interval():
+  from benchmarks import final_eval
+
+  lo, hi = final_eval.wilson(50, 100)
+  assert abs((lo + hi) / 2 - 0.5) < 1e-9 and 0.09 < hi - 0.5 < 0.1  # +-0.098 at p = 0.5, n = 100
+  assert final_eval.wilson(0, 20)[0] == 0.0 and 0.15 < final_eval.wilson(0, 20)[1] < 0.17
+  row = dict(domain='metaworld', preset='long', task='window-open', seed=0, episodes=100)
+  records = [
+    dict(row, arm='bc', success=0.4, interval=[0.31, 0.5]),
+    dict(row, arm='moto', success=0.55, interval=[0.45, 0.64]),
+  ]
+  table = report.final_table(records)
+  assert '| task | seed | moto | bc |' in table
+  assert '| window-open | 0 | **0.55** [0.45, 0.64] | **0.40** [0.31, 0.50] |' in table
