@@ -268,4 +268,8 @@ def test_evaluation_counts_each_target_task():
   np.testing.assert_allclose([s[f'eval/episodes_{k}_tasks'] for k in range(5)], [0.25, 0.25, 0.25, 0.0, 0.25])
   assert s['eval/tasks_completed'] == (1 + 2 + 0 + 4) / 4 and s['eval/tasks_at_end'] == (0 + 2 + 0 + 4) / 4
   assert s['eval/success_rate'] == 0.25
+  # The first target in goal: microwave at step 1 in episodes 0, 1 (with kettle: the first in order)
+  # and 3; none in episode 2.
+  assert [s[f'eval/first_task_{n.replace(" ", "_")}'] for n in names] == [0.75, 0.0, 0.0, 0.0]
+  assert s['eval/first_task_step'] == 1.0
   assert 'eval/task_microwave' not in evaluation.summarize(evaluation.episode_rows(episodes))  # no names given

@@ -73,7 +73,8 @@ def episode_rows(episodes: list[dict]) -> dict:
   """What an evaluation's summary needs of each episode, as arrays with a row per episode (a
   multi-process run gathers these, not the episodes): success, return, the first action and, for
   multi-task suites (Kitchen's per-step target flags `tasks_done` [T+1, K]), the target tasks completed
-  (in goal at some step) and in goal at the episode's last step."""
+  (in goal at some step), in goal at the episode's last step, and which target entered its goal first
+  and at which step (-1 for both where none did)."""
   rows = {
     'success': np.array([bool(e['success']) for e in episodes], bool),
     'return': np.array([float(e['reward'].sum()) for e in episodes], np.float64),
@@ -83,13 +84,21 @@ def episode_rows(episodes: list[dict]) -> dict:
     rows['task_completed'] = np.array([e['tasks_done'].any(axis=0) for e in episodes], bool)  # [n, K]
     rows['tasks_completed'] = rows['task_completed'].sum(axis=1).astype(np.int64)
     rows['tasks_at_end'] = np.array([e['tasks_done'][-1].sum() for e in episodes], np.int64)
+    first_step = [int(np.argmax(e['tasks_done'].any(axis=1))) if e['tasks_done'].any() else -1 for e in episodes]
+    rows['first_task_step'] = np.array(first_step, np.int64)
+    rows['first_task'] = np.array(
+      [int(np.argmax(e['tasks_done'][s])) if s >= 0 else -1 for e, s in zip(episodes, first_step)], np.int64
+    )
   return rows
 
 
 def summarize(rows: dict, task_names=()) -> dict:
   """The evaluation's means over episodes from `episode_rows` (of one process or all). With the
   suite's target `task_names` (Kitchen), also each target's completion rate (`eval/task_<name>`) and
-  the share of episodes that completed exactly k of them (`eval/episodes_k_tasks`)."""
+  the share of episodes that completed exactly k of them (`eval/episodes_k_tasks`); where the first
+  failure happens: the share of episodes whose first completed target is each one
+  (`eval/first_task_<name>`) and the mean step of that first completion (`eval/first_task_step`, over
+  the episodes that completed one)."""
   summary = {
     'eval/success_rate': float(np.mean(rows['success'])),
     'eval/return': float(np.mean(rows['return'])),
@@ -103,6 +112,11 @@ def summarize(rows: dict, task_names=()) -> dict:
     if len(task_names):
       for k in range(len(task_names) + 1):
         summary[f'eval/episodes_{k}_tasks'] = float(np.mean(rows['tasks_completed'] == k))
+      for k, name in enumerate(task_names):
+        summary[f'eval/first_task_{name.replace(" ", "_")}'] = float(np.mean(rows['first_task'] == k))
+    started = rows['first_task_step'] >= 0
+    if started.any():
+      summary['eval/first_task_step'] = float(np.mean(rows['first_task_step'][started]))
   # What the policy does at the reset, beside what the demos do there (diag/demo_first_action_i).
   for i, v in enumerate(np.mean(rows['first_action'], axis=0)):
     summary[f'eval/first_action_{i}'] = float(v)
