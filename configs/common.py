@@ -209,9 +209,10 @@ def agent_config() -> ml_collections.ConfigDict:
   # rewards, Q and the policy's sigma; docs/ALGORITHM.md).
   c.balance = 'fixed'
   c.value_share = 0.5
-  # Which real pairs the cloning term keeps (mode 'moto'): 'none' (Eq. 10: every pair of a successful
-  # episode) or 'q' (only where the critics rate the data's action at least as high as the policy's:
-  # the Q-filter; agent/actor_critic_loss.q_filter).
+  # How the cloning term weighs real pairs (mode 'moto'): 'none' (Eq. 10: every pair of a successful
+  # episode alike), 'q' (only where the critics rate the data's action at least as high as the
+  # policy's: the Q-filter) or 'advantage' (by the data action's advantage, standardised within the
+  # batch, mean weight 1); agent/actor_critic_loss.py.
   c.bc_filter = 'none'
   c.data_critic_loss = True  # L_data (Eq. 8); False = ablation
   # Actor-critic steps per world-model step (update.train_step): step k imagines from the posterior

@@ -259,3 +259,36 @@ def test_q_filter_keeps_the_policys_own_actions_and_is_off_without_a_critic_led_
   assert agent.loss_settings(debug_config(mode='bc', bc_filter='q').agent).actor['bc_filter'] == 'none'
   with pytest.raises(config_check.ConfigError, match=r"agent\.bc_filter='q'.*agent\.mode=moto"):
     config_check.validate(debug_config(mode='bc', bc_filter='q'))
+
+
+def test_advantage_weights_by_value(nets, params, setup):
+  """bc_filter 'advantage': A_i = min_j Q_j(z_i, a_{i+1}) - min_j Q_j(z_i, tanh(mean_i)), standardised
+  over the cloned pairs, clipped to +-2, exponentiated, divided by the mean over the cloned pairs; the
+  cloning loss carries it on each pair, and the result does not change when Q is scaled."""
+  start, pairs, critic, _ = setup
+  mean = np.asarray(nets.policy(params['actor'], pairs['feat']).mean, np.float64)
+  own = jnp.asarray(np.tanh(mean), jnp.float32)
+  q_data = np.min(np.asarray(nets.q_values(critic, pairs['feat'], pairs['action']), np.float64), axis=0)
+  q_own = np.min(np.asarray(nets.q_values(critic, pairs['feat'], own), np.float64), axis=0)
+  adv = q_data - q_own
+  cloned = np.asarray(pairs['mask'] * pairs['bc_weight']) > 0
+  z = (adv - adv[cloned].mean()) / adv[cloned].std()
+  raw = np.exp(np.clip(z, -2, 2))
+  want = raw / raw[cloned].mean()
+  got = np.asarray(ac_loss.advantage_weights(params['actor'], nets, critic, pairs))
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+  assert abs(got[cloned].mean() - 1) < 1e-5 and got[cloned].std() > 0.1
+  # Scaling the critics' output (their last layer) scales Q and A: the weights stay.
+  scaled = jax.tree_util.tree_map_with_path(
+    lambda path, x: 5.0 * x if 'out' in jax.tree_util.keystr(path) else x, critic
+  )
+  np.testing.assert_allclose(ac_loss.advantage_weights(params['actor'], nets, scaled, pairs), got, rtol=1e-3)
+  cfg = debug_config(horizon=2, bc_scale=7.0, bc_eps=1e-2, bc_filter='advantage').agent
+  loss, (metrics, _) = ac_loss.actor_loss(
+    params['actor'], nets, params['wm'], critic, start, pairs, jax.random.key(7), **agent.loss_settings(cfg).actor
+  )
+  logp = plain_logp(nets, params['actor'], pairs, 1e-2)
+  mask, weight = np.asarray(pairs['mask']), np.asarray(pairs['bc_weight'])
+  np.testing.assert_allclose(
+    loss, metrics['actor/mb_loss'] + 7.0 * np.sum(mask * -weight * want * logp) / np.sum(mask), rtol=1e-4
+  )

@@ -139,6 +139,27 @@ def q_filter(actor_params, nets: Networks, critic_params, pairs: dict) -> jax.Ar
   return sg((q_data >= q_policy).astype(jnp.float32))
 
 
+ADVANTAGE_CLIP = 2.0  # standardised advantages are clipped to +-this before exp (weights within e^+-2)
+
+
+def advantage_weights(actor_params, nets: Networks, critic_params, pairs: dict) -> jax.Array:
+  """Advantage-weighted cloning, standardised within the batch: A_i = min_j Q_j(z_i, a_{i+1}) -
+  min_j Q_j(z_i, tanh(mean(z_i))), standardised over the cloned pairs (mask * bc_weight),
+  clipped to +-ADVANTAGE_CLIP, exponentiated and divided by their mean over those pairs. [B, T-1],
+  stopped. Cloning keeps its total strength (mean weight 1) but leans toward the data actions the
+  critic rates best relative to the policy; the standardisation removes the scale of Q, and with it
+  the sign offset that makes the critic prefer the actor's own action everywhere (`q_filter`)."""
+  z = sg(pairs['feat'])
+  q_data = jnp.min(nets.q_values(critic_params, z, pairs['action']), axis=0)
+  q_policy = jnp.min(nets.q_values(critic_params, z, nets.policy(actor_params, z).mode()), axis=0)
+  adv = q_data - q_policy
+  cloned = pairs['mask'] * pairs['bc_weight']
+  mean = masked_mean(adv, cloned)
+  std = jnp.sqrt(masked_mean((adv - mean) ** 2, cloned))
+  weights = jnp.exp(jnp.clip((adv - mean) / jnp.maximum(std, 1e-6), -ADVANTAGE_CLIP, ADVANTAGE_CLIP))
+  return sg(weights / jnp.maximum(masked_mean(weights, cloned), 1e-6))
+
+
 def cloning_loss(actor_params, nets: Networks, pairs: dict, *, bc_eps: float, keep: jax.Array | None = None):
   """L_BC of Eq. 10: the masked, bc_weight-weighted -log pi(a_{i+1} | sg(z_i)) over the real pairs,
   each pair further weighted by `keep` [B, T-1] when given (`q_filter`). Returns (loss, metrics)."""
@@ -157,11 +178,14 @@ def cloning_loss(actor_params, nets: Networks, pairs: dict, *, bc_eps: float, ke
 
 
 def cloning_keep(actor_params, nets: Networks, critic_params, pairs: dict, bc_filter: str) -> jax.Array | None:
-  """The per-pair weight `bc_filter` puts on cloning: None for 'none', `q_filter` for 'q'."""
+  """The per-pair weight `bc_filter` puts on cloning: None for 'none', `q_filter` for 'q',
+  `advantage_weights` for 'advantage'."""
   if bc_filter == 'none':
     return None
   if bc_filter == 'q':
     return q_filter(actor_params, nets, critic_params, pairs)
+  if bc_filter == 'advantage':
+    return advantage_weights(actor_params, nets, critic_params, pairs)
   raise ValueError(f'Unknown agent.bc_filter {bc_filter!r}')
 
 
@@ -196,7 +220,8 @@ def actor_loss(
     penalty_scale lambda_u (Eq. 3); bc_scale beta_bc (Eq. 10); bc_eps (the BC log-density's clip
     of saturated actions, `TanhGaussian.log_prob`); entropy_scale (a regulariser, 0 by default);
     value_scale: 1 (MOTO), 0 (mode 'bc'). `balance` and `value_share` act on gradients only.
-    bc_filter: 'none' (Eq. 10) or 'q' (cloning weighted by `q_filter`, from `critic_params`).
+    bc_filter: 'none' (Eq. 10), 'q' (cloning weighted by `q_filter`) or 'advantage'
+      (`advantage_weights`), both from `critic_params`.
   Returns (loss, (metrics, rollout)) where rollout holds the stopped 'feat' [H+1, N, F],
     'action' [H+1, N, A] and penalised 'reward' [H, N] for the critics.
   """

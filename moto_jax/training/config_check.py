@@ -89,12 +89,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   )
   _require(agent.balance in ('fixed', 'share'), 'agent.balance', agent.balance, 'expected "fixed" or "share"')
   _require(0.0 <= agent.value_share <= 1.0, 'agent.value_share', agent.value_share, 'expected a value in [0, 1]')
-  _require(agent.bc_filter in ('none', 'q'), 'agent.bc_filter', agent.bc_filter, 'expected "none" or "q"')
+  _require(
+    agent.bc_filter in ('none', 'q', 'advantage'),
+    'agent.bc_filter',
+    agent.bc_filter,
+    'expected "none", "q" or "advantage"',
+  )
   _require(
     agent.bc_filter == 'none' or agent.mode == 'moto',
     'agent.bc_filter',
     agent.bc_filter,
-    f'the Q-filter needs a critic-led actor (agent.mode=moto, not {agent.mode!r})',
+    f'a critic-weighted cloning term needs a critic-led actor (agent.mode=moto, not {agent.mode!r})',
   )
   _require(agent.horizon >= 0, 'agent.horizon', agent.horizon, 'expected >= 0')
   _require(0.0 < agent.gamma <= 1.0, 'agent.gamma', agent.gamma, 'expected a value in (0, 1]')
