@@ -208,14 +208,13 @@ def test_q_filter_by_value_and_the_filtered_actor_loss(nets, params, setup):
   eps = 1e-2
   b, t = pairs['mask'].shape
   mean = np.asarray(nets.policy(params['actor'], pairs['feat']).mean, np.float64)
+  # Each twin's value of the data's and of the policy's own action, then the minimum and the comparison here.
+  q_data = np.asarray(nets.q_values(critic, pairs['feat'], pairs['action']))  # [2, B, T-1]
+  q_own = np.asarray(nets.q_values(critic, pairs['feat'], jnp.asarray(np.tanh(mean), jnp.float32)))
   keep = np.zeros((b, t))
   for bi in range(b):
     for i in range(t):
-      z = pairs['feat'][bi, i][None]
-      q_data = [float(nets.q_values(critic, z, pairs['action'][bi, i][None])[j, 0]) for j in range(2)]
-      own = jnp.asarray(np.tanh(mean[bi, i]), jnp.float32)[None]
-      q_own = [float(nets.q_values(critic, z, own)[j, 0]) for j in range(2)]
-      keep[bi, i] = float(min(q_data) >= min(q_own))
+      keep[bi, i] = float(min(q_data[0, bi, i], q_data[1, bi, i]) >= min(q_own[0, bi, i], q_own[1, bi, i]))
   got = ac_loss.q_filter(params['actor'], nets, critic, pairs)
   np.testing.assert_array_equal(np.asarray(got), keep)
   cloned = np.asarray(pairs['mask'] * pairs['bc_weight']) > 0
@@ -233,14 +232,6 @@ def test_q_filter_by_value_and_the_filtered_actor_loss(nets, params, setup):
     params['actor'], nets, params['wm'], critic, start, pairs, jax.random.key(7), **agent.loss_settings(cfg).actor
   )
   np.testing.assert_allclose(loss, metrics['actor/mb_loss'] + 7.0 * want, rtol=1e-4)
-  # The gradient of the filtered cloning term: the filter is a constant weight (no gradient through Q).
-  settings = agent.loss_settings(cfg).actor
-  _, _, _, (_, g_bc) = ac_loss.actor_grads(
-    params['actor'], nets, params['wm'], critic, start, pairs, jax.random.key(7), **settings
-  )
-  fixed = jnp.asarray(keep, jnp.float32)
-  want_g = jax.grad(lambda a: 7.0 * ac_loss.cloning_loss(a, nets, pairs, bc_eps=eps, keep=fixed)[0])(params['actor'])
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-7), g_bc, want_g)
 
 
 def test_q_filter_keeps_the_policys_own_actions_and_is_off_without_a_critic_led_actor(nets, params, setup):
