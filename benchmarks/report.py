@@ -249,8 +249,9 @@ def quickstart_block(records: list[dict], golden: str | None) -> str:
   )
 
 
-def curves_figure(records: list[dict], path: str) -> None:
-  """A row of panels per preset (one per task), a line per arm and seed (seeds after the first fainter)."""
+def curves_figure(records: list[dict], path: str, columns: int = 5) -> None:
+  """Panels of `columns` tasks a row, the rows of each preset together (in PRESET_ORDER); a line per arm
+  and seed (seeds after the first fainter), an arm the same colour everywhere, a legend in each panel."""
   import matplotlib
 
   matplotlib.use('Agg')
@@ -258,23 +259,28 @@ def curves_figure(records: list[dict], path: str) -> None:
 
   groups = learning_groups(records)
   presets = sorted({k[1] for k in groups}, key=lambda p: (PRESET_ORDER.index(p) if p in PRESET_ORDER else 99, p))
-  tasks = {p: list(dict.fromkeys(k[2] for k in groups if k[1] == p)) for p in presets}
-  cols = max(len(t) for t in tasks.values())
-  fig, axes = plt.subplots(len(presets), cols, figsize=(2.9 * cols, 2.7 * len(presets)), squeeze=False)
+  rows = []
+  for preset in presets:
+    tasks = list(dict.fromkeys(k[2] for k in groups if k[1] == preset))
+    for start in range(0, len(tasks), columns):
+      rows.append([(preset, t) for t in tasks[start : start + columns]])
+  cols = max(len(r) for r in rows)
+  fig, axes = plt.subplots(len(rows), cols, figsize=(2.9 * cols, 2.7 * len(rows)), squeeze=False)
+  where = {panel: axes[r][c] for r, row in enumerate(rows) for c, panel in enumerate(row)}
   colors = {}
   for (_, preset, task, arm), rs in groups.items():
-    row = presets.index(preset)
-    ax = axes[row][tasks[preset].index(task)]
-    color = colors.setdefault(arm, f'C{len(colors)}')
+    ax = where[(preset, task)]
+    color = colors.setdefault(arm, f'C{len(colors) % 10}')
     for i, r in enumerate(sorted(rs, key=lambda r: r['seed'])):
       xs, ys = zip(*r['curve']) if r['curve'] else ((), ())
       ax.plot(
         xs, ys, marker='o', markersize=3, color=color, alpha=0.9 if i == 0 else 0.5, label=arm if i == 0 else None
       )
     ax.set_title(f'{task} ({preset})', fontsize=9)
-  for row, preset in enumerate(presets):
-    for c, ax in enumerate(axes[row]):
-      if c >= len(tasks[preset]):
+  for r, row in enumerate(rows):
+    for c in range(cols):
+      ax = axes[r][c]
+      if c >= len(row):
         ax.set_visible(False)
         continue
       ax.set_ylim(-0.05, 1.05)
@@ -282,8 +288,8 @@ def curves_figure(records: list[dict], path: str) -> None:
       ax.set_xlabel('env steps (0 = offline end)', fontsize=8)
       ax.grid(alpha=0.3)
       ax.tick_params(labelsize=7)
-    axes[row][0].set_ylabel('success rate')
-    axes[row][0].legend(fontsize=7)
+      ax.legend(fontsize=6, loc='best')
+    axes[r][0].set_ylabel('success rate')
   fig.tight_layout()
   fig.savefig(path, dpi=80, metadata={'Software': None})
   plt.close(fig)
