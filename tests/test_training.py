@@ -289,7 +289,8 @@ def test_one_bad_episode_is_skipped_on_fresh_data(tmp_path, cache, finished_run)
 @pytest.mark.xdist_group('kitchen_job')
 def test_kitchen_main_job_end_to_end(tmp_path, monkeypatch):
   """Kitchen offline episodes carry task flags that online episodes lack; the run must not care.
-  Then the composition analysis (App. A.1) reads the finished run."""
+  With segment cloning (per-step prior weights) and the decimated meshes (the defaults). Then the
+  composition analysis (App. A.1) reads the finished run."""
   from configs import kitchen as kitchen_config
 
   c = kitchen_config.get_config('mixed,debug').unlock()
@@ -297,6 +298,7 @@ def test_kitchen_main_job_end_to_end(tmp_path, monkeypatch):
   c.data.workers = 1
   c.train.offline_steps, c.train.env_steps, c.train.updates_per_episode = 2, 40, 2
   c.train.eval_every_episodes = 2
+  c.data.bc_segments = True  # per-step prior weights through the store, the refits and the diagnostics
   summary = loop.train_and_evaluate(c.lock(), str(tmp_path / 'run'), log=lambda *a: None)
   assert summary['phase'] == 'done' and summary['episodes'] == 2 and summary['env_steps'] == 40
   assert summary['grad_steps'] == 2 + 2 * 2
