@@ -36,6 +36,7 @@ def _figure(tmp_path, *args):
   return out.stdout
 
 
+@pytest.mark.integration  # runs a whole debug job in a subprocess (~2 min): with the other whole jobs
 def test_bound_figure_runs_its_run_then_other_figures_reuse_it(tmp_path):
   _figure(tmp_path, '--figure=bound')
   run_dir = _run_dir(tmp_path, 'full')
