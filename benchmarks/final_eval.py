@@ -22,6 +22,8 @@ import os
 import subprocess
 import sys
 
+from benchmarks import learning
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORDS = os.path.join(ROOT, 'results', 'final_eval.jsonl')
 KEY = ('domain', 'preset', 'task', 'arm', 'seed', 'episodes')
@@ -36,25 +38,6 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
   centre = (p + z * z / (2 * n)) / (1 + z * z / n)
   half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
   return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def read_records(path: str) -> list[dict]:
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def write_record(record: dict, path: str) -> None:
-  """Adds `record`, replacing one with the same key; the file stays sorted by key."""
-  kept = [r for r in read_records(path) if tuple(r[k] for k in KEY) != tuple(record[k] for k in KEY)]
-  kept.append(record)
-  kept.sort(key=lambda r: tuple(str(r[k]) for k in KEY))
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path + '.tmp', 'w') as f:
-    for r in kept:
-      f.write(json.dumps(r, sort_keys=True) + '\n')
-  os.replace(path + '.tmp', path)
 
 
 def make_record(workdir: str, arm: str, evaluation: dict, cmd: str) -> dict:
@@ -129,7 +112,7 @@ def main(argv=None):
           record = make_record(workdir, arm, json.load(f), cmd)
         rows.append(record)
         if args.record:
-          write_record(record, args.record)
+          learning.write_record(record, args.record, KEY)
   print(f'\n{"task":<14} {"arm":<18} seed  success  95% interval  (in-run final, 20 episodes)')
   for r in rows:
     lo, hi = r['interval']

@@ -141,11 +141,11 @@ def read_records(path: str = RECORDS) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
-def write_record(record: dict, path: str = RECORDS) -> None:
-  """Adds `record`, replacing one with the same key; the file stays sorted by key."""
-  kept = [r for r in read_records(path) if tuple(r[k] for k in KEY) != tuple(record[k] for k in KEY)]
+def write_record(record: dict, path: str = RECORDS, key: tuple[str, ...] = KEY) -> None:
+  """Adds `record`, replacing one with the same `key` fields; the file stays sorted by them."""
+  kept = [r for r in read_records(path) if tuple(r[k] for k in key) != tuple(record[k] for k in key)]
   kept.append(record)
-  kept.sort(key=lambda r: tuple(str(r[k]) for k in KEY))
+  kept.sort(key=lambda r: tuple(str(r[k]) for k in key))
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:

@@ -133,10 +133,16 @@ def q_filter(actor_params, nets: Networks, critic_params, pairs: dict) -> jax.Ar
   stopped. Where the critic prefers the policy's action, cloning steps aside and the value term alone
   moves the actor; where the policy drifts to actions the critic rates below the data's, cloning
   returns. The comparison is a ranking, so it does not depend on the scale of rewards or Q."""
+  q_data, q_policy = _q_data_and_policy(actor_params, nets, critic_params, pairs)
+  return sg((q_data >= q_policy).astype(jnp.float32))
+
+
+def _q_data_and_policy(actor_params, nets: Networks, critic_params, pairs: dict):
+  """min_j Q_j(z_i, a_{i+1}) and min_j Q_j(z_i, tanh(mean(z_i))) over the real pairs, [B, T-1] each."""
   z = sg(pairs['feat'])
   q_data = jnp.min(nets.q_values(critic_params, z, pairs['action']), axis=0)
   q_policy = jnp.min(nets.q_values(critic_params, z, nets.policy(actor_params, z).mode()), axis=0)
-  return sg((q_data >= q_policy).astype(jnp.float32))
+  return q_data, q_policy
 
 
 ADVANTAGE_CLIP = 2.0  # standardised advantages are clipped to +-this before exp (weights within e^+-2)
@@ -149,9 +155,7 @@ def advantage_weights(actor_params, nets: Networks, critic_params, pairs: dict) 
   stopped. Cloning keeps its total strength (mean weight 1) but leans toward the data actions the
   critic rates best relative to the policy; the standardisation removes the scale of Q, and with it
   the sign offset that makes the critic prefer the actor's own action everywhere (`q_filter`)."""
-  z = sg(pairs['feat'])
-  q_data = jnp.min(nets.q_values(critic_params, z, pairs['action']), axis=0)
-  q_policy = jnp.min(nets.q_values(critic_params, z, nets.policy(actor_params, z).mode()), axis=0)
+  q_data, q_policy = _q_data_and_policy(actor_params, nets, critic_params, pairs)
   adv = q_data - q_policy
   cloned = pairs['mask'] * pairs['bc_weight']
   mean = masked_mean(adv, cloned)
