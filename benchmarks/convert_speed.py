@@ -24,8 +24,8 @@ def main():
     '--record', default=None, help='append the measurement to this JSON-lines file (e.g. results/convert.jsonl)'
   )
   args = p.parse_args()
-  from moto_jax.data import convert
   from moto_jax.data import episodes as ep_lib
+  from moto_jax.data import lerobot
 
   root = tempfile.mkdtemp(prefix='convert_speed_')
   ours = os.path.join(root, 'ours')
@@ -49,13 +49,13 @@ def main():
       bc_weight=np.float32(1),
     )
     ep_lib.save_episode(os.path.join(ours, ep_lib.episode_name(i)), e)
-  convert.to_lerobot(ours, os.path.join(root, 'lerobot'), video=True)
-  source = convert.LeRobotSource(os.path.join(root, 'lerobot'))
+  lerobot.to_lerobot(ours, os.path.join(root, 'lerobot'), video=True)
+  source = lerobot.LeRobotSource(os.path.join(root, 'lerobot'))
   start = time.time()
-  decoded = sum(len(convert.decode_video(source.video_path(i, convert.EXPORT_CAMERA))) for i in range(args.episodes))
+  decoded = sum(len(lerobot.decode_video(source.video_path(i, lerobot.EXPORT_CAMERA))) for i in range(args.episodes))
   raw = decoded / (time.time() - start)
-  rules = convert.exported_rules(4)
-  manifest = convert.from_lerobot(
+  rules = lerobot.exported_rules(4)
+  manifest = lerobot.from_lerobot(
     os.path.join(root, 'lerobot'), os.path.join(root, 'back'), rules, progress=False, log=lambda *a: None
   )
   rate = manifest['frames_per_second']

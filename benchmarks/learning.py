@@ -99,7 +99,22 @@ def make_record(workdir: str, arm: str, overrides: list[str], cmd: list[str]) ->
     date=prov.get('date')
     or datetime.date.fromtimestamp(os.path.getmtime(os.path.join(workdir, 'summary.json'))).isoformat(),
     curve=[[int(e['env_steps']), e['eval/success_rate']] for e in evals],
+    **tasks_fields(evals),
     done_line=last_done_line(workdir),
+  )
+
+
+def tasks_fields(evals: list[dict]) -> dict:
+  """Kitchen's target tasks per evaluation episode, at the offline end, at the end and at every
+  evaluation (`tasks_curve`); {} for a domain without target tasks."""
+  evals = [e for e in evals if 'eval/tasks_completed' in e]
+  if not evals:
+    return {}
+  offline = [e for e in evals if e['env_steps'] == 0]
+  return dict(
+    offline_tasks=offline[-1]['eval/tasks_completed'] if offline else None,
+    final_tasks=evals[-1]['eval/tasks_completed'],
+    tasks_curve=[[int(e['env_steps']), e['eval/tasks_completed']] for e in evals],
   )
 
 

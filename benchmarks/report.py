@@ -133,6 +133,8 @@ def learning_table(records: list[dict], golden: str | None) -> str:
           text = '-'
         elif len(cell) == 1:
           text = f'{fmt(cell[0]["offline_success"])} → **{fmt(cell[0]["final_success"])}**'
+          if 'final_tasks' in cell[0]:
+            text += f' ({fmt(cell[0]["offline_tasks"], ".1f")} → {fmt(cell[0]["final_tasks"], ".1f")} tasks)'
         else:
           finals = ' / '.join(fmt(r['final_success']) for r in cell)
           text = f'{finals} (median **{fmt(_median([r["final_success"] for r in cell]))}**)'
@@ -143,7 +145,11 @@ def learning_table(records: list[dict], golden: str | None) -> str:
   episodes = sorted({r['eval_episodes'] for r in records})
   out.append(
     f'Success rate over {", ".join(map(str, episodes))} evaluation episodes, at the offline end → after '
-    'fine-tuning. Wall minutes (median over the row) include generating the dataset and compiling.'
+    'fine-tuning'
+    + (
+      '; Kitchen adds the target tasks completed per episode (of 4)' if any('final_tasks' in r for r in records) else ''
+    )
+    + '. Wall minutes (median over the row) include generating the dataset and compiling.'
   )
   out.append('')
   out.append('Arms (their overrides of the preset): ' + arm_legend(records) + '.')
@@ -267,12 +273,15 @@ def curves_figure(records: list[dict], path: str, columns: int = 5) -> None:
   cols = max(len(r) for r in rows)
   fig, axes = plt.subplots(len(rows), cols, figsize=(2.9 * cols, 2.7 * len(rows)), squeeze=False)
   where = {panel: axes[r][c] for r, row in enumerate(rows) for c, panel in enumerate(row)}
-  colors = {}
+  colors, tasks_panels = {}, set()
   for (_, preset, task, arm), rs in groups.items():
     ax = where[(preset, task)]
     color = colors.setdefault(arm, f'C{len(colors) % 10}')
     for i, r in enumerate(sorted(rs, key=lambda r: r['seed'])):
-      xs, ys = zip(*r['curve']) if r['curve'] else ((), ())
+      curve = r.get('tasks_curve') or r['curve']  # Kitchen: target tasks per episode
+      if 'tasks_curve' in r:
+        tasks_panels.add((preset, task))
+      xs, ys = zip(*curve) if curve else ((), ())
       ax.plot(
         xs, ys, marker='o', markersize=3, color=color, alpha=0.9 if i == 0 else 0.5, label=arm if i == 0 else None
       )
@@ -283,13 +292,18 @@ def curves_figure(records: list[dict], path: str, columns: int = 5) -> None:
       if c >= len(row):
         ax.set_visible(False)
         continue
-      ax.set_ylim(-0.05, 1.05)
+      if row[c] in tasks_panels:
+        ax.set_ylim(-0.1, 4.2)
+        ax.set_ylabel('target tasks per episode', fontsize=8)
+      else:
+        ax.set_ylim(-0.05, 1.05)
       ax.axvline(0, color='gray', linestyle='--', linewidth=1)
       ax.set_xlabel('env steps (0 = offline end)', fontsize=8)
       ax.grid(alpha=0.3)
       ax.tick_params(labelsize=7)
       ax.legend(fontsize=6, loc='best')
-    axes[r][0].set_ylabel('success rate')
+    if row[0] not in tasks_panels:
+      axes[r][0].set_ylabel('success rate')
   fig.tight_layout()
   fig.savefig(path, dpi=80, metadata={'Software': None})
   plt.close(fig)

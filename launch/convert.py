@@ -40,18 +40,18 @@ flags.mark_flags_as_required(['src', 'out'])
 
 def main(argv):
   del argv
-  from moto_jax.data import convert
+  from moto_jax.data import convert, lerobot, minari_io
   from moto_jax.errors import DatasetError
 
   try:
     if (_FROM.value is None) == (_TO.value is None):
       raise DatasetError('give exactly one of --from and --to')
     if _TO.value == 'lerobot':
-      info = convert.to_lerobot(_SRC.value, _OUT.value, video=_VIDEO.value, version=_VERSION.value)
+      info = lerobot.to_lerobot(_SRC.value, _OUT.value, video=_VIDEO.value, version=_VERSION.value)
       print(f'Wrote {info["total_episodes"]} episodes ({info["total_frames"]} frames) to {_OUT.value}')
       return
     if _TO.value == 'minari':
-      print(f'Wrote Minari dataset {convert.to_minari(_SRC.value, _OUT.value)} (in the local Minari root)')
+      print(f'Wrote Minari dataset {minari_io.to_minari(_SRC.value, _OUT.value)} (in the local Minari root)')
       return
     rules = convert.Rules(
       image_key=_IMAGE.value,
@@ -65,9 +65,9 @@ def main(argv):
       action_high=tuple(map(float, _HIGH.value)) if _HIGH.value else None,
     )
     if _FROM.value == 'lerobot':
-      manifest = convert.from_lerobot(_SRC.value, _OUT.value, rules)
+      manifest = lerobot.from_lerobot(_SRC.value, _OUT.value, rules)
     elif _FROM.value == 'minari':
-      manifest = convert.from_minari(_SRC.value, _OUT.value, rules)
+      manifest = minari_io.from_minari(_SRC.value, _OUT.value, rules)
     else:
       manifest = convert.from_npz(_SRC.value, _OUT.value, rules)
     print(

@@ -56,7 +56,7 @@ def test_glibc_huge_pages_restart_once_keeping_arguments_and_other_tunables(tmp_
 def test_jemalloc_preloaded_with_purging_off_by_default(tmp_path):
   starts, env, status = run(tmp_path)
   assert len(starts) == 2 and starts[0] == starts[1]
-  assert 'jemalloc' in env and 'dirty_decay_ms:-1,muzzy_decay_ms:-1' in env and 'hugetlb' not in env
+  assert 'jemalloc' in env and 'narenas:1,dirty_decay_ms:-1,muzzy_decay_ms:-1' in env and 'hugetlb' not in env
   assert status.startswith('malloc: jemalloc, memory kept for reuse')
   # The user's own MALLOC_CONF is kept as it is.
   _, env, _ = run(tmp_path, MALLOC_CONF='narenas:2')

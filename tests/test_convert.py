@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from moto_jax.data import convert
+from moto_jax.data import convert, lerobot, minari_io
 from moto_jax.data import episodes as ep_lib
 from moto_jax.errors import DatasetError
 
@@ -88,7 +88,7 @@ def our_episodes(rng, n_episodes=3, length=9):
   return out
 
 
-LEROBOT_RULES = dataclasses.asdict(convert.exported_rules(4))
+LEROBOT_RULES = dataclasses.asdict(lerobot.exported_rules(4))
 
 
 @pytest.mark.parametrize('version', ['v2.1', 'v3.0'])
@@ -103,7 +103,7 @@ def test_lerobot_round_trip(tmp_path, video, version):
   episodes = our_episodes(rng)
   for i, e in enumerate(episodes):
     ep_lib.save_episode(str(src / ep_lib.episode_name(i)), e)
-  info = convert.to_lerobot(str(src), str(tmp_path / 'lerobot'), video=video, version=version)
+  info = lerobot.to_lerobot(str(src), str(tmp_path / 'lerobot'), video=video, version=version)
   meta = json.load(open(tmp_path / 'lerobot' / 'meta' / 'info.json'))
   assert meta == info and meta['codebase_version'] == version and meta['total_frames'] == 9 + 10 + 11
   camera = meta['features']['observation.images.cam']
@@ -115,7 +115,7 @@ def test_lerobot_round_trip(tmp_path, video, version):
   if version == 'v3.0':
     assert os.path.exists(tmp_path / 'lerobot' / 'meta' / 'episodes' / 'chunk-000' / 'file-000.parquet')
   lines = []
-  manifest = convert.from_lerobot(
+  manifest = lerobot.from_lerobot(
     str(tmp_path / 'lerobot'), str(tmp_path / 'back'), convert.Rules(**LEROBOT_RULES), progress=False, log=lines.append
   )
   assert manifest['lerobot_version'] == version and manifest['success_rate'] == pytest.approx(2 / 3)
@@ -133,17 +133,17 @@ def test_lerobot_round_trip(tmp_path, video, version):
 
 def test_lerobot_errors_name_the_problem(tmp_path):
   with pytest.raises(DatasetError, match='no meta/info.json'):
-    convert.from_lerobot(str(tmp_path), str(tmp_path / 'out'), convert.Rules())
+    lerobot.from_lerobot(str(tmp_path), str(tmp_path / 'out'), convert.Rules())
   src = tmp_path / 'ours'
   os.makedirs(src)
   for i, e in enumerate(our_episodes(np.random.default_rng(2), 1)):
     ep_lib.save_episode(str(src / ep_lib.episode_name(i)), e)
-  convert.to_lerobot(str(src), str(tmp_path / 'lr'), video=False)
+  lerobot.to_lerobot(str(src), str(tmp_path / 'lr'), video=False)
   rules = dict(LEROBOT_RULES, image_key='observation.images.top')
   with pytest.raises(
     DatasetError, match=r"image_key='observation.images.top' is not a camera .*'observation.images.cam'"
   ):
-    convert.from_lerobot(str(tmp_path / 'lr'), str(tmp_path / 'out'), convert.Rules(**rules), progress=False)
+    lerobot.from_lerobot(str(tmp_path / 'lr'), str(tmp_path / 'out'), convert.Rules(**rules), progress=False)
 
 
 def test_policy_acts_in_the_robot_units_of_converted_data():
@@ -223,7 +223,7 @@ def test_minari_dataset_written_by_data_collector(tmp_path, monkeypatch, data_fo
   env.create_dataset(dataset_id=f'moto/dot-{data_format}-v0', algorithm_name='random')
   env.close()
   rules = convert.Rules(image_key='', success_key='success')
-  manifest = convert.from_minari(f'moto/dot-{data_format}-v0', str(tmp_path / 'out'), rules, progress=False)
+  manifest = minari_io.from_minari(f'moto/dot-{data_format}-v0', str(tmp_path / 'out'), rules, progress=False)
   assert manifest['episodes'] == 3 and manifest['collector']['kind'] == 'minari'
   np.testing.assert_allclose(manifest['action_scale']['low'], -2.0)
   episodes = [ep_lib.load_episode(f) for f in ep_lib.episode_files(str(tmp_path / 'out'))]
@@ -233,7 +233,7 @@ def test_minari_dataset_written_by_data_collector(tmp_path, monkeypatch, data_fo
   assert bool(episodes[0]['success']) and episodes[0]['is_terminal'][-1] and episodes[0]['reward'][-1] == 1.0
   assert [bool(e['success']) for e in episodes[1:]] == [bool(e['reward'].max() > 0) for e in episodes[1:]]
   with pytest.raises(DatasetError, match="no info 'is_success'"):
-    convert.from_minari(f'moto/dot-{data_format}-v0', str(tmp_path / 'bad'), convert.Rules(success_key='is_success'))
+    minari_io.from_minari(f'moto/dot-{data_format}-v0', str(tmp_path / 'bad'), convert.Rules(success_key='is_success'))
 
 
 @pytest.mark.slow
@@ -338,13 +338,15 @@ def test_drawer_open_through_lerobot_trains_as_the_original(tmp_path, monkeypatc
   config = debug_config().unlock()
   config.data.cache_dir = str(tmp_path / 'cache')
   original = offline_data.resolve(config, log=lambda *a: None)
-  convert.to_lerobot(original, str(tmp_path / 'lerobot'), video=False)
-  convert.from_lerobot(
+  lerobot.to_lerobot(original, str(tmp_path / 'lerobot'), video=False)
+  lerobot.from_lerobot(
     str(tmp_path / 'lerobot'), str(tmp_path / 'back'), convert.Rules(**LEROBOT_RULES), progress=False
   )
   monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path / 'minari'))
-  convert.to_minari(original, 'moto/drawer-open-v0', data_format='arrow')
-  convert.from_minari('moto/drawer-open-v0', str(tmp_path / 'minari_back'), convert.Rules(image_key=''), progress=False)
+  minari_io.to_minari(original, 'moto/drawer-open-v0', data_format='arrow')
+  minari_io.from_minari(
+    'moto/drawer-open-v0', str(tmp_path / 'minari_back'), convert.Rules(image_key=''), progress=False
+  )
   before = [ep_lib.load_episode(f) for f in ep_lib.episode_files(original)]
   for back in ('back', 'minari_back'):
     after = [ep_lib.load_episode(f) for f in ep_lib.episode_files(str(tmp_path / back))]
@@ -371,8 +373,8 @@ def test_minari_round_trip(tmp_path, monkeypatch, data_format):
   episodes = our_episodes(np.random.default_rng(5))
   for i, e in enumerate(episodes):
     ep_lib.save_episode(str(src / ep_lib.episode_name(i)), e)
-  convert.to_minari(str(src), f'moto/ours-{data_format}-v0', data_format=data_format)
-  convert.from_minari(
+  minari_io.to_minari(str(src), f'moto/ours-{data_format}-v0', data_format=data_format)
+  minari_io.from_minari(
     f'moto/ours-{data_format}-v0', str(tmp_path / 'back'), convert.Rules(image_key=''), progress=False
   )
   back = [ep_lib.load_episode(f) for f in ep_lib.episode_files(str(tmp_path / 'back'))]

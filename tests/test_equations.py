@@ -226,6 +226,9 @@ def test_q_filter_by_value_and_the_filtered_actor_loss(nets, params, setup):
   bc, metrics = ac_loss.cloning_loss(params['actor'], nets, pairs, bc_eps=eps, keep=got)
   np.testing.assert_allclose(bc, want, rtol=1e-4)
   np.testing.assert_allclose(metrics['actor/bc_filter_keep'], keep[cloned].mean(), rtol=1e-6)
+  k = keep[cloned]  # 0/1 weights: the effective share is the kept share
+  np.testing.assert_allclose(metrics['actor/bc_filter_ess'], k.sum() ** 2 / (k.size * (k**2).sum()), rtol=1e-5)
+  np.testing.assert_allclose(metrics['actor/bc_filter_ess'], k.mean(), rtol=1e-5)
 
   cfg = debug_config(horizon=2, bc_scale=7.0, bc_eps=eps, bc_filter='q').agent
   loss, (metrics, _) = ac_loss.actor_loss(
@@ -283,3 +286,6 @@ def test_advantage_weights_by_value(nets, params, setup):
   np.testing.assert_allclose(
     loss, metrics['actor/mb_loss'] + 7.0 * np.sum(mask * -weight * want * logp) / np.sum(mask), rtol=1e-4
   )
+  w = want[cloned]  # how many pairs the weights effectively clone, as a share
+  np.testing.assert_allclose(metrics['actor/bc_filter_ess'], w.sum() ** 2 / (w.size * (w**2).sum()), rtol=1e-4)
+  assert 0.1 < float(metrics['actor/bc_filter_ess']) < 1.0

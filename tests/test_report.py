@@ -158,3 +158,44 @@ def test_final_evaluations_table_and_interval():
   table = report.final_table(records)
   assert '| task | seed | moto | bc |' in table
   assert '| window-open | 0 | **0.55** [0.45, 0.64] | **0.40** [0.31, 0.50] |' in table
+
+
+def test_kitchen_records_carry_target_tasks_per_episode(tmp_path):
+  """A Kitchen run's record holds its target tasks per evaluation episode; the table and the curves show them."""
+  evals = [
+    {'env_steps': 0, 'eval/success_rate': 0.0, 'eval/tasks_completed': 0.5},
+    {'env_steps': 560, 'eval/success_rate': 0.0, 'eval/tasks_completed': 1.25},
+  ]
+  fields = learning.tasks_fields(evals)
+  assert fields == dict(offline_tasks=0.5, final_tasks=1.25, tasks_curve=[[0, 0.5], [560, 1.25]])
+  assert learning.tasks_fields([{'env_steps': 0, 'eval/success_rate': 1.0}]) == {}  # MetaWorld: none
+  kitchen = _record(domain='kitchen', task='mixed', offline_success=0.0, final_success=0.05, **fields)
+  table = report.learning_table([_record(), kitchen], testing.golden_hash())
+  row = next(line for line in table.splitlines() if line.startswith('| mixed |'))
+  assert '0.00 → **0.05** (0.5 → 1.2 tasks)' in row
+  assert 'Kitchen adds the target tasks completed per episode (of 4)' in table
+  path = tmp_path / 'curves.png'
+  report.curves_figure([_record(), kitchen], str(path))
+  assert path.stat().st_size > 1000
+
+
+def test_done_line_names_target_tasks_where_a_run_has_them():
+  from configs import kitchen
+  from moto_jax.training import run_record
+
+  config = kitchen.get_config('mixed,debug')
+  summary = dict(
+    phase='done',
+    wall_minutes=3.0,
+    final_success_rate=0.1,
+    offline_success_rate=0.0,
+    final_tasks_completed=1.5,
+    eval_episodes=20,
+    grad_steps=10,
+    env_steps=40,
+  )
+  line = run_record.done_line(config, summary, [], '/w', 60.0)
+  assert line.startswith('Done: kitchen/mixed seed 0, 3.0 min wall clock (this session 1.0): success rate 0.10')
+  assert 'and 1.50 target tasks per episode over 20 evaluation episodes' in line and '(offline end 0.00)' in line
+  assert run_record.done_line(config, {**summary, 'phase': 'online'}, [], '/w', 60.0) is None
+  assert 'target tasks' not in run_record.done_line(config, {**summary, 'final_tasks_completed': None}, [], '/w', 1)

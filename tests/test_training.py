@@ -309,6 +309,7 @@ def test_kitchen_main_job_end_to_end(tmp_path, monkeypatch):
   np.testing.assert_array_equal(online['reward'][1:], online['tasks_done'][1:].sum(1))
   evals = [r for r in read_metrics(str(tmp_path / 'run')) if r['phase'] == 'eval']
   assert all(np.isfinite(r['bound/estimate']) for r in evals)  # the Kitchen expert as the reference
+  assert summary['final_tasks_completed'] == evals[-1]['eval/tasks_completed']  # target tasks per episode
 
   # A.1 on this run. 20-step debug episodes cannot hold four scripted solutions, so the expert
   # episodes are recorded ones with the targets marked done at steps 3, 6, 9 and 12.

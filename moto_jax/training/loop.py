@@ -41,11 +41,13 @@ from moto_jax.training import checkpoint as ckpt_lib
 from moto_jax.training import (
   config_check,
   diagnostics,
+  evaluating,
   evaluation,
   heldout,
   offline_data,
   processes,
   refits,
+  run_record,
   stopping,
   streams,
   workdir_lock,
@@ -54,7 +56,7 @@ from moto_jax.training.logger import MetricWriter, NullWriter, read_metrics, tru
 from moto_jax.training.stopping import DiskFullError, NonFiniteError, _StopRequested  # noqa: F401 (re-exported)
 from moto_jax.xla_cpu import allocator
 
-BATCH_KEYS = ep_lib.STEP_KEYS + ('bc_weight',)
+BATCH_KEYS = evaluating.BATCH_KEYS
 
 
 def progress_bar(total: int, initial: int, desc: str, unit: str):
@@ -64,7 +66,7 @@ def progress_bar(total: int, initial: int, desc: str, unit: str):
   )
 
 
-class Trainer:
+class Trainer(evaluating.Evaluating, run_record.RunRecord):
   """Holds the run's state between phases; see `train_and_evaluate`."""
 
   def __init__(self, config, workdir: str, log=print):
@@ -440,15 +442,7 @@ class Trainer:
           stopping.fault_point('episode', self.counters.episodes)
           self.counters.env_steps += steps
           bar.update(steps)
-          record = {
-            'episode/return': float(episode['reward'].sum()),
-            'episode/success': float(bool(episode['success'])),
-          }
-          if 'tasks_done' in episode:  # Kitchen: which target tasks the exploring episode completed
-            done = np.asarray(episode['tasks_done']).any(axis=0)
-            record['episode/tasks_completed'] = float(done.sum())
-            names = getattr(self.env, 'target_tasks', ())
-            record.update({f'episode/task_{n.replace(" ", "_")}': float(d) for n, d in zip(names, done)})
+          record = evaluating.episode_record(episode, getattr(self.env, 'target_tasks', ()))
           self.writer.write(self.counters.env_steps, 'online', record)
         self.counters.updates_due = t.updates_per_episode
         self.counters.refit_due = t.online_refit_steps > 0
@@ -473,154 +467,6 @@ class Trainer:
     if self.counters.eval_due and not self.stopping():
       self.run_evaluation()
       self.counters.eval_due = False
-
-  def eval_seeds(self) -> list[int]:
-    return [episode_seed(self.config.seed, streams.EVAL_STARTS + k) for k in range(self.config.train.eval_episodes)]
-
-  def run_evaluation(self):
-    t = self.config.train
-    if self.offline_only:  # no environment: the held-out episodes (process 0 evaluates them)
-      summary = {'env_steps': self.counters.env_steps, 'grad_steps': self.counters.grad_steps}
-      if self.heldout is None:
-        self.evals.append(summary)
-        self.counters.evals += 1
-        return
-      clock = [('start', time.monotonic())]
-      acting = agent.acting_params(self.state)
-      key = jax.random.fold_in(streams.key(self.rng, streams.DIAGNOSTICS), self.counters.evals)
-      summary = {**self.heldout(acting, key), **summary}
-      clock.append((f'{self.heldout.episodes} held-out episodes', time.monotonic()))
-      self.evals.append(summary)
-      self._write_evaluation(summary, [], clock)
-      self.counters.evals += 1
-      return
-    if t.eval_episodes == 0:
-      return
-    # Each process runs its share of the start seeds; the summary counts every process's episodes.
-    seeds = self.eval_seeds()[processes.index() :: processes.count()]
-    key = streams.key(self.rng, streams.EVAL)
-    if processes.count() > 1:
-      key = jax.random.fold_in(key, processes.index())
-    clock = [('start', time.monotonic())]  # the console's timing line (not a metric)
-    while len(self.eval_envs) < min(t.eval_envs, len(seeds)):
-      self.eval_envs.append(make_env(self.config))
-    clock.append(('new environments', time.monotonic()))
-    acting = processes.local_copy(agent.acting_params(self.state))
-    summary, episodes = evaluation.evaluate(self.actor, self.eval_envs, acting, seeds, key)
-    if processes.count() > 1:
-      summary = evaluation.summarize(
-        {k: processes.gather_rows(v) for k, v in evaluation.episode_rows(episodes).items()},
-        getattr(self.env, 'target_tasks', ()),
-      )
-    n = int(summary['eval/episodes'])
-    clock.append((f'{n} episode' + 's' * (n != 1), time.monotonic()))
-    summary['env_steps'] = self.counters.env_steps
-    summary['grad_steps'] = self.counters.grad_steps
-    if processes.is_main():
-      self._diagnose(summary, acting, episodes, clock)
-    self.evals.append(summary)
-    if processes.is_main():
-      self._write_evaluation(summary, episodes, clock)
-    self.counters.evals += 1
-
-  def _diagnose(self, summary: dict, acting, episodes: list[dict], clock: list):
-    """The diagnostics and the bound of an evaluation (process 0, on its devices), into `summary`."""
-    here = lambda tree: tree if processes.count() == 1 else agent.replicate(processes.local_copy(tree), self.diag_mesh)
-    params, acting = here(self.state.params), here(acting)
-    diag_rng = np.random.default_rng([self.config.seed, streams.DIAGNOSTIC_BATCH, self.counters.evals])
-    batch = self.store.sample(self.config.train.batch_size, diag_rng)
-    summary.update(
-      self.diagnostics(
-        params,
-        {k: batch[k] for k in BATCH_KEYS},
-        jax.random.fold_in(streams.key(self.rng, streams.DIAGNOSTICS), self.counters.evals),
-        acting=acting,
-        actor_opt_state=here(self.state.opt_state['actor']),
-        episodes=episodes,
-      )
-    )
-    clock.append(('diagnostics', time.monotonic()))
-    if self.bound is not None:
-      summary.update(
-        self.bound(params, episodes, jax.random.fold_in(streams.key(self.rng, streams.BOUND), self.counters.evals))
-      )
-      clock.append(('bound', time.monotonic()))
-
-  def _write_evaluation(self, summary: dict, episodes: list[dict], clock: list):
-    """The evaluation's record, video and plots (process 0), and its timing line."""
-    t = self.config.train
-    self.writer.write(self.counters.env_steps, 'eval', summary, console=True, echo=tqdm.tqdm.write)
-    video = bool(episodes) and self.counters.evals % t.video_every_evals == 0
-    if video:
-      frames = np.concatenate([e['image'] for e in episodes[:2]])
-      evaluation.write_video(frames, os.path.join(self.workdir, 'videos', f'eval_{self.counters.env_steps:08d}.gif'))
-    evaluation.plot_learning_curve(
-      self.evals,
-      os.path.join(self.workdir, 'learning_curve.png'),
-      title=f'{self.config.domain}/{self.config.task} ({self.config.preset})',
-    )
-    bound_lib.plot_bound(
-      self.evals,
-      os.path.join(self.workdir, 'bound.png'),
-      title=f'Uncertainty bound (App. B): {self.config.domain}/{self.config.task}',
-    )
-    clock.append(('video and plots' if video else 'plots', time.monotonic()))
-    notes = [f'{name} {b - a:.0f} s' for (_, a), (name, b) in zip(clock, clock[1:]) if b - a >= 0.5]
-    notes += [] if self.evaluated else ['compiles included']
-    self.session_seconds['evaluation'] += clock[-1][1] - clock[0][1]
-    self.log(f'  evaluation took {clock[-1][1] - clock[0][1]:.0f} s' + (f' ({", ".join(notes)})' if notes else ''))
-    self.evaluated = True
-
-  def wall_seconds(self) -> float:
-    """Wall clock of the run over all its sessions, this one counted from its start (a session
-    that starts on a finished run adds nothing)."""
-    if self.finished_at_start:
-      return self.wall_base
-    return self.wall_base + time.time() - self.session_start
-
-  def _read_summary(self) -> dict:
-    path = os.path.join(self.workdir, 'summary.json')
-    if not os.path.exists(path):
-      return {}
-    with open(path) as f:
-      return json.load(f)
-
-  def seconds(self) -> dict:
-    """The run's wall clock split into data, compile, evaluation and training (the rest), over all sessions."""
-    parts = {
-      k: self.seconds_base.get(k, 0.0) + (0.0 if self.finished_at_start else v) for k, v in self.session_seconds.items()
-    }
-    if 'unattributed' in self.seconds_base or (self.wall_base and not self.seconds_base):
-      # Sessions checkpointed before the wall clock was split: their time is not training alone.
-      parts['unattributed'] = self.seconds_base.get('unattributed', self.wall_base)
-    parts['training'] = max(0.0, self.wall_seconds() - sum(parts.values()))
-    return parts
-
-  def summary(self) -> dict:
-    last = self.evals[-1] if self.evals else {}
-    offline_end = [e for e in self.evals if e['env_steps'] == 0]
-    online = [e['eval/success_rate'] for e in self.evals if e['env_steps'] > 0 and 'eval/success_rate' in e]
-    self.counters.wall_seconds = self.wall_seconds()
-    self.counters.seconds = self.seconds()
-    s = dict(
-      domain=self.config.domain,
-      task=self.config.task,
-      preset=self.config.preset,
-      seed=self.config.seed,
-      **{k: v for k, v in self.counters.to_json().items() if k not in ('pending', 'metrics_bytes')},
-      wall_minutes=self.counters.wall_seconds / 60,
-      offline_success_rate=offline_end[-1].get('eval/success_rate') if offline_end else None,
-      min_online_success_rate=min(online) if online else None,
-      final_success_rate=last.get('eval/success_rate'),
-      final_return=last.get('eval/return'),
-      eval_episodes=int(last.get('eval/episodes', 0)),
-      behaviour_prior=self.prior,
-      provenance=self.provenance,
-    )
-    if processes.is_main():
-      with open(os.path.join(self.workdir, 'summary.json'), 'w') as f:
-        json.dump(s, f, indent=2)
-    return s
 
   def close(self):
     if not self.stop.requested:  # (no collective here: close also runs after an error)
@@ -682,22 +528,7 @@ def _train_and_evaluate(config, workdir: str, allow_config_change: bool, log) ->
       trainer.close()
     except OSError as e:  # flushing the last metrics may fail on the same full disk
       log(f'While closing the run: {e}')
-  if summary['phase'] == 'done' and summary['final_success_rate'] is None and trainer.evals:
-    last = trainer.evals[-1]  # an offline-only run: the held-out episodes
-    log(
-      f'Done: {config.domain}/{config.task} seed {config.seed}, {summary["wall_minutes"]:.1f} min wall clock, '
-      f'{summary["grad_steps"]} gradient steps, offline only. On {int(last.get("heldout/episodes", 0))} held-out '
-      f'episodes: action error {last.get("diag/action_err_middle", float("nan")):.3f} (middle third), reward '
-      f'error {last["heldout/reward_mae"]:.3f}, open-loop image MSE {last["heldout/openloop_image_mse"]:.4f}. '
-      f'Metrics: {os.path.join(workdir, "metrics.jsonl")}'
-    )
-  elif summary['phase'] == 'done':
-    rate, off = summary['final_success_rate'], summary['offline_success_rate']
-    log(
-      f'Done: {config.domain}/{config.task} seed {config.seed}, {summary["wall_minutes"]:.1f} min wall clock '
-      f'(this session {(time.time() - t0) / 60:.1f}): success rate {rate:.2f} over {summary["eval_episodes"]} '
-      f'evaluation episodes after {summary["grad_steps"]} gradient steps and {summary["env_steps"]} env steps'
-      + (f' (offline end {off:.2f})' if off is not None else '')
-      + f'. Learning curve: {os.path.join(workdir, "learning_curve.png")}'
-    )
+  line = run_record.done_line(config, summary, trainer.evals, workdir, time.time() - t0)
+  if line:
+    log(line)
   return summary

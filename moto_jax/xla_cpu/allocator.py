@@ -7,10 +7,12 @@ kernel time per 6.8 s update with glibc's huge pages, 3.8 s per 8.1 s without th
 (`python -m benchmarks.train_step` prints both). Two remedies, chosen in this order:
 
 * `jemalloc` (Debian/Ubuntu: `apt install libjemalloc2`), preloaded with its purging turned off
-  (`MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1`, plus `thp:always` where the kernel allows
-  transparent huge pages): freed memory stays mapped and the next update reuses it.
-  Measured in one session, alternating runs: the `paper` update 7.7-7.9 -> 6.1-6.5 s, `small`
-  0.42-0.44 -> 0.38-0.39 s.
+  and one arena (`MALLOC_CONF=narenas:1,dirty_decay_ms:-1,muzzy_decay_ms:-1`, plus `thp:always`
+  where the kernel allows transparent huge pages): freed memory stays mapped and the next update
+  reuses it. Measured in one session, alternating runs: the `paper` update 7.7-7.9 -> 6.1-6.5 s,
+  `small` 0.42-0.44 -> 0.38-0.39 s. One arena, because without purging each of jemalloc's arenas
+  (4 per core) keeps its own high-water mark: the threads that evaluate, refit and collect each filled
+  another, and a `small` run's resident memory grew to 11 GB (5 GB with one arena, at the same speed).
 * otherwise glibc's `glibc.malloc.hugetlb=1` (glibc >= 2.35): fresh mappings in 2 MiB transparent
   huge pages, one fault per 2 MiB instead of per 4 KiB (paper 9.9 -> 7.4 s in session 23).
 
@@ -27,7 +29,7 @@ import os
 import sys
 
 TUNABLE = 'glibc.malloc.hugetlb=1'
-JEMALLOC_CONF = 'dirty_decay_ms:-1,muzzy_decay_ms:-1'
+JEMALLOC_CONF = 'narenas:1,dirty_decay_ms:-1,muzzy_decay_ms:-1'
 _THP = '/sys/kernel/mm/transparent_hugepage/enabled'
 _JEMALLOC_PATHS = (
   '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2',
