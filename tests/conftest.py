@@ -39,6 +39,19 @@ def debug_config(**agent_overrides):
   return config
 
 
+def job_config(cache_dir, changes: dict | None = None, **train):
+  """The debug preset for whole jobs, locked: datasets generated under `cache_dir`, `train` fields
+  (`offline_steps=4`) and dotted `changes` (`{'data.dir': ...}`) set."""
+  config = metaworld.get_config('drawer-open,debug').unlock()
+  config.data.cache_dir = str(cache_dir)
+  for k, v in train.items():
+    config.train[k] = v
+  for k, v in (changes or {}).items():
+    section, field = k.split('.')
+    config[section][field] = v
+  return config.lock()
+
+
 @pytest.fixture(scope='module')
 def config():
   return debug_config()

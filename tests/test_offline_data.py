@@ -3,6 +3,7 @@ a config field existed."""
 
 import json
 
+from conftest import job_config
 import pytest
 
 from configs import metaworld as mw_config
@@ -14,16 +15,10 @@ def cache(tmp_path_factory):
   return tmp_path_factory.mktemp('cache')
 
 
-def debug_config(cache_dir):
-  c = mw_config.get_config('drawer-open,debug').unlock()
-  c.data.cache_dir = str(cache_dir)
-  return c.lock()
-
-
 def test_offline_subset_is_seeded_recorded_and_checked_on_resume(cache, tmp_path):
   from moto_jax.training import offline_data
 
-  config = debug_config(cache).unlock()
+  config = job_config(cache).unlock()
   config.data.num_episodes = 3
   config.data.subset_episodes = 2
   directory = offline_data.resolve(config, log=lambda *a: None)

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+from conftest import job_config
 import jax
 import numpy as np
 import pytest
@@ -22,14 +23,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.xdist_group('training')
 
 
-def debug_config(cache_dir, **train):
-  c = mw_config.get_config('drawer-open,debug').unlock()
-  c.data.cache_dir = str(cache_dir)
-  for k, v in train.items():
-    c.train[k] = v
-  return c.lock()
-
-
 @pytest.fixture(scope='module')
 def cache(tmp_path_factory):
   return tmp_path_factory.mktemp('cache')
@@ -41,7 +34,7 @@ RUN_LOG = []  # the console lines of `finished_run`
 @pytest.fixture(scope='module')
 def finished_run(tmp_path_factory, cache):
   workdir = str(tmp_path_factory.mktemp('run'))
-  config = debug_config(cache, offline_steps=4, env_steps=30, updates_per_episode=2, eval_every_episodes=2)
+  config = job_config(cache, offline_steps=4, env_steps=30, updates_per_episode=2, eval_every_episodes=2)
   RUN_LOG.clear()
   summary = loop.train_and_evaluate(config, workdir, log=RUN_LOG.append)
   return config, workdir, summary
@@ -145,7 +138,7 @@ def test_rerun_of_finished_run_changes_nothing(finished_run):
 
 def test_changed_config_is_refused_naming_fields(finished_run, cache):
   _, workdir, _ = finished_run
-  config = debug_config(cache, offline_steps=5, env_steps=30, updates_per_episode=2, eval_every_episodes=2)
+  config = job_config(cache, offline_steps=5, env_steps=30, updates_per_episode=2, eval_every_episodes=2)
   with pytest.raises(config_check.ConfigError, match=r'train\.offline_steps: 4 -> 5'):
     loop.train_and_evaluate(config, workdir)
 
@@ -255,7 +248,7 @@ def test_nonfinite_data_stops_run_with_checkpoint_intact(tmp_path, cache, finish
     e = ep_lib.load_episode(path)
     e['reward'][1:] = 1e30  # finite (NaN is refused at load), squared: inf
     ep_lib.save_episode(str(bad / ep_lib.episode_name(i)), e)
-  c = debug_config(cache, offline_steps=20, max_nonfinite=3, checkpoint_every_steps=2).unlock()
+  c = job_config(cache, offline_steps=20, max_nonfinite=3, checkpoint_every_steps=2).unlock()
   c.data.dir = str(bad)
   workdir = str(tmp_path / 'run')
   with pytest.raises(loop.NonFiniteError, match='3 consecutive updates had non-finite losses') as err:
@@ -277,7 +270,7 @@ def test_one_bad_episode_is_skipped_on_fresh_data(tmp_path, cache, finished_run)
     if i == 0:
       e['reward'][1:] = 1e30  # one of the 3 episodes (a batch has 2 windows): inf loss
     ep_lib.save_episode(str(bad / ep_lib.episode_name(i)), e)
-  c = debug_config(cache, offline_steps=12, env_steps=0, max_nonfinite=10).unlock()
+  c = job_config(cache, offline_steps=12, env_steps=0, max_nonfinite=10).unlock()
   c.data.dir = str(bad)
   summary = loop.train_and_evaluate(c, str(tmp_path / 'run'), log=lambda *a: None)
   # Retrying the same batch (the old guard) would have stopped at the first bad batch.
@@ -394,14 +387,14 @@ def test_failed_start_keeps_config_record_and_finished_run_extends(finished_run,
   work = str(tmp_path / 'copy')
   shutil.copytree(workdir, work)
   record = open(os.path.join(work, 'config.json')).read()
-  bigger = debug_config(cache, offline_steps=4, env_steps=30, updates_per_episode=2, eval_every_episodes=2).unlock()
+  bigger = job_config(cache, offline_steps=4, env_steps=30, updates_per_episode=2, eval_every_episodes=2).unlock()
   bigger.model.rssm['deter'] = 24  # the checkpoint cannot be restored into this
   with pytest.raises(Exception):
     loop.train_and_evaluate(bigger.lock(), work, allow_config_change=True, log=lambda *a: None)
   assert open(os.path.join(work, 'config.json')).read() == record  # the failed start changed nothing
   # The original command still runs (nothing to do), and a bigger budget continues the run.
   assert loop.train_and_evaluate(config, work, log=lambda *a: None)['episodes'] == 3
-  more = debug_config(cache, offline_steps=4, env_steps=40, updates_per_episode=2, eval_every_episodes=2)
+  more = job_config(cache, offline_steps=4, env_steps=40, updates_per_episode=2, eval_every_episodes=2)
   extended = loop.train_and_evaluate(more, work, allow_config_change=True, log=lambda *a: None)
   assert extended['phase'] == 'done' and extended['episodes'] == 4 and extended['env_steps'] == 40
   assert extended['grad_steps'] == summary['grad_steps'] + 2
@@ -457,7 +450,7 @@ def test_full_disk_is_named_and_loses_nothing(tmp_path, cache, finished_run, mon
   import errno
 
   config, _, _ = finished_run
-  c = debug_config(cache, offline_steps=2, env_steps=20, updates_per_episode=1)
+  c = job_config(cache, offline_steps=2, env_steps=20, updates_per_episode=1)
   workdir = str(tmp_path / 'run')
   real_save = ep_lib.save_episode
   calls = []

@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 
+from conftest import job_config
 import pytest
 
-from configs import metaworld as mw_config
 from moto_jax.data import episodes as ep_lib
 from moto_jax.errors import DatasetError, WorkdirError
 from moto_jax.training import loop, offline_data, workdir_lock
@@ -18,20 +18,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.xdist_group('training')
 
 
-def debug_config(cache_dir, **changes):
-  c = mw_config.get_config('drawer-open,debug').unlock()
-  c.data.cache_dir = str(cache_dir)
-  for k, v in changes.items():
-    section, field = k.split('.')
-    c[section][field] = v
-  return c.lock()
-
-
 @pytest.fixture(scope='module')
 def dataset(tmp_path_factory):
   """The debug preset's generated drawer-open dataset (3 short scripted episodes)."""
   cache = tmp_path_factory.mktemp('cache')
-  config = debug_config(cache)
+  config = job_config(cache)
   return config, offline_data.resolve(config, log=lambda *a: None)
 
 
@@ -134,7 +125,7 @@ def test_dataset_of_other_camera_is_one_line_naming_the_config(tmp_path, dataset
   assert 'FATAL DatasetError' in line and "render.camera: dataset 'corner', this run {" in line
   assert "config.env.camera='authors'" in line
   with pytest.raises(DatasetError):
-    loop.train_and_evaluate(debug_config(tmp_path, **{'data.dir': other}), str(tmp_path / 'run2'), log=print)
+    loop.train_and_evaluate(job_config(tmp_path, {'data.dir': other}), str(tmp_path / 'run2'), log=print)
 
 
 def test_data_without_a_successful_episode_warns_and_records_it(tmp_path, dataset):
@@ -146,7 +137,7 @@ def test_data_without_a_successful_episode_warns_and_records_it(tmp_path, datase
 
   _copy(src, failed, fail)
   lines = []
-  config = debug_config(tmp_path, **{'data.dir': failed, 'train.offline_steps': 2, 'train.env_steps': 0})
+  config = job_config(tmp_path, {'data.dir': failed}, offline_steps=2, env_steps=0)
   summary = loop.train_and_evaluate(config, str(tmp_path / 'run'), log=lines.append)
   warning = [line for line in lines if line.startswith('WARNING: none of the 3 offline episodes')]
   assert len(warning) == 1 and "the environment's success flag at some step" in warning[0]
