@@ -94,10 +94,11 @@ PRESET_ORDER = ('small', 'long', 'paper', 'debug')  # the README's tables in thi
 
 def arm_legend(records: list[dict]) -> str:
   """Each arm with the overrides its records ran with (those of every record of the arm), e.g.
-  '`bc`: `agent.mode=bc`'; 'none' for the preset as it is."""
+  '`bc`: `agent.mode=bc`'; 'none' for the preset as it is. `data.dir` (where the run read a dataset
+  generated beforehand, a path of that machine) is not a difference between arms and is left out."""
   arms = {}
   for r in records:
-    flags = [o.removeprefix('--config.') for o in r.get('overrides') or []]
+    flags = [o.removeprefix('--config.') for o in r.get('overrides') or [] if not o.startswith('--config.data.dir=')]
     arms[r['arm']] = flags if r['arm'] not in arms else [f for f in arms[r['arm']] if f in flags]
   text = lambda flags: ' '.join(f'`{f}`' for f in flags) if flags else 'none'
   return '; '.join(f'`{arm}`: {text(arms[arm])}' for arm in sorted(arms, key=_arm_key))
@@ -134,7 +135,7 @@ def learning_table(records: list[dict], golden: str | None) -> str:
         elif len(cell) == 1:
           text = f'{fmt(cell[0]["offline_success"])} → **{fmt(cell[0]["final_success"])}**'
           if 'final_tasks' in cell[0]:
-            text += f' ({fmt(cell[0]["offline_tasks"], ".1f")} → {fmt(cell[0]["final_tasks"], ".1f")} tasks)'
+            text += f' ({fmt(cell[0]["offline_tasks"])} → {fmt(cell[0]["final_tasks"])} tasks)'
         else:
           finals = ' / '.join(fmt(r['final_success']) for r in cell)
           text = f'{finals} (median **{fmt(_median([r["final_success"] for r in cell]))}**)'
@@ -149,7 +150,14 @@ def learning_table(records: list[dict], golden: str | None) -> str:
     + (
       '; Kitchen adds the target tasks completed per episode (of 4)' if any('final_tasks' in r for r in records) else ''
     )
-    + '. Wall minutes (median over the row) include generating the dataset and compiling.'
+    + '. Wall minutes (median over the row) include compiling, and generating the dataset where the run '
+    'generated it'
+    + (
+      ' (runs given `data.dir` read one that `launch.collect` generated beforehand from the same settings)'
+      if any(o.startswith('--config.data.dir=') for r in records for o in r.get('overrides') or [])
+      else ''
+    )
+    + '.'
   )
   out.append('')
   out.append('Arms (their overrides of the preset): ' + arm_legend(records) + '.')

@@ -169,11 +169,20 @@ def test_kitchen_records_carry_target_tasks_per_episode(tmp_path):
   fields = learning.tasks_fields(evals)
   assert fields == dict(offline_tasks=0.5, final_tasks=1.25, tasks_curve=[[0, 0.5], [560, 1.25]])
   assert learning.tasks_fields([{'env_steps': 0, 'eval/success_rate': 1.0}]) == {}  # MetaWorld: none
-  kitchen = _record(domain='kitchen', task='mixed', offline_success=0.0, final_success=0.05, **fields)
+  kitchen = _record(
+    domain='kitchen',
+    task='mixed',
+    offline_success=0.0,
+    final_success=0.05,
+    overrides=['--config.data.dir=/d'],
+    **fields,
+  )
   table = report.learning_table([_record(), kitchen], testing.golden_hash())
   row = next(line for line in table.splitlines() if line.startswith('| mixed |'))
-  assert '0.00 → **0.05** (0.5 → 1.2 tasks)' in row
+  assert '0.00 → **0.05** (0.50 → 1.25 tasks)' in row
   assert 'Kitchen adds the target tasks completed per episode (of 4)' in table
+  assert 'runs given `data.dir` read one that `launch.collect` generated beforehand' in table
+  assert '/d' not in report.arm_legend([kitchen])  # a path of the machine, not a difference between arms
   path = tmp_path / 'curves.png'
   report.curves_figure([_record(), kitchen], str(path))
   assert path.stat().st_size > 1000
