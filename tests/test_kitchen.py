@@ -165,7 +165,9 @@ def test_segment_weights_by_hand():
   config = kitchen_config.get_config('mixed,debug').unlock()
   from moto_jax import suites
 
-  assert config.data.bc_segments is False and suites.get('kitchen').step_weights(config) is None
+  assert config.data.bc_segments is True  # the Kitchen default
+  config.data.bc_segments = False  # the paper's whole-episode rule: no per-step weights
+  assert suites.get('kitchen').step_weights(config) is None
   config.data.bc_segments = True
   weights = suites.get('kitchen').step_weights(config)
   episode = {'tasks_done': done}

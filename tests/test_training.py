@@ -291,7 +291,7 @@ def test_kitchen_main_job_end_to_end(tmp_path, monkeypatch):
   c.data.workers = 1
   c.train.offline_steps, c.train.env_steps, c.train.updates_per_episode = 2, 40, 2
   c.train.eval_every_episodes = 2
-  c.data.bc_segments = True  # per-step prior weights through the store, the refits and the diagnostics
+  assert c.data.bc_segments  # the default: per-step prior weights through the store, refits and diagnostics
   summary = loop.train_and_evaluate(c.lock(), str(tmp_path / 'run'), log=lambda *a: None)
   assert summary['phase'] == 'done' and summary['episodes'] == 2 and summary['env_steps'] == 40
   assert summary['grad_steps'] == 2 + 2 * 2
