@@ -139,6 +139,8 @@ def learning_table(records: list[dict], golden: str | None) -> str:
         else:
           finals = ' / '.join(fmt(r['final_success']) for r in cell)
           text = f'{finals} (median **{fmt(_median([r["final_success"] for r in cell]))}**)'
+          if all('final_tasks' in r for r in cell):
+            text += f' ({fmt(_median([r["final_tasks"] for r in cell]))} tasks)'
         cells.append(text + (f' (stale: {", ".join(reasons)})' if reasons else ''))
       wall = _median([r['wall_minutes'] for r in rs if r['task'] == task])
       out.append(f'| {task} | ' + ' | '.join(cells) + f' | {fmt(wall, ".1f")} |')
@@ -305,13 +307,13 @@ def curves_figure(records: list[dict], path: str, columns: int = 5) -> None:
         ax.set_ylabel('target tasks per episode', fontsize=8)
       else:
         ax.set_ylim(-0.05, 1.05)
+        if c == 0 or row[c - 1] in tasks_panels:  # the first success panel of a row
+          ax.set_ylabel('success rate')
       ax.axvline(0, color='gray', linestyle='--', linewidth=1)
       ax.set_xlabel('env steps (0 = offline end)', fontsize=8)
       ax.grid(alpha=0.3)
       ax.tick_params(labelsize=7)
       ax.legend(fontsize=6, loc='best')
-    if row[0] not in tasks_panels:
-      axes[r][0].set_ylabel('success rate')
   fig.tight_layout()
   fig.savefig(path, dpi=80, metadata={'Software': None})
   plt.close(fig)

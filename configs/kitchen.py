@@ -43,4 +43,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return common.assemble('kitchen', task, preset, env, data, PRESET_OVERRIDES[preset])
 
 
-PRESET_OVERRIDES = {'paper': {}, 'small': {}, 'long': {}, 'debug': {'env.episode_length': 20, 'data.num_episodes': 2}}
+# The paper preset keeps the paper's whole-episode behaviour prior.
+PRESET_OVERRIDES = {
+  'paper': {'data.bc_segments': False},
+  'small': {},
+  'long': {},
+  'debug': {'env.episode_length': 20, 'data.num_episodes': 2},
+}

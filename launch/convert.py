@@ -1,4 +1,5 @@
-"""Converts other people's robot data to this library's episodes (moto_jax/data/convert.py).
+"""Converts other people's robot data to this library's episodes (moto_jax/data/: convert.py,
+lerobot.py, minari_io.py).
 
   python -m launch.convert --from=lerobot --src=PATH --out=DIR --image_key=observation.images.top \
       --reward_key=next.reward --success_key=next.success --done_key=next.done

@@ -47,8 +47,11 @@ def job_config(cache_dir, changes: dict | None = None, **train):
   for k, v in train.items():
     config.train[k] = v
   for k, v in (changes or {}).items():
-    section, field = k.split('.')
-    config[section][field] = v
+    *path, field = k.split('.')
+    section = config
+    for name in path:
+      section = section[name]
+    section[field] = v
   return config.lock()
 
 

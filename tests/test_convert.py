@@ -1,5 +1,6 @@
-"""Converters (moto_jax/data/convert.py): npz logs with other key names, and LeRobot v2.1 datasets
-written with pyarrow (tables) and PyAV (mp4), as the format's meta/info.json specifies them."""
+"""Converters (moto_jax/data/convert.py, lerobot.py, minari_io.py): npz logs with other key names,
+and LeRobot v2.1 datasets written with pyarrow (tables) and PyAV (mp4), as the format's
+meta/info.json specifies them."""
 
 import dataclasses
 import json

@@ -165,7 +165,8 @@ def test_segment_weights_by_hand():
   config = kitchen_config.get_config('mixed,debug').unlock()
   from moto_jax import suites
 
-  assert config.data.bc_segments is True  # the Kitchen default
+  assert config.data.bc_segments is True  # the Kitchen default; the paper preset keeps the paper's rule
+  assert kitchen_config.get_config('partial,paper').data.bc_segments is False
   config.data.bc_segments = False  # the paper's whole-episode rule: no per-step weights
   assert suites.get('kitchen').step_weights(config) is None
   config.data.bc_segments = True

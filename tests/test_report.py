@@ -183,6 +183,9 @@ def test_kitchen_records_carry_target_tasks_per_episode(tmp_path):
   assert 'Kitchen adds the target tasks completed per episode (of 4)' in table
   assert 'runs given `data.dir` read one that `launch.collect` generated beforehand' in table
   assert '/d' not in report.arm_legend([kitchen])  # a path of the machine, not a difference between arms
+  seeds = [kitchen, {**kitchen, 'seed': 1, 'final_tasks': 2.0}, {**kitchen, 'seed': 2, 'final_tasks': 1.5}]
+  row = next(line for line in report.learning_table(seeds, None).splitlines() if line.startswith('| mixed |'))
+  assert '(median **0.05**) (1.50 tasks)' in row  # the median of the target tasks beside that of success
   path = tmp_path / 'curves.png'
   report.curves_figure([_record(), kitchen], str(path))
   assert path.stat().st_size > 1000

@@ -179,8 +179,9 @@ def cloning_loss(actor_params, nets: Networks, pairs: dict, *, bc_eps: float, ke
   if keep is not None:  # the share of the cloned pairs the filter keeps (the mean weight)
     metrics['actor/bc_filter_keep'] = masked_mean(keep, bc_mask)
     # Effective share of the cloned pairs, (sum w)^2 / (n sum w^2): 1 for equal weights, 1/n for one pair.
-    w = keep * bc_mask
-    metrics['actor/bc_filter_ess'] = jnp.sum(w) ** 2 / jnp.maximum(jnp.sum(bc_mask) * jnp.sum(w * keep), 1e-12)
+    cloned = (bc_mask > 0).astype(keep.dtype)
+    w = keep * cloned
+    metrics['actor/bc_filter_ess'] = jnp.sum(w) ** 2 / jnp.maximum(jnp.sum(cloned) * jnp.sum(w * w), 1e-12)
   return bc_loss, metrics
 
 

@@ -79,8 +79,8 @@ def done_line(config, summary: dict, evals: list[dict], workdir: str, session_se
     return (
       f'{where}, {summary["grad_steps"]} gradient steps, offline only. On {int(last.get("heldout/episodes", 0))} '
       f'held-out episodes: action error {last.get("diag/action_err_middle", float("nan")):.3f} (middle third), '
-      f'reward error {last["heldout/reward_mae"]:.3f}, open-loop image MSE '
-      f'{last["heldout/openloop_image_mse"]:.4f}. Metrics: {os.path.join(workdir, "metrics.jsonl")}'
+      f'reward error {last.get("heldout/reward_mae", float("nan")):.3f}, open-loop image MSE '
+      f'{last.get("heldout/openloop_image_mse", float("nan")):.4f}. Metrics: {os.path.join(workdir, "metrics.jsonl")}'
     )
   if summary['final_success_rate'] is None:
     return None
