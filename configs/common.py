@@ -215,6 +215,10 @@ def agent_config() -> ml_collections.ConfigDict:
   # batch, mean weight 1); agent/actor_critic_loss.py.
   c.bc_filter = 'none'
   c.data_critic_loss = True  # L_data (Eq. 8); False = ablation
+  # Beyond the paper: > 0 also trains the critics on one world-model step from every imagined state
+  # under the policy's action plus Gaussian noise of this std (clipped to [-1, 1]), so that Q learns
+  # how it changes with the action (agent/actor_critic_loss.perturbed_transitions). 0 = the paper.
+  c.critic_action_noise = 0.0
   # Actor-critic steps per world-model step (update.train_step): step k imagines from the posterior
   # states at time indices k::K, so K steps cost about one step's imagination.
   c.actor_steps = 1

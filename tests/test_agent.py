@@ -588,10 +588,14 @@ def test_update_share_after_the_optimizer():
 
 def test_full_update_reports_the_balance(config, batch):
   chex.clear_trace_counter()  # another test wraps train_step in assert_max_traces
-  parts = agent.build(debug_config(balance='share', value_share=0.3, bc_filter='q'), ACTION_DIM)
+  parts = agent.build(
+    debug_config(balance='share', value_share=0.3, bc_filter='q', critic_action_noise=0.3), ACTION_DIM
+  )
   state = agent.create_train_state(parts, jax.random.key(0))
   update = agent.make_update_fn(parts)
   state, metrics = update(state, agent.shard_batch(batch, agent.default_mesh()), jax.random.key(1))
   assert 0.0 < float(metrics['actor/value_update_share']) < 1.0
   assert -1.0 <= float(metrics['actor/grad_cos']) <= 1.0
   assert 0.0 <= float(metrics['actor/bc_filter_keep']) <= 1.0  # the update's cloning term is the filtered one
+  # The critics also trained on the perturbed actions' model transitions.
+  assert float(metrics['critic/perturbed_loss']) > 0.0 and float(metrics['critic/action_gap']) > 0.0

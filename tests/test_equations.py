@@ -289,3 +289,53 @@ def test_advantage_weights_by_value(nets, params, setup):
   w = want[cloned]  # how many pairs the weights effectively clone, as a share
   np.testing.assert_allclose(metrics['actor/bc_filter_ess'], w.sum() ** 2 / (w.size * (w**2).sum()), rtol=1e-4)
   assert 0.1 < float(metrics['actor/bc_filter_ess']) < 1.0
+
+
+def test_perturbed_transitions_and_their_critic_loss_by_value(nets, params, setup):
+  """`agent.critic_action_noise`: from every imagined state z_k (k < H), the action a_k + noise,
+  clipped to [-1, 1]; one GRU step, s' from a prior head, r~ = r^(z~') - lambda_u u(z_k, a~_k) row by
+  row; the critics' extra loss sum_j mean (Q_j(z_k, a~_k) - r~ - gamma min_j Qbar_j(z~', a'))^2 with
+  a' ~ pi(z~'). The actor's loss and gradient do not change; with noise 0 nothing is added."""
+  start, pairs, critic, target_critic = setup
+  cfg = debug_config(horizon=3, penalty_scale=2.5, critic_action_noise=0.5).agent
+  s = agent.loss_settings(cfg)
+  key = jax.random.key(7)
+  loss, (_, rollout) = ac_loss.actor_loss(params['actor'], nets, params['wm'], critic, start, pairs, key, **s.actor)
+  plain = agent.loss_settings(debug_config(horizon=3, penalty_scale=2.5).agent)
+  loss0, (_, rollout0) = ac_loss.actor_loss(
+    params['actor'], nets, params['wm'], critic, start, pairs, key, **plain.actor
+  )
+  assert 'perturbed' not in rollout0
+  np.testing.assert_allclose(loss, loss0, rtol=1e-6)
+
+  p = jax.tree.map(lambda x: np.asarray(x, np.float64), rollout['perturbed'])
+  traj = nets.imagine(params['wm'], start, params['actor'], 3, jax.random.split(key)[0])
+  own = np.asarray(traj['action'][:-1]).reshape(3 * N, -1)
+  assert p['action'].shape == own.shape and np.all(np.abs(p['action']) <= 1.0)
+  assert 0.2 < np.std(p['action'] - own) < 0.6  # perturbed by about the noise's std (less where clipped)
+  np.testing.assert_allclose(p['feat'], np.asarray(traj['feat'][:-1]).reshape(3 * N, -1), rtol=1e-6)
+  variables = {'params': params['wm']['rssm']}
+  flat = lambda x: np.asarray(x[:-1]).reshape((3 * N,) + x.shape[2:])
+  deter_k, stoch_k = flat(traj['deter']), flat(traj['stoch'])
+  for row in range(3 * N):
+    deter = nets.rssm.apply(
+      variables, deter_k[row : row + 1], stoch_k[row : row + 1], p['action'][row : row + 1], method=rssm_lib.RSSM.core
+    )
+    np.testing.assert_allclose(deter[0], p['next_feat'][row, : nets.rssm.deter], rtol=1e-4, atol=1e-5)
+    heads = np.asarray(nets.rssm.apply(variables, deter, method=rssm_lib.RSSM.prior_logits), np.float64)[:, 0]
+    u = np.mean(np.std(heads, axis=0))
+    r_hat = float(nets.predict_reward(params['wm'], jnp.asarray(p['next_feat'][row : row + 1], jnp.float32))[0])
+    np.testing.assert_allclose(p['reward'][row], r_hat - 2.5 * u, rtol=1e-4, atol=1e-5)
+
+  ckey = jax.random.key(9)
+  total, metrics = ac_loss.critic_loss(critic, nets, target_critic, params['actor'], rollout, pairs, ckey, **s.critic)
+  base, _ = ac_loss.critic_loss(critic, nets, target_critic, params['actor'], rollout0, pairs, ckey, **s.critic)
+  a_next = nets.policy(params['actor'], rollout['perturbed']['next_feat']).sample(jax.random.fold_in(ckey, 1))
+  qbar = np.asarray(nets.q_values(target_critic, rollout['perturbed']['next_feat'], a_next), np.float64).min(0)
+  q = np.asarray(nets.q_values(critic, rollout['perturbed']['feat'], rollout['perturbed']['action']), np.float64)
+  want = 0.0
+  for j in range(2):
+    want += np.mean([(q[j, row] - (p['reward'][row] + cfg.gamma * qbar[row])) ** 2 for row in range(3 * N)])
+  np.testing.assert_allclose(metrics['critic/perturbed_loss'], want, rtol=1e-4)
+  np.testing.assert_allclose(total, base + want, rtol=1e-4)
+  assert float(metrics['critic/action_gap']) > 0.0

@@ -21,6 +21,8 @@ import ml_collections
 import optax
 
 from moto_jax.agent import returns
+from moto_jax.networks import layers
+from moto_jax.networks import rssm as rssm_lib
 from moto_jax.networks.world_model import Networks
 
 sg = jax.lax.stop_gradient
@@ -63,6 +65,7 @@ def loss_settings(cfg: ml_collections.ConfigDict) -> LossSettings:
       balance=cfg.balance,
       value_share=cfg.value_share,
       bc_filter=cfg.bc_filter if value_scale and cfg.mode == 'moto' else 'none',
+      critic_action_noise=cfg.critic_action_noise,
     ),
     critic=dict(targets=targets, gamma=cfg.gamma, data_critic_loss=data_critic_loss),
   )
@@ -103,9 +106,11 @@ def value_loss(
   targets: Callable,
   penalty_scale: float,
   entropy_scale: float,
+  critic_action_noise: float = 0.0,
 ):
   """The actor's model-based term: L_pi_MB (Eq. 6) on H-step imagination from `start`, minus
-  entropy_scale times the policy's entropy there. Returns (loss, (metrics, rollout))."""
+  entropy_scale times the policy's entropy there. Returns (loss, (metrics, rollout)); with
+  critic_action_noise > 0 the rollout also holds `perturbed_transitions` for the critics."""
   k_imag, k_ent = jax.random.split(key)
   traj = nets.imagine(wm, start, actor_params, horizon, k_imag)
   reward = nets.predict_reward(wm, traj['feat'][1:])  # r^(z_{k+1}) [H, N]
@@ -124,7 +129,36 @@ def value_loss(
     'actor/imag_reward': jnp.mean(reward),
   }
   rollout = sg({'feat': traj['feat'], 'action': traj['action'], 'reward': reward})
+  if critic_action_noise:
+    k_pert = jax.random.fold_in(key, 1)
+    rollout['perturbed'] = perturbed_transitions(
+      nets, wm, traj, k_pert, noise=critic_action_noise, penalty_scale=penalty_scale
+    )
   return mb_loss - entropy_scale * entropy, (metrics, rollout)
+
+
+def perturbed_transitions(nets: Networks, wm, traj: dict, key: jax.Array, *, noise: float, penalty_scale: float):
+  """One imagined step from each imagined state z_k (k < H) under a perturbed action
+  a~_k = clip(a_k + noise * eps, -1, 1): the critics' training pairs off the policy's own actions
+  (`agent.critic_action_noise`; docs/ALGORITHM.md Sec. 6c).
+
+  The rollout's critics see only the actions the policy takes, so nothing trains how Q changes with
+  the action, and dQ/da, the Q-filter and the advantage weights read an untrained direction. Here the
+  world model says what a different action leads to: z~_{k+1} from the GRU step and a prior head
+  drawn at random, and the penalised reward r^(z~_{k+1}) - lambda_u u(z_k, a~_k) (Eq. 3).
+  Returns stopped {'feat' [H*N, F], 'action' [H*N, A], 'reward' [H*N], 'next_feat' [H*N, F]}.
+  """
+  flat = lambda x: sg(x[:-1]).reshape((-1,) + x.shape[2:])  # the H states with an action after them
+  state = {'deter': flat(traj['deter']), 'stoch': flat(traj['stoch'])}
+  action = flat(traj['action'])
+  k_noise, k_member, k_step = jax.random.split(key, 3)
+  action = jnp.clip(action + noise * jax.random.normal(k_noise, action.shape), -1.0, 1.0)
+  member = jax.random.randint(k_member, action.shape[:1], 0, nets.rssm.ensemble)
+  nxt, all_logits = nets.img_step(wm, state, action, k_step, member)
+  next_feat = rssm_lib.feature(nxt)
+  u = layers.ensemble_disagreement(all_logits)  # Eq. 2
+  reward = returns.penalised_reward(nets.predict_reward(wm, next_feat), u, penalty_scale)
+  return sg({'feat': rssm_lib.feature(state), 'action': action, 'reward': reward, 'next_feat': next_feat})
 
 
 def q_filter(actor_params, nets: Networks, critic_params, pairs: dict) -> jax.Array:
@@ -216,6 +250,7 @@ def actor_loss(
   balance: str = 'fixed',
   value_share: float = 0.5,
   bc_filter: str = 'none',
+  critic_action_noise: float = 0.0,
 ):
   """L_pi = value_scale * L_pi_MB + beta_bc * L_BC (Eqs. 6 and 10), as one scalar.
 
@@ -230,6 +265,7 @@ def actor_loss(
     value_scale: 1 (MOTO), 0 (mode 'bc'). `balance` and `value_share` act on gradients only.
     bc_filter: 'none' (Eq. 10), 'q' (cloning weighted by `q_filter`) or 'advantage'
       (`advantage_weights`), both from `critic_params`.
+    critic_action_noise: > 0 adds `perturbed_transitions` to the rollout (the critics' only).
   Returns (loss, (metrics, rollout)) where rollout holds the stopped 'feat' [H+1, N, F],
     'action' [H+1, N, A] and penalised 'reward' [H, N] for the critics.
   """
@@ -245,6 +281,7 @@ def actor_loss(
     targets=targets,
     penalty_scale=penalty_scale,
     entropy_scale=entropy_scale,
+    critic_action_noise=critic_action_noise,
   )
   keep = cloning_keep(actor_params, nets, critic_params, pairs, bc_filter)
   bc_loss, bc_metrics = cloning_loss(actor_params, nets, pairs, bc_eps=bc_eps, keep=keep)
@@ -290,6 +327,7 @@ def actor_grads(
   balance: str = 'fixed',
   value_share: float = 0.5,
   bc_filter: str = 'none',
+  critic_action_noise: float = 0.0,
 ):
   """The actor's gradient, its value and cloning terms computed apart and combined by `balance`:
 
@@ -313,6 +351,7 @@ def actor_grads(
     targets=targets,
     penalty_scale=penalty_scale,
     entropy_scale=entropy_scale,
+    critic_action_noise=critic_action_noise,
   )
   zeros = jax.tree.map(jnp.zeros_like, actor_params)
   if value_scale:
@@ -355,6 +394,9 @@ def critic_loss(
   The critics see stopped states: no gradient reaches the world model or the actor.
   Args: rollout from `actor_loss`; pairs from `real_pairs`; targets (module docstring; its critic
     target: y of Eq. 7); gamma (Eq. 8's bootstrap); data_critic_loss (add L_data). Returns (loss, metrics).
+  Where the rollout holds `perturbed_transitions` (agent.critic_action_noise > 0), L_perturbed is
+  added: sum_j mean (Q_j(z_k, a~_k) - y~)^2 with y~ = r~ + gamma min_j Qbar_j(z~_{k+1}, a'),
+  a' ~ pi(z~_{k+1}), the one-step target of Eq. 8 on the world model's transition.
   """
   feat, action, reward = sg(rollout['feat']), sg(rollout['action']), sg(rollout['reward'])
   horizon = reward.shape[0]
@@ -381,5 +423,21 @@ def critic_loss(
     data_loss = jnp.sum(jax.vmap(masked_mean, (0, None))((q_data - sg(y)) ** 2, pairs['mask']))
     loss = loss + data_loss
     metrics.update({'critic/data_loss': data_loss, 'critic/target_data': masked_mean(y, pairs['mask'])})
+  if 'perturbed' in rollout:
+    p = sg(rollout['perturbed'])
+    a_next = nets.policy(actor_params, p['next_feat']).sample(jax.random.fold_in(key, 1))
+    y = p['reward'] + gamma * jnp.min(nets.q_values(target_params, p['next_feat'], a_next), axis=0)
+    q_pert = nets.q_values(critic_params, p['feat'], p['action'])  # [2, H*N]
+    pert_loss = jnp.sum(jnp.mean((q_pert - sg(y)) ** 2, axis=1))
+    loss = loss + pert_loss
+    q_own = jnp.mean(q_imag, 0).reshape(-1)  # Q at the policy's own actions, the same states
+    metrics.update(
+      {
+        'critic/perturbed_loss': pert_loss,
+        'critic/target_perturbed': jnp.mean(y),
+        # How much Q varies with the action: mean |Q(z, a) - Q(z, a~)| (0 for a critic blind to it).
+        'critic/action_gap': jnp.mean(jnp.abs(q_own - jnp.mean(q_pert, 0))),
+      }
+    )
   metrics['critic/loss'] = loss
   return loss, metrics

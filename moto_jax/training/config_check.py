@@ -223,6 +223,7 @@ ADDED_FIELDS = {
   'agent.value_share': 0.5,
   'agent.bc_filter': 'none',
   'data.bc_segments': False,
+  'agent.critic_action_noise': 0.0,
 }
 
 
@@ -304,7 +305,13 @@ def load_recorded(workdir: str) -> ml_collections.ConfigDict:
 
 
 # Fields of ADDED_FIELDS added after `learning_hash` existed (a field added from now on goes in both).
-ADDED_AFTER_RECORDS = ('agent.balance', 'agent.value_share', 'agent.bc_filter', 'data.bc_segments')
+ADDED_AFTER_RECORDS = (
+  'agent.balance',
+  'agent.value_share',
+  'agent.bc_filter',
+  'data.bc_segments',
+  'agent.critic_action_noise',
+)
 
 # Fields that change where files go or how often a run logs, not what it learns.
 NOT_LEARNING = (
