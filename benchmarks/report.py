@@ -265,6 +265,16 @@ def quickstart_block(records: list[dict], golden: str | None) -> str:
   )
 
 
+def arm_color(n: int) -> tuple:
+  """The n-th arm's (colour, line style): the 20 colours of tab20, dark shades first, then the same
+  with dashed lines, so that no two of 40 arms look alike."""
+  import matplotlib
+
+  shade = n % 20
+  rgba = matplotlib.colormaps['tab20'](2 * shade if shade < 10 else 2 * (shade - 10) + 1)
+  return rgba, '-' if n < 20 else '--'
+
+
 def curves_figure(records: list[dict], path: str, columns: int = 5) -> None:
   """Panels of `columns` tasks a row, the rows of each preset together (in PRESET_ORDER); a line per arm
   and seed (seeds after the first fainter), an arm the same colour everywhere, a legend in each panel."""
@@ -286,14 +296,21 @@ def curves_figure(records: list[dict], path: str, columns: int = 5) -> None:
   colors, tasks_panels = {}, set()
   for (_, preset, task, arm), rs in groups.items():
     ax = where[(preset, task)]
-    color = colors.setdefault(arm, f'C{len(colors) % 10}')
+    color = colors.setdefault(arm, arm_color(len(colors)))
     for i, r in enumerate(sorted(rs, key=lambda r: r['seed'])):
       curve = r.get('tasks_curve') or r['curve']  # Kitchen: target tasks per episode
       if 'tasks_curve' in r:
         tasks_panels.add((preset, task))
       xs, ys = zip(*curve) if curve else ((), ())
       ax.plot(
-        xs, ys, marker='o', markersize=3, color=color, alpha=0.9 if i == 0 else 0.5, label=arm if i == 0 else None
+        xs,
+        ys,
+        marker='o',
+        markersize=3,
+        color=color[0],
+        linestyle=color[1],
+        alpha=0.9 if i == 0 else 0.5,
+        label=arm if i == 0 else None,
       )
     ax.set_title(f'{task} ({preset})', fontsize=9)
   for r, row in enumerate(rows):

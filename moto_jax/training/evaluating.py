@@ -25,17 +25,6 @@ from moto_jax.training import evaluation, processes, streams
 BATCH_KEYS = ep_lib.STEP_KEYS + ('bc_weight',)  # the keys of the update's batch
 
 
-def episode_record(episode: dict, target_tasks=()) -> dict:
-  """The online log's record of one exploring episode: its return and success, and on Kitchen the
-  target tasks it completed (each, and how many)."""
-  record = {'episode/return': float(episode['reward'].sum()), 'episode/success': float(bool(episode['success']))}
-  if 'tasks_done' in episode:
-    done = np.asarray(episode['tasks_done']).any(axis=0)
-    record['episode/tasks_completed'] = float(done.sum())
-    record.update({f'episode/task_{n.replace(" ", "_")}': float(d) for n, d in zip(target_tasks, done)})
-  return record
-
-
 class Evaluating:
   """The Trainer's evaluations; see the module docstring."""
 
