@@ -99,6 +99,28 @@ def test_render_needs_the_blocks():
   assert report.render(text, {'speed': 'new'}) == '<!-- generated:speed -->\nnew\n<!-- /generated:speed -->\n'
 
 
+def _summary(**fields) -> dict:
+  """A finished run's summary.json, with `fields` changed."""
+  summary = dict(
+    phase='done',
+    env_steps=40,
+    grad_steps=10,
+    offline_success_rate=0.0,
+    min_online_success_rate=0.0,
+    final_success_rate=0.0,
+    final_return=3.0,
+    eval_episodes=20,
+    wall_minutes=1.0,
+  )
+  return {**summary, **fields}
+
+
+def test_arms_look_distinct_in_the_curves():
+  styles = [report.arm_color(n) for n in range(40)]
+  assert len({(tuple(c), ls) for c, ls in styles}) == 40
+  assert len({tuple(c) for c, _ in styles[:20]}) == 20  # the first 20 differ by colour alone
+
+
 def test_record_of_a_finished_run(tmp_path):
   """benchmarks.learning's record of a finished run's workdir carries the provenance fields."""
   workdir = tmp_path / 'run'
@@ -112,17 +134,12 @@ def test_record_of_a_finished_run(tmp_path):
     'machine': {'cpu': 'X', 'cores': 2},
     'date': '2026-01-02',
   }
-  summary = dict(
+  summary = _summary(
     task='drawer-open',
     preset='debug',
     seed=0,
-    phase='done',
-    env_steps=40,
     grad_steps=12,
-    offline_success_rate=0.0,
-    min_online_success_rate=0.0,
     final_success_rate=1.0,
-    final_return=3.0,
     eval_episodes=1,
     wall_minutes=1.5,
     seconds={'data': 6.0, 'compile': 30.0, 'evaluation': 9.0, 'training': 45.0},
@@ -196,16 +213,7 @@ def test_done_line_names_target_tasks_where_a_run_has_them():
   from moto_jax.training import run_record
 
   config = kitchen.get_config('mixed,debug')
-  summary = dict(
-    phase='done',
-    wall_minutes=3.0,
-    final_success_rate=0.1,
-    offline_success_rate=0.0,
-    final_tasks_completed=1.5,
-    eval_episodes=20,
-    grad_steps=10,
-    env_steps=40,
-  )
+  summary = _summary(wall_minutes=3.0, final_success_rate=0.1, final_tasks_completed=1.5, eval_episodes=20)
   line = run_record.done_line(config, summary, [], '/w', 60.0)
   assert line.startswith('Done: kitchen/mixed seed 0, 3.0 min wall clock (this session 1.0): success rate 0.10')
   assert 'and 1.50 target tasks per episode over 20 evaluation episodes' in line and '(offline end 0.00)' in line
