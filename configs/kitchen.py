@@ -38,6 +38,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # all (suites/kitchen/collect.segment_weights). mixed, small, seed 0: 0.95 -> 1.25 target tasks
     # per episode, against 0.00 -> 0.00 with whole episodes (False, the paper's rule; BUILD_NOTES).
     bc_segments=True,
+    # 'random': each episode's sub-tasks in a random order (play data, D4RL's kind); 'fixed': the
+    # same sub-tasks in one order (collect.fixed_rank), a diagnostic for how much the order's
+    # variety costs a unimodal actor. A data change: the dataset is generated anew.
+    task_order='random',
     workers=2,  # generator processes
   )
   return common.assemble('kitchen', task, preset, env, data, PRESET_OVERRIDES[preset])

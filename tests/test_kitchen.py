@@ -9,6 +9,7 @@ import pytest
 
 from configs import kitchen as kitchen_config
 from moto_jax.data import episodes as ep_lib
+from moto_jax.suites.kitchen import EXPERT_ORDER
 from moto_jax.suites.kitchen import collect as kitchen_collect
 from moto_jax.suites.kitchen import script as kitchen_script
 from moto_jax.suites.kitchen.env import ALL_SUBTASKS, TASKS, KitchenEnv, check_task
@@ -148,6 +149,24 @@ def test_plans():
       assert sorted(seq) == sorted(targets)
     else:
       assert set(bc) <= set(seq) and not set(targets) <= set(seq)
+
+
+def test_fixed_order_plans_sort_the_same_draws():
+  """`data.task_order='fixed'`: the random plan's sub-tasks and aborts, in one order for every episode."""
+  for task in ('mixed', 'partial'):
+    targets, bc = TASKS[task], kitchen_config.get_config(task).data.bc_tasks
+    rank = kitchen_collect.fixed_rank(task)
+    assert sorted(rank, key=rank.get)[-4:] == list(EXPERT_ORDER[task])
+    for seed in range(50):
+      plans = [
+        kitchen_collect.plan_episode(targets, bc, task, np.random.default_rng(seed), 0.5, 0.2, order=order)
+        for order in ('random', 'fixed')
+      ]
+      (seq, aborts), (fixed, fixed_aborts) = plans
+      assert sorted(fixed) == sorted(seq) and fixed == sorted(seq, key=rank.get)
+      assert [a is None for a in aborts] == [a is None for a in fixed_aborts]
+  with pytest.raises(ValueError, match='task_order'):
+    kitchen_collect.plan_episode(targets, bc, task, np.random.default_rng(0), 0.5, 0.2, order='sorted')
 
 
 def test_segment_weights_by_hand():

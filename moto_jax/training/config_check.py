@@ -224,6 +224,7 @@ ADDED_FIELDS = {
   'agent.bc_filter': 'none',
   'data.bc_segments': False,
   'agent.critic_action_noise': 0.0,
+  'data.task_order': 'random',
 }
 
 
@@ -311,6 +312,7 @@ ADDED_AFTER_RECORDS = (
   'agent.bc_filter',
   'data.bc_segments',
   'agent.critic_action_noise',
+  'data.task_order',
 )
 
 # Fields that change where files go or how often a run logs, not what it learns.

@@ -20,6 +20,7 @@ def cache_path(config) -> str:
       k: v
       for k, v in config.data.to_dict().items()
       if k not in ('dir', 'cache_dir', 'skip_corrupt', 'workers', 'subset_episodes', 'bc_segments')
+      and not (k == 'task_order' and v == 'random')  # added later: the datasets made before keep their path
     },
     seed=config.seed,
   )

@@ -52,10 +52,26 @@ EPISODE_KEYS = (
 )
 
 
+def fixed_rank(task: str) -> dict:
+  """The one order of `data.task_order='fixed'`: the sub-tasks that are not targets first (the bottom
+  burner fails after the light switch), then the targets in the expert's `EXPERT_ORDER`."""
+  from moto_jax.suites.kitchen import EXPERT_ORDER
+
+  others = [t for t in kitchen_script.SCRIPTED_SUBTASKS if t not in EXPERT_ORDER[task]]
+  return {t: i for i, t in enumerate(others + list(EXPERT_ORDER[task]))}
+
+
 def plan_episode(
-  target_tasks, bc_tasks, task: str, rng: np.random.Generator, full_share: float, fail_prob: float
+  target_tasks,
+  bc_tasks,
+  task: str,
+  rng: np.random.Generator,
+  full_share: float,
+  fail_prob: float,
+  order: str = 'random',
 ) -> tuple[list[str], list]:
-  """Returns (sub-task sequence, per-sub-task abort phase or None)."""
+  """Returns (sub-task sequence, per-sub-task abort phase or None). `order`: 'random' (play data:
+  the sub-tasks in any order) or 'fixed' (the same draws, sorted by `fixed_rank`)."""
   candidates = list(kitchen_script.SCRIPTED_SUBTASKS)
   if rng.random() < full_share:
     core = list(target_tasks) if task == 'mixed' else list(bc_tasks)
@@ -69,6 +85,11 @@ def plan_episode(
       sequence = [candidates[i] for i in rng.choice(len(candidates), size=k, replace=False)]
       if not set(target_tasks) <= set(sequence):
         break
+  if order == 'fixed':
+    rank = fixed_rank(task)
+    sequence = sorted(sequence, key=rank.__getitem__)
+  elif order != 'random':
+    raise ValueError(f"config.data.task_order={order!r}: expected 'random' or 'fixed'")
   aborts = [int(rng.integers(1, 4)) if rng.random() < fail_prob else None for _ in sequence]
   return sequence, aborts
 
@@ -154,7 +175,9 @@ def generate_episode(env, config, index: int) -> dict:
   data = config.data
   ep_seed = episode_seed(config.seed, index)
   rng = np.random.default_rng(ep_seed)
-  sequence, aborts = plan_episode(env.target_tasks, data.bc_tasks, env.task, rng, data.full_share, data.fail_prob)
+  sequence, aborts = plan_episode(
+    env.target_tasks, data.bc_tasks, env.task, rng, data.full_share, data.fail_prob, data.get('task_order', 'random')
+  )
   policy = kitchen_script.PlayScript(
     env, sequence, rng, action_noise=data.action_noise, waypoint_noise=data.waypoint_noise, aborts=aborts
   )
@@ -271,6 +294,8 @@ def collect_kitchen(
     full_share=data.full_share,
     bc_tasks=list(data.bc_tasks) or list(TASKS[config.task]),
   )
+  if data.get('task_order', 'random') != 'random':
+    collector['task_order'] = data.task_order
   extra = dict(
     statistics(ordered, TASKS[config.task]),
     d4rl_goal_set=D4RL_NAMES[config.task],
