@@ -376,6 +376,12 @@ def actor_grads(
   return grads, metrics, rollout, terms
 
 
+def one_step_target(nets: Networks, actor_params, target_params, reward, discount, next_feat, key, gamma: float):
+  """Eq. 8's target r + gamma * d * min_j Qbar_j(z', a') with a' ~ pi(z') drawn with `key`."""
+  a_next = nets.policy(actor_params, next_feat).sample(key)
+  return reward + gamma * discount * jnp.min(nets.q_values(target_params, next_feat, a_next), axis=0)
+
+
 def critic_loss(
   critic_params,
   nets: Networks,
@@ -417,16 +423,15 @@ def critic_loss(
   loss = model_loss
   if data_critic_loss:  # Eq. 8
     z_next = sg(pairs['next_feat'])
-    a_next = nets.policy(actor_params, z_next).sample(key)  # a' ~ pi(z_{i+1})
-    q_next = jnp.min(nets.q_values(target_params, z_next, a_next), axis=0)  # [B, T-1]
-    y = pairs['reward'] + gamma * pairs['discount'] * q_next
+    y = one_step_target(nets, actor_params, target_params, pairs['reward'], pairs['discount'], z_next, key, gamma)
     data_loss = jnp.sum(jax.vmap(masked_mean, (0, None))((q_data - sg(y)) ** 2, pairs['mask']))
     loss = loss + data_loss
     metrics.update({'critic/data_loss': data_loss, 'critic/target_data': masked_mean(y, pairs['mask'])})
   if 'perturbed' in rollout:
     p = sg(rollout['perturbed'])
-    a_next = nets.policy(actor_params, p['next_feat']).sample(jax.random.fold_in(key, 1))
-    y = p['reward'] + gamma * jnp.min(nets.q_values(target_params, p['next_feat'], a_next), axis=0)
+    y = one_step_target(
+      nets, actor_params, target_params, p['reward'], 1.0, p['next_feat'], jax.random.fold_in(key, 1), gamma
+    )
     q_pert = nets.q_values(critic_params, p['feat'], p['action'])  # [2, H*N]
     pert_loss = jnp.sum(jnp.mean((q_pert - sg(y)) ** 2, axis=1))
     loss = loss + pert_loss
