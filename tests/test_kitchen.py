@@ -11,6 +11,7 @@ from configs import kitchen as kitchen_config
 from moto_jax.data import episodes as ep_lib
 from moto_jax.suites.kitchen import EXPERT_ORDER
 from moto_jax.suites.kitchen import collect as kitchen_collect
+from moto_jax.suites.kitchen import env as kitchen_env
 from moto_jax.suites.kitchen import script as kitchen_script
 from moto_jax.suites.kitchen.env import ALL_SUBTASKS, TASKS, KitchenEnv, check_task
 
@@ -113,6 +114,28 @@ def test_reward_counts_target_tasks_in_goal(env):
   assert info['all_done'][ALL_SUBTASKS.index('bottom burner')]
   _, reward, _, _, _ = env.step(np.zeros(9))
   assert reward == 2.0  # paid at every step, tasks not removed
+
+
+def test_progress_is_the_fraction_of_the_way_to_the_goal_region(env):
+  import mujoco
+
+  _, info = env.reset(seed=0)
+  np.testing.assert_array_equal(info['tasks_progress'], np.zeros(4))
+  start = kitchen_env.goal_distances(env.data.qpos, env.target_tasks)
+  assert (start > kitchen_env.GOAL_THRESHOLD).all()  # nothing starts in its goal region
+  # The microwave door (qpos 22, goal -0.75) a quarter of the way from its start to the goal region,
+  # the slide cabinet (qpos 19, goal 0.37) in it, the light switch moved away from its goal.
+  env.data.qpos[22] = -(start[0] - kitchen_env.GOAL_THRESHOLD) * 0.25 + env.data.qpos[22]
+  env.data.qpos[19] = 0.37
+  env.data.qpos[17] += 0.2
+  mujoco.mj_forward(env.model, env.data)
+  moved = env._info()['tasks_progress']
+  assert moved.dtype == np.float32 and moved.shape == (4,)
+  np.testing.assert_allclose(moved[[0, 3]], [0.25, 1.0], atol=1e-5)
+  assert moved[1] == 0.0 and moved[2] == 0.0  # untouched; moved away counts as 0, not negative
+  np.testing.assert_allclose(
+    kitchen_env.progress(np.array([2.0, 0.3, 0.1, 3.0]), np.array([1.3, 1.3, 1.3, 1.3])), [0.0, 1.0, 1.0, 0.0]
+  )
 
 
 @pytest.mark.parametrize('name', kitchen_script.SCRIPTED_SUBTASKS)
@@ -295,3 +318,32 @@ def test_evaluation_counts_each_target_task():
   assert [s[f'eval/first_task_{n.replace(" ", "_")}'] for n in names] == [0.75, 0.0, 0.0, 0.0]
   assert s['eval/first_task_step'] == 1.0
   assert 'eval/task_microwave' not in evaluation.summarize(evaluation.episode_rows(episodes))  # no names given
+
+
+def test_evaluation_and_episode_records_report_each_targets_progress():
+  """`eval/progress_<name>`: the mean over episodes of each object's largest progress toward its goal;
+  the exploring episode's record the same for one episode."""
+  from moto_jax.training import evaluation, loop
+
+  def episode(progress):  # progress [T+1, 4]
+    progress = np.asarray(progress, np.float32)
+    n = len(progress)
+    return dict(
+      success=np.array(False),
+      reward=np.zeros(n, np.float32),
+      action=np.zeros((n, 9)),
+      tasks_done=progress >= 1.0,
+      tasks_progress=progress,
+    )
+
+  episodes = [
+    episode([[0, 0, 0, 0], [0.5, 0, 0, 1.0], [0.2, 0, 0.1, 1.0]]),  # microwave half way, then back
+    episode([[0, 0, 0, 0], [0.1, 0, 0.3, 1.0], [0.1, 0, 0, 0.4]]),
+  ]
+  names = TASKS['mixed']
+  s = evaluation.summarize(evaluation.episode_rows(episodes), names)
+  np.testing.assert_allclose([s[f'eval/progress_{n.replace(" ", "_")}'] for n in names], [0.3, 0.0, 0.2, 1.0])
+  assert s['eval/task_slide_cabinet'] == 1.0 and s['eval/task_microwave'] == 0.0
+  r = loop.episode_record(episodes[0], names)
+  assert r['episode/progress_microwave'] == 0.5 and r['episode/progress_light_switch'] == np.float32(0.1)
+  assert r['episode/tasks_completed'] == 1.0

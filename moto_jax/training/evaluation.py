@@ -73,8 +73,9 @@ def episode_rows(episodes: list[dict]) -> dict:
   """What an evaluation's summary needs of each episode, as arrays with a row per episode (a
   multi-process run gathers these, not the episodes): success, return, the first action and, for
   multi-task suites (Kitchen's per-step target flags `tasks_done` [T+1, K]), the target tasks completed
-  (in goal at some step), in goal at the episode's last step, and which target entered its goal first
-  and at which step (-1 for both where none did)."""
+  (in goal at some step), in goal at the episode's last step, which target entered its goal first
+  and at which step (-1 for both where none did), and with per-step `tasks_progress` [T+1, K] how far
+  each object came toward its goal (the episode's maximum; 1 = completed)."""
   rows = {
     'success': np.array([bool(e['success']) for e in episodes], bool),
     'return': np.array([float(e['reward'].sum()) for e in episodes], np.float64),
@@ -89,6 +90,8 @@ def episode_rows(episodes: list[dict]) -> dict:
     rows['first_task'] = np.array(
       [int(np.argmax(e['tasks_done'][s])) if s >= 0 else -1 for e, s in zip(episodes, first_step)], np.int64
     )
+  if episodes and 'tasks_progress' in episodes[0]:
+    rows['task_progress'] = np.array([np.max(e['tasks_progress'], axis=0) for e in episodes], np.float32)  # [n, K]
   return rows
 
 
@@ -98,7 +101,9 @@ def summarize(rows: dict, task_names=()) -> dict:
   the share of episodes that completed exactly k of them (`eval/episodes_k_tasks`); where the first
   failure happens: the share of episodes whose first completed target is each one
   (`eval/first_task_<name>`) and the mean step of that first completion (`eval/first_task_step`, over
-  the episodes that completed one)."""
+  the episodes that completed one); and how far each target's object came toward its goal on average
+  (`eval/progress_<name>`, 1 = completed in every episode), which separates a target never touched
+  from one moved but not finished."""
   summary = {
     'eval/success_rate': float(np.mean(rows['success'])),
     'eval/return': float(np.mean(rows['return'])),
@@ -114,6 +119,9 @@ def summarize(rows: dict, task_names=()) -> dict:
         summary[f'eval/episodes_{k}_tasks'] = float(np.mean(rows['tasks_completed'] == k))
       for k, name in enumerate(task_names):
         summary[f'eval/first_task_{name.replace(" ", "_")}'] = float(np.mean(rows['first_task'] == k))
+    if 'task_progress' in rows:
+      for name, moved in zip(task_names, np.mean(rows['task_progress'], axis=0)):
+        summary[f'eval/progress_{name.replace(" ", "_")}'] = float(moved)
     started = rows['first_task_step'] >= 0
     if started.any():
       summary['eval/first_task_step'] = float(np.mean(rows['first_task_step'][started]))
@@ -141,7 +149,9 @@ def plot_learning_curve(evals: list[dict], path: str, title: str = '') -> str:
   import matplotlib.pyplot as plt
 
   steps = [e['env_steps'] for e in evals]
-  fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
+  # Kitchen: how far each target's object came toward its goal, beside the completions.
+  progress = sorted({k for e in evals for k in e if k.startswith('eval/progress_')})
+  fig, axes = plt.subplots(1, 4 + bool(progress), figsize=(18 + 4.5 * bool(progress), 3.6))
   for ax, key, label in zip(axes, ('eval/success_rate', 'eval/return'), ('success rate', 'return')):
     if all(key in e for e in evals):  # (an offline-only run's evaluations have neither)
       ax.plot(steps, [e[key] for e in evals], marker='o')
@@ -167,6 +177,9 @@ def plot_learning_curve(evals: list[dict], path: str, title: str = '') -> str:
       ),
     ),
   )
+  if progress:
+    names = tuple((k, k[len('eval/progress_') :].replace('_', ' ')) for k in progress)
+    panels += ((axes[4], 'target progress (1 = done)', names),)
   for ax, ylabel, keys in panels:
     for key, label in keys:
       if any(key in e for e in evals):
@@ -181,7 +194,8 @@ def plot_learning_curve(evals: list[dict], path: str, title: str = '') -> str:
     ax.text(0, 1.0, ' online ->', transform=ax.get_xaxis_transform(), va='top', fontsize=8, color='gray')
     ax.set_xlabel('environment steps (0 = end of offline pre-training)')
     ax.grid(alpha=0.3)
-  axes[0].set_ylim(-0.05, 1.05)
+  for ax in axes[:: 4 if progress else 5]:  # success and progress: rates
+    ax.set_ylim(-0.05, 1.05)
   fig.suptitle(title)
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -50,12 +50,15 @@ BATCH_KEYS = evaluating.BATCH_KEYS
 
 def episode_record(episode: dict, target_tasks=()) -> dict:
   """The online log's record of one exploring episode: its return and success, and on Kitchen the
-  target tasks it completed (each, and how many)."""
+  target tasks it completed (each, and how many) and how far each target's object came toward its goal."""
   record = {'episode/return': float(episode['reward'].sum()), 'episode/success': float(bool(episode['success']))}
   if 'tasks_done' in episode:
     done = np.asarray(episode['tasks_done']).any(axis=0)
     record['episode/tasks_completed'] = float(done.sum())
     record.update({f'episode/task_{n.replace(" ", "_")}': float(d) for n, d in zip(target_tasks, done)})
+  if 'tasks_progress' in episode:
+    moved = np.max(np.asarray(episode['tasks_progress']), axis=0)
+    record.update({f'episode/progress_{n.replace(" ", "_")}': float(m) for n, m in zip(target_tasks, moved)})
   return record
 
 

@@ -48,6 +48,21 @@ CAMERAS = {
 }
 
 
+def goal_distances(qpos: np.ndarray, subtasks) -> np.ndarray:
+  """L2 distance of each named sub-task's object pose to its goal."""
+  return np.array(
+    [np.linalg.norm(qpos[gr_kitchen.OBS_ELEMENT_INDICES[t]] - gr_kitchen.OBS_ELEMENT_GOALS[t]) for t in subtasks],
+    np.float64,
+  )
+
+
+def progress(distances: np.ndarray, start: np.ndarray) -> np.ndarray:
+  """How far each object has come from its pose at the reset toward its goal region, as a fraction:
+  0 where it is no closer than at the reset, 1 once it is within `GOAL_THRESHOLD` (the task is done)."""
+  span = np.maximum(np.asarray(start) - GOAL_THRESHOLD, 1e-6)
+  return np.clip((np.asarray(start) - np.asarray(distances)) / span, 0.0, 1.0).astype(np.float32)
+
+
 def subtasks_done(qpos: np.ndarray, subtasks) -> np.ndarray:
   """Bool vector: is each named sub-task's object within `GOAL_THRESHOLD` of its goal?"""
   return np.array(
@@ -62,14 +77,15 @@ def subtasks_done(qpos: np.ndarray, subtasks) -> np.ndarray:
 class KitchenEnv(gym.Env):
   """A Franka Kitchen task with image observations `{'image': uint8 [S, S, 3]}`.
 
-  `info` carries `tasks_done` (bool [4], target-task order of `TASKS[task]`), `success`
-  (0/1 at this step) and `all_done` (bool over `ALL_SUBTASKS`). Scripted controllers may
+  `info` carries `tasks_done` (bool [4], target-task order of `TASKS[task]`), `tasks_progress`
+  (float [4], the same order: how far each object has come toward its goal since the reset, 1 = done;
+  `progress`), `success` (0/1 at this step) and `all_done` (bool over `ALL_SUBTASKS`). Scripted controllers may
   read the simulation through `model` and `data`; agents never see them.
   """
 
   metadata = {'render_modes': ['rgb_array']}
   # Per-step info recorded in every episode (episode key -> info key), as the offline data has them.
-  STEP_INFO = {'tasks_done': 'tasks_done', 'subtasks_done': 'all_done'}
+  STEP_INFO = {'tasks_done': 'tasks_done', 'subtasks_done': 'all_done', 'tasks_progress': 'tasks_progress'}
 
   def __init__(
     self,
@@ -102,6 +118,7 @@ class KitchenEnv(gym.Env):
     )
     self._rng = np.random.default_rng(seed)
     self._steps = None
+    self._start_distances = np.full(len(self.target_tasks), np.inf)
     self.action_space = gym.spaces.Box(-1.0, 1.0, (9,), np.float32)
     self.observation_space = gym.spaces.Dict({'image': gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)})
 
@@ -122,12 +139,19 @@ class KitchenEnv(gym.Env):
 
   def _info(self):
     done = subtasks_done(self.data.qpos, self.target_tasks)
-    return {'tasks_done': done, 'success': float(done.all()), 'all_done': subtasks_done(self.data.qpos, ALL_SUBTASKS)}
+    moved = progress(goal_distances(self.data.qpos, self.target_tasks), self._start_distances)
+    return {
+      'tasks_done': done,
+      'tasks_progress': moved,
+      'success': float(done.all()),
+      'all_done': subtasks_done(self.data.qpos, ALL_SUBTASKS),
+    }
 
   def reset(self, *, seed: int | None = None, options=None):
     if seed is not None:
       self._rng = np.random.default_rng(seed)
     self._env.reset(seed=int(self._rng.integers(2**31 - 1)))
+    self._start_distances = goal_distances(self.data.qpos, self.target_tasks)
     self._steps = 0
     return self._obs(), self._info()
 
