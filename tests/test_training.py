@@ -303,6 +303,15 @@ def test_kitchen_main_job_end_to_end(tmp_path, monkeypatch):
   evals = [r for r in read_metrics(str(tmp_path / 'run')) if r['phase'] == 'eval']
   assert all(np.isfinite(r['bound/estimate']) for r in evals)  # the Kitchen expert as the reference
   assert summary['final_tasks_completed'] == evals[-1]['eval/tasks_completed']  # target tasks per episode
+  assert online['tasks_progress'].shape == (21, 4) and 0.0 <= online['tasks_progress'].min() <= 1.0
+  progress = [v for k, v in evals[-1].items() if k.startswith('eval/progress_')]
+  assert len(progress) == 4 and all(0.0 <= v <= 1.0 for v in progress)
+  # Evaluating the final checkpoint reports each target's completion and progress in one line.
+  from moto_jax.analysis import checkpoints
+
+  lines = []
+  (record,) = checkpoints.evaluate_checkpoints(str(tmp_path / 'run'), [None], episodes=2, envs=2, log=lines.append)
+  assert 'eval/progress_kettle' in record and any(line.startswith('  target tasks per episode') for line in lines)
 
   # A.1 on this run. 20-step debug episodes cannot hold four scripted solutions, so the expert
   # episodes are recorded ones with the targets marked done at steps 3, 6, 9 and 12.

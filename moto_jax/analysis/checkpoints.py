@@ -73,6 +73,15 @@ def _evaluate_one(workdir, parts, actor, envs, step, episodes, seed_offset, vide
     f'mean return {summary["eval/return"]:.1f}; {time.perf_counter() - start:.0f} s with '
     f'{len(envs)} environment(s) in lock step'
   )
+  if 'eval/tasks_completed' in summary:  # Kitchen: each target, completed and how far it came
+    targets = [k[len('eval/task_') :] for k in summary if k.startswith('eval/task_')]
+    log(
+      f'  target tasks per episode {summary["eval/tasks_completed"]:.2f}; completed (progress toward the goal): '
+      + ', '.join(
+        f'{t.replace("_", " ")} {summary[f"eval/task_{t}"]:.2f} ({summary.get(f"eval/progress_{t}", float("nan")):.2f})'
+        for t in targets
+      )
+    )
   if video:
     path = evaluation.write_video(
       np.concatenate([e['image'] for e in eps]), os.path.join(workdir, 'videos', f'{name}_{step}.gif')
