@@ -7,13 +7,17 @@ import sys
 import tempfile
 
 import jax
+import jax.numpy as jnp
 import pytest
 
 os.environ.setdefault('MUJOCO_GL', 'egl')  # headless rendering, also when a test runs alone
 
 from configs import metaworld
+from moto_jax import agent
 from moto_jax.networks.world_model import make_networks
 from moto_jax.testing import ACTION_DIM, synthetic_batch  # noqa: F401 (the tests import them from here)
+
+IMAGINATION_STARTS = 6  # the `start` fixture's latent states
 
 # Compile time dominates at the debug sizes.
 jax.config.update('jax_disable_most_optimizations', True)
@@ -69,6 +73,34 @@ def nets(config):
 @pytest.fixture(scope='module')
 def params(nets):
   return nets.init(jax.random.key(0))
+
+
+@pytest.fixture(scope='module')
+def start(nets):
+  """IMAGINATION_STARTS random latent states to imagine from."""
+  r = nets.rssm
+  stoch = jax.nn.one_hot(jax.random.randint(jax.random.key(1), (IMAGINATION_STARTS, r.groups), 0, r.classes), r.classes)
+  return {'deter': jax.random.normal(jax.random.key(2), (IMAGINATION_STARTS, r.deter)), 'stoch': stoch}
+
+
+@pytest.fixture(scope='module')
+def batch(config):
+  """A synthetic training batch of the debug preset's shape."""
+  return synthetic_batch(0, config.train.batch_size, config.train.seq_len)
+
+
+@pytest.fixture(scope='module')
+def pairs(nets, batch):
+  """The real (z_i, a_{i+1}) pairs of `batch` under random features."""
+  b, t = batch['reward'].shape
+  return agent.real_pairs(jax.random.normal(jax.random.key(3), (b, t, nets.feat_dim)), batch)
+
+
+def constant_critic(critic_params, value: float):
+  """Critic params whose every member outputs `value` (zero output kernel, bias = value)."""
+  out = critic_params['q']['mlp']['out']
+  out = {'kernel': jnp.zeros_like(out['kernel']), 'bias': jnp.full_like(out['bias'], value)}
+  return {'q': {'mlp': {**critic_params['q']['mlp'], 'out': out}}}
 
 
 def run_with_cpu_devices(script: str, devices: int) -> dict:
