@@ -275,9 +275,21 @@ def arm_color(n: int) -> tuple:
   return rgba, '-' if n < 20 else '--'
 
 
+def median_curve(curves: list[list]) -> list[tuple] | None:
+  """The pointwise median of several seeds' curves [(env_steps, value), ...], where they were evaluated
+  at the same env steps; None where they were not (or fewer than two)."""
+  if len(curves) < 2 or any(not c for c in curves):
+    return None
+  steps = [tuple(x for x, _ in c) for c in curves]
+  if len(set(steps)) != 1:
+    return None
+  return [(x, _median([c[k][1] for c in curves])) for k, x in enumerate(steps[0])]
+
+
 def curves_figure(records: list[dict], path: str, columns: int = 5) -> None:
-  """Panels of `columns` tasks a row, the rows of each preset together (in PRESET_ORDER); a line per arm
-  and seed (seeds after the first fainter), an arm the same colour everywhere, a legend in each panel."""
+  """Panels of `columns` tasks a row, the rows of each preset together (in PRESET_ORDER); a line per arm,
+  an arm the same colour everywhere, a legend in each panel. An arm with several seeds is drawn as
+  their median (bold) over each seed's curve (thin, faint)."""
   import matplotlib
 
   matplotlib.use('Agg')
@@ -297,20 +309,36 @@ def curves_figure(records: list[dict], path: str, columns: int = 5) -> None:
   for (_, preset, task, arm), rs in groups.items():
     ax = where[(preset, task)]
     color = colors.setdefault(arm, arm_color(len(colors)))
-    for i, r in enumerate(sorted(rs, key=lambda r: r['seed'])):
-      curve = r.get('tasks_curve') or r['curve']  # Kitchen: target tasks per episode
-      if 'tasks_curve' in r:
-        tasks_panels.add((preset, task))
+    rs = sorted(rs, key=lambda r: r['seed'])
+    curves = [r.get('tasks_curve') or r['curve'] for r in rs]  # Kitchen: target tasks per episode
+    if any('tasks_curve' in r for r in rs):
+      tasks_panels.add((preset, task))
+    median = median_curve(curves)
+    for i, curve in enumerate(curves):
       xs, ys = zip(*curve) if curve else ((), ())
+      faint = median is not None or i > 0
+      ax.plot(
+        xs,
+        ys,
+        marker=None if median is not None else 'o',
+        markersize=3,
+        linewidth=0.8 if median is not None else 1.5,
+        color=color[0],
+        linestyle=color[1],
+        alpha=0.35 if faint else 0.9,
+        label=arm if i == 0 and median is None else None,
+      )
+    if median is not None:
+      xs, ys = zip(*median)
       ax.plot(
         xs,
         ys,
         marker='o',
         markersize=3,
+        linewidth=2,
         color=color[0],
         linestyle=color[1],
-        alpha=0.9 if i == 0 else 0.5,
-        label=arm if i == 0 else None,
+        label=f'{arm} (median of {len(curves)})',
       )
     ax.set_title(f'{task} ({preset})', fontsize=9)
   for r, row in enumerate(rows):

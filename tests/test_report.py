@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from benchmarks import learning, report
 from configs import metaworld
 from moto_jax import testing
@@ -91,8 +93,6 @@ def test_records_replace_by_key(tmp_path):
 
 
 def test_render_needs_the_blocks():
-  import pytest
-
   with pytest.raises(SystemExit, match='generated:learning'):
     report.render('no blocks here', {'learning': 'x'})
   text = '<!-- generated:speed -->\nold\n<!-- /generated:speed -->\n'
@@ -206,6 +206,16 @@ def test_kitchen_records_carry_target_tasks_per_episode(tmp_path):
   path = tmp_path / 'curves.png'
   report.curves_figure([_record(), kitchen], str(path))
   assert path.stat().st_size > 1000
+
+
+def test_median_curve_of_seeds_evaluated_at_the_same_steps():
+  a, b, c = [(0, 0.2), (1000, 0.8)], [(0, 0.6), (1000, 0.4)], [(0, 0.4), (1000, 1.0)]
+  assert report.median_curve([a, b, c]) == [(0, 0.4), (1000, 0.8)]
+  two = report.median_curve([a, b])  # an even count: the mean of the middle two
+  assert [x for x, _ in two] == [0, 1000] and [y for _, y in two] == pytest.approx([0.4, 0.6])
+  assert report.median_curve([a]) is None  # one seed: its own curve
+  assert report.median_curve([a, [(0, 0.1), (500, 0.2)]]) is None  # different evaluation steps
+  assert report.median_curve([a, []]) is None
 
 
 def test_done_line_names_target_tasks_where_a_run_has_them():
