@@ -197,7 +197,7 @@ def speed_table(records: list[dict]) -> str:
 def final_table(records: list[dict]) -> str:
   """Final checkpoints on many start states (`benchmarks.final_eval`): one table per domain, preset
   and episode count, a row per task and seed, a column per arm; a cell is the success rate and its
-  95 % interval."""
+  95 % interval. A task with several seeds gets a row of each arm's median over its seeds."""
   if not records:
     return '_No final-checkpoint evaluations yet: `python -m benchmarks.final_eval` writes them._'
   out = []
@@ -220,6 +220,13 @@ def final_table(records: list[dict]) -> str:
           else '-'
         )
       out.append(f'| {task} | {seed} | ' + ' | '.join(cells) + ' |')
+      seeds = sorted({r['seed'] for r in rs if r['task'] == task})
+      if len(seeds) > 1 and seed == seeds[-1]:
+        medians = []
+        for arm in arms:
+          rates = [r['success'] for r in rs if (r['task'], r['arm']) == (task, arm)]
+          medians.append(f'**{fmt(_median(rates))}** (of {len(rates)})' if rates else '-')
+        out.append(f'| {task} | median | ' + ' | '.join(medians) + ' |')
     out.append('')
   out.append('Success rate and its 95 % (Wilson) interval; `python -m benchmarks.final_eval` (command in each record).')
   return '\n'.join(out)

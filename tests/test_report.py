@@ -175,6 +175,14 @@ def test_final_evaluations_table_and_interval():
   table = report.final_table(records)
   assert '| task | seed | moto | bc |' in table
   assert '| window-open | 0 | **0.55** [0.45, 0.64] | **0.40** [0.31, 0.50] |' in table
+  assert 'median' not in table  # one seed
+  more = [dict(r, seed=s, success=r['success'] + 0.1 * s) for r in records for s in (1, 2)]
+  table = report.final_table(records + more[:3])  # bc at seeds 1 and 2, moto at seed 1
+  rows = table.split('\n')
+  assert (
+    rows.index('| window-open | median | **0.60** (of 2) | **0.50** (of 3) |')
+    == rows.index('| window-open | 2 | - | **0.60** [0.31, 0.50] |') + 1
+  )
 
 
 def test_kitchen_records_carry_target_tasks_per_episode(tmp_path):
