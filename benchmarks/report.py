@@ -201,7 +201,12 @@ def final_table(records: list[dict]) -> str:
   if not records:
     return '_No final-checkpoint evaluations yet: `python -m benchmarks.final_eval` writes them._'
   out = []
-  for domain, preset, n in sorted({(r['domain'], r['preset'], r['episodes']) for r in records}):
+
+  def order(key):  # domain, then the presets in PRESET_ORDER, then episodes
+    rank = PRESET_ORDER.index(key[1]) if key[1] in PRESET_ORDER else len(PRESET_ORDER)
+    return key[0], rank, key[1], key[2]
+
+  for domain, preset, n in sorted({(r['domain'], r['preset'], r['episodes']) for r in records}, key=order):
     rs = [r for r in records if (r['domain'], r['preset'], r['episodes']) == (domain, preset, n)]
     arms = sorted({r['arm'] for r in rs}, key=_arm_key)
     out += [
