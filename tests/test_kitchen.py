@@ -136,6 +136,8 @@ def test_progress_is_the_fraction_of_the_way_to_the_goal_region(env):
   np.testing.assert_allclose(
     kitchen_env.progress(np.array([2.0, 0.3, 0.1, 3.0]), np.array([1.3, 1.3, 1.3, 1.3])), [0.0, 1.0, 1.0, 0.0]
   )
+  # An object that starts in its goal region and stays there is done: progress 1.
+  np.testing.assert_array_equal(kitchen_env.progress(np.array([0.1, 0.4]), np.array([0.2, 0.2])), [1.0, 0.0])
 
 
 @pytest.mark.parametrize('name', kitchen_script.SCRIPTED_SUBTASKS)

@@ -59,8 +59,10 @@ def goal_distances(qpos: np.ndarray, subtasks) -> np.ndarray:
 def progress(distances: np.ndarray, start: np.ndarray) -> np.ndarray:
   """How far each object has come from its pose at the reset toward its goal region, as a fraction:
   0 where it is no closer than at the reset, 1 once it is within `GOAL_THRESHOLD` (the task is done)."""
-  span = np.maximum(np.asarray(start) - GOAL_THRESHOLD, 1e-6)
-  return np.clip((np.asarray(start) - np.asarray(distances)) / span, 0.0, 1.0).astype(np.float32)
+  start, distances = np.asarray(start), np.asarray(distances)
+  span = np.maximum(start - GOAL_THRESHOLD, 1e-6)
+  moved = np.clip((start - distances) / span, 0.0, 1.0)
+  return np.where(distances < GOAL_THRESHOLD, 1.0, moved).astype(np.float32)  # done as `subtasks_done` says
 
 
 def subtasks_done(qpos: np.ndarray, subtasks) -> np.ndarray:
@@ -118,7 +120,7 @@ class KitchenEnv(gym.Env):
     )
     self._rng = np.random.default_rng(seed)
     self._steps = None
-    self._start_distances = np.full(len(self.target_tasks), np.inf)
+    self._start_distances = np.zeros(len(self.target_tasks))
     self.action_space = gym.spaces.Box(-1.0, 1.0, (9,), np.float32)
     self.observation_space = gym.spaces.Dict({'image': gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)})
 
