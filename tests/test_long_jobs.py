@@ -58,8 +58,8 @@ def test_interrupted_runs_resume_identical(tmp_path):
 @pytest.mark.integration
 @pytest.mark.xdist_group('kitchen_job')
 def test_kitchen_main_job_end_to_end(tmp_path, monkeypatch):
-  """Kitchen offline episodes carry task flags that online episodes lack; the run must not care.
-  With segment cloning (per-step prior weights) and the decimated meshes (the defaults). Then the
+  """Kitchen offline episodes carry keys that online episodes lack (the per-step prior weights) and
+  online ones keys that offline ones lack (each target's progress); the run must not care. With segment cloning (per-step prior weights) and the decimated meshes (the defaults). Then the
   composition analysis (App. A.1) reads the finished run."""
   from configs import kitchen as kitchen_config
 

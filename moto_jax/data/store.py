@@ -177,7 +177,7 @@ class EpisodeStore:
     """Returns a batch of `batch_size` windows, arrays [B, T, ...], plus `bc_weight` [B, T]."""
     counts = self._split(batch_size)
     parts = [self._sample_part(p, n, rng) for p, n in zip(PARTS, counts) if n]
-    keys = set.intersection(*(set(b) for b in parts))   # e.g. Kitchen's task flags exist offline only
+    keys = set.intersection(*(set(b) for b in parts))   # e.g. Kitchen's target progress exists online only
     return {k: np.concatenate([b[k] for b in parts]) for k in sorted(keys)}
 
   def _split(self, batch_size: int) -> tuple[int, int]:
