@@ -325,7 +325,8 @@ def curves_figure(records: list[dict], path: str, columns: int = 5) -> None:
     curves = [r.get('tasks_curve') or r['curve'] for r in rs]  # Kitchen: target tasks per episode
     if any('tasks_curve' in r for r in rs):
       tasks_panels.add((preset, task))
-    median = median_curve(curves)
+    kinds = {'tasks_curve' in r for r in rs}  # a median of like with like only
+    median = median_curve(curves) if len(kinds) == 1 else None
     for i, curve in enumerate(curves):
       xs, ys = zip(*curve) if curve else ((), ())
       faint = median is not None or i > 0
