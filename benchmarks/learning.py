@@ -13,7 +13,8 @@ task, arm, overrides, seed, the commit and machine it ran on, the golden-file ha
 (moto_jax/testing.py) and the hash of its learning config, steps, success at the offline end, the
 lowest after it and the final one, return, evaluation episodes, wall minutes split into parts, and the
 success curve. A record of the same domain, preset, task, arm and seed is replaced (git keeps the old).
-`python -m benchmarks.report` turns the records into the README's table and figure.
+`python -m benchmarks.report` turns the records into the README's table and figure (the paper's arms) and
+docs/RESULTS.md (every arm).
 `--report_only` prints the table of the runs on disk without training.
 """
 

@@ -43,10 +43,30 @@ def _record(**changes):
 
 
 def test_readme_matches_the_records():
-  """README.md's generated blocks are what `python -m benchmarks.report` makes of results/."""
+  """README.md's generated blocks and docs/RESULTS.md are what `python -m benchmarks.report` makes of
+  results/."""
   with open(report.README) as f:
     readme = f.read()
   assert report.render(readme, report.blocks()) == readme, 'run python -m benchmarks.report'
+  with open(report.RESULTS_PAGE) as f:
+    assert f.read() == report.results_page(), 'run python -m benchmarks.report'
+
+
+def test_readme_shows_the_papers_arms_and_the_page_every_arm(tmp_path):
+  rows = [_record(), _record(arm='bc', final_success=0.6), _record(arm='nounc'), _record(arm='share0.1')]
+  rows.append(_record(task='drawer-open', arm='share0.3'))  # a task with no paper arm: no README row
+  with open(tmp_path / 'learning.jsonl', 'w') as f:
+    f.writelines(json.dumps(r) + '\n' for r in rows)
+  learning_block = report.blocks(str(tmp_path))['learning']
+  assert '| task | moto | bc | nounc | wall min |' in learning_block
+  assert 'share' not in learning_block.split('\n\n2 other arms')[0] and 'drawer-open' not in learning_block
+  assert learning_block.endswith(
+    '2 other arms (changes to the balance, the critics or the data, each with its '
+    'flags) are in [`docs/RESULTS.md`](docs/RESULTS.md), with every record.'
+  )
+  page = report.results_page(str(tmp_path))
+  assert '| task | moto | bc | nounc | share0.1 | share0.3 | wall min |' in page
+  assert '| drawer-open | - | - | - | - | 0.50 → **0.75**' in page  # (stale: the hash is door-open's)
 
 
 def test_staleness_follows_the_golden_file_and_the_config():
