@@ -219,6 +219,11 @@ def agent_config() -> ml_collections.ConfigDict:
   # under the policy's action plus Gaussian noise of this std (clipped to [-1, 1]), so that Q learns
   # how it changes with the action (agent/actor_critic_loss.perturbed_transitions). 0 = the paper.
   c.critic_action_noise = 0.0
+  # Beyond the paper: the cloning term's weight falls during fine-tuning, geometrically from its
+  # value at the offline end to bc_final times it over bc_decay_updates updates, then stays there
+  # (agent/actor_critic_loss.cloning_weight; with either balance). 1.0 = the paper (constant).
+  c.bc_final = 1.0
+  c.bc_decay_updates = 1000
   # Actor-critic steps per world-model step (update.train_step): step k imagines from the posterior
   # states at time indices k::K, so K steps cost about one step's imagination.
   c.actor_steps = 1

@@ -191,6 +191,30 @@ def test_bc_mode_clones_only(nets, params, start, pairs):
   assert float(metrics['actor/mb_loss']) != 0.0
 
 
+def test_cloning_weight_decays_from_the_offline_end():
+  """agent.bc_final: 1 up to the offline end, then geometric to bc_final over bc_decay_updates, then bc_final."""
+  weight = lambda step: float(agent.cloning_weight(step, start=600, final=0.01, updates=1000))
+  np.testing.assert_allclose([weight(s) for s in (0, 600, 1100, 1600, 5000)], [1.0, 1.0, 0.1, 0.01, 0.01], rtol=1e-5)
+  # The paper (bc_final 1): the Python constant, so the update's graph is the paper's.
+  assert agent.cloning_weight(5000, start=600, final=1.0, updates=1000) == 1.0
+
+
+def test_cloning_weight_scales_the_cloning_summand(nets, params, start, pairs):
+  """The decayed weight multiplies the cloning summand after either balance and leaves the value summand."""
+  for cfg in (debug_config(horizon=2, bc_scale=3.0).agent, debug_config(horizon=2, balance='share').agent):
+    _, _, _, (g_value, g_bc) = _grads(nets, params, start, pairs, cfg)
+    settings = agent.loss_settings(cfg).actor
+    grads, metrics, _, (v, b) = jax.jit(
+      lambda a, w: agent.actor_grads(
+        a, nets, params['wm'], params['critic'], start, pairs, jax.random.key(4), bc_weight=w, **settings
+      )
+    )(params['actor'], jnp.float32(0.25))
+    chex.assert_trees_all_close(v, g_value, rtol=1e-6)
+    chex.assert_trees_all_close(b, jax.tree.map(lambda g: 0.25 * g, g_bc), rtol=1e-5, atol=1e-9)
+    chex.assert_trees_all_close(grads, jax.tree.map(jnp.add, v, b), rtol=1e-6)
+    np.testing.assert_allclose(metrics['actor/bc_weight'], 0.25)
+
+
 def test_update_share_after_the_optimizer():
   """The value term's share of Adam's step: each term scaled by 1 / sqrt(nu), then |Pv| / (|Pv| + |Pb|)."""
   opt = optax.chain(optax.clip_by_global_norm(100.0), optax.adam(1e-3))
@@ -211,11 +235,16 @@ def test_update_share_after_the_optimizer():
 def test_full_update_reports_the_balance(config, batch):
   chex.clear_trace_counter()  # another test wraps train_step in assert_max_traces
   parts = agent.build(
-    debug_config(balance='share', value_share=0.3, bc_filter='q', critic_action_noise=0.3), ACTION_DIM
+    debug_config(
+      balance='share', value_share=0.3, bc_filter='q', critic_action_noise=0.3, bc_final=0.01, bc_decay_updates=4
+    ),
+    ACTION_DIM,
   )
   state = agent.create_train_state(parts, jax.random.key(0))
   update = agent.make_update_fn(parts)
+  state = state.replace(step=state.step + parts.config.train.offline_steps + 2)  # half way down the decay
   state, metrics = update(state, agent.shard_batch(batch, agent.default_mesh()), jax.random.key(1))
+  np.testing.assert_allclose(metrics['actor/bc_weight'], 0.1, rtol=1e-5)
   assert 0.0 < float(metrics['actor/value_update_share']) < 1.0
   assert -1.0 <= float(metrics['actor/grad_cos']) <= 1.0
   assert 0.0 <= float(metrics['actor/bc_filter_keep']) <= 1.0  # the update's cloning term is the filtered one

@@ -157,6 +157,10 @@ def test_bad_config_fails_before_compile(tmp_path):
   c.train.seq_len = 50
   with pytest.raises(config_check.ConfigError, match='train.seq_len=50'):
     config_check.validate(c)
+  c.train.seq_len = 8
+  c.agent.bc_final = 0.0  # a cloning weight decayed to nothing: "No BC" has its own switch
+  with pytest.raises(config_check.ConfigError, match=r'agent\.bc_final=0\.0: expected a value in \(0, 1\]'):
+    config_check.validate(c)
 
 
 def test_benchmark_overrides_parse_as_the_field_type():

@@ -9,6 +9,7 @@ from moto_jax.agent.actor_critic_loss import (
   actor_grads,
   actor_loss,
   cloning_loss,
+  cloning_weight,
   critic_loss,
   loss_settings,
   real_pairs,

@@ -289,8 +289,21 @@ def actor_loss(
   return loss, ({'actor/loss': loss, **metrics, **bc_metrics}, rollout)
 
 
-def balance_terms(g_value, g_bc, *, balance: str, value_scale: float, bc_scale: float, value_share: float):
-  """The two summands of the actor's gradient from the value and cloning gradients (`actor_grads`)."""
+def cloning_weight(step, *, start: int, final: float, updates: int):
+  """Beyond the paper (`agent.bc_final`): the factor on the cloning term at update `step`, 1 up to
+  `start` (the offline end), then falling geometrically to `final` over `updates` updates, then
+  `final`. The Python float 1.0 where `final` is 1 (the paper: a constant weight)."""
+  if final == 1.0:
+    return 1.0
+  progress = jnp.clip((jnp.asarray(step, jnp.float32) - start) / updates, 0.0, 1.0)
+  return jnp.asarray(final, jnp.float32) ** progress
+
+
+def balance_terms(
+  g_value, g_bc, *, balance: str, value_scale: float, bc_scale: float, value_share: float, bc_weight=1.0
+):
+  """The two summands of the actor's gradient from the value and cloning gradients (`actor_grads`);
+  `bc_weight` (`cloning_weight`) scales the cloning summand after the balance."""
   if balance == 'fixed':
     w_value, w_bc = value_scale, bc_scale
   elif balance == 'share':
@@ -300,6 +313,8 @@ def balance_terms(g_value, g_bc, *, balance: str, value_scale: float, bc_scale: 
     w_bc = (1.0 - share) / jnp.maximum(optax.global_norm(g_bc), 1e-12) if bc_scale else 0.0
   else:
     raise ValueError(f'Unknown agent.balance {balance!r}')
+  if not (isinstance(bc_weight, float) and bc_weight == 1.0) and not (isinstance(w_bc, float) and w_bc == 0.0):
+    w_bc = w_bc * bc_weight
   scaled = lambda w, g: jax.tree.map(lambda x: w * x, g)
   zero = lambda g: jax.tree.map(jnp.zeros_like, g)  # not 0 * g: a non-finite term must not leak in
   return (
@@ -328,6 +343,7 @@ def actor_grads(
   value_share: float = 0.5,
   bc_filter: str = 'none',
   critic_action_noise: float = 0.0,
+  bc_weight=1.0,
 ):
   """The actor's gradient, its value and cloning terms computed apart and combined by `balance`:
 
@@ -335,7 +351,8 @@ def actor_grads(
   * 'share': value_share * g_MB / |g_MB| + (1 - value_share) * g_BC / |g_BC|: the value term's
     share of the gradient's direction is `value_share`, whatever the scale of rewards, Q or the
     policy's sigma (mode 'bc' keeps value_scale 0: cloning alone).
-  With bc_filter 'q', g_BC is the gradient of the Q-filtered cloning loss (`q_filter`).
+  With bc_filter 'q', g_BC is the gradient of the Q-filtered cloning loss (`q_filter`). The cloning
+  summand is then scaled by `bc_weight` (a traced scalar from `cloning_weight`, or 1.0).
 
   Returns (grads, metrics, rollout, terms) with terms = (value part, cloning part) of `grads`, the
   two summands, for the update-share diagnostic.
@@ -365,10 +382,18 @@ def actor_grads(
   )
   n_value, n_bc = optax.global_norm(g_value), optax.global_norm(g_bc)
   terms = balance_terms(
-    g_value, g_bc, balance=balance, value_scale=value_scale, bc_scale=bc_scale, value_share=value_share
+    g_value,
+    g_bc,
+    balance=balance,
+    value_scale=value_scale,
+    bc_scale=bc_scale,
+    value_share=value_share,
+    bc_weight=bc_weight,
   )
   grads = jax.tree.map(jnp.add, *terms)
-  metrics = {'actor/loss': value_scale * value + bc_scale * bc_loss, **metrics, **bc_metrics}
+  metrics = {'actor/loss': value_scale * value + bc_weight * bc_scale * bc_loss, **metrics, **bc_metrics}
+  if not (isinstance(bc_weight, float) and bc_weight == 1.0):
+    metrics['actor/bc_weight'] = bc_weight
   if value_scale:
     dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g_value), jax.tree.leaves(g_bc)))
     norms = n_value * n_bc

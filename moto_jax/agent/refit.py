@@ -25,7 +25,7 @@ from moto_jax.agent import actor_critic_loss as ac_loss
 from moto_jax.agent.parts import AgentParts
 from moto_jax.agent.sharding import AXIS, under_mesh
 from moto_jax.agent.train_state import TrainState
-from moto_jax.agent.update import ActorCritic, actor_critic_steps, start_chunks
+from moto_jax.agent.update import ActorCritic, actor_critic_steps, cloning_weight_at, start_chunks
 from moto_jax.data import episodes as ep_lib
 
 KEYS = ('image', 'action', 'reward', 'discount', 'is_first')
@@ -128,6 +128,7 @@ def make_refit_fn(parts: AgentParts, mesh: Mesh | None = None, steps: int | None
         tau=cfg.tau,
         ema_decay=cfg.actor_ema,
         adam_eps=parts.config.model.eps,
+        bc_weight=cloning_weight_at(parts, state.step),
       )
 
     carry, metrics = jax.lax.scan(one, ActorCritic.of(state), jax.random.split(k_steps, steps))

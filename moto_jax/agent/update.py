@@ -106,10 +106,12 @@ def actor_critic_steps(
   tau: float,
   ema_decay: float,
   adam_eps: float = 1e-5,
+  bc_weight=1.0,
 ):
   """K = len(chunks) actor steps, each followed by a critic step and the Polyak updates of the
   target critics (rate `tau`) and of the averaged actor (decay `ema_decay`), on a fixed world
-  model `wm`; step k imagines from `chunks[k]`; BC and L_data use all of `pairs`.
+  model `wm`; step k imagines from `chunks[k]`; BC and L_data use all of `pairs`; the cloning
+  summand is scaled by `bc_weight` (`actor_critic_loss.cloning_weight`).
 
   Returns (carry, metrics averaged over the K steps). With K = 1 the keys are `k_actor`,
   `k_critic` themselves.
@@ -118,7 +120,9 @@ def actor_critic_steps(
 
   def step(c: ActorCritic, inputs):
     start, ka, kc = inputs
-    grads, actor_metrics, rollout, terms = losses.actor_grads(c.actor, nets, wm, c.critic, start, pairs, ka)
+    grads, actor_metrics, rollout, terms = losses.actor_grads(
+      c.actor, nets, wm, c.critic, start, pairs, ka, bc_weight=bc_weight
+    )
     new_actor, actor_opt = _apply(opts['actor'], grads, c.actor_opt, c.actor)
     actor_metrics['actor/grad_norm'] = optax.global_norm(grads)
     actor_metrics['actor/value_update_share'] = update_share(actor_opt, terms, adam_eps)
@@ -155,6 +159,15 @@ def update_share(opt_state, terms, eps: float = 1e-5, b2: float = 0.999) -> jax.
   return scaled[0] / jnp.maximum(scaled[0] + scaled[1], 1e-12)
 
 
+def cloning_weight_at(parts: AgentParts, step):
+  """The factor on the cloning term at update `step` (`agent.bc_final`, `agent.bc_decay_updates`;
+  the decay starts at the offline end)."""
+  cfg = parts.config
+  return ac_loss.cloning_weight(
+    step, start=cfg.train.offline_steps, final=cfg.agent.bc_final, updates=cfg.agent.bc_decay_updates
+  )
+
+
 def train_step(parts: AgentParts, state: TrainState, batch: dict, rng: jax.Array):
   """One update: world model, then actor on H-step imagination from the B*T posterior states, then critics.
 
@@ -181,6 +194,7 @@ def train_step(parts: AgentParts, state: TrainState, batch: dict, rng: jax.Array
     tau=cfg.tau,
     ema_decay=cfg.actor_ema,
     adam_eps=parts.config.model.eps,
+    bc_weight=cloning_weight_at(parts, state.step),
   )
   state = carry.into(state, step=state.step + 1, params={'wm': wm}, opt_state={'wm': wm_opt})
   return state, {**metrics, **ac_metrics}

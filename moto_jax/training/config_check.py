@@ -89,6 +89,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   )
   _require(agent.balance in ('fixed', 'share'), 'agent.balance', agent.balance, 'expected "fixed" or "share"')
   _require(0.0 <= agent.value_share <= 1.0, 'agent.value_share', agent.value_share, 'expected a value in [0, 1]')
+  _require(0.0 < agent.bc_final <= 1.0, 'agent.bc_final', agent.bc_final, 'expected a value in (0, 1]')
+  _require(agent.bc_decay_updates >= 1, 'agent.bc_decay_updates', agent.bc_decay_updates, 'expected an integer >= 1')
   _require(
     agent.bc_filter in ('none', 'q', 'advantage'),
     'agent.bc_filter',
@@ -224,6 +226,8 @@ ADDED_FIELDS = {
   'agent.bc_filter': 'none',
   'data.bc_segments': False,
   'agent.critic_action_noise': 0.0,
+  'agent.bc_final': 1.0,
+  'agent.bc_decay_updates': 1000,
   'data.task_order': 'random',
 }
 
@@ -313,6 +317,8 @@ ADDED_AFTER_RECORDS = (
   'data.bc_segments',
   'agent.critic_action_noise',
   'data.task_order',
+  'agent.bc_final',
+  'agent.bc_decay_updates',
 )
 
 # Fields that change where files go or how often a run logs, not what it learns.

@@ -111,6 +111,7 @@ class Diagnostics:
     self.config = parts.config
     self.nets = parts.nets
     self.actor_loss = parts.losses.actor
+    self.parts = parts
     self.bc_scale = parts.losses.actor.keywords['bc_scale']  # beta_bc after the mode
     self.mesh = mesh if mesh is not None else sharding.default_mesh()
     self.demos = demos
@@ -139,10 +140,11 @@ class Diagnostics:
     # (Where the policy already takes the demo's action, dQ/da has no direction to be compared with.)
     return err, err_dims, q, v, cos, dist > 1e-3
 
-  def _balance_stats(self, params, actor_opt_state, batch, key):
+  def _balance_stats(self, params, actor_opt_state, batch, key, step):
     """The actor's two gradients on one batch, each computed alone whatever the mode: their
-    cosine; the cloning term's share of their norms as the update weighs them; with the actor's
-    optimizer state, the value term's share of the update after Adam."""
+    cosine; the cloning term's share of their norms as the update at `step` weighs them (with
+    `agent.bc_final`'s decay); with the actor's optimizer state, the value term's share of the
+    update after Adam."""
     nets, kw = self.nets, self.actor_loss.keywords
     k_obs, k_actor = jax.random.split(key)
     wm = params['wm']
@@ -173,6 +175,7 @@ class Diagnostics:
       value_scale=kw['value_scale'],
       bc_scale=kw['bc_scale'],
       value_share=kw['value_share'],
+      bc_weight=update_lib.cloning_weight_at(self.parts, step),
     )
     n_value, n_bc = (optax.global_norm(t) for t in terms)
     out = {
@@ -225,11 +228,13 @@ class Diagnostics:
     acting: dict | None = None,
     actor_opt_state=None,
     episodes: list[dict] | None = None,
+    step: int = 0,
   ) -> dict:
     """`params`: the trained parameters (the gradient terms are the trained actor's); `acting`
     (default `params`): those the policy acts with (`agent.acting_params`), for the demo statistics
     and the evaluation `episodes` it collected; `actor_opt_state`: the actor's optimizer state,
-    for the value term's share of the update."""
+    for the value term's share of the update; `step`: the updates so far (for the cloning
+    weight's decay, `agent.bc_final`)."""
     out = {}
     k_demo, k_grad, k_exploit = jax.random.split(rng, 3)
     acting = params if acting is None else acting
@@ -253,7 +258,7 @@ class Diagnostics:
       for i, v in enumerate(d['action'][: d['episodes'], 1].mean(0)):
         out[f'diag/demo_first_action_{i}'] = float(v)
     if batch is not None:
-      stats = self._balance(params, actor_opt_state, sharding.shard_batch(batch, self.mesh), k_grad)
+      stats = self._balance(params, actor_opt_state, sharding.shard_batch(batch, self.mesh), k_grad, step)
       out.update({k: float(v) for k, v in jax.device_get(stats).items()})
     if episodes:
       out.update(self.exploitation(acting, episodes, k_exploit))

@@ -91,6 +91,7 @@ class Evaluating:
         acting=acting,
         actor_opt_state=here(self.state.opt_state['actor']),
         episodes=episodes,
+        step=self.counters.grad_steps,
       )
     )
     clock.append(('diagnostics', time.monotonic()))
