@@ -88,11 +88,18 @@ def _arm_key(arm: str):
   return (ARM_ORDER.index(arm) if arm in ARM_ORDER else len(ARM_ORDER), arm)
 
 
+DOMAIN_ORDER = ('metaworld', 'kitchen')  # tables and panels in this order
+
+
+def _domain_key(domain: str):
+  return (DOMAIN_ORDER.index(domain) if domain in DOMAIN_ORDER else len(DOMAIN_ORDER), domain)
+
+
 def learning_groups(records: list[dict]) -> dict:
   groups = {}
   for r in records:
     groups.setdefault((r['domain'], r['preset'], r['task'], r['arm']), []).append(r)
-  return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], _arm_key(kv[0][3]))))
+  return dict(sorted(groups.items(), key=lambda kv: (_domain_key(kv[0][0]), kv[0][1], kv[0][2], _arm_key(kv[0][3]))))
 
 
 PRESET_ORDER = ('small', 'long', 'paper', 'debug')  # the README's tables in this order
@@ -117,7 +124,11 @@ def learning_table(records: list[dict], golden: str | None) -> str:
   if not records:
     return '_No learning records yet: `python -m benchmarks.learning` writes them._'
   out, notes = [], set()
-  order = lambda dp: (dp[0], PRESET_ORDER.index(dp[1]) if dp[1] in PRESET_ORDER else len(PRESET_ORDER), dp[1])
+  order = lambda dp: (
+    _domain_key(dp[0]),
+    PRESET_ORDER.index(dp[1]) if dp[1] in PRESET_ORDER else len(PRESET_ORDER),
+    dp[1],
+  )
   for domain, preset in sorted({(r['domain'], r['preset']) for r in records}, key=order):
     rs = [r for r in records if (r['domain'], r['preset']) == (domain, preset)]
     arms = sorted({r['arm'] for r in rs}, key=_arm_key)
@@ -210,7 +221,7 @@ def final_table(records: list[dict]) -> str:
 
   def order(key):  # domain, then the presets in PRESET_ORDER, then episodes
     rank = PRESET_ORDER.index(key[1]) if key[1] in PRESET_ORDER else len(PRESET_ORDER)
-    return key[0], rank, key[1], key[2]
+    return _domain_key(key[0]), rank, key[1], key[2]
 
   for domain, preset, n in sorted({(r['domain'], r['preset'], r['episodes']) for r in records}, key=order):
     rs = [r for r in records if (r['domain'], r['preset'], r['episodes']) == (domain, preset, n)]
