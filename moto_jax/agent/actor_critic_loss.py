@@ -256,7 +256,7 @@ def actor_loss(
 
   Gradients reach only `actor_params`; they flow through the world model's and the critics'
   activations, whose parameters are fixed here. The update takes the two terms' gradients apart
-  (`actor_grads`), which for `balance='fixed'` sums them exactly as this loss does.
+  (`actor_grads`), which for `balance='fixed'` (and `bc_weight` 1) sums them exactly as this loss does.
 
   Args: start state with rows [N] (stop-gradiented posterior states); pairs from `real_pairs`;
     horizon H of the imagination; targets (module docstring; its actor objective: Vhat of Eq. 5);

@@ -15,7 +15,8 @@ posterior of the current world model:
   critic calibrated where the data is? (Without the bootstrap, a time-limited episode's late
   steps have small returns only because the episode was cut, and any critic looks uncorrelated.)
 * `diag/bc_grad_share`: ||g_BC|| / (||g_BC|| + ||g_MB||) of the actor's loss gradient on one batch,
-  with g_BC the gradient of beta_bc * L_BC (Eq. 10) and g_MB that of L_pi_MB (Eq. 6). Near 1 the
+  with g_BC the gradient of beta_bc * L_BC (Eq. 10; times `agent.bc_final`'s factor at the current
+  update) and g_MB that of L_pi_MB (Eq. 6). Near 1 the
   actor only clones; near 0 value expansion drives it.
 * `diag/value_update_share`: the value term's share of the actor's parameter update after the
   optimizer (both terms of the gradient scaled per parameter as Adam's state scales them;
