@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from benchmarks import learning, report
+from benchmarks import learning, report, report_figure
 from configs import metaworld
 from moto_jax import testing
 from moto_jax.training import config_check
@@ -136,7 +136,7 @@ def _summary(**fields) -> dict:
 
 
 def test_arms_look_distinct_in_the_curves():
-  styles = [report.arm_color(n) for n in range(40)]
+  styles = [report_figure.arm_color(n) for n in range(40)]
   assert len({(tuple(c), ls) for c, ls in styles}) == 40
   assert len({tuple(c) for c, _ in styles[:20]}) == 20  # the first 20 differ by colour alone
 
@@ -232,18 +232,18 @@ def test_kitchen_records_carry_target_tasks_per_episode(tmp_path):
   row = next(line for line in report.learning_table(seeds, None).splitlines() if line.startswith('| mixed |'))
   assert '(median **0.05**) (1.50 tasks)' in row  # the median of the target tasks beside that of success
   path = tmp_path / 'curves.png'
-  report.curves_figure([_record(), kitchen], str(path))
+  report_figure.curves_figure([_record(), kitchen], str(path))
   assert path.stat().st_size > 1000
 
 
 def test_median_curve_of_seeds_evaluated_at_the_same_steps():
   a, b, c = [(0, 0.2), (1000, 0.8)], [(0, 0.6), (1000, 0.4)], [(0, 0.4), (1000, 1.0)]
-  assert report.median_curve([a, b, c]) == [(0, 0.4), (1000, 0.8)]
-  two = report.median_curve([a, b])  # an even count: the mean of the middle two
+  assert report_figure.median_curve([a, b, c]) == [(0, 0.4), (1000, 0.8)]
+  two = report_figure.median_curve([a, b])  # an even count: the mean of the middle two
   assert [x for x, _ in two] == [0, 1000] and [y for _, y in two] == pytest.approx([0.4, 0.6])
-  assert report.median_curve([a]) is None  # one seed: its own curve
-  assert report.median_curve([a, [(0, 0.1), (500, 0.2)]]) is None  # different evaluation steps
-  assert report.median_curve([a, []]) is None
+  assert report_figure.median_curve([a]) is None  # one seed: its own curve
+  assert report_figure.median_curve([a, [(0, 0.1), (500, 0.2)]]) is None  # different evaluation steps
+  assert report_figure.median_curve([a, []]) is None
 
 
 def test_done_line_names_target_tasks_where_a_run_has_them():
