@@ -32,7 +32,7 @@ from benchmarks import xla_trace  # noqa: E402
 from benchmarks.train_step import ACTION_DIM, flops_of, host_seconds, make_batch, roofline_gflops, roofline_size  # noqa: E402
 from configs import metaworld  # noqa: E402
 from moto_jax import agent  # noqa: E402
-from moto_jax.agent import actor_critic_loss as ac_loss  # noqa: E402
+from moto_jax.agent import cloning  # noqa: E402
 from moto_jax.agent.sharding import under_mesh  # noqa: E402
 from moto_jax.agent.world_model_loss import kl_balance  # noqa: E402
 from moto_jax.networks import conv, layers  # noqa: E402
@@ -123,7 +123,7 @@ def main():
   post = jax.jit(lambda w, e: nets.observe(w, e, batch['action'], batch['is_first'], key))(wm, embed)
   feat = post['feat']
   start = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), {k: post[k] for k in ('deter', 'stoch')})
-  pairs = ac_loss.real_pairs(feat, batch)
+  pairs = cloning.real_pairs(feat, batch)
 
   # Every array is an argument (closed-over arrays would be folded into the program as constants).
   def enc(w, image):

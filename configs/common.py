@@ -212,7 +212,7 @@ def agent_config() -> ml_collections.ConfigDict:
   # How the cloning term weighs real pairs (mode 'moto'): 'none' (Eq. 10: every pair of a successful
   # episode alike), 'q' (only where the critics rate the data's action at least as high as the
   # policy's: the Q-filter) or 'advantage' (by the data action's advantage, standardised within the
-  # batch, mean weight 1); agent/actor_critic_loss.py.
+  # batch, mean weight 1); agent/cloning.py.
   c.bc_filter = 'none'
   c.data_critic_loss = True  # L_data (Eq. 8); False = ablation
   # Beyond the paper: > 0 also trains the critics on one world-model step from every imagined state
@@ -221,7 +221,7 @@ def agent_config() -> ml_collections.ConfigDict:
   c.critic_action_noise = 0.0
   # Beyond the paper: the cloning term's weight falls during fine-tuning, geometrically from its
   # value at the offline end to bc_final times it over bc_decay_updates updates, then stays there
-  # (agent/actor_critic_loss.cloning_weight; with either balance). 1.0 = the paper (constant).
+  # (agent/cloning.cloning_weight; with either balance). 1.0 = the paper (constant).
   c.bc_final = 1.0
   c.bc_decay_updates = 1000
   # Actor-critic steps per world-model step (update.train_step): step k imagines from the posterior

@@ -14,7 +14,7 @@ import pytest
 
 from moto_jax import agent
 from moto_jax.agent import actor_critic_loss as ac_loss
-from moto_jax.agent import returns
+from moto_jax.agent import cloning, returns
 from moto_jax.networks import rssm as rssm_lib
 
 pytestmark = pytest.mark.xdist_group('agent')
@@ -175,7 +175,7 @@ def test_cloning_loss_by_value_and_the_total_actor_loss(nets, params, setup):
       )
       total += mask[b, i] * (-weight[b, i] * logp)
       count += mask[b, i]
-  bc, _ = ac_loss.cloning_loss(params['actor'], nets, pairs, bc_eps=eps)
+  bc, _ = cloning.cloning_loss(params['actor'], nets, pairs, bc_eps=eps)
   np.testing.assert_allclose(bc, total / count, rtol=1e-4)
 
   cfg = debug_config(horizon=2, bc_scale=7.0, bc_eps=eps).agent
@@ -215,7 +215,7 @@ def test_q_filter_by_value_and_the_filtered_actor_loss(nets, params, setup):
   for bi in range(b):
     for i in range(t):
       keep[bi, i] = float(min(q_data[0, bi, i], q_data[1, bi, i]) >= min(q_own[0, bi, i], q_own[1, bi, i]))
-  got = ac_loss.q_filter(params['actor'], nets, critic, pairs)
+  got = cloning.q_filter(params['actor'], nets, critic, pairs)
   np.testing.assert_array_equal(np.asarray(got), keep)
   cloned = np.asarray(pairs['mask'] * pairs['bc_weight']) > 0
   assert 0 < keep[cloned].sum() < cloned.sum()  # the filter keeps some cloned pairs and drops others
@@ -223,7 +223,7 @@ def test_q_filter_by_value_and_the_filtered_actor_loss(nets, params, setup):
   logp = plain_logp(nets, params['actor'], pairs, eps)
   mask, weight = np.asarray(pairs['mask']), np.asarray(pairs['bc_weight'])
   want = np.sum(mask * -weight * keep * logp) / np.sum(mask)
-  bc, metrics = ac_loss.cloning_loss(params['actor'], nets, pairs, bc_eps=eps, keep=got)
+  bc, metrics = cloning.cloning_loss(params['actor'], nets, pairs, bc_eps=eps, keep=got)
   np.testing.assert_allclose(bc, want, rtol=1e-4)
   np.testing.assert_allclose(metrics['actor/bc_filter_keep'], keep[cloned].mean(), rtol=1e-6)
   k = keep[cloned]  # 0/1 weights: the effective share is the kept share
@@ -245,11 +245,11 @@ def test_q_filter_keeps_the_policys_own_actions_and_is_off_without_a_critic_led_
   start, pairs, critic, _ = setup
   own = nets.policy(params['actor'], pairs['feat']).mode()
   same = {**pairs, 'action': own}
-  np.testing.assert_array_equal(np.asarray(ac_loss.q_filter(params['actor'], nets, critic, same)), 1.0)
-  filtered = ac_loss.cloning_loss(
-    params['actor'], nets, same, bc_eps=1e-2, keep=ac_loss.q_filter(params['actor'], nets, critic, same)
+  np.testing.assert_array_equal(np.asarray(cloning.q_filter(params['actor'], nets, critic, same)), 1.0)
+  filtered = cloning.cloning_loss(
+    params['actor'], nets, same, bc_eps=1e-2, keep=cloning.q_filter(params['actor'], nets, critic, same)
   )[0]
-  np.testing.assert_allclose(filtered, ac_loss.cloning_loss(params['actor'], nets, same, bc_eps=1e-2)[0], rtol=1e-6)
+  np.testing.assert_allclose(filtered, cloning.cloning_loss(params['actor'], nets, same, bc_eps=1e-2)[0], rtol=1e-6)
   assert agent.loss_settings(debug_config(mode='bc', bc_filter='q').agent).actor['bc_filter'] == 'none'
   with pytest.raises(config_check.ConfigError, match=r"agent\.bc_filter='q'.*agent\.mode=moto"):
     config_check.validate(debug_config(mode='bc', bc_filter='q'))
@@ -269,14 +269,14 @@ def test_advantage_weights_by_value(nets, params, setup):
   z = (adv - adv[cloned].mean()) / adv[cloned].std()
   raw = np.exp(np.clip(z, -2, 2))
   want = raw / raw[cloned].mean()
-  got = np.asarray(ac_loss.advantage_weights(params['actor'], nets, critic, pairs))
+  got = np.asarray(cloning.advantage_weights(params['actor'], nets, critic, pairs))
   np.testing.assert_allclose(got, want, rtol=1e-4)
   assert abs(got[cloned].mean() - 1) < 1e-5 and got[cloned].std() > 0.1
   # Scaling the critics' output (their last layer) scales Q and A: the weights stay.
   scaled = jax.tree_util.tree_map_with_path(
     lambda path, x: 5.0 * x if 'out' in jax.tree_util.keystr(path) else x, critic
   )
-  np.testing.assert_allclose(ac_loss.advantage_weights(params['actor'], nets, scaled, pairs), got, rtol=1e-3)
+  np.testing.assert_allclose(cloning.advantage_weights(params['actor'], nets, scaled, pairs), got, rtol=1e-3)
   cfg = debug_config(horizon=2, bc_scale=7.0, bc_eps=1e-2, bc_filter='advantage').agent
   loss, (metrics, _) = ac_loss.actor_loss(
     params['actor'], nets, params['wm'], critic, start, pairs, jax.random.key(7), **agent.loss_settings(cfg).actor

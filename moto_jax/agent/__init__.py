@@ -5,16 +5,8 @@ factory below takes them: `create_train_state(parts, rng)`, `make_update_fn(part
 `make_world_model_update_fn(parts, mesh)`, `make_act_fn(parts)`, `refit.make_refit_fn(parts, mesh)`.
 """
 
-from moto_jax.agent.actor_critic_loss import (
-  actor_grads,
-  actor_loss,
-  cloning_loss,
-  cloning_weight,
-  critic_loss,
-  loss_settings,
-  real_pairs,
-  value_loss,
-)
+from moto_jax.agent.actor_critic_loss import actor_grads, actor_loss, critic_loss, loss_settings, value_loss
+from moto_jax.agent.cloning import cloning_loss, cloning_weight, real_pairs
 from moto_jax.agent.openloop import openloop_predict
 from moto_jax.agent.parts import AgentParts, build
 from moto_jax.agent.policy import init_carry, make_act_fn

@@ -7,8 +7,8 @@ applies the agent's mode once and returns them, bound where the update is built:
 The value targets are a function `targets(reward [H, N], value [H+1, N]) -> (actor objective,
 critic target [H, N])` (`returns.value_expansion_targets` or `returns.lambda_return_targets`).
 
-Real-data pairing: in the stored convention the transition out of z_i is (a_{i+1}, r_{i+1},
-z_{i+1}), so Eqs. 8 and 10 use pairs i = 0..T-2, masked where step i+1 starts an episode.
+The real-data pairs and the cloning term (Eq. 10, with its filters and decaying weight) are in
+`moto_jax/agent/cloning.py`.
 """
 
 import functools
@@ -21,6 +21,7 @@ import ml_collections
 import optax
 
 from moto_jax.agent import returns
+from moto_jax.agent.cloning import cloning_keep, cloning_loss, is_unit, masked_mean
 from moto_jax.networks import layers
 from moto_jax.networks import rssm as rssm_lib
 from moto_jax.networks.world_model import Networks
@@ -69,29 +70,6 @@ def loss_settings(cfg: ml_collections.ConfigDict) -> LossSettings:
     ),
     critic=dict(targets=targets, gamma=cfg.gamma, data_critic_loss=data_critic_loss),
   )
-
-
-def real_pairs(post_feat: jax.Array, batch: dict) -> dict:
-  """Transitions (z_i, a_{i+1}, r_{i+1}, discount_{i+1}, z_{i+1}) of the batch, i = 0..T-2.
-
-  Args: post_feat [B, T, F]. Returns arrays with leading axes [B, T-1]; `mask` is 0 where
-  step i+1 is an episode start (no transition) and 1 elsewhere.
-  """
-  b, t = batch['reward'].shape
-  chex.assert_shape(post_feat, (b, t, None))
-  return {
-    'feat': post_feat[:, :-1],
-    'next_feat': post_feat[:, 1:],
-    'action': batch['action'][:, 1:],
-    'reward': batch['reward'][:, 1:],
-    'discount': batch['discount'][:, 1:].astype(jnp.float32),
-    'bc_weight': batch['bc_weight'][:, :-1].astype(jnp.float32),
-    'mask': 1.0 - batch['is_first'][:, 1:].astype(jnp.float32),
-  }
-
-
-def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
-  return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def value_loss(
@@ -161,76 +139,6 @@ def perturbed_transitions(nets: Networks, wm, traj: dict, key: jax.Array, *, noi
   return sg({'feat': rssm_lib.feature(state), 'action': action, 'reward': reward, 'next_feat': next_feat})
 
 
-def q_filter(actor_params, nets: Networks, critic_params, pairs: dict) -> jax.Array:
-  """The Q-filter of cloning (Nair et al. 2018): 1 where the twin critics' minimum rates the data's
-  action at least as high as the policy's own (tanh(mean)) at the same state, 0 elsewhere. [B, T-1],
-  stopped. Where the critic prefers the policy's action, cloning steps aside and the value term alone
-  moves the actor; where the policy drifts to actions the critic rates below the data's, cloning
-  returns. The comparison is a ranking, so it does not depend on the scale of rewards or Q."""
-  q_data, q_policy = _q_data_and_policy(actor_params, nets, critic_params, pairs)
-  return sg((q_data >= q_policy).astype(jnp.float32))
-
-
-def _q_data_and_policy(actor_params, nets: Networks, critic_params, pairs: dict):
-  """min_j Q_j(z_i, a_{i+1}) and min_j Q_j(z_i, tanh(mean(z_i))) over the real pairs, [B, T-1] each."""
-  z = sg(pairs['feat'])
-  q_data = jnp.min(nets.q_values(critic_params, z, pairs['action']), axis=0)
-  q_policy = jnp.min(nets.q_values(critic_params, z, nets.policy(actor_params, z).mode()), axis=0)
-  return q_data, q_policy
-
-
-ADVANTAGE_CLIP = 2.0  # standardised advantages are clipped to +-this before exp (weights within e^+-2)
-
-
-def advantage_weights(actor_params, nets: Networks, critic_params, pairs: dict) -> jax.Array:
-  """Advantage-weighted cloning, standardised within the batch: A_i = min_j Q_j(z_i, a_{i+1}) -
-  min_j Q_j(z_i, tanh(mean(z_i))), standardised over the cloned pairs (mask * bc_weight),
-  clipped to +-ADVANTAGE_CLIP, exponentiated and divided by their mean over those pairs. [B, T-1],
-  stopped. Cloning keeps its total strength (mean weight 1) but leans toward the data actions the
-  critic rates best relative to the policy; the standardisation removes the scale of Q, and with it
-  the sign offset that makes the critic prefer the actor's own action everywhere (`q_filter`)."""
-  q_data, q_policy = _q_data_and_policy(actor_params, nets, critic_params, pairs)
-  adv = q_data - q_policy
-  cloned = pairs['mask'] * pairs['bc_weight']
-  mean = masked_mean(adv, cloned)
-  std = jnp.sqrt(masked_mean((adv - mean) ** 2, cloned))
-  weights = jnp.exp(jnp.clip((adv - mean) / jnp.maximum(std, 1e-6), -ADVANTAGE_CLIP, ADVANTAGE_CLIP))
-  return sg(weights / jnp.maximum(masked_mean(weights, cloned), 1e-6))
-
-
-def cloning_loss(actor_params, nets: Networks, pairs: dict, *, bc_eps: float, keep: jax.Array | None = None):
-  """L_BC of Eq. 10: the masked, bc_weight-weighted -log pi(a_{i+1} | sg(z_i)) over the real pairs,
-  each pair further weighted by `keep` [B, T-1] when given (`q_filter`). Returns (loss, metrics)."""
-  logp = nets.policy(actor_params, sg(pairs['feat'])).log_prob(pairs['action'], bc_eps)
-  weight = pairs['bc_weight'] if keep is None else pairs['bc_weight'] * keep
-  bc_loss = masked_mean(-weight * logp, pairs['mask'])
-  bc_mask = pairs['mask'] * pairs['bc_weight']
-  metrics = {
-    'actor/bc_loss': bc_loss,
-    'actor/bc_loglik': masked_mean(logp, bc_mask),
-    'data/bc_share': jnp.mean(pairs['bc_weight']),
-  }
-  if keep is not None:  # the share of the cloned pairs the filter keeps (the mean weight)
-    metrics['actor/bc_filter_keep'] = masked_mean(keep, bc_mask)
-    # Effective share of the cloned pairs, (sum w)^2 / (n sum w^2): 1 for equal weights, 1/n for one pair.
-    cloned = (bc_mask > 0).astype(keep.dtype)
-    w = keep * cloned
-    metrics['actor/bc_filter_ess'] = jnp.sum(w) ** 2 / jnp.maximum(jnp.sum(cloned) * jnp.sum(w * w), 1e-12)
-  return bc_loss, metrics
-
-
-def cloning_keep(actor_params, nets: Networks, critic_params, pairs: dict, bc_filter: str) -> jax.Array | None:
-  """The per-pair weight `bc_filter` puts on cloning: None for 'none', `q_filter` for 'q',
-  `advantage_weights` for 'advantage'."""
-  if bc_filter == 'none':
-    return None
-  if bc_filter == 'q':
-    return q_filter(actor_params, nets, critic_params, pairs)
-  if bc_filter == 'advantage':
-    return advantage_weights(actor_params, nets, critic_params, pairs)
-  raise ValueError(f'Unknown agent.bc_filter {bc_filter!r}')
-
-
 def actor_loss(
   actor_params,
   nets: Networks,
@@ -258,13 +166,13 @@ def actor_loss(
   activations, whose parameters are fixed here. The update takes the two terms' gradients apart
   (`actor_grads`), which for `balance='fixed'` (and `bc_weight` 1) sums them exactly as this loss does.
 
-  Args: start state with rows [N] (stop-gradiented posterior states); pairs from `real_pairs`;
+  Args: start state with rows [N] (stop-gradiented posterior states); pairs from `cloning.real_pairs`;
     horizon H of the imagination; targets (module docstring; its actor objective: Vhat of Eq. 5);
     penalty_scale lambda_u (Eq. 3); bc_scale beta_bc (Eq. 10); bc_eps (the BC log-density's clip
     of saturated actions, `TanhGaussian.log_prob`); entropy_scale (a regulariser, 0 by default);
     value_scale: 1 (MOTO), 0 (mode 'bc'). `balance` and `value_share` act on gradients only.
-    bc_filter: 'none' (Eq. 10), 'q' (cloning weighted by `q_filter`) or 'advantage'
-      (`advantage_weights`), both from `critic_params`.
+    bc_filter: 'none' (Eq. 10), 'q' (cloning weighted by `cloning.q_filter`) or 'advantage'
+      (`cloning.advantage_weights`), both from `critic_params`.
     critic_action_noise: > 0 adds `perturbed_transitions` to the rollout (the critics' only).
   Returns (loss, (metrics, rollout)) where rollout holds the stopped 'feat' [H+1, N, F],
     'action' [H+1, N, A] and penalised 'reward' [H, N] for the critics.
@@ -289,21 +197,11 @@ def actor_loss(
   return loss, ({'actor/loss': loss, **metrics, **bc_metrics}, rollout)
 
 
-def cloning_weight(step, *, start: int, final: float, updates: int):
-  """Beyond the paper (`agent.bc_final`): the factor on the cloning term at update `step`, 1 up to
-  `start` (the offline end), then falling geometrically to `final` over `updates` updates, then
-  `final`. The Python float 1.0 where `final` is 1 (the paper: a constant weight)."""
-  if final == 1.0:
-    return 1.0
-  progress = jnp.clip((jnp.asarray(step, jnp.float32) - start) / updates, 0.0, 1.0)
-  return jnp.asarray(final, jnp.float32) ** progress
-
-
 def balance_terms(
   g_value, g_bc, *, balance: str, value_scale: float, bc_scale: float, value_share: float, bc_weight=1.0
 ):
   """The two summands of the actor's gradient from the value and cloning gradients (`actor_grads`);
-  `bc_weight` (`cloning_weight`) scales the cloning summand after the balance."""
+  `bc_weight` (`cloning.cloning_weight`) scales the cloning summand after the balance."""
   if balance == 'fixed':
     w_value, w_bc = value_scale, bc_scale
   elif balance == 'share':
@@ -313,7 +211,7 @@ def balance_terms(
     w_bc = (1.0 - share) / jnp.maximum(optax.global_norm(g_bc), 1e-12) if bc_scale else 0.0
   else:
     raise ValueError(f'Unknown agent.balance {balance!r}')
-  if not (isinstance(bc_weight, float) and bc_weight == 1.0) and not (isinstance(w_bc, float) and w_bc == 0.0):
+  if not is_unit(bc_weight) and not (isinstance(w_bc, float) and w_bc == 0.0):
     w_bc = w_bc * bc_weight
   scaled = lambda w, g: jax.tree.map(lambda x: w * x, g)
   zero = lambda g: jax.tree.map(jnp.zeros_like, g)  # not 0 * g: a non-finite term must not leak in
@@ -351,8 +249,8 @@ def actor_grads(
   * 'share': value_share * g_MB / |g_MB| + (1 - value_share) * g_BC / |g_BC|: the value term's
     share of the gradient's direction is `value_share`, whatever the scale of rewards, Q or the
     policy's sigma (mode 'bc' keeps value_scale 0: cloning alone).
-  With bc_filter 'q', g_BC is the gradient of the Q-filtered cloning loss (`q_filter`). The cloning
-  summand is then scaled by `bc_weight` (a traced scalar from `cloning_weight`, or 1.0).
+  With bc_filter 'q', g_BC is the gradient of the Q-filtered cloning loss (`cloning.q_filter`). The cloning
+  summand is then scaled by `bc_weight` (a traced scalar from `cloning.cloning_weight`, or 1.0).
 
   Returns (grads, metrics, rollout, terms) with terms = (value part, cloning part) of `grads`, the
   two summands, for the update-share diagnostic.
@@ -392,7 +290,7 @@ def actor_grads(
   )
   grads = jax.tree.map(jnp.add, *terms)
   metrics = {'actor/loss': value_scale * value + bc_weight * bc_scale * bc_loss, **metrics, **bc_metrics}
-  if not (isinstance(bc_weight, float) and bc_weight == 1.0):
+  if not is_unit(bc_weight):
     metrics['actor/bc_weight'] = bc_weight
   if value_scale:
     dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g_value), jax.tree.leaves(g_bc)))
@@ -423,7 +321,7 @@ def critic_loss(
   """L_critic = L_model (Eq. 7) + L_data (Eq. 8) (Eq. 9); targets from the target critics.
 
   The critics see stopped states: no gradient reaches the world model or the actor.
-  Args: rollout from `actor_loss`; pairs from `real_pairs`; targets (module docstring; its critic
+  Args: rollout from `actor_loss`; pairs from `cloning.real_pairs`; targets (module docstring; its critic
     target: y of Eq. 7); gamma (Eq. 8's bootstrap); data_critic_loss (add L_data). Returns (loss, metrics).
   Where the rollout holds `perturbed_transitions` (agent.critic_action_noise > 0), L_perturbed is
   added: sum_j mean (Q_j(z_k, a~_k) - y~)^2 with y~ = r~ + gamma min_j Qbar_j(z~_{k+1}, a'),

@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
-from moto_jax.agent import actor_critic_loss as ac_loss
+from moto_jax.agent import cloning
 from moto_jax.agent.parts import AgentParts
 from moto_jax.agent.sharding import AXIS, under_mesh
 from moto_jax.agent.train_state import TrainState
@@ -114,7 +114,7 @@ def make_refit_fn(parts: AgentParts, mesh: Mesh | None = None, steps: int | None
       }
       batch = split(batch)
       window = split({k: take(post[k]) for k in ('deter', 'stoch', 'feat')})
-      pairs = ac_loss.real_pairs(window['feat'], batch)
+      pairs = cloning.real_pairs(window['feat'], batch)
       return actor_critic_steps(
         nets,
         parts.opts,

@@ -16,7 +16,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 import optax
 
-from moto_jax.agent import actor_critic_loss as ac_loss
+from moto_jax.agent import cloning
 from moto_jax.agent.parts import AgentParts, Losses
 from moto_jax.agent.sharding import AXIS, default_mesh, under_mesh
 from moto_jax.agent.train_state import TrainState
@@ -111,7 +111,7 @@ def actor_critic_steps(
   """K = len(chunks) actor steps, each followed by a critic step and the Polyak updates of the
   target critics (rate `tau`) and of the averaged actor (decay `ema_decay`), on a fixed world
   model `wm`; step k imagines from `chunks[k]`; BC and L_data use all of `pairs`; the cloning
-  summand is scaled by `bc_weight` (`actor_critic_loss.cloning_weight`).
+  summand is scaled by `bc_weight` (`cloning.cloning_weight`).
 
   Returns (carry, metrics averaged over the K steps). With K = 1 the keys are `k_actor`,
   `k_critic` themselves.
@@ -163,7 +163,7 @@ def cloning_weight_at(parts: AgentParts, step):
   """The factor on the cloning term at update `step` (`agent.bc_final`, `agent.bc_decay_updates`;
   the decay starts at the offline end)."""
   cfg = parts.config
-  return ac_loss.cloning_weight(
+  return cloning.cloning_weight(
     step, start=cfg.train.offline_steps, final=cfg.agent.bc_final, updates=cfg.agent.bc_decay_updates
   )
 
@@ -188,7 +188,7 @@ def train_step(parts: AgentParts, state: TrainState, batch: dict, rng: jax.Array
     wm,
     ActorCritic.of(state),
     start_chunks(post, cfg.actor_steps),
-    ac_loss.real_pairs(sg(post['feat']), batch),
+    cloning.real_pairs(sg(post['feat']), batch),
     k_actor,
     k_critic,
     tau=cfg.tau,

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from moto_jax import agent
-from moto_jax.agent import actor_critic_loss as ac_loss
+from moto_jax.agent import cloning
 from moto_jax.agent import refit as refit_lib
 from moto_jax.data import episodes as ep_lib
 from moto_jax.data.rollout import episode_seed
@@ -103,10 +103,10 @@ def run(
       'is_first': idx == 0,
       'bc_weight': jnp.ones((b, t)),
     }
-    pairs = ac_loss.real_pairs(take(arrays['feat']), batch)
+    pairs = cloning.real_pairs(take(arrays['feat']), batch)
     if args.loss == 'bc':
       logp = nets.policy(actor, pairs['feat']).log_prob(pairs['action'], cfg.bc_eps)
-      return ac_loss.masked_mean(-logp, pairs['mask'])
+      return cloning.masked_mean(-logp, pairs['mask'])
     starts = {
       'deter': take(arrays['deter']).reshape(b * t, -1),
       'stoch': take(arrays['stoch']).reshape((b * t,) + arrays['stoch'].shape[2:]),

@@ -42,7 +42,7 @@ import numpy as np
 import optax
 
 from moto_jax.agent import actor_critic_loss as ac_loss
-from moto_jax.agent import sharding
+from moto_jax.agent import cloning, sharding
 from moto_jax.agent import update as update_lib
 from moto_jax.data import episodes as ep_lib
 from moto_jax.networks import rssm as rssm_lib
@@ -151,7 +151,7 @@ class Diagnostics:
     wm = params['wm']
     post = nets.observe(wm, nets.encode(wm, batch['image']), batch['action'], batch['is_first'], k_obs)
     start = {k: post[k].reshape((-1,) + post[k].shape[2:]) for k in ('deter', 'stoch')}
-    pairs = ac_loss.real_pairs(post['feat'], batch)
+    pairs = cloning.real_pairs(post['feat'], batch)
     value = lambda a: ac_loss.value_loss(
       a,
       nets,
@@ -165,8 +165,8 @@ class Diagnostics:
       entropy_scale=kw['entropy_scale'],
     )[0]
     g_value = jax.grad(value)(params['actor'])
-    keep = ac_loss.cloning_keep(params['actor'], nets, params['critic'], pairs, kw['bc_filter'])
-    g_bc = jax.grad(lambda a: ac_loss.cloning_loss(a, nets, pairs, bc_eps=kw['bc_eps'], keep=keep)[0])(params['actor'])
+    keep = cloning.cloning_keep(params['actor'], nets, params['critic'], pairs, kw['bc_filter'])
+    g_bc = jax.grad(lambda a: cloning.cloning_loss(a, nets, pairs, bc_eps=kw['bc_eps'], keep=keep)[0])(params['actor'])
     dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g_value), jax.tree.leaves(g_bc)))
     norms = optax.global_norm(g_value) * optax.global_norm(g_bc)
     terms = ac_loss.balance_terms(
