@@ -197,6 +197,11 @@ def actor_loss(
   return loss, ({'actor/loss': loss, **metrics, **bc_metrics}, rollout)
 
 
+def _is_zero(weight) -> bool:
+  """True where `weight` is the Python constant 0.0: that summand is left out of the traced graph."""
+  return isinstance(weight, float) and weight == 0.0
+
+
 def balance_terms(
   g_value, g_bc, *, balance: str, value_scale: float, bc_scale: float, value_share: float, bc_weight=1.0
 ):
@@ -211,13 +216,13 @@ def balance_terms(
     w_bc = (1.0 - share) / jnp.maximum(optax.global_norm(g_bc), 1e-12) if bc_scale else 0.0
   else:
     raise ValueError(f'Unknown agent.balance {balance!r}')
-  if not is_unit(bc_weight) and not (isinstance(w_bc, float) and w_bc == 0.0):
+  if not is_unit(bc_weight) and not _is_zero(w_bc):
     w_bc = w_bc * bc_weight
   scaled = lambda w, g: jax.tree.map(lambda x: w * x, g)
   zero = lambda g: jax.tree.map(jnp.zeros_like, g)  # not 0 * g: a non-finite term must not leak in
   return (
-    zero(g_value) if isinstance(w_value, float) and w_value == 0.0 else scaled(w_value, g_value),
-    zero(g_bc) if isinstance(w_bc, float) and w_bc == 0.0 else scaled(w_bc, g_bc),
+    zero(g_value) if _is_zero(w_value) else scaled(w_value, g_value),
+    zero(g_bc) if _is_zero(w_bc) else scaled(w_bc, g_bc),
   )
 
 
