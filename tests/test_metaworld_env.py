@@ -56,6 +56,52 @@ def test_reward_is_exactly_success(env):
     long_env.close()
 
 
+def test_dense_reward_is_shaped_bounded_and_leaves_success_alone():
+  """`reward='dense'`: MetaWorld's shaped reward / 10 averaged over the repeated steps, in [0, 1],
+  paying before success; the same actions give the same states and the same success flags as sparse."""
+  from metaworld.policies import ENV_POLICY_MAP
+
+  expert = ENV_POLICY_MAP['drawer-open-v3']()
+  runs = {}
+  for kind in ('sparse', 'dense'):
+    e = MetaWorldEnv('drawer-open', seed=0, episode_length=120, reward=kind)
+    try:
+      obs, info = e.reset(seed=3)
+      rewards, successes, states = [], [], []
+      for _ in range(120):
+        obs, r, _, _, info = e.step(expert.get_action(info['state']))
+        rewards.append(r)
+        successes.append(info['success'])
+        states.append(info['state'])
+      runs[kind] = np.array(rewards), np.array(successes), np.array(states)
+    finally:
+      e.close()
+  dense, success, states = runs['dense']
+  np.testing.assert_array_equal(success, runs['sparse'][1])
+  np.testing.assert_array_equal(states, runs['sparse'][2])
+  assert dense.min() >= 0.0 and dense.max() <= 1.0
+  first = int(np.argmax(success))
+  assert success[first] == 1.0 and np.all(dense[:first] > 0.0)  # shaped: it pays on the way
+  assert dense[:first].min() < 0.5 * dense[first:].max()  # and more near the goal than far from it
+  assert len(set(np.round(dense[:first], 6))) > 10  # not two levels, as the sparse reward is
+  with pytest.raises(ValueError, match="reward='shaped'"):
+    MetaWorldEnv('drawer-open', reward='shaped')
+
+
+def test_dense_reward_has_its_own_dataset_and_sparse_keeps_its_path():
+  from moto_jax.training import offline_data
+
+  config = metaworld_config.get_config('drawer-open,debug')
+  sparse = offline_data.cache_path(config)
+  unlocked = config.copy_and_resolve_references()
+  with unlocked.unlocked():
+    del unlocked.env['reward']
+  assert offline_data.cache_path(unlocked) == sparse  # datasets made before the field keep their path
+  dense = config.copy_and_resolve_references()
+  dense.env.reward = 'dense'
+  assert offline_data.cache_path(dense) != sparse
+
+
 def test_action_repeat_and_episode_length(env):
   env.reset(seed=0)
   start = env._env.curr_path_length

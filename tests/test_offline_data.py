@@ -70,11 +70,25 @@ def test_a_recorded_config_reads_back_with_fields_added_since(tmp_path):
 
   config = mw_config.get_config('drawer-open,debug')
   recorded = config_check.to_dict(config)
-  for section, field in (('agent', 'balance'), ('agent', 'value_share'), ('model', 'compute_dtype')):
+  for section, field in (('agent', 'balance'), ('agent', 'value_share'), ('model', 'compute_dtype'), ('env', 'reward')):
     del recorded[section][field]
   (tmp_path / 'config.json').write_text(json.dumps(recorded))
   loaded = config_check.load_recorded(str(tmp_path))
   assert loaded.agent.balance == 'fixed' and loaded.agent.value_share == 0.5 and loaded.model.compute_dtype == 'float32'
+  assert loaded.env.reward == 'sparse'
+  assert config_check.learning_hash(loaded) == config_check.learning_hash(config)
+
+
+def test_a_domain_specific_added_field_stays_out_of_other_domains(tmp_path):
+  """`env.reward` is MetaWorld's: a Kitchen run's recorded env section reads back without it (its
+  environment takes no such argument), and its learning hash is unchanged."""
+  from configs import kitchen as kitchen_config
+
+  config = kitchen_config.get_config('mixed,debug')
+  assert 'reward' not in config.env
+  (tmp_path / 'config.json').write_text(json.dumps(config_check.to_dict(config)))
+  loaded = config_check.load_recorded(str(tmp_path))
+  assert 'reward' not in loaded.env
   assert config_check.learning_hash(loaded) == config_check.learning_hash(config)
 
 

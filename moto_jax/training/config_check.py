@@ -229,7 +229,11 @@ ADDED_FIELDS = {
   'agent.bc_final': 1.0,
   'agent.bc_decay_updates': 1000,
   'data.task_order': 'random',
+  'env.reward': 'sparse',
 }
+
+# Added fields that only some domains' configs have (a recorded config of another domain stays without them).
+ADDED_FIELD_DOMAINS = {'env.reward': ('metaworld',)}
 
 
 # Fields that choose how a function is computed, not which function: a run may resume with another
@@ -300,6 +304,8 @@ def load_recorded(workdir: str) -> ml_collections.ConfigDict:
   # Fields added since the run was recorded, at the value that keeps what it did.
   flat = _flatten(recorded)
   for field, value in ADDED_FIELDS.items():
+    if field in ADDED_FIELD_DOMAINS and recorded.get('domain') not in ADDED_FIELD_DOMAINS[field]:
+      continue
     if value is not None and field not in flat:
       *path, leaf = field.split('.')
       section = recorded
@@ -319,6 +325,7 @@ ADDED_AFTER_RECORDS = (
   'data.task_order',
   'agent.bc_final',
   'agent.bc_decay_updates',
+  'env.reward',
 )
 
 # Fields that change where files go or how often a run logs, not what it learns.

@@ -15,7 +15,8 @@ from moto_jax.errors import DatasetError
 def cache_path(config) -> str:
   """`<cache_dir>/<domain>/<task>-<hash of what determines the data>`."""
   key = dict(
-    env=config.env.to_dict(),
+    # `reward` added later: the datasets made with the sparse reward keep their path.
+    env={k: v for k, v in config.env.to_dict().items() if not (k == 'reward' and v == 'sparse')},
     data={
       k: v
       for k, v in config.data.to_dict().items()

@@ -2,7 +2,9 @@
 
 64x64 RGB from one fixed camera, no proprioception, sparse reward `1.0 * success`,
 action repeat 2, 200 agent steps per episode, random object and goal positions at
-every reset. The wrapper owns all seeding: `reset(seed=s)` fixes the episode's start
+every reset. `reward='dense'` (beyond the paper) pays MetaWorld's shaped reward instead, divided
+by 10 so that a step pays at most 1 (the success step's 10), averaged over the repeated steps;
+`info['success']`, and so the behaviour prior and the success rate, is the same either way. The wrapper owns all seeding: `reset(seed=s)` fixes the episode's start
 exactly (object/goal vector, hand start), whatever happened before.
 """
 
@@ -21,6 +23,8 @@ AUTHORS_CAMERA = FreeCamera(distance=0.75, azimuth=15.0, elevation=-22.5, lookat
 # Hand start of the authors' wrapper (plus `hand_init_noise * N(0, I)`).
 AUTHORS_HAND_INIT = np.array([0.1, 0.5, 0.30])
 SETTLE_STEPS = 10  # zero-action simulator steps after every reset
+REWARDS = ('sparse', 'dense')  # `1.0 * success` (the paper), or MetaWorld's shaped reward / 10
+DENSE_MAX = 10.0  # MetaWorld v3's shaped reward lies in [0, 10]
 
 
 def check_task(task: str) -> str:
@@ -50,8 +54,12 @@ class MetaWorldEnv(gym.Env):
     episode_length: int = 200,
     render_quality: str = 'fast',
     hand_init_noise: float = 0.02,
+    reward: str = 'sparse',
   ):
     self.task = check_task(task)
+    if reward not in REWARDS:
+      raise ValueError(f'reward={reward!r}; expected one of {REWARDS}')
+    self.reward = reward
     self.action_repeat = int(action_repeat)
     self.episode_length = int(episode_length)
     self.hand_init_noise = float(hand_init_noise)
@@ -78,7 +86,7 @@ class MetaWorldEnv(gym.Env):
 
   def settings(self) -> dict:
     """Everything that determines what the agent sees; recorded in every dataset."""
-    return dict(
+    out = dict(
       domain='metaworld',
       task=self.task,
       action_repeat=self.action_repeat,
@@ -86,6 +94,9 @@ class MetaWorldEnv(gym.Env):
       hand_init_noise=self.hand_init_noise,
       render=self.renderer.settings(),
     )
+    if self.reward != 'sparse':  # datasets made before the choice existed keep their settings
+      out['reward'] = self.reward
+    return out
 
   def _obs(self):
     return {'image': self.renderer.render()}
@@ -110,13 +121,16 @@ class MetaWorldEnv(gym.Env):
     action = np.clip(np.asarray(action, np.float32), -1.0, 1.0)
     if action.shape != (4,):
       raise ValueError(f'action has shape {action.shape}; expected (4,)')
+    shaped = 0.0
     for _ in range(self.action_repeat):
-      state, _, _, _, info = self._env.step(action)
+      state, r, _, _, info = self._env.step(action)
+      shaped += float(r)
     self._state = state
     self._steps += 1
     success = float(info['success'])
     truncated = self._steps >= self.episode_length
-    return self._obs(), success, False, truncated, {'success': success, 'state': state}
+    reward = success if self.reward == 'sparse' else shaped / (self.action_repeat * DENSE_MAX)
+    return self._obs(), reward, False, truncated, {'success': success, 'state': state}
 
   def render(self):
     return self.renderer.render()
