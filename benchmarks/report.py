@@ -79,7 +79,8 @@ def fmt(x, spec='.2f') -> str:
   return '-' if x is None else format(x, spec)
 
 
-def _median(values):
+def median(values):
+  """The median of the values that are not None; None when there are none."""
   values = [v for v in values if v is not None]
   return statistics.median(values) if values else None
 
@@ -155,11 +156,11 @@ def learning_table(records: list[dict], golden: str | None) -> str:
             text += f' ({fmt(cell[0]["offline_tasks"])} → {fmt(cell[0]["final_tasks"])} tasks)'
         else:
           finals = ' / '.join(fmt(r['final_success']) for r in cell)
-          text = f'{finals} (median **{fmt(_median([r["final_success"] for r in cell]))}**)'
+          text = f'{finals} (median **{fmt(median([r["final_success"] for r in cell]))}**)'
           if all('final_tasks' in r for r in cell):
-            text += f' ({fmt(_median([r["final_tasks"] for r in cell]))} tasks)'
+            text += f' ({fmt(median([r["final_tasks"] for r in cell]))} tasks)'
         cells.append(text + (f' (stale: {", ".join(reasons)})' if reasons else ''))
-      wall = _median([r['wall_minutes'] for r in rs if r['task'] == task])
+      wall = median([r['wall_minutes'] for r in rs if r['task'] == task])
       out.append(f'| {task} | ' + ' | '.join(cells) + f' | {fmt(wall, ".1f")} |')
     out.append('')
   episodes = sorted({r['eval_episodes'] for r in records})
@@ -247,7 +248,7 @@ def final_table(records: list[dict]) -> str:
         medians = []
         for arm in arms:
           rates = [r['success'] for r in rs if (r['task'], r['arm']) == (task, arm)]
-          medians.append(f'**{fmt(_median(rates))}** (of {len(rates)})' if rates else '-')
+          medians.append(f'**{fmt(median(rates))}** (of {len(rates)})' if rates else '-')
         out.append(f'| {task} | median | ' + ' | '.join(medians) + ' |')
     out.append('')
   out.append('Success rate and its 95 % (Wilson) interval; `python -m benchmarks.final_eval` (command in each record).')

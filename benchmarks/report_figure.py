@@ -3,7 +3,7 @@ of an arm's seeds over its faint per-seed curves."""
 
 from __future__ import annotations
 
-from benchmarks.report import PRESET_ORDER, _median, learning_groups
+from benchmarks.report import PRESET_ORDER, learning_groups, median
 
 
 def arm_color(n: int) -> tuple:
@@ -24,7 +24,7 @@ def median_curve(curves: list[list]) -> list[tuple] | None:
   steps = [tuple(x for x, _ in c) for c in curves]
   if len(set(steps)) != 1:
     return None
-  return [(x, _median([c[k][1] for c in curves])) for k, x in enumerate(steps[0])]
+  return [(x, median([c[k][1] for c in curves])) for k, x in enumerate(steps[0])]
 
 
 def curves_figure(records: list[dict], path: str, columns: int = 5) -> None:
