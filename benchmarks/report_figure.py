@@ -55,23 +55,23 @@ def curves_figure(records: list[dict], path: str, columns: int = 5) -> None:
     if any('tasks_curve' in r for r in rs):
       tasks_panels.add((preset, task))
     kinds = {'tasks_curve' in r for r in rs}  # a median of like with like only
-    median = median_curve(curves) if len(kinds) == 1 else None
+    mid = median_curve(curves) if len(kinds) == 1 else None
     for i, curve in enumerate(curves):
       xs, ys = zip(*curve) if curve else ((), ())
-      faint = median is not None or i > 0
+      faint = mid is not None or i > 0
       ax.plot(
         xs,
         ys,
-        marker=None if median is not None else 'o',
+        marker=None if mid is not None else 'o',
         markersize=3,
-        linewidth=0.8 if median is not None else 1.5,
+        linewidth=0.8 if mid is not None else 1.5,
         color=color[0],
         linestyle=color[1],
         alpha=0.35 if faint else 0.9,
-        label=arm if i == 0 and median is None else None,
+        label=arm if i == 0 and mid is None else None,
       )
-    if median is not None:
-      xs, ys = zip(*median)
+    if mid is not None:
+      xs, ys = zip(*mid)
       ax.plot(
         xs,
         ys,
