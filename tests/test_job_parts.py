@@ -34,6 +34,10 @@ def test_bad_config_fails_before_compile(tmp_path):
   c.agent.bc_final = 0.0  # a cloning weight decayed to nothing: "No BC" has its own switch
   with pytest.raises(config_check.ConfigError, match=r'agent\.bc_final=0\.0: expected a value in \(0, 1\]'):
     config_check.validate(c)
+  c.agent.bc_final = 1.0
+  c.env.reward = 'shaped'
+  with pytest.raises(config_check.ConfigError, match=r"env\.reward='shaped': expected \"sparse\" or \"dense\""):
+    config_check.validate(c)
 
 
 def test_benchmark_overrides_parse_as_the_field_type():

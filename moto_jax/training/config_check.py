@@ -55,6 +55,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(
     env.render_quality in ('fast', 'shipped'), 'env.render_quality', env.render_quality, 'expected "fast" or "shipped"'
   )
+  if 'reward' in env:  # MetaWorld's (suites/metaworld/env.py REWARDS)
+    _require(env.reward in ('sparse', 'dense'), 'env.reward', env.reward, 'expected "sparse" or "dense"')
   _require(data.num_episodes >= 1, 'data.num_episodes', data.num_episodes, 'expected >= 1')
   _require(data.subset_episodes >= 0, 'data.subset_episodes', data.subset_episodes, 'expected >= 0 (0 = all)')
   _require(not data.dir or os.path.isdir(os.path.expanduser(data.dir)), 'data.dir', data.dir, 'not a directory')

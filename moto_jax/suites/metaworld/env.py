@@ -2,10 +2,12 @@
 
 64x64 RGB from one fixed camera, no proprioception, sparse reward `1.0 * success`,
 action repeat 2, 200 agent steps per episode, random object and goal positions at
-every reset. `reward='dense'` (beyond the paper) pays MetaWorld's shaped reward instead, divided
-by 10 so that a step pays at most 1 (the success step's 10), averaged over the repeated steps;
-`info['success']`, and so the behaviour prior and the success rate, is the same either way. The wrapper owns all seeding: `reset(seed=s)` fixes the episode's start
+every reset. The wrapper owns all seeding: `reset(seed=s)` fixes the episode's start
 exactly (object/goal vector, hand start), whatever happened before.
+
+`reward='dense'` (beyond the paper) pays MetaWorld's shaped reward instead, divided by 10 so that
+a step pays at most 1 (the success step's 10), averaged over the repeated steps; `info['success']`,
+and so the behaviour prior and the success rate, is the same either way.
 """
 
 from __future__ import annotations
