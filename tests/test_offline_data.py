@@ -92,6 +92,31 @@ def test_a_domain_specific_added_field_stays_out_of_other_domains(tmp_path):
   assert config_check.learning_hash(loaded) == config_check.learning_hash(config)
 
 
+def test_datasets_keep_their_cache_paths_as_fields_are_added():
+  """The cache folders of datasets generated with the shipped configs, pinned: a field added to a
+  config (config_check.ADDED_FIELDS) at the value that keeps the data must not move them, or every
+  user's cached dataset is silently generated again (Kitchen's takes minutes)."""
+  import os
+
+  from configs import kitchen as kitchen_config
+  from moto_jax.training import offline_data
+
+  fixed = kitchen_config.get_config('mixed,small').unlock()
+  fixed.data.task_order = 'fixed'
+  paths = {
+    'metaworld': mw_config.get_config('drawer-open,small'),
+    'kitchen mixed': kitchen_config.get_config('mixed,small'),
+    'kitchen partial paper': kitchen_config.get_config('partial,paper'),
+    'kitchen fixed order': fixed,
+  }
+  assert {name: os.path.basename(offline_data.cache_path(c)) for name, c in paths.items()} == {
+    'metaworld': 'drawer-open-e85210f170',
+    'kitchen mixed': 'mixed-050b3d48cd',
+    'kitchen partial paper': 'partial-c9bcaa1af3',
+    'kitchen fixed order': 'mixed-655d5290fe',
+  }
+
+
 def test_a_run_resumes_with_another_convolution_form_but_not_another_convolution():
   old = {'model': {'encoder': {'impl': 'xla', 'depth': 8}, 'decoder': {'impl': 'xla', 'kind': 'transpose'}}}
   new = {'model': {'encoder': {'impl': 'patches', 'depth': 8}, 'decoder': {'impl': 'phases', 'kind': 'transpose'}}}

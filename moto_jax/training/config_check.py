@@ -16,6 +16,7 @@ import ml_collections
 
 from moto_jax import suites
 from moto_jax.errors import UserError
+from moto_jax.suites import metaworld as metaworld_suite
 
 CONFIG_FILE = 'config.json'
 # config.json also records where the run was started from (moto_jax/provenance.py); not a config field.
@@ -55,8 +56,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(
     env.render_quality in ('fast', 'shipped'), 'env.render_quality', env.render_quality, 'expected "fast" or "shipped"'
   )
-  if 'reward' in env:  # MetaWorld's (suites/metaworld/env.py REWARDS)
-    _require(env.reward in ('sparse', 'dense'), 'env.reward', env.reward, 'expected "sparse" or "dense"')
+  if 'reward' in env:  # MetaWorld's
+    rewards = metaworld_suite.REWARDS
+    _require(env.reward in rewards, 'env.reward', env.reward, 'expected ' + ' or '.join(f'"{r}"' for r in rewards))
   _require(data.num_episodes >= 1, 'data.num_episodes', data.num_episodes, 'expected >= 1')
   _require(data.subset_episodes >= 0, 'data.subset_episodes', data.subset_episodes, 'expected >= 0 (0 = all)')
   _require(not data.dir or os.path.isdir(os.path.expanduser(data.dir)), 'data.dir', data.dir, 'not a directory')

@@ -10,18 +10,23 @@ from moto_jax import suites
 from moto_jax.data import episodes as ep_lib
 from moto_jax.data import manifest as manifest_lib
 from moto_jax.errors import DatasetError
+from moto_jax.training import config_check
 
 
 def cache_path(config) -> str:
   """`<cache_dir>/<domain>/<task>-<hash of what determines the data>`."""
+  # A field added since datasets were first made, at the value that keeps what they were
+  # (config_check.ADDED_FIELDS), leaves the path as it was.
+  added = lambda section, k, v: (
+    f'{section}.{k}' in config_check.ADDED_FIELDS and config_check.ADDED_FIELDS[f'{section}.{k}'] == v
+  )
   key = dict(
-    # `reward` added later: the datasets made with the sparse reward keep their path.
-    env={k: v for k, v in config.env.to_dict().items() if not (k == 'reward' and v == 'sparse')},
+    env={k: v for k, v in config.env.to_dict().items() if not added('env', k, v)},
     data={
       k: v
       for k, v in config.data.to_dict().items()
       if k not in ('dir', 'cache_dir', 'skip_corrupt', 'workers', 'subset_episodes', 'bc_segments')
-      and not (k == 'task_order' and v == 'random')  # added later: the datasets made before keep their path
+      and not added('data', k, v)
     },
     seed=config.seed,
   )

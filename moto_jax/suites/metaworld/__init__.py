@@ -23,6 +23,9 @@ PAPER_TASKS = (
   'window-open',
 )
 
+# `env.reward`: `1.0 * success` (the paper), or MetaWorld's shaped reward / 10 (env.py).
+REWARDS = ('sparse', 'dense')
+
 
 class MetaWorldSuite(Suite):
   name = 'metaworld'

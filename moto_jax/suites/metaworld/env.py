@@ -16,6 +16,7 @@ import gymnasium as gym
 import metaworld
 import numpy as np
 
+from moto_jax.suites.metaworld import REWARDS
 from moto_jax.suites.rendering import FastRenderer, FreeCamera
 
 TASKS = tuple(sorted(name[: -len('-v3')] for name in metaworld.env_dict.ALL_V3_ENVIRONMENTS))
@@ -25,7 +26,6 @@ AUTHORS_CAMERA = FreeCamera(distance=0.75, azimuth=15.0, elevation=-22.5, lookat
 # Hand start of the authors' wrapper (plus `hand_init_noise * N(0, I)`).
 AUTHORS_HAND_INIT = np.array([0.1, 0.5, 0.30])
 SETTLE_STEPS = 10  # zero-action simulator steps after every reset
-REWARDS = ('sparse', 'dense')  # `1.0 * success` (the paper), or MetaWorld's shaped reward / 10
 DENSE_MAX = 10.0  # MetaWorld v3's shaped reward lies in [0, 10]
 
 
