@@ -38,6 +38,34 @@ def test_bad_config_fails_before_compile(tmp_path):
   c.env.reward = 'shaped'
   with pytest.raises(config_check.ConfigError, match=r"env\.reward='shaped': expected \"sparse\" or \"dense\""):
     config_check.validate(c)
+  c.env.reward = 'sparse'
+  c.env.episode_length = 250  # 500 simulator steps at action repeat 2, past MetaWorld's limit
+  with pytest.raises(config_check.ConfigError, match=r'env\.episode_length=250: with env\.action_repeat=2 .* limit'):
+    config_check.validate(c)
+
+
+@pytest.mark.parametrize(
+  'field, value, message',
+  [
+    ('env.camera', 'top', r"config\.env\.camera='top': expected one of 'authors', 'rpl', 'd5rl'"),
+    ('data.task_order', 'sorted', r"config\.data\.task_order='sorted': expected one of \('random', 'fixed'\)"),
+    ('data.bc_tasks', ('kettel',), r"config\.data\.bc_tasks=\('kettel',\): \['kettel'\] are not target tasks"),
+    ('data.fail_prob', 1.5, r'config\.data\.fail_prob=1\.5: expected a value in \[0, 1\]'),
+    ('data.workers', 0, r'config\.data\.workers=0: expected >= 1'),
+  ],
+)
+def test_kitchen_fields_fail_before_any_work(tmp_path, field, value, message):
+  """The fields only Kitchen reads are checked by its suite (`Suite.check_config`) before the data
+  are generated, as one line naming the field, not as a traceback from a generator process."""
+  from configs import kitchen as kitchen_config
+
+  c = kitchen_config.get_config('mixed,debug').unlock()
+  config_check.validate(c)  # the shipped values pass
+  section, leaf = field.split('.')
+  c[section][leaf] = value
+  with pytest.raises(config_check.ConfigError, match=message):
+    loop.train_and_evaluate(c, str(tmp_path / 'w'))
+  assert not os.path.exists(tmp_path / 'w')
 
 
 def test_benchmark_overrides_parse_as_the_field_type():

@@ -12,6 +12,12 @@ from moto_jax.data import manifest as manifest_lib
 from moto_jax.data import rollout as rollout_lib
 
 
+def require(cond: bool, field: str, value, expect: str) -> None:
+  """Raises ValueError('config.<field>=<value>: <expect>') unless `cond` (a suite's `check_config`)."""
+  if not cond:
+    raise ValueError(f'config.{field}={value!r}: {expect}')
+
+
 class Suite:
   """An environment suite: its tasks, its pixel environment, its scripted policy and its data.
 
@@ -19,7 +25,7 @@ class Suite:
   instance of a subclass, and is named in the registry (`moto_jax.suites.SUITES`). The library reads
   suites only through the registry. A subclass sets `name` and implements `check_task`, `make_env` and
   either `scripted_policy` (the sequential `collect` below then writes its datasets) or its own
-  `collect`.
+  `collect`; `check_config` checks the config fields only it reads.
 
   The environment: a gymnasium-style env with `reset(seed=...) -> (obs, info)` and
   `step(action) -> (obs, reward, terminated, truncated, info)`, observations `{'image': uint8
@@ -37,6 +43,12 @@ class Suite:
   def check_task(self, task: str) -> str:
     """Returns the canonical task name, or raises ValueError listing the valid ones."""
     raise NotImplementedError
+
+  def check_config(self, config) -> None:
+    """Raises ValueError naming the first bad field among those only this suite reads (its
+    `config.env` and `config.data` settings), as `require` words it. `config_check.validate` calls it
+    before anything is collected or compiled; the default checks nothing."""
+    del config
 
   def make_env(self, config, seed: int):
     """The pixel environment of `config.task` with the `config.env` settings."""

@@ -16,7 +16,6 @@ import ml_collections
 
 from moto_jax import suites
 from moto_jax.errors import UserError
-from moto_jax.suites import metaworld as metaworld_suite
 
 CONFIG_FILE = 'config.json'
 # config.json also records where the run was started from (moto_jax/provenance.py); not a config field.
@@ -45,8 +44,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     config.domain,
     'expected a registered suite: ' + ', '.join(f'"{n}"' for n in suites.names()),
   )
+  suite = suites.get(config.domain)
   try:
-    suites.get(config.domain).check_task(config.task)
+    suite.check_task(config.task)
   except ValueError as e:
     raise ConfigError(f'config.task: {e}') from None
   env, data, model, agent, train = config.env, config.data, config.model, config.agent, config.train
@@ -56,9 +56,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(
     env.render_quality in ('fast', 'shipped'), 'env.render_quality', env.render_quality, 'expected "fast" or "shipped"'
   )
-  if 'reward' in env:  # MetaWorld's
-    rewards = metaworld_suite.REWARDS
-    _require(env.reward in rewards, 'env.reward', env.reward, 'expected ' + ' or '.join(f'"{r}"' for r in rewards))
+  try:
+    suite.check_config(config)  # the fields only this suite reads
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   _require(data.num_episodes >= 1, 'data.num_episodes', data.num_episodes, 'expected >= 1')
   _require(data.subset_episodes >= 0, 'data.subset_episodes', data.subset_episodes, 'expected >= 0 (0 = all)')
   _require(not data.dir or os.path.isdir(os.path.expanduser(data.dir)), 'data.dir', data.dir, 'not a directory')
@@ -157,7 +158,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f'expected at most train.eval_episodes={train.eval_episodes} (the expert runs from their start seeds)',
     )
   if train.bound_episodes:
-    suite = suites.get(config.domain)
     _require(
       suite.has_expert(),
       'train.bound_episodes',

@@ -3,7 +3,7 @@ controller (`script.py`) and the play-data generator (`collect.py`)."""
 
 from __future__ import annotations
 
-from moto_jax.suites.base import Suite
+from moto_jax.suites.base import Suite, require
 
 # Paper task -> its four target tasks, in the fixed order of `info['tasks_done']` (env.py).
 TARGET_TASKS = {
@@ -20,6 +20,9 @@ EXPERT_ORDER = {
   'mixed': ('microwave', 'light switch', 'slide cabinet', 'kettle'),
   'partial': ('bottom burner', 'kettle', 'microwave', 'light switch'),
 }
+
+# `data.task_order`: the play data's sub-tasks in any order, or sorted into one (collect.py).
+TASK_ORDERS = ('random', 'fixed')
 
 
 def check_task(task: str) -> str:
@@ -45,6 +48,27 @@ class KitchenSuite(Suite):
 
   def check_task(self, task: str) -> str:
     return check_task(task)
+
+  def check_config(self, config) -> None:
+    from moto_jax.suites.kitchen.env import CAMERAS  # pylint: disable=g-import-not-at-top
+
+    env, data = config.env, config.data
+    require(env.camera in CAMERAS, 'env.camera', env.camera, 'expected one of ' + ', '.join(map(repr, CAMERAS)))
+    require(env.mesh_faces >= 0, 'env.mesh_faces', env.mesh_faces, 'expected >= 0 (0 = the meshes as shipped)')
+    targets = TARGET_TASKS[config.task]
+    unknown = [t for t in data.bc_tasks if t not in targets]
+    require(
+      not unknown,
+      'data.bc_tasks',
+      tuple(data.bc_tasks),
+      f'{unknown} are not target tasks of {config.task!r}: {targets}',
+    )
+    require(data.task_order in TASK_ORDERS, 'data.task_order', data.task_order, f'expected one of {TASK_ORDERS}')
+    for field in ('fail_prob', 'full_share'):
+      require(0.0 <= data[field] <= 1.0, f'data.{field}', data[field], 'expected a value in [0, 1]')
+    for field in ('action_noise', 'waypoint_noise'):
+      require(data[field] >= 0, f'data.{field}', data[field], 'expected >= 0')
+    require(data.workers >= 1, 'data.workers', data.workers, 'expected >= 1')
 
   def step_weights(self, config):
     """With `data.bc_segments`, segment cloning (`collect.segment_weights`): the steps that lead to

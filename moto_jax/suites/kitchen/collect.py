@@ -33,6 +33,7 @@ from moto_jax.data import episodes as ep_lib
 from moto_jax.data import manifest as manifest_lib
 from moto_jax.data import rollout as rollout_lib
 from moto_jax.data.rollout import episode_seed
+from moto_jax.suites.kitchen import TASK_ORDERS
 from moto_jax.suites.kitchen import script as kitchen_script
 
 MIN_SUBTASKS, MAX_SUBTASKS = 2, 4
@@ -88,8 +89,8 @@ def plan_episode(
   if order == 'fixed':
     rank = fixed_rank(task)
     sequence = sorted(sequence, key=rank.__getitem__)
-  elif order != 'random':
-    raise ValueError(f"config.data.task_order={order!r}: expected 'random' or 'fixed'")
+  elif order not in TASK_ORDERS:
+    raise ValueError(f'config.data.task_order={order!r}: expected one of {TASK_ORDERS}')
   aborts = [int(rng.integers(1, 4)) if rng.random() < fail_prob else None for _ in sequence]
   return sequence, aborts
 

@@ -23,9 +23,16 @@ same seed and actions give identical images.
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import gymnasium as gym
-from gymnasium_robotics.envs.franka_kitchen import kitchen_env as gr_kitchen
 import numpy as np
+
+# gymnasium_robotics prints a notice about its Adroit environments' rewards on import; Kitchen is not
+# concerned, and the notice would precede every Kitchen job's output (and its one-line errors).
+with contextlib.redirect_stderr(io.StringIO()):
+  from gymnasium_robotics.envs.franka_kitchen import kitchen_env as gr_kitchen
 
 from moto_jax.suites.kitchen import TARGET_TASKS, check_task
 from moto_jax.suites.rendering import FastRenderer, FreeCamera

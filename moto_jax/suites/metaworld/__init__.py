@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from moto_jax.suites.base import Suite
+from moto_jax.suites.base import Suite, require
 
 # The paper's ten MetaWorld tasks (`launch.collect --tasks=paper`).
 PAPER_TASKS = (
@@ -35,6 +35,22 @@ class MetaWorldSuite(Suite):
     from moto_jax.suites.metaworld.env import check_task
 
     return check_task(task)
+
+  def check_config(self, config) -> None:
+    from moto_jax.suites.metaworld.env import SETTLE_STEPS  # pylint: disable=g-import-not-at-top
+
+    env = config.env
+    if 'reward' in env:
+      require(env.reward in REWARDS, 'env.reward', env.reward, 'expected ' + ' or '.join(f'"{r}"' for r in REWARDS))
+    steps = env.action_repeat * env.episode_length
+    require(
+      steps + SETTLE_STEPS <= 500,
+      'env.episode_length',
+      env.episode_length,
+      f"with env.action_repeat={env.action_repeat} that is {steps} simulator steps; MetaWorld's limit "
+      f'is 500 minus {SETTLE_STEPS} settle steps',
+    )
+    require(config.data.action_noise >= 0, 'data.action_noise', config.data.action_noise, 'expected >= 0')
 
   def make_env(self, config, seed: int):
     from moto_jax.suites.metaworld.env import MetaWorldEnv
