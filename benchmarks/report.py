@@ -106,16 +106,25 @@ def learning_groups(records: list[dict]) -> dict:
 PRESET_ORDER = ('small', 'long', 'paper', 'debug')  # the README's tables in this order
 
 
-def arm_legend(records: list[dict]) -> str:
-  """Each arm with the overrides its records ran with (those of every record of the arm), e.g.
-  '`bc`: `agent.mode=bc`'; 'none' for the preset as it is. `data.dir` (where the run read a dataset
-  generated beforehand, a path of that machine) is not a difference between arms and is left out."""
+def arm_flags(records: list[dict]) -> dict[str, list[str]]:
+  """Each arm's overrides of the preset (those of every record of the arm), e.g. {'bc':
+  ['agent.mode=bc']}. `data.dir` (where the run read a dataset generated beforehand, a path of that
+  machine) is not a difference between arms and is left out."""
   arms = {}
   for r in records:
     flags = [o.removeprefix('--config.') for o in r.get('overrides') or [] if not o.startswith('--config.data.dir=')]
     arms[r['arm']] = flags if r['arm'] not in arms else [f for f in arms[r['arm']] if f in flags]
-  text = lambda flags: ' '.join(f'`{f}`' for f in flags) if flags else 'none'
-  return '; '.join(f'`{arm}`: {text(arms[arm])}' for arm in sorted(arms, key=_arm_key))
+  return arms
+
+
+def _flags_text(flags: list[str]) -> str:
+  return ' '.join(f'`{f}`' for f in flags) if flags else 'none'
+
+
+def arm_legend(records: list[dict]) -> str:
+  """Each arm with its overrides, e.g. '`bc`: `agent.mode=bc`'; 'none' for the preset as it is."""
+  arms = arm_flags(records)
+  return '; '.join(f'`{arm}`: {_flags_text(arms[arm])}' for arm in sorted(arms, key=_arm_key))
 
 
 def learning_table(records: list[dict], golden: str | None) -> str:
@@ -185,6 +194,68 @@ def learning_table(records: list[dict], golden: str | None) -> str:
     out.append(
       'Stale cells ran with code or a config that learns differently from now; re-run them with the command '
       'in their record.'
+    )
+  return '\n'.join(out)
+
+
+def _ordered_domain_presets(keys) -> list[tuple[str, str]]:
+  rank = lambda p: PRESET_ORDER.index(p) if p in PRESET_ORDER else len(PRESET_ORDER)
+  return sorted(set(keys), key=lambda dp: (_domain_key(dp[0]), rank(dp[1]), dp[1]))
+
+
+def variants_table(records: list[dict], finals: list[dict], golden: str | None) -> str:
+  """The arms beyond the paper's, one row per task and arm (too many to stand side by side): its
+  flags, the seeds, the offline end and final success of each seed, their median, the final
+  checkpoints on new start states where evaluated, and the wall minutes."""
+  if not records:
+    return '_No variants on record._'
+  flags = arm_flags(records)
+  out, stale = [], False
+  for domain, preset in _ordered_domain_presets((r['domain'], r['preset']) for r in records):
+    rs = [r for r in records if (r['domain'], r['preset']) == (domain, preset)]
+    steps = ', '.join(f'{s:,}' for s in sorted({r['env_steps'] for r in rs}))
+    out += [
+      f'**{domain}, `{preset}`**, {steps} env steps online',
+      '',
+      '| task | arm | flags | seeds | offline end → final | median | final checkpoint, new start states | wall min |',
+      '|---|---|---|---|---|---|---|---|',
+    ]
+    for task, arm in sorted({(r['task'], r['arm']) for r in rs}):
+      cell = sorted((r for r in rs if (r['task'], r['arm']) == (task, arm)), key=lambda r: r['seed'])
+      runs = (
+        ' / '.join(fmt(r['offline_success']) for r in cell) + ' → ' + ' / '.join(fmt(r['final_success']) for r in cell)
+      )
+      if all('final_tasks' in r for r in cell):
+        tasks = (
+          ' / '.join(fmt(r['offline_tasks']) for r in cell) + ' → ' + ' / '.join(fmt(r['final_tasks']) for r in cell)
+        )
+        runs += f' ({tasks} tasks)'
+      reasons = sorted({stale_reason(r, golden) for r in cell} - {''})
+      if reasons:
+        stale = True
+        runs += f' (stale: {", ".join(reasons)})'
+      evals = sorted(
+        (f for f in finals if (f['domain'], f['preset'], f['task'], f['arm']) == (domain, preset, task, arm)),
+        key=lambda f: f['seed'],
+      )
+      checkpoint = '; '.join(
+        f'seed {f["seed"]}: **{fmt(f["success"])}** [{fmt(f["interval"][0])}, {fmt(f["interval"][1])}] of {f["episodes"]}'
+        for f in evals
+      )
+      out.append(
+        f'| {task} | `{arm}` | {_flags_text(flags[arm])} | {", ".join(str(r["seed"]) for r in cell)} | {runs} | '
+        f'**{fmt(median([r["final_success"] for r in cell]))}** | {checkpoint or "-"} | '
+        f'{fmt(median([r["wall_minutes"] for r in cell]), ".1f")} |'
+      )
+    out.append('')
+  out.append(
+    "Success rate over the run's evaluation episodes at the offline end → after fine-tuning, seed by seed, and "
+    'the median of the finals; the final checkpoints on new start states with their 95 % (Wilson) interval '
+    '(`python -m benchmarks.final_eval`); wall minutes: the median run.'
+  )
+  if stale:
+    out.append(
+      'Stale runs ran with code or a config that learns differently from now; re-run them with the command in their record.'
     )
   return '\n'.join(out)
 
@@ -336,6 +407,8 @@ def results_page(results: str = RESULTS) -> str:
   """docs/RESULTS.md, whole: every arm of every learning record and final-checkpoint evaluation."""
   learning = read_jsonl(os.path.join(results, 'learning.jsonl'))
   finals = read_jsonl(os.path.join(results, 'final_eval.jsonl'))
+  golden = testing.golden_hash()
+  others = [r for r in learning if r['arm'] not in PAPER_ARMS]
   return '\n'.join(
     [
       '# Results: every arm',
@@ -348,13 +421,19 @@ def results_page(results: str = RESULTS) -> str:
       '',
       '## Learning runs',
       '',
-      learning_table(learning, testing.golden_hash()),
+      "### The paper's arms",
+      '',
+      learning_table(paper_arms(learning), golden),
+      '',
+      '### Variants',
+      '',
+      variants_table(others, [f for f in finals if f['arm'] not in PAPER_ARMS], golden),
       '',
       '![learning curves, every arm](results_all.png)',
       '',
-      '## Final checkpoints on new start states',
+      "## The paper's arms: final checkpoints on new start states",
       '',
-      final_table(finals),
+      final_table(paper_arms(finals)),
       '',
     ]
   )

@@ -64,9 +64,18 @@ def test_readme_shows_the_papers_arms_and_the_page_every_arm(tmp_path):
     '2 other arms (changes to the balance, the critics or the data, each with its '
     'flags) are in [`docs/RESULTS.md`](docs/RESULTS.md), with every record.'
   )
+  with open(tmp_path / 'final_eval.jsonl', 'w') as f:
+    final = dict(domain='metaworld', preset='small', task='door-open', arm='share0.1', seed=0, episodes=100)
+    f.write(json.dumps(dict(final, success=0.62, interval=[0.52, 0.71])) + '\n')
   page = report.results_page(str(tmp_path))
-  assert '| task | moto | bc | nounc | share0.1 | share0.3 | wall min |' in page
-  assert '| drawer-open | - | - | - | - | 0.50 → **0.75**' in page  # (stale: the hash is door-open's)
+  assert '| task | moto | bc | nounc | wall min |' in page  # the paper's arms side by side
+  variants = page.split('### Variants')[1]  # the others one row each, with their flags and evaluations
+  assert '| task | arm | flags | seeds | offline end → final | median |' in variants
+  assert (
+    '| door-open | `share0.1` | none | 0 | 0.50 → 0.75 | **0.75** | seed 0: **0.62** [0.52, 0.71] of 100 | 8.0 |'
+    in variants
+  )
+  assert '| drawer-open | `share0.3` | none | 0 | 0.50 → 0.75 (stale: ' in variants  # the hash is door-open's
 
 
 def test_staleness_follows_the_golden_file_and_the_config():
