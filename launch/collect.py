@@ -10,8 +10,9 @@ settings, seed, episodes, transitions, average return, success rate) and
 """
 
 import os
+import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/metaworld.py', 'Config file[:task,preset].')
@@ -28,11 +29,17 @@ _EPISODES = flags.DEFINE_integer('episodes', None, 'Episodes per task (default: 
 def main(argv):
   del argv
   os.environ.setdefault('MUJOCO_GL', 'egl')
+  logging.set_verbosity(logging.WARNING)  # PyOpenGL's import notices
+  from moto_jax.errors import UserError
   from moto_jax.training import offline_data
 
-  offline_data.collect_tasks(
-    _CONFIG.value, _OUT.value, _TASKS.value, _EPISODES.value, log=lambda s: print(s, flush=True)
-  )
+  try:
+    offline_data.collect_tasks(
+      _CONFIG.value, _OUT.value, _TASKS.value, _EPISODES.value, log=lambda s: print(s, flush=True)
+    )
+  except UserError as e:  # a bad field or task name: one line, nothing collected
+    sys.stderr.write(f'FATAL {type(e).__name__}: {e}\n')
+    sys.exit(1)
 
 
 if __name__ == '__main__':

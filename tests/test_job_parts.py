@@ -36,22 +36,35 @@ def test_bad_config_fails_before_compile(tmp_path):
     config_check.validate(c)
   c.agent.bc_final = 1.0
   c.env.reward = 'shaped'
-  with pytest.raises(config_check.ConfigError, match=r"env\.reward='shaped': expected \"sparse\" or \"dense\""):
+  with pytest.raises(config_check.ConfigError, match=r"env\.reward='shaped': expected one of 'sparse', 'dense'"):
     config_check.validate(c)
   c.env.reward = 'sparse'
-  c.env.episode_length = 250  # 500 simulator steps at action repeat 2, past MetaWorld's limit
+  c.env.episode_length = 245  # 490 simulator steps at action repeat 2 and 10 settle steps: the limit
+  config_check.validate(c)
+  c.env.episode_length = 250  # past it
   with pytest.raises(config_check.ConfigError, match=r'env\.episode_length=250: with env\.action_repeat=2 .* limit'):
     config_check.validate(c)
+
+
+def test_every_shipped_config_passes_its_checks():
+  from configs import common, gym, kitchen
+
+  for module, tasks in ((mw_config, ('drawer-open', 'coffee-push')), (kitchen, kitchen.TASKS), (gym, ('',))):
+    for task in tasks:
+      for preset in common.PRESETS:
+        config_check.validate(module.get_config(','.join(filter(None, (task, preset)))))
 
 
 @pytest.mark.parametrize(
   'field, value, message',
   [
     ('env.camera', 'top', r"config\.env\.camera='top': expected one of 'authors', 'rpl', 'd5rl'"),
-    ('data.task_order', 'sorted', r"config\.data\.task_order='sorted': expected one of \('random', 'fixed'\)"),
+    ('data.task_order', 'sorted', r"config\.data\.task_order='sorted': expected one of 'random', 'fixed'"),
     ('data.bc_tasks', ('kettel',), r"config\.data\.bc_tasks=\('kettel',\): \['kettel'\] are not target tasks"),
     ('data.fail_prob', 1.5, r'config\.data\.fail_prob=1\.5: expected a value in \[0, 1\]'),
     ('data.workers', 0, r'config\.data\.workers=0: expected >= 1'),
+    ('data.waypoint_noise', -0.01, r'config\.data\.waypoint_noise=-0\.01: expected >= 0'),
+    ('env.mesh_faces', -1, r'config\.env\.mesh_faces=-1: expected >= 0'),
   ],
 )
 def test_kitchen_fields_fail_before_any_work(tmp_path, field, value, message):

@@ -39,6 +39,11 @@ def test_config_check_reads_domains_and_tasks_through_the_registry(toy):
   config.task, config.domain = 'reach', 'elsewhere'
   with pytest.raises(config_check.ConfigError, match="config.domain='elsewhere': expected a registered suite"):
     config_check.validate(config)
+  config.domain, config.env.episode_length = 'toy', 60  # the suite's own check (Suite.check_config)
+  with pytest.raises(config_check.ConfigError, match=r'^config\.env\.episode_length=60: expected <= 50$'):
+    config_check.validate(config)
+  with pytest.raises(config_check.ConfigError, match='episode_length=60'):  # and before any data are written
+    offline_data.collect_tasks(config, '/nonexistent/never-written')
 
 
 def test_toy_suite_collects_through_the_shared_collector(toy, tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from moto_jax.suites.base import Suite
+from moto_jax.suites.base import Suite, require
 
 GOAL = np.array([0.6, 0.6])
 RADIUS = 0.15
@@ -71,6 +71,9 @@ class ToySuite(Suite):
     if task != 'reach':
       raise ValueError(f'Unknown toy task {task!r}. Valid tasks: reach')
     return task
+
+  def check_config(self, config) -> None:
+    require(config.env.episode_length <= 50, 'env.episode_length', config.env.episode_length, 'expected <= 50')
 
   def make_env(self, config, seed: int):
     return ReachEnv(config.task, seed=seed, **config.env)

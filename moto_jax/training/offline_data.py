@@ -58,11 +58,18 @@ def collect_tasks(
   MetaWorld's 'paper' expands) to `<out_dir>/<task>/`; returns {task: manifest}. Every name is
   checked before anything is collected."""
   suite = suites.get(config.domain)
+  try:
+    names = suite.expand_tasks(list(tasks or [config.task]))
+  except ValueError as e:
+    raise config_check.ConfigError(f'task: {e}') from None
+  configs = {}
+  for task in names:
+    configs[task] = config.copy_and_resolve_references()
+    configs[task].unlock()
+    configs[task].task = task
+    config_check.validate(configs[task])  # every task's fields, before anything is collected
   out = {}
-  for task in suite.expand_tasks(list(tasks or [config.task])):
-    task_config = config.copy_and_resolve_references()
-    task_config.unlock()
-    task_config.task = task
+  for task, task_config in configs.items():
     task_dir = os.path.join(out_dir, task)
     out[task] = suite.collect(task_config, task_dir, num_episodes=num_episodes)
     log(f'{task}: ' + json.dumps({k: out[task].get(k) for k in suite.summary_keys}) + f' -> {task_dir}')

@@ -63,7 +63,12 @@ class KitchenSuite(Suite):
       tuple(data.bc_tasks),
       f'{unknown} are not target tasks of {config.task!r}: {targets}',
     )
-    require(data.task_order in TASK_ORDERS, 'data.task_order', data.task_order, f'expected one of {TASK_ORDERS}')
+    require(
+      data.task_order in TASK_ORDERS,
+      'data.task_order',
+      data.task_order,
+      f'expected one of {", ".join(map(repr, TASK_ORDERS))}',
+    )
     for field in ('fail_prob', 'full_share'):
       require(0.0 <= data[field] <= 1.0, f'data.{field}', data[field], 'expected a value in [0, 1]')
     for field in ('action_noise', 'waypoint_noise'):

@@ -90,7 +90,7 @@ def plan_episode(
     rank = fixed_rank(task)
     sequence = sorted(sequence, key=rank.__getitem__)
   elif order not in TASK_ORDERS:
-    raise ValueError(f'config.data.task_order={order!r}: expected one of {TASK_ORDERS}')
+    raise ValueError(f'config.data.task_order={order!r}: expected one of {", ".join(map(repr, TASK_ORDERS))}')
   aborts = [int(rng.integers(1, 4)) if rng.random() < fail_prob else None for _ in sequence]
   return sequence, aborts
 

@@ -23,16 +23,17 @@ same seed and actions give identical images.
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import gymnasium as gym
 import numpy as np
 
-# gymnasium_robotics prints a notice about its Adroit environments' rewards on import; Kitchen is not
-# concerned, and the notice would precede every Kitchen job's output (and its one-line errors).
-with contextlib.redirect_stderr(io.StringIO()):
-  from gymnasium_robotics.envs.franka_kitchen import kitchen_env as gr_kitchen
+try:  # gymnasium_robotics prints a notice about its Adroit environments' rewards on import, from this
+  # table; Kitchen is not concerned, and it would precede every Kitchen job's output and one-line errors.
+  from farama_notifications import notifications as _notifications
+
+  _notifications.pop('gymnasium_robotics', None)
+except ImportError:
+  pass
+from gymnasium_robotics.envs.franka_kitchen import kitchen_env as gr_kitchen
 
 from moto_jax.suites.kitchen import TARGET_TASKS, check_task
 from moto_jax.suites.rendering import FastRenderer, FreeCamera

@@ -37,18 +37,18 @@ class MetaWorldSuite(Suite):
     return check_task(task)
 
   def check_config(self, config) -> None:
-    from moto_jax.suites.metaworld.env import SETTLE_STEPS  # pylint: disable=g-import-not-at-top
+    from moto_jax.suites.metaworld.env import MAX_PATH_LENGTH, SETTLE_STEPS  # pylint: disable=g-import-not-at-top
 
     env = config.env
     if 'reward' in env:
-      require(env.reward in REWARDS, 'env.reward', env.reward, 'expected ' + ' or '.join(f'"{r}"' for r in REWARDS))
+      require(env.reward in REWARDS, 'env.reward', env.reward, 'expected one of ' + ', '.join(map(repr, REWARDS)))
     steps = env.action_repeat * env.episode_length
     require(
-      steps + SETTLE_STEPS <= 500,
+      steps + SETTLE_STEPS <= MAX_PATH_LENGTH,
       'env.episode_length',
       env.episode_length,
       f"with env.action_repeat={env.action_repeat} that is {steps} simulator steps; MetaWorld's limit "
-      f'is 500 minus {SETTLE_STEPS} settle steps',
+      f'is {MAX_PATH_LENGTH} minus {SETTLE_STEPS} settle steps',
     )
     require(config.data.action_noise >= 0, 'data.action_noise', config.data.action_noise, 'expected >= 0')
 

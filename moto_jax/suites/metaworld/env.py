@@ -26,6 +26,7 @@ AUTHORS_CAMERA = FreeCamera(distance=0.75, azimuth=15.0, elevation=-22.5, lookat
 # Hand start of the authors' wrapper (plus `hand_init_noise * N(0, I)`).
 AUTHORS_HAND_INIT = np.array([0.1, 0.5, 0.30])
 SETTLE_STEPS = 10  # zero-action simulator steps after every reset
+MAX_PATH_LENGTH = 500  # MetaWorld's simulator steps per episode, the settle steps included
 DENSE_MAX = 10.0  # MetaWorld v3's shaped reward lies in [0, 10]
 
 
@@ -65,10 +66,10 @@ class MetaWorldEnv(gym.Env):
     self.action_repeat = int(action_repeat)
     self.episode_length = int(episode_length)
     self.hand_init_noise = float(hand_init_noise)
-    if self.action_repeat * self.episode_length + SETTLE_STEPS > 500:
+    if self.action_repeat * self.episode_length + SETTLE_STEPS > MAX_PATH_LENGTH:
       raise ValueError(
         f'action_repeat * episode_length = {self.action_repeat * self.episode_length} '
-        f"exceeds MetaWorld's 500-step limit (minus {SETTLE_STEPS} settle steps)"
+        f"exceeds MetaWorld's {MAX_PATH_LENGTH}-step limit (minus {SETTLE_STEPS} settle steps)"
       )
     cls = metaworld.env_dict.ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f'{self.task}-v3-goal-observable']
     self._env = cls(seed=seed)
