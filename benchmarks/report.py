@@ -106,6 +106,13 @@ def learning_groups(records: list[dict]) -> dict:
 PRESET_ORDER = ('small', 'long', 'paper', 'debug')  # the README's tables in this order
 
 
+def _table_key(key: tuple):
+  """Orders (domain, preset, ...) keys: the domains in DOMAIN_ORDER, then the presets in PRESET_ORDER."""
+  domain, preset, *rest = key
+  rank = PRESET_ORDER.index(preset) if preset in PRESET_ORDER else len(PRESET_ORDER)
+  return (_domain_key(domain), rank, preset, *rest)
+
+
 def arm_flags(records: list[dict]) -> dict[str, list[str]]:
   """Each arm's overrides of the preset (those of every record of the arm), e.g. {'bc':
   ['agent.mode=bc']}. `data.dir` (where the run read a dataset generated beforehand, a path of that
@@ -127,6 +134,33 @@ def arm_legend(records: list[dict]) -> str:
   return '; '.join(f'`{arm}`: {_flags_text(arms[arm])}' for arm in sorted(arms, key=_arm_key))
 
 
+def _group_header(domain: str, preset: str, rs: list[dict]) -> str:
+  machines = sorted({provenance.describe_machine(r.get('machine') or {}) for r in rs})
+  seeds = sorted({r['seed'] for r in rs})
+  steps = ', '.join(f'{s:,}' for s in sorted({r['env_steps'] for r in rs}))
+  return (
+    f'**{domain}, `{preset}`**, {steps} env steps online (seeds {", ".join(map(str, seeds))}; {"; ".join(machines)})'
+  )
+
+
+def _runs_footnote(records: list[dict], what: str) -> str:
+  episodes = sorted({r['eval_episodes'] for r in records})
+  return (
+    f'Success rate over {", ".join(map(str, episodes))} evaluation episodes, {what}'
+    + (
+      '; Kitchen adds the target tasks completed per episode (of 4)' if any('final_tasks' in r for r in records) else ''
+    )
+    + '. Wall minutes (median over the row) include compiling, and generating the dataset where the run '
+    'generated it'
+    + (
+      ' (runs given `data.dir` read one that `launch.collect` generated beforehand from the same settings)'
+      if any(o.startswith('--config.data.dir=') for r in records for o in r.get('overrides') or [])
+      else ''
+    )
+    + '.'
+  )
+
+
 def learning_table(records: list[dict], golden: str | None) -> str:
   """One table per domain and preset: a row per task, a column per arm (the arms side by side on
   the same seeds and data). A cell is `offline end -> final` for one seed, else the finals by seed
@@ -134,21 +168,10 @@ def learning_table(records: list[dict], golden: str | None) -> str:
   if not records:
     return '_No learning records yet: `python -m benchmarks.learning` writes them._'
   out, notes = [], set()
-  order = lambda dp: (
-    _domain_key(dp[0]),
-    PRESET_ORDER.index(dp[1]) if dp[1] in PRESET_ORDER else len(PRESET_ORDER),
-    dp[1],
-  )
-  for domain, preset in sorted({(r['domain'], r['preset']) for r in records}, key=order):
+  for domain, preset in sorted({(r['domain'], r['preset']) for r in records}, key=_table_key):
     rs = [r for r in records if (r['domain'], r['preset']) == (domain, preset)]
     arms = sorted({r['arm'] for r in rs}, key=_arm_key)
-    machines = sorted({provenance.describe_machine(r.get('machine') or {}) for r in rs})
-    seeds = sorted({r['seed'] for r in rs})
-    steps = ', '.join(f'{s:,}' for s in sorted({r['env_steps'] for r in rs}))
-    out.append(
-      f'**{domain}, `{preset}`**, {steps} env steps online (seeds {", ".join(map(str, seeds))}; {"; ".join(machines)})'
-    )
-    out.append('')
+    out += [_group_header(domain, preset, rs), '']
     out.append('| task | ' + ' | '.join(arms) + ' | wall min |')
     out.append('|---|' + '---|' * (len(arms) + 1))
     for task in sorted({r['task'] for r in rs}):
@@ -172,22 +195,7 @@ def learning_table(records: list[dict], golden: str | None) -> str:
       wall = median([r['wall_minutes'] for r in rs if r['task'] == task])
       out.append(f'| {task} | ' + ' | '.join(cells) + f' | {fmt(wall, ".1f")} |')
     out.append('')
-  episodes = sorted({r['eval_episodes'] for r in records})
-  out.append(
-    f'Success rate over {", ".join(map(str, episodes))} evaluation episodes, at the offline end → after '
-    'fine-tuning'
-    + (
-      '; Kitchen adds the target tasks completed per episode (of 4)' if any('final_tasks' in r for r in records) else ''
-    )
-    + '. Wall minutes (median over the row) include compiling, and generating the dataset where the run '
-    'generated it'
-    + (
-      ' (runs given `data.dir` read one that `launch.collect` generated beforehand from the same settings)'
-      if any(o.startswith('--config.data.dir=') for r in records for o in r.get('overrides') or [])
-      else ''
-    )
-    + '.'
-  )
+  out.append(_runs_footnote(records, 'at the offline end → after fine-tuning'))
   out.append('')
   out.append('Arms (their overrides of the preset): ' + arm_legend(records) + '.')
   if notes:
@@ -198,24 +206,18 @@ def learning_table(records: list[dict], golden: str | None) -> str:
   return '\n'.join(out)
 
 
-def _ordered_domain_presets(keys) -> list[tuple[str, str]]:
-  rank = lambda p: PRESET_ORDER.index(p) if p in PRESET_ORDER else len(PRESET_ORDER)
-  return sorted(set(keys), key=lambda dp: (_domain_key(dp[0]), rank(dp[1]), dp[1]))
-
-
 def variants_table(records: list[dict], finals: list[dict], golden: str | None) -> str:
   """The arms beyond the paper's, one row per task and arm (too many to stand side by side): its
   flags, the seeds, the offline end and final success of each seed, their median, the final
-  checkpoints on new start states where evaluated, and the wall minutes."""
+  checkpoints on new start states where evaluated, and the wall minutes. Final checkpoints of an arm
+  with no learning record on this page follow in a table of their own."""
   if not records:
     return '_No variants on record._'
-  flags = arm_flags(records)
   out, stale = [], False
-  for domain, preset in _ordered_domain_presets((r['domain'], r['preset']) for r in records):
+  for domain, preset in sorted({(r['domain'], r['preset']) for r in records}, key=_table_key):
     rs = [r for r in records if (r['domain'], r['preset']) == (domain, preset)]
-    steps = ', '.join(f'{s:,}' for s in sorted({r['env_steps'] for r in rs}))
     out += [
-      f'**{domain}, `{preset}`**, {steps} env steps online',
+      _group_header(domain, preset, rs),
       '',
       '| task | arm | flags | seeds | offline end → final | median | final checkpoint, new start states | wall min |',
       '|---|---|---|---|---|---|---|---|',
@@ -243,20 +245,24 @@ def variants_table(records: list[dict], finals: list[dict], golden: str | None) 
         for f in evals
       )
       out.append(
-        f'| {task} | `{arm}` | {_flags_text(flags[arm])} | {", ".join(str(r["seed"]) for r in cell)} | {runs} | '
-        f'**{fmt(median([r["final_success"] for r in cell]))}** | {checkpoint or "-"} | '
+        f'| {task} | `{arm}` | {_flags_text(arm_flags(cell)[arm])} | {", ".join(str(r["seed"]) for r in cell)} | '
+        f'{runs} | **{fmt(median([r["final_success"] for r in cell]))}** | {checkpoint or "-"} | '
         f'{fmt(median([r["wall_minutes"] for r in cell]), ".1f")} |'
       )
     out.append('')
   out.append(
-    "Success rate over the run's evaluation episodes at the offline end → after fine-tuning, seed by seed, and "
-    'the median of the finals; the final checkpoints on new start states with their 95 % (Wilson) interval '
-    '(`python -m benchmarks.final_eval`); wall minutes: the median run.'
+    _runs_footnote(records, 'at the offline end → after fine-tuning, seed by seed, and the median of the finals')
+    + ' Final checkpoints on new start states: the success rate and its 95 % (Wilson) interval '
+    '(`python -m benchmarks.final_eval`).'
   )
   if stale:
     out.append(
       'Stale runs ran with code or a config that learns differently from now; re-run them with the command in their record.'
     )
+  keys = {(r['domain'], r['preset'], r['task'], r['arm']) for r in records}
+  unmatched = [f for f in finals if (f['domain'], f['preset'], f['task'], f['arm']) not in keys]
+  if unmatched:
+    out += ['', 'Final checkpoints of arms with no learning record here:', '', final_table(unmatched)]
   return '\n'.join(out)
 
 
@@ -291,11 +297,7 @@ def final_table(records: list[dict]) -> str:
     return '_No final-checkpoint evaluations yet: `python -m benchmarks.final_eval` writes them._'
   out = []
 
-  def order(key):  # domain, then the presets in PRESET_ORDER, then episodes
-    rank = PRESET_ORDER.index(key[1]) if key[1] in PRESET_ORDER else len(PRESET_ORDER)
-    return _domain_key(key[0]), rank, key[1], key[2]
-
-  for domain, preset, n in sorted({(r['domain'], r['preset'], r['episodes']) for r in records}, key=order):
+  for domain, preset, n in sorted({(r['domain'], r['preset'], r['episodes']) for r in records}, key=_table_key):
     rs = [r for r in records if (r['domain'], r['preset'], r['episodes']) == (domain, preset, n)]
     arms = sorted({r['arm'] for r in rs}, key=_arm_key)
     out += [

@@ -78,6 +78,28 @@ def test_readme_shows_the_papers_arms_and_the_page_every_arm(tmp_path):
   assert '| drawer-open | `share0.3` | none | 0 | 0.50 → 0.75 (stale: ' in variants  # the hash is door-open's
 
 
+def test_variants_show_seeds_flags_target_tasks_and_lone_final_checkpoints(tmp_path):
+  seeds = [
+    _record(arm='share0.3', seed=s, offline_success=o, final_success=f, overrides=['--config.agent.value_share=0.3'])
+    for s, o, f in ((0, 0.1, 0.2), (1, 0.3, 0.4), (2, 0.0, 0.9))
+  ]
+  kitchen = _record(domain='kitchen', task='mixed', arm='whole', offline_success=0.0, final_success=0.0)
+  kitchen.update(offline_tasks=0.95, final_tasks=1.25, overrides=['--config.data.bc_segments=False'])
+  for r in seeds + [kitchen]:
+    r['config_hash'] = report.current_config_hash(r)  # as recorded by a run of today's code
+  lone = dict(domain='metaworld', preset='small', task='door-open', arm='gone', seed=0, episodes=100)
+  page = report.variants_table(seeds + [kitchen], [dict(lone, success=0.3, interval=[0.2, 0.4])], testing.golden_hash())
+  assert 'stale' not in page
+  flags = '`agent.value_share=0.3`'
+  assert (
+    f'| door-open | `share0.3` | {flags} | 0, 1, 2 | 0.10 / 0.30 / 0.00 → 0.20 / 0.40 / 0.90 | **0.40** | - |' in page
+  )
+  assert '| mixed | `whole` | `data.bc_segments=False` | 0 | 0.00 → 0.00 (0.95 → 1.25 tasks) | **0.00** |' in page
+  assert 'Kitchen adds the target tasks completed per episode (of 4)' in page
+  lone_table = page.split('Final checkpoints of arms with no learning record here:')[1]
+  assert '| task | seed | gone |' in lone_table and '**0.30** [0.20, 0.40]' in lone_table
+
+
 def test_staleness_follows_the_golden_file_and_the_config():
   golden = testing.golden_hash()
   assert report.stale_reason(_record(), golden) == ''
