@@ -1,10 +1,13 @@
 r"""Evaluates a run's checkpoint with the deterministic policy (or, with --explore, the exploring one).
 
   python -m launch.evaluate --workdir=runs/drawer-open [--episodes 20] [--video] [--step N | --all_checkpoints] [--explore]
+  python -m launch.evaluate --workdir=runs/drawer-open --episodes=0 --demo_diagnostics
 
 Works on any machine (CPU included). Episodes start from seeds never used in training and run
 `--envs` at a time in lock step. `--all_checkpoints` evaluates every checkpoint kept in the workdir
-(a learning curve over gradient steps) and prints one line per checkpoint.
+(a learning curve over gradient steps) and prints one line per checkpoint. `--demo_diagnostics`
+prints the actor's and the critic's statistics on the run's demonstrations at each checkpoint
+(docs/USAGE.md, "Diagnostics"); `--episodes=0` skips the episodes.
 """
 
 import os
@@ -18,6 +21,9 @@ _ALL = flags.DEFINE_bool('all_checkpoints', False, 'Evaluate every checkpoint in
 _ENVS = flags.DEFINE_integer('envs', 10, 'Environments run in lock step (one batched policy call per step).')
 _VIDEO = flags.DEFINE_bool('video', False, 'Write a GIF of the episodes to <workdir>/videos/.')
 _SEED = flags.DEFINE_integer('seed', 5_000_000, 'Start-seed offset of the evaluation episodes.')
+_DEMO_DIAG = flags.DEFINE_bool(
+  'demo_diagnostics', False, "Also print the actor's and the critic's statistics on the run's demonstrations."
+)
 _EXPLORE = flags.DEFINE_bool(
   'explore', False, 'Act as the exploring episodes do (config.agent.explore_from, explore_noise), not tanh(mean).'
 )
@@ -33,16 +39,20 @@ def main(argv):
     steps = checkpoints.checkpoint_steps(_WORKDIR.value, _ALL.value, _STEP.value)
   except FileNotFoundError as e:
     raise app.UsageError(str(e)) from None
-  checkpoints.evaluate_checkpoints(
-    _WORKDIR.value,
-    steps,
-    episodes=_EPISODES.value,
-    envs=_ENVS.value,
-    seed_offset=_SEED.value,
-    video=_VIDEO.value,
-    log=lambda s: print(s, flush=True),
-    explore=_EXPLORE.value,
-  )
+  log = lambda s: print(s, flush=True)
+  if _EPISODES.value > 0:
+    checkpoints.evaluate_checkpoints(
+      _WORKDIR.value,
+      steps,
+      episodes=_EPISODES.value,
+      envs=_ENVS.value,
+      seed_offset=_SEED.value,
+      video=_VIDEO.value,
+      log=log,
+      explore=_EXPLORE.value,
+    )
+  if _DEMO_DIAG.value:
+    checkpoints.demo_diagnostics(_WORKDIR.value, steps, log=log)
 
 
 if __name__ == '__main__':

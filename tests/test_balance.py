@@ -92,6 +92,24 @@ def test_diagnostics_on_demos(nets, params):
     pulled.nets = PullingNets(point)
     np.testing.assert_allclose(pulled(const, None, jax.random.key(1))['diag/dqda_demo_cos'], expected, atol=1e-4)
 
+  # The critic's landscape around the demo actions ({c, c - e0}), apart from the actor: a critic peaked
+  # at them ranks each demo action above its perturbation and leads back to it; one with its minima
+  # there does the opposite. (Near 5 % of perturbations land nearer the other demo action.)
+  class LandscapeNets(PullingNets):
+    def __init__(self, sign):
+      self.sign = sign
+
+    def q_values(self, critic_params, feat, action):
+      near = jnp.minimum(jnp.sum((action - c) ** 2, -1), jnp.sum((action - (c - e0)) ** 2, -1))
+      return jnp.stack([-self.sign * near] * 2)
+
+  for sign in (1.0, -1.0):
+    probed = diagnostics.Diagnostics(agent.build(config, ACTION_DIM), demos)
+    probed.nets = LandscapeNets(sign)
+    res = probed(const, None, jax.random.key(3))
+    assert res['diag/q_prefers_demo'] == (1.0 if sign > 0 else 0.0)
+    assert sign * res['diag/dqda_back_cos'] > 0.8
+
   # The value term's share of the update needs the actor's optimizer state; with it, a share in [0, 1].
   state = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0))
   res = diag(params, synthetic_batch(1, 2, 8), jax.random.key(1), actor_opt_state=state.opt_state['actor'])

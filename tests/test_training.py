@@ -225,9 +225,10 @@ def test_full_disk_is_named_and_loses_nothing(tmp_path, cache, finished_run, mon
   assert summary['phase'] == 'done' and summary['episodes'] == 2
 
 
-def test_checkpoint_evaluation_and_openloop_report_read_a_finished_run(finished_run):
+def test_checkpoint_evaluation_and_openloop_report_read_a_finished_run(finished_run, tmp_path):
   """The library behind `launch.evaluate` and `launch.predict`, on a finished debug run."""
   from moto_jax.analysis import checkpoints, openloop
+  from moto_jax.training import offline_data, restore
 
   _, workdir, _ = finished_run
   steps = checkpoints.checkpoint_steps(workdir, all_checkpoints=True, step=None)
@@ -244,6 +245,19 @@ def test_checkpoint_evaluation_and_openloop_report_read_a_finished_run(finished_
     assert json.load(f)['explore'] is True and not record['explore']
   # The exploring policy draws its actions (agent.explore_from 'sample'), so the first actions differ.
   assert explored['eval/first_action_0'] != record['eval/first_action_0']
+  # --demo_diagnostics. The debug run's 10-step episodes never succeed: none is a demo, which is
+  # said; the same episodes marked as carrying the prior are diagnosed on.
+  with pytest.raises(ValueError, match='holds no episode that carries the behaviour prior'):
+    checkpoints.demo_diagnostics(workdir, steps[-1:], log=lambda s: None)
+  data_dir = offline_data.resolve(restore.load_config(workdir), log=lambda *a: None)
+  for f in ep_lib.episode_files(data_dir):
+    ep_lib.save_episode(str(tmp_path / os.path.basename(f)), dict(ep_lib.load_episode(f), bc_weight=1.0))
+  (diag,) = checkpoints.demo_diagnostics(workdir, steps[-1:], log=lambda s: None, data_dir=str(tmp_path))
+  with open(os.path.join(workdir, f'demo_diagnostics_{steps[-1]}.json')) as f:
+    assert json.load(f)['diag/q_prefers_demo'] == diag['diag/q_prefers_demo']
+  assert diag['step'] == steps[-1] and diag['demos'] >= 1
+  assert 0.0 <= diag['diag/q_prefers_demo'] <= 1.0 and -1.0 <= diag['diag/dqda_back_cos'] <= 1.0
+  assert all(diag[f'diag/action_err_{p}'] >= 0.0 for p in ('reset', 'start', 'middle', 'end'))
   report = openloop.openloop_report(workdir, context=2, horizon=5, episodes=2)
   assert (report['step'], report['episodes'], report['predicted_steps']) == (steps[-1], 2, 5)
   assert 0.0 < report['image_mse'] < 1.0 and np.isfinite(report['reward_mae'])

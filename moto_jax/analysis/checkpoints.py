@@ -10,9 +10,22 @@ import jax
 import numpy as np
 
 from moto_jax import agent, suites
+from moto_jax.data import episodes as ep_lib
 from moto_jax.data.rollout import episode_seed
 from moto_jax.training import checkpoint as ckpt_lib
-from moto_jax.training import evaluation, restore
+from moto_jax.training import diagnostics, evaluation, offline_data, restore
+
+# The demo statistics `demo_diagnostics` prints, in this order (moto_jax/training/diagnostics.py).
+DEMO_KEYS = (
+  'diag/action_err_reset',
+  'diag/action_err_start',
+  'diag/action_err_middle',
+  'diag/action_err_end',
+  'diag/q_return_corr',
+  'diag/dqda_demo_cos',
+  'diag/q_prefers_demo',
+  'diag/dqda_back_cos',
+)
 
 
 def checkpoint_steps(workdir: str, all_checkpoints: bool, step: int | None) -> list[int | None]:
@@ -98,3 +111,36 @@ def _evaluate_one(workdir, parts, actor, envs, step, episodes, seed_offset, vide
   with open(os.path.join(workdir, f'{name}_{step}.json'), 'w') as f:
     json.dump(record, f, indent=2)
   return record
+
+
+def demo_diagnostics(workdir: str, steps: list[int | None], log=print, data_dir: str | None = None) -> list[dict]:
+  """The actor's and the critic's statistics on the run's offline demonstrations at each checkpoint
+  (`training.diagnostics`, as a run logs them at an evaluation: the action error by phase, Q against
+  the data's returns, dQ/da against the demos, and the critic's landscape around the demo actions).
+  The demos are the episodes that carry the behaviour prior in the run's offline dataset (all of
+  them, also where the run trained on a subset), or in `data_dir`. Writes `<workdir>/demo_diagnostics_<step>.json`; returns those records."""
+  config = restore.load_config(workdir)
+  parts = agent.build(config, suites.action_dim(config))
+  data_dir = data_dir or offline_data.resolve(config, log=lambda *a: None)
+  demos = diagnostics.demo_episodes(
+    [ep_lib.load_episode(f) for f in ep_lib.episode_files(data_dir)],
+    gamma=config.agent.gamma,
+    multiple=jax.device_count(),
+  )
+  if demos is None:
+    raise ValueError(f'{data_dir} holds no episode that carries the behaviour prior: no demos to diagnose on')
+  diag = diagnostics.Diagnostics(parts, demos)
+  records = []
+  for step in steps:
+    _, state, counters, step, _ = restore.load_run(workdir, step, parts)
+    out = diag(state.params, None, jax.random.PRNGKey(0), acting=agent.acting_params(state))
+    stats = {k: out[k] for k in DEMO_KEYS if k in out}
+    log(
+      f'Checkpoint {step} ({counters.grad_steps} gradient steps, {counters.env_steps} env steps), '
+      f'{demos["episodes"]} demos: ' + ', '.join(f'{k.removeprefix("diag/")} {v:.3f}' for k, v in stats.items())
+    )
+    record = dict(step=step, counters=counters.to_json(), demos=int(demos['episodes']), **out)
+    with open(os.path.join(workdir, f'demo_diagnostics_{step}.json'), 'w') as f:
+      json.dump(record, f, indent=2)
+    records.append(record)
+  return records

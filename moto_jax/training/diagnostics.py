@@ -24,7 +24,16 @@ posterior of the current world model:
   Near 0 the value term does not move the actor, whatever its gradient's norm.
 * `diag/dqda_demo_cos`: on the demos, the cosine between dQ/da at the policy's action and the step
   from there to the demo's action: does the critic point the actor toward the demonstrations (> 0)
-  or away from them (< 0)?
+  or away from them (< 0)? Read it with care: where the actor fits the demos, that step is the fit's
+  residual, which no critic need point along (about 0); and an actor that balances Q against
+  cloning stops where dQ/da is opposed to cloning's pull, i.e. points away from the demos (< 0),
+  whatever the critic is worth.
+* `diag/q_prefers_demo`, `diag/dqda_back_cos`: the critic's action landscape apart from the actor.
+  Each demo action is perturbed by Gaussian noise of std `PROBE_STD` (clipped to [-1, 1]): the share
+  of demo steps where min_j Q ranks the demo's action above the perturbed one (0.5: no preference),
+  and the cosine between dQ/da at the perturbed action and the step back to the demo's action
+  (> 0: the critic leads back to the expert). For data from an expert, a critic whose action
+  gradient can improve a policy should show both.
 * `diag/imag_return`, `diag/real_return`, `diag/exploit_gap`: on the evaluation episodes, from every
   state with H steps after it, the world model's predicted reward summed over H steps of the acting
   policy's mode actions in imagination, against the rewards the same policy collected in the
@@ -48,6 +57,7 @@ from moto_jax.data import episodes as ep_lib
 from moto_jax.networks import rssm as rssm_lib
 
 MAX_EPISODES = 16
+PROBE_STD = 0.3  # the demo-action perturbation of `diag/q_prefers_demo` and `diag/dqda_back_cos`
 EVAL_EPISODES = 8  # evaluation episodes the model-exploitation diagnostic reads
 MIN_LENGTH = 4  # demos shorter than this (steps incl. the reset) are left out
 
@@ -138,8 +148,18 @@ class Diagnostics:
     toward = target - a_pi
     dist = jnp.linalg.norm(toward, axis=-1)
     cos = jnp.sum(dqda * toward, -1) / jnp.maximum(jnp.linalg.norm(dqda, axis=-1) * dist, 1e-8)
+    # The critic's landscape around the demo's action, whatever the actor does (a key of its own,
+    # so the statistics above are those of a run without this probe).
+    noise = PROBE_STD * jax.random.normal(jax.random.fold_in(key, 1), target.shape)
+    probe = jnp.clip(target + noise, -1.0, 1.0)
+    q_of = lambda a: jnp.min(nets.q_values(params['critic'], feat, a), axis=0)
+    prefers = (q > q_of(probe)).astype(jnp.float32)
+    back = target - probe
+    back_dist = jnp.linalg.norm(back, axis=-1)
+    dqda_probe = jax.grad(lambda a: jnp.sum(q_of(a)))(probe)
+    back_cos = jnp.sum(dqda_probe * back, -1) / jnp.maximum(jnp.linalg.norm(dqda_probe, axis=-1) * back_dist, 1e-8)
     # (Where the policy already takes the demo's action, dQ/da has no direction to be compared with.)
-    return err, err_dims, q, v, cos, dist > 1e-3
+    return err, err_dims, q, v, cos, dist > 1e-3, prefers, back_cos, back_dist > 1e-3
 
   def _balance_stats(self, params, actor_opt_state, batch, key, step):
     """The actor's two gradients on one batch, each computed alone whatever the mode: their
@@ -242,7 +262,7 @@ class Diagnostics:
     d = self.demos
     if d is not None:
       inputs = sharding.shard_batch({k: d[k] for k in ('image', 'action', 'is_first')}, self.mesh)
-      err, err_dims, q, v, cos, apart = jax.device_get(self._on_demos(acting, inputs, k_demo))
+      err, err_dims, q, v, cos, apart, prefers, back_cos, moved = jax.device_get(self._on_demos(acting, inputs, k_demo))
       mask, phase = d['mask'] > 0, d['phase']
       g = d['returns'] + d['boot'] * v[np.arange(len(v)), d['last']][:, None]
       out['diag/action_err_reset'] = float(err[: d['episodes'], 0].mean())
@@ -256,6 +276,9 @@ class Diagnostics:
       out['diag/q_return_corr'] = float(np.corrcoef(qs, gs)[0, 1]) if qs.std() > 0 and gs.std() > 0 else 0.0
       if (mask & apart).any():
         out['diag/dqda_demo_cos'] = float(cos[mask & apart].mean())
+      if (mask & moved).any():
+        out['diag/q_prefers_demo'] = float(prefers[mask & moved].mean())
+        out['diag/dqda_back_cos'] = float(back_cos[mask & moved].mean())
       for i, v in enumerate(d['action'][: d['episodes'], 1].mean(0)):
         out[f'diag/demo_first_action_{i}'] = float(v)
     if batch is not None:
