@@ -103,12 +103,19 @@ def test_diagnostics_on_demos(nets, params):
       near = jnp.minimum(jnp.sum((action - c) ** 2, -1), jnp.sum((action - (c - e0)) ** 2, -1))
       return jnp.stack([-self.sign * near] * 2)
 
+    def predict_reward(self, wm, feat):
+      return jnp.zeros(feat.shape[:-1])
+
   for sign in (1.0, -1.0):
-    probed = diagnostics.Diagnostics(agent.build(config, ACTION_DIM), demos)
+    probed = diagnostics.Diagnostics(agent.build(debug_config(penalty_scale=0.0), ACTION_DIM), demos)
     probed.nets = LandscapeNets(sign)
     res = probed(const, None, jax.random.key(3))
     assert res['diag/q_prefers_demo'] == (1.0 if sign > 0 else 0.0)
     assert sign * res['diag/dqda_back_cos'] > 0.8
+    # Without rewards or penalty the value expansion (Eq. 5) is Q(z_0, a_0) times a positive weight
+    # plus the Q of the constant actor's later actions c (a peak: 0), so it ranks and points as Q does.
+    assert res['diag/ve_prefers_demo'] == res['diag/q_prefers_demo']
+    np.testing.assert_allclose(res['diag/ve_back_cos'], res['diag/dqda_back_cos'], atol=1e-4)
 
   # The value term's share of the update needs the actor's optimizer state; with it, a share in [0, 1].
   state = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0))

@@ -25,6 +25,8 @@ DEMO_KEYS = (
   'diag/dqda_demo_cos',
   'diag/q_prefers_demo',
   'diag/dqda_back_cos',
+  'diag/ve_prefers_demo',
+  'diag/ve_back_cos',
 )
 
 

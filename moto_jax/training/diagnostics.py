@@ -34,6 +34,10 @@ posterior of the current world model:
   and the cosine between dQ/da at the perturbed action and the step back to the demo's action
   (> 0: the critic leads back to the expert). For data from an expert, a critic whose action
   gradient can improve a policy should show both.
+* `diag/ve_prefers_demo`, `diag/ve_back_cos`: the same two questions asked of what the actor's value
+  term ascends: the value expansion V^(z_i) of Eq. 5 (penalised rewards over H imagined steps and the
+  critics after them), with the first action the demo's or its perturbation and the policy's mode
+  actions after it (the same prior heads and samples for both).
 * `diag/imag_return`, `diag/real_return`, `diag/exploit_gap`: on the evaluation episodes, from every
   state with H steps after it, the world model's predicted reward summed over H steps of the acting
   policy's mode actions in imagination, against the rewards the same policy collected in the
@@ -51,9 +55,10 @@ import numpy as np
 import optax
 
 from moto_jax.agent import actor_critic_loss as ac_loss
-from moto_jax.agent import cloning, sharding
+from moto_jax.agent import cloning, returns, sharding
 from moto_jax.agent import update as update_lib
 from moto_jax.data import episodes as ep_lib
+from moto_jax.networks import layers
 from moto_jax.networks import rssm as rssm_lib
 
 MAX_EPISODES = 16
@@ -158,8 +163,46 @@ class Diagnostics:
     back_dist = jnp.linalg.norm(back, axis=-1)
     dqda_probe = jax.grad(lambda a: jnp.sum(q_of(a)))(probe)
     back_cos = jnp.sum(dqda_probe * back, -1) / jnp.maximum(jnp.linalg.norm(dqda_probe, axis=-1) * back_dist, 1e-8)
+    # The value expansion (Eq. 5) from z_i with the first action given: the demo's against the probe.
+    expand = self._expansion(params, post, jax.random.fold_in(key, 2))
+    ve_prefers = (expand(target) > expand(probe)).astype(jnp.float32)
+    dvda = jax.grad(lambda a: jnp.sum(expand(a)))(probe)
+    ve_back_cos = jnp.sum(dvda * back, -1) / jnp.maximum(jnp.linalg.norm(dvda, axis=-1) * back_dist, 1e-8)
     # (Where the policy already takes the demo's action, dQ/da has no direction to be compared with.)
-    return err, err_dims, q, v, cos, dist > 1e-3, prefers, back_cos, back_dist > 1e-3
+    critic = (prefers, back_cos, ve_prefers, ve_back_cos, back_dist > 1e-3)
+    return err, err_dims, q, v, cos, dist > 1e-3, critic
+
+  def _expansion(self, params, post, key):
+    """`f(first_action [N, L-1, A]) -> V^(z_i) [N, L-1]`: Eq. 5 from each posterior state z_i
+    (i < L-1) whose first imagined action is given, then H-1 steps of the policy's mode actions; the
+    prior heads and samples are drawn once, so two calls differ only by their first actions."""
+    nets, kw = self.nets, self.actor_loss.keywords
+    wm, h = params['wm'], self.horizon
+    n, steps = post['deter'].shape[0], post['deter'].shape[1] - 1
+    state = {k: post[k][:, :-1].reshape((n * steps,) + post[k].shape[2:]) for k in ('deter', 'stoch')}
+    k_member, k_step, k_rest = jax.random.split(key, 3)
+    member = jax.random.randint(k_member, (n * steps,), 0, nets.rssm.ensemble)
+    mode = lambda p, feat, noise: nets.policy(p, feat).mode()
+
+    def expand(first):
+      a0 = first.reshape((n * steps, -1))
+      nxt, all_logits = nets.img_step(wm, state, a0, k_step, member)
+      feat = [rssm_lib.feature(state)[None], rssm_lib.feature(nxt)[None]]
+      action, u = [a0[None]], [layers.ensemble_disagreement(all_logits)[None]]
+      if h > 1:
+        rest = rssm_lib.imagine(nets.rssm, wm['rssm'], nxt, mode, params['actor'], h - 1, k_rest, nets.action_dim)
+        feat.append(rest['feat'][1:])
+        action.append(rest['action'])
+        u.append(rest['disagreement'])
+      else:
+        action.append(nets.policy(params['actor'], feat[-1][0]).mode()[None])
+      feat, action, u = (jnp.concatenate(x, 0) for x in (feat, action, u))  # [H+1 | H+1 | H, rows, ...]
+      reward = returns.penalised_reward(nets.predict_reward(wm, feat[1:]), u, kw['penalty_scale'])
+      q = jnp.min(nets.q_values(params['critic'], feat, action), axis=0)
+      objective, _ = kw['targets'](reward, q)
+      return objective.reshape(n, steps)
+
+    return expand
 
   def _balance_stats(self, params, actor_opt_state, batch, key, step):
     """The actor's two gradients on one batch, each computed alone whatever the mode: their
@@ -262,7 +305,8 @@ class Diagnostics:
     d = self.demos
     if d is not None:
       inputs = sharding.shard_batch({k: d[k] for k in ('image', 'action', 'is_first')}, self.mesh)
-      err, err_dims, q, v, cos, apart, prefers, back_cos, moved = jax.device_get(self._on_demos(acting, inputs, k_demo))
+      err, err_dims, q, v, cos, apart, critic = jax.device_get(self._on_demos(acting, inputs, k_demo))
+      prefers, back_cos, ve_prefers, ve_back_cos, moved = critic
       mask, phase = d['mask'] > 0, d['phase']
       g = d['returns'] + d['boot'] * v[np.arange(len(v)), d['last']][:, None]
       out['diag/action_err_reset'] = float(err[: d['episodes'], 0].mean())
@@ -279,6 +323,8 @@ class Diagnostics:
       if (mask & moved).any():
         out['diag/q_prefers_demo'] = float(prefers[mask & moved].mean())
         out['diag/dqda_back_cos'] = float(back_cos[mask & moved].mean())
+        out['diag/ve_prefers_demo'] = float(ve_prefers[mask & moved].mean())
+        out['diag/ve_back_cos'] = float(ve_back_cos[mask & moved].mean())
       for i, v in enumerate(d['action'][: d['episodes'], 1].mean(0)):
         out[f'diag/demo_first_action_{i}'] = float(v)
     if batch is not None:
