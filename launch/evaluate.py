@@ -39,6 +39,8 @@ def main(argv):
     steps = checkpoints.checkpoint_steps(_WORKDIR.value, _ALL.value, _STEP.value)
   except FileNotFoundError as e:
     raise app.UsageError(str(e)) from None
+  if _EPISODES.value <= 0 and not _DEMO_DIAG.value:
+    raise app.UsageError('--episodes=0 evaluates nothing; add --demo_diagnostics or give episodes')
   log = lambda s: print(s, flush=True)
   if _EPISODES.value > 0:
     checkpoints.evaluate_checkpoints(

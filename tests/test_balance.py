@@ -107,7 +107,7 @@ def test_diagnostics_on_demos(nets, params):
       return jnp.zeros(feat.shape[:-1])
 
   for sign in (1.0, -1.0):
-    probed = diagnostics.Diagnostics(agent.build(debug_config(penalty_scale=0.0), ACTION_DIM), demos)
+    probed = diagnostics.Diagnostics(agent.build(debug_config(penalty_scale=0.0), ACTION_DIM), demos, value_probe=True)
     probed.nets = LandscapeNets(sign)
     res = probed(const, None, jax.random.key(3))
     assert res['diag/q_prefers_demo'] == (1.0 if sign > 0 else 0.0)
@@ -116,6 +116,13 @@ def test_diagnostics_on_demos(nets, params):
     # plus the Q of the constant actor's later actions c (a peak: 0), so it ranks and points as Q does.
     assert res['diag/ve_prefers_demo'] == res['diag/q_prefers_demo']
     np.testing.assert_allclose(res['diag/ve_back_cos'], res['diag/dqda_back_cos'], atol=1e-4)
+  assert 'diag/ve_prefers_demo' not in diag(const, None, jax.random.key(3))  # only with value_probe
+  # The probe's expansion in every shape the actor losses use: H = 1, and DreamerV2's lambda-returns.
+  for overrides in (dict(horizon=1), dict(mode='dreamerv2')):
+    res = diagnostics.Diagnostics(agent.build(debug_config(**overrides), ACTION_DIM), demos, value_probe=True)(
+      const, None, jax.random.key(3)
+    )
+    assert 0.0 <= res['diag/ve_prefers_demo'] <= 1.0 and -1.0 <= res['diag/ve_back_cos'] <= 1.0
 
   # The value term's share of the update needs the actor's optimizer state; with it, a share in [0, 1].
   state = agent.create_train_state(agent.build(config, ACTION_DIM), jax.random.key(0))

@@ -123,7 +123,7 @@ def demo_diagnostics(workdir: str, steps: list[int | None], log=print, data_dir:
   them, also where the run trained on a subset), or in `data_dir`. Writes `<workdir>/demo_diagnostics_<step>.json`; returns those records."""
   config = restore.load_config(workdir)
   parts = agent.build(config, suites.action_dim(config))
-  data_dir = data_dir or offline_data.resolve(config, log=lambda *a: None)
+  data_dir = data_dir or offline_data.resolve(config, log=log)
   demos = diagnostics.demo_episodes(
     [ep_lib.load_episode(f) for f in ep_lib.episode_files(data_dir)],
     gamma=config.agent.gamma,
@@ -131,7 +131,7 @@ def demo_diagnostics(workdir: str, steps: list[int | None], log=print, data_dir:
   )
   if demos is None:
     raise ValueError(f'{data_dir} holds no episode that carries the behaviour prior: no demos to diagnose on')
-  diag = diagnostics.Diagnostics(parts, demos)
+  diag = diagnostics.Diagnostics(parts, demos, value_probe=True)
   records = []
   for step in steps:
     _, state, counters, step, _ = restore.load_run(workdir, step, parts)

@@ -34,10 +34,13 @@ posterior of the current world model:
   and the cosine between dQ/da at the perturbed action and the step back to the demo's action
   (> 0: the critic leads back to the expert). For data from an expert, a critic whose action
   gradient can improve a policy should show both.
-* `diag/ve_prefers_demo`, `diag/ve_back_cos`: the same two questions asked of what the actor's value
-  term ascends: the value expansion V^(z_i) of Eq. 5 (penalised rewards over H imagined steps and the
-  critics after them), with the first action the demo's or its perturbation and the policy's mode
-  actions after it (the same prior heads and samples for both).
+* `diag/ve_prefers_demo`, `diag/ve_back_cos` (only with `value_probe`, as `launch.evaluate
+  --demo_diagnostics` asks: about eight times the cost of the other demo statistics): the same two
+  questions asked of the value expansion V^(z_i) of Eq. 5 (penalised rewards over H imagined steps
+  and the critics after them; DreamerV2's lambda-returns averaged over their H starts, as its actor
+  loss does), with the first action the demo's or its perturbation and the acting policy's mode
+  actions after it (the same prior heads and samples for both). The actor's value term ascends the
+  same expansion with the trained actor's sampled actions.
 * `diag/imag_return`, `diag/real_return`, `diag/exploit_gap`: on the evaluation episodes, from every
   state with H steps after it, the world model's predicted reward summed over H steps of the acting
   policy's mode actions in imagination, against the rewards the same policy collected in the
@@ -123,8 +126,9 @@ class Diagnostics:
   Demo rows and batch rows are sharded over `mesh` (default: every device), like the update's batch.
   """
 
-  def __init__(self, parts, demos: dict | None, mesh=None):
+  def __init__(self, parts, demos: dict | None, mesh=None, value_probe: bool = False):
     self.config = parts.config
+    self.value_probe = value_probe
     self.nets = parts.nets
     self.actor_loss = parts.losses.actor
     self.parts = parts
@@ -163,11 +167,12 @@ class Diagnostics:
     back_dist = jnp.linalg.norm(back, axis=-1)
     dqda_probe = jax.grad(lambda a: jnp.sum(q_of(a)))(probe)
     back_cos = jnp.sum(dqda_probe * back, -1) / jnp.maximum(jnp.linalg.norm(dqda_probe, axis=-1) * back_dist, 1e-8)
-    # The value expansion (Eq. 5) from z_i with the first action given: the demo's against the probe.
-    expand = self._expansion(params, post, jax.random.fold_in(key, 2))
-    ve_prefers = (expand(target) > expand(probe)).astype(jnp.float32)
-    dvda = jax.grad(lambda a: jnp.sum(expand(a)))(probe)
-    ve_back_cos = jnp.sum(dvda * back, -1) / jnp.maximum(jnp.linalg.norm(dvda, axis=-1) * back_dist, 1e-8)
+    ve_prefers = ve_back_cos = jnp.zeros_like(prefers)
+    if self.value_probe:  # the value expansion (Eq. 5) from z_i with the first action given
+      expand = self._expansion(params, post, jax.random.fold_in(key, 2))
+      ve_prefers = (expand(target) > expand(probe)).astype(jnp.float32)
+      dvda = jax.grad(lambda a: jnp.sum(expand(a)))(probe)
+      ve_back_cos = jnp.sum(dvda * back, -1) / jnp.maximum(jnp.linalg.norm(dvda, axis=-1) * back_dist, 1e-8)
     # (Where the policy already takes the demo's action, dQ/da has no direction to be compared with.)
     critic = (prefers, back_cos, ve_prefers, ve_back_cos, back_dist > 1e-3)
     return err, err_dims, q, v, cos, dist > 1e-3, critic
@@ -199,7 +204,9 @@ class Diagnostics:
       feat, action, u = (jnp.concatenate(x, 0) for x in (feat, action, u))  # [H+1 | H+1 | H, rows, ...]
       reward = returns.penalised_reward(nets.predict_reward(wm, feat[1:]), u, kw['penalty_scale'])
       q = jnp.min(nets.q_values(params['critic'], feat, action), axis=0)
-      objective, _ = kw['targets'](reward, q)
+      objective, _ = kw['targets'](reward, q)  # [rows]; DreamerV2's lambda-returns [H, rows]
+      if objective.ndim == 2:
+        objective = jnp.mean(objective, 0)  # as its actor loss averages them
       return objective.reshape(n, steps)
 
     return expand
@@ -323,8 +330,9 @@ class Diagnostics:
       if (mask & moved).any():
         out['diag/q_prefers_demo'] = float(prefers[mask & moved].mean())
         out['diag/dqda_back_cos'] = float(back_cos[mask & moved].mean())
-        out['diag/ve_prefers_demo'] = float(ve_prefers[mask & moved].mean())
-        out['diag/ve_back_cos'] = float(ve_back_cos[mask & moved].mean())
+        if self.value_probe:
+          out['diag/ve_prefers_demo'] = float(ve_prefers[mask & moved].mean())
+          out['diag/ve_back_cos'] = float(ve_back_cos[mask & moved].mean())
       for i, v in enumerate(d['action'][: d['episodes'], 1].mean(0)):
         out[f'diag/demo_first_action_{i}'] = float(v)
     if batch is not None:

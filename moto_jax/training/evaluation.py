@@ -174,7 +174,7 @@ def plot_learning_curve(evals: list[dict], path: str, title: str = '') -> str:
         ('diag/bc_grad_share', 'BC share of the gradient norm'),
         ('diag/grad_cos', 'cos(value, BC gradients)'),
         ('diag/dqda_demo_cos', 'cos(dQ/da, toward demo)'),
-        ('diag/ve_prefers_demo', 'V^ prefers demo action (0.5: no)'),
+        ('diag/q_prefers_demo', 'Q prefers demo action (0.5: no)'),
       ),
     ),
   )
