@@ -4,13 +4,8 @@ r"""The README's results and docs/RESULTS.md, regenerated from the records in `r
   python -m benchmarks.report --check    # exit 1 if README.md or docs/RESULTS.md is not what the records give
 
 Records: `results/learning.jsonl` (one line per finished run, written by `benchmarks.learning`) and
-`results/speed.jsonl` (one line per measured update, written by `benchmarks.train_step`). A learning
-record is **stale** when the code or config it ran with no longer learns the same way as now: its
-update golden hash differs from `tests/golden/update_debug.json`'s, or its preset and overrides now
-resolve to a config with other learning fields, or it ran from a tree with uncommitted changes.
-Stale rows stay in the table, marked, until re-run. (The golden file pins the `debug` update of
-mode `moto` with the paper's balance; a change confined to other paths, to the environments or to
-evaluation is not seen by it.)
+`results/speed.jsonl` (one line per measured update, written by `benchmarks.train_step`); reading them
+and judging staleness: `benchmarks/records.py`. Stale rows stay in the table, marked, until re-run.
 
 The README holds blocks between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` lines:
 `quickstart` (the Quickstart's `Done:` line and time), `learning` (the table), `final` (final
@@ -23,94 +18,27 @@ shows every arm.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import statistics
 import sys
 
+from benchmarks.records import (
+  PAPER_ARMS,
+  RESULTS,
+  ROOT,
+  arm_key,
+  fmt,
+  median,
+  paper_arms,
+  read_jsonl,
+  stale_reason,
+  table_key,
+)
 from moto_jax import provenance, testing
-from moto_jax.training import config_check
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, 'results')
 README = os.path.join(ROOT, 'README.md')
 RESULTS_PAGE = os.path.join(ROOT, 'docs', 'RESULTS.md')
 QUICKSTART = dict(domain='metaworld', preset='small', task='drawer-open', arm='moto', seed=0)
-# The README shows the method, the cloning control and the paper's ablations (its Sec. 5.3); every
-# other arm (the balances, critics and data variants tried) is on the generated docs/RESULTS.md.
-PAPER_ARMS = ('moto', 'bc', 'nounc', 'nobc', 'dreamerv2')
-ARM_ORDER = PAPER_ARMS
-
-
-def read_jsonl(path: str) -> list[dict]:
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def current_config_hash(record: dict) -> str | None:
-  """The learning hash that the record's preset and overrides resolve to with today's configs."""
-  import importlib
-
-  try:
-    module = importlib.import_module(f'configs.{record["domain"]}')
-    config = module.get_config(f'{record["task"]},{record["preset"]}').unlock()
-    for item in record.get('overrides', []):
-      config_check.override(config, item[len('--config.') :])
-    config.seed = record['seed']
-  except (ImportError, ValueError, config_check.ConfigError):
-    return None
-  return config_check.learning_hash(config)
-
-
-def stale_reason(record: dict, golden: str | None) -> str:
-  if record.get('dirty'):
-    return 'uncommitted code'
-  if record.get('golden') != golden:
-    return 'update changed'
-  if record.get('config_hash') != current_config_hash(record):
-    return 'config changed'
-  return ''
-
-
-def fmt(x, spec='.2f') -> str:
-  return '-' if x is None else format(x, spec)
-
-
-def median(values):
-  """The median of the values that are not None; None when there are none."""
-  values = [v for v in values if v is not None]
-  return statistics.median(values) if values else None
-
-
-def _arm_key(arm: str):
-  return (ARM_ORDER.index(arm) if arm in ARM_ORDER else len(ARM_ORDER), arm)
-
-
-DOMAIN_ORDER = ('metaworld', 'kitchen')  # tables and panels in this order
-
-
-def _domain_key(domain: str):
-  return (DOMAIN_ORDER.index(domain) if domain in DOMAIN_ORDER else len(DOMAIN_ORDER), domain)
-
-
-def learning_groups(records: list[dict]) -> dict:
-  groups = {}
-  for r in records:
-    groups.setdefault((r['domain'], r['preset'], r['task'], r['arm']), []).append(r)
-  return dict(sorted(groups.items(), key=lambda kv: (_domain_key(kv[0][0]), kv[0][1], kv[0][2], _arm_key(kv[0][3]))))
-
-
-PRESET_ORDER = ('small', 'long', 'paper', 'debug')  # the README's tables in this order
-
-
-def _table_key(key: tuple):
-  """Orders (domain, preset, ...) keys: the domains in DOMAIN_ORDER, then the presets in PRESET_ORDER."""
-  domain, preset, *rest = key
-  rank = PRESET_ORDER.index(preset) if preset in PRESET_ORDER else len(PRESET_ORDER)
-  return (_domain_key(domain), rank, preset, *rest)
 
 
 def arm_flags(records: list[dict]) -> dict[str, list[str]]:
@@ -131,7 +59,7 @@ def _flags_text(flags: list[str]) -> str:
 def arm_legend(records: list[dict]) -> str:
   """Each arm with its overrides, e.g. '`bc`: `agent.mode=bc`'; 'none' for the preset as it is."""
   arms = arm_flags(records)
-  return '; '.join(f'`{arm}`: {_flags_text(arms[arm])}' for arm in sorted(arms, key=_arm_key))
+  return '; '.join(f'`{arm}`: {_flags_text(arms[arm])}' for arm in sorted(arms, key=arm_key))
 
 
 def _group_header(domain: str, preset: str, rs: list[dict]) -> str:
@@ -168,9 +96,9 @@ def learning_table(records: list[dict], golden: str | None) -> str:
   if not records:
     return '_No learning records yet: `python -m benchmarks.learning` writes them._'
   out, notes = [], set()
-  for domain, preset in sorted({(r['domain'], r['preset']) for r in records}, key=_table_key):
+  for domain, preset in sorted({(r['domain'], r['preset']) for r in records}, key=table_key):
     rs = [r for r in records if (r['domain'], r['preset']) == (domain, preset)]
-    arms = sorted({r['arm'] for r in rs}, key=_arm_key)
+    arms = sorted({r['arm'] for r in rs}, key=arm_key)
     out += [_group_header(domain, preset, rs), '']
     out.append('| task | ' + ' | '.join(arms) + ' | wall min |')
     out.append('|---|' + '---|' * (len(arms) + 1))
@@ -214,7 +142,7 @@ def variants_table(records: list[dict], finals: list[dict], golden: str | None) 
   if not records:
     return '_No variants on record._'
   out, stale = [], False
-  for domain, preset in sorted({(r['domain'], r['preset']) for r in records}, key=_table_key):
+  for domain, preset in sorted({(r['domain'], r['preset']) for r in records}, key=table_key):
     rs = [r for r in records if (r['domain'], r['preset']) == (domain, preset)]
     out += [
       _group_header(domain, preset, rs),
@@ -297,9 +225,9 @@ def final_table(records: list[dict]) -> str:
     return '_No final-checkpoint evaluations yet: `python -m benchmarks.final_eval` writes them._'
   out = []
 
-  for domain, preset, n in sorted({(r['domain'], r['preset'], r['episodes']) for r in records}, key=_table_key):
+  for domain, preset, n in sorted({(r['domain'], r['preset'], r['episodes']) for r in records}, key=table_key):
     rs = [r for r in records if (r['domain'], r['preset'], r['episodes']) == (domain, preset, n)]
-    arms = sorted({r['arm'] for r in rs}, key=_arm_key)
+    arms = sorted({r['arm'] for r in rs}, key=arm_key)
     out += [
       f'**{domain}, `{preset}`**: final checkpoints on the same {n} new start states each',
       '',
@@ -375,10 +303,6 @@ def render(readme: str, blocks: dict[str, str]) -> str:
       raise SystemExit(f'README.md has no <!-- generated:{name} --> ... <!-- /generated:{name} --> block')
     readme = pattern.sub(lambda m: m.group(1) + body.rstrip() + '\n' + m.group(2), readme)
   return readme
-
-
-def paper_arms(records: list[dict]) -> list[dict]:
-  return [r for r in records if r['arm'] in PAPER_ARMS]
 
 
 def other_arms_line(records: list[dict]) -> str:
@@ -461,7 +385,7 @@ def main(argv=None):
   for path, new in pages.items():
     with open(path, 'w') as f:
       f.write(new)
-  from benchmarks import report_figure  # (it imports this module)
+  from benchmarks import report_figure  # (matplotlib, only when writing)
 
   learning = read_jsonl(os.path.join(RESULTS, 'learning.jsonl'))
   figures = {args.figure: paper_arms(learning), os.path.join(os.path.dirname(args.page), 'results_all.png'): learning}

@@ -3,7 +3,7 @@ of an arm's seeds over its faint per-seed curves."""
 
 from __future__ import annotations
 
-from benchmarks.report import PRESET_ORDER, learning_groups, median
+from benchmarks.records import PRESET_ORDER, learning_groups, median
 
 
 def arm_color(n: int) -> tuple:

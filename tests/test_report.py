@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from benchmarks import learning, report, report_figure
+from benchmarks import learning, records, report, report_figure
 from configs import metaworld
 from moto_jax import testing
 from moto_jax.training import config_check
@@ -86,7 +86,7 @@ def test_variants_show_seeds_flags_target_tasks_and_lone_final_checkpoints(tmp_p
   kitchen = _record(domain='kitchen', task='mixed', arm='whole', offline_success=0.0, final_success=0.0)
   kitchen.update(offline_tasks=0.95, final_tasks=1.25, overrides=['--config.data.bc_segments=False'])
   for r in seeds + [kitchen]:
-    r['config_hash'] = report.current_config_hash(r)  # as recorded by a run of today's code
+    r['config_hash'] = records.current_config_hash(r)  # as recorded by a run of today's code
   lone = dict(domain='metaworld', preset='small', task='door-open', arm='gone', seed=0, episodes=100)
   page = report.variants_table(seeds + [kitchen], [dict(lone, success=0.3, interval=[0.2, 0.4])], testing.golden_hash())
   assert 'stale' not in page
@@ -102,15 +102,15 @@ def test_variants_show_seeds_flags_target_tasks_and_lone_final_checkpoints(tmp_p
 
 def test_staleness_follows_the_golden_file_and_the_config():
   golden = testing.golden_hash()
-  assert report.stale_reason(_record(), golden) == ''
-  assert report.stale_reason(_record(golden='x' * 12), golden) == 'update changed'
-  assert report.stale_reason(_record(config_hash='y' * 12), golden) == 'config changed'
+  assert records.stale_reason(_record(), golden) == ''
+  assert records.stale_reason(_record(golden='x' * 12), golden) == 'update changed'
+  assert records.stale_reason(_record(config_hash='y' * 12), golden) == 'config changed'
   # Overrides are part of the config: a record made with one is current only with it.
   bc = metaworld.get_config('door-open,small').unlock()
   bc.agent.bc_scale, bc.seed = 1.0, 0
   over = _record(arm='bc1', overrides=['--config.agent.bc_scale=1.0'], config_hash=config_check.learning_hash(bc))
-  assert report.stale_reason(over, golden) == ''
-  assert report.stale_reason(dict(over, overrides=[]), golden) == 'config changed'
+  assert records.stale_reason(over, golden) == ''
+  assert records.stale_reason(dict(over, overrides=[]), golden) == 'config changed'
   # Fields that do not decide learning leave the hash alone.
   moved = metaworld.get_config('door-open,small').unlock()
   moved.data.cache_dir, moved.train.log_every, moved.seed = '/elsewhere', 7, 0
