@@ -7,7 +7,7 @@ Works on any machine (CPU included). Episodes start from seeds never used in tra
 `--envs` at a time in lock step. `--all_checkpoints` evaluates every checkpoint kept in the workdir
 (a learning curve over gradient steps) and prints one line per checkpoint. `--demo_diagnostics`
 prints the actor's and the critic's statistics on the run's demonstrations at each checkpoint
-(docs/USAGE.md, "Diagnostics"); `--episodes=0` skips the episodes.
+(docs/USAGE.md, "What a run writes"); `--episodes=0` skips the episodes.
 """
 
 import os

@@ -120,7 +120,8 @@ def demo_diagnostics(workdir: str, steps: list[int | None], log=print, data_dir:
   (`training.diagnostics`, as a run logs them at an evaluation: the action error by phase, Q against
   the data's returns, dQ/da against the demos, and the critic's landscape around the demo actions).
   The demos are the episodes that carry the behaviour prior in the run's offline dataset (all of
-  them, also where the run trained on a subset), or in `data_dir`. Writes `<workdir>/demo_diagnostics_<step>.json`; returns those records."""
+  them, also where the run trained on a subset), or in `data_dir`. Writes
+  `<workdir>/demo_diagnostics_<step>.json`; returns those records."""
   config = restore.load_config(workdir)
   parts = agent.build(config, suites.action_dim(config))
   data_dir = data_dir or offline_data.resolve(config, log=log)

@@ -2,9 +2,10 @@
 
 A suite is one folder, `moto_jax/suites/<name>/`, owning its task list and task check, the check of
 the config fields only it reads, its pixel environment, its scripted policy and its dataset
-collection behind the small interface of `base.Suite`. Its `__init__.py` defines `SUITE`. `config.domain` names the suite. Adding one is a
-folder, a config file (`configs/<name>.py`, built with `configs.common.assemble`) and one line in
-`SUITES` below (or `register(name, 'module:attribute')` from user code, e.g. a test's toy suite).
+collection behind the small interface of `base.Suite`. Its `__init__.py` defines `SUITE`.
+`config.domain` names the suite. Adding one is a folder, a config file (`configs/<name>.py`, built
+with `configs.common.assemble`) and one line in `SUITES` below (or `register(name,
+'module:attribute')` from user code, e.g. a test's toy suite).
 
   moto_jax/suites/
     base.py          Suite (the interface) and the sequential scripted collector

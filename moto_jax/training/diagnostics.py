@@ -25,9 +25,9 @@ posterior of the current world model:
 * `diag/dqda_demo_cos`: on the demos, the cosine between dQ/da at the policy's action and the step
   from there to the demo's action: does the critic point the actor toward the demonstrations (> 0)
   or away from them (< 0)? Read it with care: where the actor fits the demos, that step is the fit's
-  residual, which no critic need point along (about 0); and an actor that balances Q against
-  cloning stops where dQ/da is opposed to cloning's pull, i.e. points away from the demos (< 0),
-  whatever the critic is worth.
+  residual, which only a critic resolving actions that finely points along (else about 0); and an
+  actor that balances Q against cloning tends to stop where dQ/da opposes cloning's pull, i.e.
+  points away from the demos (< 0).
 * `diag/q_prefers_demo`, `diag/dqda_back_cos`: the critic's action landscape apart from the actor.
   Each demo action is perturbed by Gaussian noise of std `PROBE_STD` (clipped to [-1, 1]): the share
   of demo steps where min_j Q ranks the demo's action above the perturbed one (0.5: no preference),
@@ -65,6 +65,20 @@ from moto_jax.networks import layers
 from moto_jax.networks import rssm as rssm_lib
 
 MAX_EPISODES = 16
+
+
+def _cosine(a: jax.Array, b: jax.Array, b_norm: jax.Array) -> jax.Array:
+  """Row-wise cosine of [..., A] vectors, given |b|; 0 where either is 0."""
+  return jnp.sum(a * b, -1) / jnp.maximum(jnp.linalg.norm(a, axis=-1) * b_norm, 1e-8)
+
+
+def _values_and_grads(f, x):
+  """f(x) [...] and the gradient of each row's value with respect to its own x [..., A] (f acts row by
+  row), from one forward pass."""
+  values, vjp = jax.vjp(f, x)
+  return values, vjp(jnp.ones_like(values))[0]
+
+
 PROBE_STD = 0.3  # the demo-action perturbation of `diag/q_prefers_demo` and `diag/dqda_back_cos`
 EVAL_EPISODES = 8  # evaluation episodes the model-exploitation diagnostic reads
 MIN_LENGTH = 4  # demos shorter than this (steps incl. the reset) are left out
@@ -156,23 +170,22 @@ class Diagnostics:
     dqda = jax.grad(lambda a: jnp.sum(jnp.min(nets.q_values(params['critic'], feat, a), axis=0)))(a_pi)
     toward = target - a_pi
     dist = jnp.linalg.norm(toward, axis=-1)
-    cos = jnp.sum(dqda * toward, -1) / jnp.maximum(jnp.linalg.norm(dqda, axis=-1) * dist, 1e-8)
+    cos = _cosine(dqda, toward, dist)
     # The critic's landscape around the demo's action, whatever the actor does (a key of its own,
     # so the statistics above are those of a run without this probe).
     noise = PROBE_STD * jax.random.normal(jax.random.fold_in(key, 1), target.shape)
     probe = jnp.clip(target + noise, -1.0, 1.0)
-    q_of = lambda a: jnp.min(nets.q_values(params['critic'], feat, a), axis=0)
-    prefers = (q > q_of(probe)).astype(jnp.float32)
+    q_probe, dqda_probe = _values_and_grads(lambda a: jnp.min(nets.q_values(params['critic'], feat, a), axis=0), probe)
+    prefers = (q > q_probe).astype(jnp.float32)
     back = target - probe
     back_dist = jnp.linalg.norm(back, axis=-1)
-    dqda_probe = jax.grad(lambda a: jnp.sum(q_of(a)))(probe)
-    back_cos = jnp.sum(dqda_probe * back, -1) / jnp.maximum(jnp.linalg.norm(dqda_probe, axis=-1) * back_dist, 1e-8)
+    back_cos = _cosine(dqda_probe, back, back_dist)
     ve_prefers = ve_back_cos = jnp.zeros_like(prefers)
     if self.value_probe:  # the value expansion (Eq. 5) from z_i with the first action given
       expand = self._expansion(params, post, jax.random.fold_in(key, 2))
-      ve_prefers = (expand(target) > expand(probe)).astype(jnp.float32)
-      dvda = jax.grad(lambda a: jnp.sum(expand(a)))(probe)
-      ve_back_cos = jnp.sum(dvda * back, -1) / jnp.maximum(jnp.linalg.norm(dvda, axis=-1) * back_dist, 1e-8)
+      ve_probe, dvda = _values_and_grads(expand, probe)
+      ve_prefers = (expand(target) > ve_probe).astype(jnp.float32)
+      ve_back_cos = _cosine(dvda, back, back_dist)
     # (Where the policy already takes the demo's action, dQ/da has no direction to be compared with.)
     critic = (prefers, back_cos, ve_prefers, ve_back_cos, back_dist > 1e-3)
     return err, err_dims, q, v, cos, dist > 1e-3, critic

@@ -40,8 +40,7 @@ class MetaWorldSuite(Suite):
     from moto_jax.suites.metaworld.env import MAX_PATH_LENGTH, SETTLE_STEPS  # pylint: disable=g-import-not-at-top
 
     env = config.env
-    if 'reward' in env:
-      require(env.reward in REWARDS, 'env.reward', env.reward, 'expected one of ' + ', '.join(map(repr, REWARDS)))
+    require(env.reward in REWARDS, 'env.reward', env.reward, 'expected one of ' + ', '.join(map(repr, REWARDS)))
     steps = env.action_repeat * env.episode_length
     require(
       steps + SETTLE_STEPS <= MAX_PATH_LENGTH,
