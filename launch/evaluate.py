@@ -2,12 +2,15 @@ r"""Evaluates a run's checkpoint with the deterministic policy (or, with --explo
 
   python -m launch.evaluate --workdir=runs/drawer-open [--episodes 20] [--video] [--step N | --all_checkpoints] [--explore]
   python -m launch.evaluate --workdir=runs/drawer-open --episodes=0 --demo_diagnostics
+  python -m launch.evaluate --workdir=runs/drawer-open --episodes=0 --action_values --envs=16
 
 Works on any machine (CPU included). Episodes start from seeds never used in training and run
 `--envs` at a time in lock step. `--all_checkpoints` evaluates every checkpoint kept in the workdir
 (a learning curve over gradient steps) and prints one line per checkpoint. `--demo_diagnostics`
 prints the actor's and the critic's statistics on the run's demonstrations at each checkpoint
-(docs/USAGE.md, "What a run writes"); `--episodes=0` skips the episodes.
+(docs/USAGE.md, "What a run writes"); `--action_values` replays the demos and asks the environment
+what one changed action is worth, against the critic (moto_jax/analysis/action_values.py);
+`--episodes=0` skips the episodes.
 """
 
 import os
@@ -24,6 +27,12 @@ _SEED = flags.DEFINE_integer('seed', 5_000_000, 'Start-seed offset of the evalua
 _DEMO_DIAG = flags.DEFINE_bool(
   'demo_diagnostics', False, "Also print the actor's and the critic's statistics on the run's demonstrations."
 )
+_ACTION_VALUES = flags.DEFINE_bool(
+  'action_values',
+  False,
+  'Also replay the demos and ask the environment what one changed action is worth, against the critic '
+  '(moto_jax/analysis/action_values.py).',
+)
 _EXPLORE = flags.DEFINE_bool(
   'explore', False, 'Act as the exploring episodes do (config.agent.explore_from, explore_noise), not tanh(mean).'
 )
@@ -39,8 +48,8 @@ def main(argv):
     steps = checkpoints.checkpoint_steps(_WORKDIR.value, _ALL.value, _STEP.value)
   except FileNotFoundError as e:
     raise app.UsageError(str(e)) from None
-  if _EPISODES.value <= 0 and not _DEMO_DIAG.value:
-    raise app.UsageError('--episodes=0 evaluates nothing; add --demo_diagnostics or give episodes')
+  if _EPISODES.value <= 0 and not (_DEMO_DIAG.value or _ACTION_VALUES.value):
+    raise app.UsageError('--episodes=0 evaluates nothing; add --demo_diagnostics, --action_values or give episodes')
   log = lambda s: print(s, flush=True)
   if _EPISODES.value > 0:
     checkpoints.evaluate_checkpoints(
@@ -55,6 +64,11 @@ def main(argv):
     )
   if _DEMO_DIAG.value:
     checkpoints.demo_diagnostics(_WORKDIR.value, steps, log=log)
+  if _ACTION_VALUES.value:
+    from moto_jax.analysis import action_values
+
+    for step in steps:
+      action_values.action_values(_WORKDIR.value, step, envs=_ENVS.value, log=log)
 
 
 if __name__ == '__main__':

@@ -266,6 +266,32 @@ def test_checkpoint_evaluation_and_openloop_report_read_a_finished_run(finished_
     openloop.openloop_report(workdir, context=20, horizon=5, episodes=1)
 
 
+def test_action_values_replay_the_demos_exactly(finished_run, tmp_path):
+  """`launch.evaluate --action_values` on a finished run: the demos replayed from their reset seeds
+  reproduce every stored image at the branch steps; the record says what it measured."""
+  import shutil
+
+  from moto_jax.analysis import action_values
+  from moto_jax.data import manifest as manifest_lib
+  from moto_jax.training import offline_data, restore
+
+  _, workdir, _ = finished_run
+  data_dir = offline_data.resolve(restore.load_config(workdir), log=lambda *a: None)
+  for f in ep_lib.episode_files(data_dir):  # the debug episodes never succeed: mark them as demos
+    ep_lib.save_episode(str(tmp_path / os.path.basename(f)), dict(ep_lib.load_episode(f), bc_weight=1.0))
+  with pytest.raises(ValueError, match='no collector seed'):
+    action_values.action_values(workdir, data_dir=str(tmp_path), log=lambda s: None)
+  shutil.copy(os.path.join(data_dir, manifest_lib.MANIFEST), tmp_path)
+  rec = action_values.action_values(
+    workdir, every=4, margin=2, draws=1, repeats=2, max_demos=2, envs=5, data_dir=str(tmp_path), log=lambda s: None
+  )
+  assert rec['replay_ok'] == 1.0  # the seed and the actions give the stored episode, step for step
+  assert (rec['demos'], rec['points'], rec['pairs']) == (2, 4, 4)  # t = 0 and 4 of each 10-step demo
+  assert rec['true_tie'] + rec['true_prefers_demo'] + rec['true_prefers_perturbed'] == pytest.approx(1.0)
+  with open(os.path.join(workdir, f'action_values_{rec["step"]}.json')) as f:
+    assert json.load(f)['pairs'] == 4
+
+
 def test_uncertainty_bound_logged_at_every_evaluation(finished_run):
   config, workdir, _ = finished_run
   evals = [r for r in read_metrics(workdir) if r['phase'] == 'eval']

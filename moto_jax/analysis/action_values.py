@@ -1,0 +1,263 @@
+"""What one changed action is really worth, against what the critic says (`launch.evaluate --action_values`).
+
+The demo diagnostics ask whether the critic ranks the expert's action above a perturbed one
+(`diag/q_prefers_demo`); this asks the environment. Each offline demo is replayed from its reset seed
+with its own actions up to a step t (the simulator is deterministic: the replayed images are checked
+against the stored ones), where the environment takes one of the branch actions
+
+  * `demo`: the demo's own action a_t, twice (`repeats`): the policy's posterior is sampled, so the
+    same action can end differently, and the two repeats measure that floor;
+  * `policy`: the run's acting policy's action there (its mode, as in evaluation);
+  * `perturbed`: a_t plus Gaussian noise of std `noise`, clipped to [-1, 1], `draws` times;
+
+and from t + 1 on the acting policy (its mode) to the episode's end. The discounted return from t,
+G(a) = sum_k gamma^k r_{t+1+k}, is the true Q^pi(s_t, a) of that deterministic policy, up to the
+time limit (no bootstrap after it). The critic's min_j Q_j(z_t, a) is read at the posterior state
+the policy's world model filtered along the same replayed images and actions.
+
+The summary says how often the true return prefers the demo's action to a perturbed one (and how
+often the two tie: with a sparse success reward both branches often succeed or fail alike), how
+large the difference is against G and against the floor of two repeats of the same action, whether
+the critic ranks each pair as the environment does, and how the policy's own action compares with
+the demo's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from moto_jax import agent, suites
+from moto_jax.agent import policy as policy_lib
+from moto_jax.data import episodes as ep_lib
+from moto_jax.data import manifest as manifest_lib
+from moto_jax.data.rollout import episode_seed
+from moto_jax.networks import rssm as rssm_lib
+from moto_jax.training import offline_data, restore
+
+TIE = 1e-6  # returns closer than this are a tie (sparse rewards give exact ties)
+
+
+def branch_jobs(
+  demos: list[tuple[int, dict]], *, every: int, noise: float, draws: int, margin: int, repeats: int = 2, seed: int = 0
+):
+  """The rollouts to run: for each demo (its reset seed, the episode) and each step t = 0, every,
+  2 every, ... below its length minus `margin`, one job per branch. A job is a dict with `seed`,
+  `t`, `prefix` (the demo's actions before t, [t, A]), `branch` ('demo', 'policy' or 'perturbed'),
+  `action` (the branch action, [A]; None for 'policy': the policy's own), `point` (the index of its
+  (demo, t)) and `stored` (the demo's image at t, to check the replay)."""
+  rng = np.random.default_rng(seed)
+  jobs, point = [], 0
+  for reset_seed, ep in demos:
+    actions = np.asarray(ep['action'], np.float32)  # action i led to image i; a_t is actions[t + 1]
+    for t in range(0, len(actions) - 1 - margin, every):
+      base = dict(seed=reset_seed, t=t, prefix=actions[1 : t + 1], point=point, stored=ep['image'][t])
+      a_t = actions[t + 1]
+      for _ in range(repeats):
+        jobs.append(dict(base, branch='demo', action=a_t))
+      jobs.append(dict(base, branch='policy', action=None))
+      for _ in range(draws):
+        pert = np.clip(a_t + noise * rng.standard_normal(a_t.shape), -1.0, 1.0).astype(np.float32)
+        jobs.append(dict(base, branch='perturbed', action=pert))
+      point += 1
+  return jobs
+
+
+def run_jobs(envs: list, parts, params, jobs: list[dict], *, gamma: float, key: jax.Array, log=None) -> list[dict]:
+  """Runs `jobs` (`branch_jobs`) in lock step, len(envs) at a time, one batched policy call per step.
+
+  Returns per job {'ret': G, 'success': any success after t, 'q': min_j Q_j(z_t, executed a_t),
+  'replay_ok': the image at t equals the stored one}. The posterior step always gets the action the
+  environment took (the demo's, the branch's or the policy's), as when the policy acts itself.
+  """
+  act = policy_lib.make_act_fn(parts)
+  nets = parts.nets
+
+  @jax.jit
+  def q_min(critic_params, deter, stoch, action):
+    feat = rssm_lib.feature({'deter': deter, 'stoch': stoch})
+    return jnp.min(nets.q_values(critic_params, feat, action), axis=0)
+
+  n, out = len(envs), []
+  start = time.perf_counter()
+  for c in range(0, len(jobs), n):
+    chunk = jobs[c : c + n]
+    rows = chunk + [chunk[-1]] * (n - len(chunk))  # padding rows repeat the last job; discarded
+    images = np.stack([env.reset(seed=j['seed'])[0]['image'] for env, j in zip(envs, rows)])
+    carry = policy_lib.init_carry(parts.config, n, parts.action_dim)
+    first = np.ones(n, bool)
+    res = [dict(ret=0.0, success=False, q=float('nan'), replay_ok=False) for _ in rows]
+    done = np.zeros(n, bool)
+    step = 0
+    while not done.all():
+      key, sub = jax.random.split(key)
+      carry, policy_action = act(params, carry, images, first, sub, explore=False)
+      policy_action = np.asarray(policy_action)
+      first[:] = False
+      executed = policy_action.copy()
+      for k, j in enumerate(rows):
+        if step < j['t']:
+          executed[k] = j['prefix'][step]
+        elif step == j['t']:
+          if j['action'] is not None:
+            executed[k] = j['action']
+          res[k]['replay_ok'] = bool(np.array_equal(images[k], j['stored']))
+      at_branch = np.array([step == j['t'] for j in rows])
+      if at_branch.any():
+        q = np.asarray(q_min(params['critic'], carry['deter'], carry['stoch'], jnp.asarray(executed)))
+        for k in np.flatnonzero(at_branch):
+          res[k]['q'] = float(q[k])
+      carry = {**carry, 'action': jnp.asarray(executed)}
+      for k, (env, j) in enumerate(zip(envs, rows)):
+        if done[k]:
+          continue
+        obs, reward, terminated, truncated, info = env.step(executed[k])
+        images[k] = obs['image']
+        if step >= j['t']:
+          res[k]['ret'] += gamma ** (step - j['t']) * float(reward)
+          res[k]['success'] |= bool(info.get('success', 0.0))
+        done[k] = terminated or truncated
+      step += 1
+    out += res[: len(chunk)]
+    if log:
+      log(f'  {len(out)}/{len(jobs)} rollouts, {time.perf_counter() - start:.0f} s')
+  return out
+
+
+def summarize(jobs: list[dict], results: list[dict]) -> dict:
+  """The pairwise statistics of the module docstring from `branch_jobs` and `run_jobs`' results."""
+  by_point: dict[int, dict] = {}
+  for j, r in zip(jobs, results):
+    by_point.setdefault(j['point'], {}).setdefault(j['branch'], []).append(r)
+  true_d, q_d, pol_d, pol_q, floor = [], [], [], [], []
+  returns = []
+  for p in by_point.values():
+    demo = p['demo'][0]
+    returns.append(demo['ret'])
+    floor += [demo['ret'] - again['ret'] for again in p['demo'][1:]]
+    for pert in p.get('perturbed', []):
+      true_d.append(demo['ret'] - pert['ret'])
+      q_d.append(demo['q'] - pert['q'])
+    pol = p['policy'][0]
+    pol_d.append(pol['ret'] - demo['ret'])
+    pol_q.append(pol['q'] - demo['q'])
+  true_d, q_d, pol_d, pol_q, floor = map(np.asarray, (true_d, q_d, pol_d, pol_q, floor))
+  differ = np.abs(true_d) > TIE
+  agree = np.sign(q_d[differ]) == np.sign(true_d[differ])
+  pol_differ = np.abs(pol_d) > TIE
+  return {
+    'points': len(by_point),
+    'pairs': int(true_d.size),
+    'replay_ok': float(np.mean([r['replay_ok'] for r in results])),
+    'demo_return': float(np.mean(returns)),
+    'demo_success': float(np.mean([p['demo'][0]['success'] for p in by_point.values()])),
+    # The environment: does the demo's action beat a perturbed one, lose, or tie?
+    'true_prefers_demo': float(np.mean(true_d > TIE)),
+    'true_prefers_perturbed': float(np.mean(true_d < -TIE)),
+    'true_tie': float(np.mean(~differ)),
+    'true_abs_diff': float(np.mean(np.abs(true_d))),
+    # The same action twice: how often and by how much the returns differ by the policy's own chance.
+    'repeat_differ': float(np.mean(np.abs(floor) > TIE)) if floor.size else float('nan'),
+    'repeat_abs_diff': float(np.mean(np.abs(floor))) if floor.size else float('nan'),
+    # The critic on the same pairs: its own preference, and agreement where the environment differs.
+    'q_prefers_demo': float(np.mean(q_d > 0)),
+    'q_abs_diff': float(np.mean(np.abs(q_d))),
+    'q_agrees': float(np.mean(agree)) if agree.size else float('nan'),
+    'q_agrees_pairs': int(agree.size),
+    # The policy's own action against the demo's (improvement beyond the data, as the world sees it).
+    'policy_beats_demo': float(np.mean(pol_d > TIE)),
+    'policy_loses_to_demo': float(np.mean(pol_d < -TIE)),
+    'policy_q_agrees': float(np.mean(np.sign(pol_q[pol_differ]) == np.sign(pol_d[pol_differ])))
+    if pol_differ.any()
+    else float('nan'),
+  }
+
+
+def demo_seeds(data_dir: str, config) -> list[tuple[int, dict]]:
+  """(reset seed, episode) of each episode in `data_dir` that carries the behaviour prior. The seed is
+  `episode_seed(collector seed, i)` for episode_<i>, as `Suite.collect` wrote it."""
+  manifest = manifest_lib.read_manifest(data_dir) or {}
+  collector_seed = (manifest.get('collector') or {}).get('seed')
+  if collector_seed is None:
+    raise ValueError(f'{data_dir}: its manifest records no collector seed, so its episodes cannot be replayed')
+  out = []
+  for f in ep_lib.episode_files(data_dir):
+    ep = ep_lib.load_episode(f)
+    if not ep_lib.carries_prior(ep):
+      continue
+    m = re.search(r'(\d+)\.npz$', os.path.basename(f))
+    if m is None:
+      raise ValueError(f'{f}: no episode index in the name, so its reset seed is unknown')
+    out.append((episode_seed(int(collector_seed), int(m.group(1))), ep))
+  del config
+  return out
+
+
+def action_values(
+  workdir: str,
+  step: int | None = None,
+  *,
+  every: int = 20,
+  noise: float = 0.3,
+  draws: int = 2,
+  repeats: int = 2,
+  margin: int = 50,
+  max_demos: int = 10,
+  envs: int = 16,
+  data_dir: str | None = None,
+  log=print,
+) -> dict:
+  """The probe of the module docstring on checkpoint `step` (default: the latest) of `workdir`.
+  Writes `<workdir>/action_values_<step>.json` and returns that record."""
+  config = restore.load_config(workdir)
+  parts = agent.build(config, suites.action_dim(config))
+  data_dir = data_dir or offline_data.resolve(config, log=log)
+  demos = demo_seeds(data_dir, config)[:max_demos]
+  if not demos:
+    raise ValueError(f'{data_dir} holds no episode that carries the behaviour prior: no demos to replay')
+  _, state, counters, step, _ = restore.load_run(workdir, step, parts)
+  params = agent.acting_params(state)
+  jobs = branch_jobs(
+    demos, every=every, noise=noise, draws=draws, margin=margin, repeats=repeats, seed=int(config.seed)
+  )
+  log(f'Checkpoint {step}: {len(jobs)} rollouts from {len(demos)} demos ({envs} environments in lock step)')
+  env_list = [suites.make_env(config) for _ in range(min(envs, len(jobs)))]
+  start = time.perf_counter()
+  try:
+    results = run_jobs(env_list, parts, params, jobs, gamma=config.agent.gamma, key=jax.random.PRNGKey(0), log=log)
+  finally:
+    for env in env_list:
+      env.close()
+  record = dict(
+    step=step,
+    counters=counters.to_json(),
+    demos=len(demos),
+    every=every,
+    noise=noise,
+    draws=draws,
+    repeats=repeats,
+    margin=margin,
+    seconds=round(time.perf_counter() - start, 1),
+    **summarize(jobs, results),
+  )
+  if record['replay_ok'] < 1.0:
+    log(f'  warning: {1 - record["replay_ok"]:.0%} of the replays did not reproduce the stored image at t')
+  log(
+    f'Checkpoint {step}: the environment prefers the demo action to a perturbed one (std {noise}) in '
+    f'{record["true_prefers_demo"]:.2f} of {record["pairs"]} pairs, the perturbed in '
+    f'{record["true_prefers_perturbed"]:.2f}, ties {record["true_tie"]:.2f} (mean |dG| {record["true_abs_diff"]:.3f}, '
+    f'G {record["demo_return"]:.2f}; the same action twice differs in {record["repeat_differ"]:.2f}, mean |dG| '
+    f'{record["repeat_abs_diff"]:.3f}); the critic prefers the demo in {record["q_prefers_demo"]:.2f} '
+    f'(mean |dQ| {record["q_abs_diff"]:.3f}) and agrees with the environment in {record["q_agrees"]:.2f} of the '
+    f"{record['q_agrees_pairs']} pairs that differ; the policy's action beats the demo's in "
+    f'{record["policy_beats_demo"]:.2f}, loses in {record["policy_loses_to_demo"]:.2f}'
+  )
+  with open(os.path.join(workdir, f'action_values_{step}.json'), 'w') as f:
+    json.dump(record, f, indent=2)
+  return record
