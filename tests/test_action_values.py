@@ -117,9 +117,12 @@ def test_summarize_counts_preferences_ties_the_floor_and_agreement():
   assert (s['points'], s['pairs']) == (2, 4)
   assert s['true_prefers_demo'] == 0.25 and s['true_prefers_perturbed'] == 0.25 and s['true_tie'] == 0.5
   assert s['true_abs_diff'] == pytest.approx((0.5 + 0 + 0.3 + 0) / 4)
+  assert s['true_mean_diff'] == pytest.approx((0.5 + 0 - 0.3 + 0) / 4)
+  assert s['true_mean_diff_se'] == pytest.approx(np.std([0.5, 0, -0.3, 0], ddof=1) / 2)
   assert s['repeat_differ'] == 0.5 and s['repeat_abs_diff'] == pytest.approx(0.2)
   assert s['q_prefers_demo'] == 0.5  # +1.0, -1.0, +1.0, -1.0
   assert (s['q_agrees'], s['q_agrees_pairs']) == (0.5, 2)  # point 0: both +; point 1: dG -0.3, dQ +1.0
   assert s['policy_beats_demo'] == 0.5 and s['policy_loses_to_demo'] == 0.0
   assert s['policy_q_agrees'] == 1.0  # point 0: dG +1.0, dQ +0.5
+  assert s['policy_mean_diff'] == pytest.approx(0.5) and s['q_mean_diff'] == pytest.approx(0.0)
   assert s['demo_return'] == 0.5 and s['demo_success'] == 0.5

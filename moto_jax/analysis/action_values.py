@@ -148,6 +148,9 @@ def summarize(jobs: list[dict], results: list[dict]) -> dict:
     pol_d.append(pol['ret'] - demo['ret'])
     pol_q.append(pol['q'] - demo['q'])
   true_d, q_d, pol_d, pol_q, floor = map(np.asarray, (true_d, q_d, pol_d, pol_q, floor))
+  mean_se = lambda x: (
+    (float(np.mean(x)), float(np.std(x, ddof=1) / np.sqrt(x.size))) if x.size > 1 else (float('nan'),) * 2
+  )
   differ = np.abs(true_d) > TIE
   agree = np.sign(q_d[differ]) == np.sign(true_d[differ])
   pol_differ = np.abs(pol_d) > TIE
@@ -162,17 +165,24 @@ def summarize(jobs: list[dict], results: list[dict]) -> dict:
     'true_prefers_perturbed': float(np.mean(true_d < -TIE)),
     'true_tie': float(np.mean(~differ)),
     'true_abs_diff': float(np.mean(np.abs(true_d))),
+    # E[G(demo) - G(perturbed)] over the pairs and its standard error (the pairs of one point share
+    # the demo's rollout; the error treats them as independent).
+    'true_mean_diff': mean_se(true_d)[0],
+    'true_mean_diff_se': mean_se(true_d)[1],
     # The same action twice: how often and by how much the returns differ by the policy's own chance.
     'repeat_differ': float(np.mean(np.abs(floor) > TIE)) if floor.size else float('nan'),
     'repeat_abs_diff': float(np.mean(np.abs(floor))) if floor.size else float('nan'),
     # The critic on the same pairs: its own preference, and agreement where the environment differs.
     'q_prefers_demo': float(np.mean(q_d > 0)),
     'q_abs_diff': float(np.mean(np.abs(q_d))),
+    'q_mean_diff': float(np.mean(q_d)),
     'q_agrees': float(np.mean(agree)) if agree.size else float('nan'),
     'q_agrees_pairs': int(agree.size),
     # The policy's own action against the demo's (improvement beyond the data, as the world sees it).
     'policy_beats_demo': float(np.mean(pol_d > TIE)),
     'policy_loses_to_demo': float(np.mean(pol_d < -TIE)),
+    'policy_mean_diff': mean_se(pol_d)[0],
+    'policy_mean_diff_se': mean_se(pol_d)[1],
     'policy_q_agrees': float(np.mean(np.sign(pol_q[pol_differ]) == np.sign(pol_d[pol_differ])))
     if pol_differ.any()
     else float('nan'),
@@ -245,18 +255,24 @@ def action_values(
     margin=margin,
     seconds=round(time.perf_counter() - start, 1),
     **summarize(jobs, results),
+    rows=[
+      dict(point=j['point'], t=j['t'], branch=j['branch'], ret=r['ret'], q=r['q'], success=r['success'])
+      for j, r in zip(jobs, results)
+    ],
   )
   if record['replay_ok'] < 1.0:
     log(f'  warning: {1 - record["replay_ok"]:.0%} of the replays did not reproduce the stored image at t')
   log(
     f'Checkpoint {step}: the environment prefers the demo action to a perturbed one (std {noise}) in '
     f'{record["true_prefers_demo"]:.2f} of {record["pairs"]} pairs, the perturbed in '
-    f'{record["true_prefers_perturbed"]:.2f}, ties {record["true_tie"]:.2f} (mean |dG| {record["true_abs_diff"]:.3f}, '
+    f'{record["true_prefers_perturbed"]:.2f}, ties {record["true_tie"]:.2f} (mean dG {record["true_mean_diff"]:+.2f} '
+    f'+- {record["true_mean_diff_se"]:.2f}, mean |dG| {record["true_abs_diff"]:.2f}, '
     f'G {record["demo_return"]:.2f}; the same action twice differs in {record["repeat_differ"]:.2f}, mean |dG| '
     f'{record["repeat_abs_diff"]:.3f}); the critic prefers the demo in {record["q_prefers_demo"]:.2f} '
     f'(mean |dQ| {record["q_abs_diff"]:.3f}) and agrees with the environment in {record["q_agrees"]:.2f} of the '
     f"{record['q_agrees_pairs']} pairs that differ; the policy's action beats the demo's in "
-    f'{record["policy_beats_demo"]:.2f}, loses in {record["policy_loses_to_demo"]:.2f}'
+    f'{record["policy_beats_demo"]:.2f}, loses in {record["policy_loses_to_demo"]:.2f} (mean dG '
+    f'{record["policy_mean_diff"]:+.2f} +- {record["policy_mean_diff_se"]:.2f})'
   )
   with open(os.path.join(workdir, f'action_values_{step}.json'), 'w') as f:
     json.dump(record, f, indent=2)
