@@ -33,6 +33,9 @@ _ACTION_VALUES = flags.DEFINE_bool(
   'Also replay the demos and ask the environment what one changed action is worth, against the critic '
   '(moto_jax/analysis/action_values.py).',
 )
+_ACTION_HOLD = flags.DEFINE_integer(
+  'action_hold', 1, 'With --action_values: the branch lasts this many steps (one noise vector held over them).'
+)
 _EXPLORE = flags.DEFINE_bool(
   'explore', False, 'Act as the exploring episodes do (config.agent.explore_from, explore_noise), not tanh(mean).'
 )
@@ -48,6 +51,8 @@ def main(argv):
     steps = checkpoints.checkpoint_steps(_WORKDIR.value, _ALL.value, _STEP.value)
   except FileNotFoundError as e:
     raise app.UsageError(str(e)) from None
+  if _ACTION_HOLD.value < 1:
+    raise app.UsageError(f'--action_hold={_ACTION_HOLD.value}: a branch lasts at least one step')
   if _EPISODES.value <= 0 and not (_DEMO_DIAG.value or _ACTION_VALUES.value):
     raise app.UsageError('--episodes=0 evaluates nothing; add --demo_diagnostics, --action_values or give episodes')
   log = lambda s: print(s, flush=True)
@@ -68,7 +73,7 @@ def main(argv):
     from moto_jax.analysis import action_values
 
     for step in steps:
-      action_values.action_values(_WORKDIR.value, step, envs=_ENVS.value, log=log)
+      action_values.action_values(_WORKDIR.value, step, envs=_ENVS.value, hold=_ACTION_HOLD.value, log=log)
 
 
 if __name__ == '__main__':

@@ -52,11 +52,23 @@ def test_branch_jobs_cover_each_point_with_every_branch():
     assert j['seed'] == seed
     np.testing.assert_array_equal(j['prefix'], a[1 : j['t'] + 1])
     if j['branch'] == 'demo':
-      np.testing.assert_array_equal(j['action'], a[j['t'] + 1])
+      np.testing.assert_array_equal(j['action'], a[j['t'] + 1 : j['t'] + 2])
     elif j['branch'] == 'perturbed':
-      assert np.all(np.abs(j['action']) <= 1.0) and not np.allclose(j['action'], a[j['t'] + 1])
+      assert np.all(np.abs(j['action']) <= 1.0) and not np.allclose(j['action'], a[j['t'] + 1 : j['t'] + 2])
     else:
       assert j['action'] is None
+  # Held for 3 steps: the demo's next three actions, or those plus one noise vector, the same at each.
+  small = dict(demos[0][1], action=0.3 * demos[0][1]['action'])  # no clipping at noise 0.1
+  held = av.branch_jobs([(11, small)], every=3, noise=0.1, draws=1, margin=2, repeats=1, hold=3)
+  assert [j['t'] for j in held if j['branch'] == 'policy'] == [0, 3, 6]  # 6 + 3 <= 10 - 1
+  for j in held:
+    block = small['action'][j['t'] + 1 : j['t'] + 4]
+    if j['branch'] == 'demo':
+      np.testing.assert_array_equal(j['action'], block)
+    elif j['branch'] == 'perturbed':
+      delta = j['action'] - block
+      assert delta.shape == (3, ACTION_DIM) and np.abs(delta[0]).max() > 1e-3
+      np.testing.assert_allclose(delta, np.broadcast_to(delta[0], delta.shape), atol=1e-6)
 
 
 def test_run_jobs_prefix_branch_then_policy_and_the_discounted_return():
@@ -69,8 +81,8 @@ def test_run_jobs_prefix_branch_then_policy_and_the_discounted_return():
   envs = [LoggingEnv(parts.nets.image_shape, length) for _ in range(4)]
   demo = _demo(length, 3)
   demo['image'] = np.zeros((length + 1,) + tuple(parts.nets.image_shape), np.uint8)
-  jobs = av.branch_jobs([(7, demo)], every=2, noise=0.5, draws=1, margin=1, repeats=1)  # t = 0, 2, 4
-  assert len(jobs) == 9
+  jobs = av.branch_jobs([(7, demo)], every=2, noise=0.5, draws=1, margin=1, repeats=1, hold=2)  # t = 0, 2
+  assert len(jobs) == 6
   # One chunk of 4 environments and the rest: each job's log is read right after its chunk.
   results, logs = [], []
   for c in range(0, len(jobs), len(envs)):
@@ -81,9 +93,9 @@ def test_run_jobs_prefix_branch_then_policy_and_the_discounted_return():
     t = j['t']
     assert len(actions) == length
     np.testing.assert_array_equal(actions[:t], j['prefix'])
-    if j['action'] is not None:
-      np.testing.assert_array_equal(actions[t], j['action'])
-    assert np.all(np.abs(actions[t + 1 :]) <= 1.0)  # the policy's own (tanh) actions from t + 1 on
+    if j['action'] is not None:  # the branch's two actions, then the policy's own (tanh) ones
+      np.testing.assert_array_equal(actions[t : t + 2], j['action'])
+    assert np.all(np.abs(actions[t + 2 :]) < 1.0)
     expected = sum(GAMMA**k * rewards[t + k] for k in range(length - t))
     assert r['ret'] == pytest.approx(expected)
     assert r['success'] == bool(rewards[t:].any())

@@ -10,6 +10,9 @@ against the stored ones), where the environment takes one of the branch actions
   * `policy`: the run's acting policy's action there (its mode, as in evaluation);
   * `perturbed`: a_t plus Gaussian noise of std `noise`, clipped to [-1, 1], `draws` times;
 
+(with `hold` = k > 1 the branch lasts k steps: the demo's next k actions, or those plus one noise
+vector held for all k, a consistent change as a policy update would make, not k independent ones)
+
 and from t + 1 on the acting policy (its mode) to the episode's end. The discounted return from t,
 G(a) = sum_k gamma^k r_{t+1+k}, is the true Q^pi(s_t, a) of that deterministic policy, up to the
 time limit (no bootstrap after it). The critic's min_j Q_j(z_t, a) is read at the posterior state
@@ -45,25 +48,35 @@ TIE = 1e-6  # returns closer than this are a tie (sparse rewards give exact ties
 
 
 def branch_jobs(
-  demos: list[tuple[int, dict]], *, every: int, noise: float, draws: int, margin: int, repeats: int = 2, seed: int = 0
+  demos: list[tuple[int, dict]],
+  *,
+  every: int,
+  noise: float,
+  draws: int,
+  margin: int,
+  repeats: int = 2,
+  hold: int = 1,
+  seed: int = 0,
 ):
   """The rollouts to run: for each demo (its reset seed, the episode) and each step t = 0, every,
-  2 every, ... below its length minus `margin`, one job per branch. A job is a dict with `seed`,
-  `t`, `prefix` (the demo's actions before t, [t, A]), `branch` ('demo', 'policy' or 'perturbed'),
-  `action` (the branch action, [A]; None for 'policy': the policy's own), `point` (the index of its
-  (demo, t)) and `stored` (the demo's image at t, to check the replay)."""
+  2 every, ... below its length minus `margin` (and `hold`), one job per branch. A job is a dict with
+  `seed`, `t`, `prefix` (the demo's actions before t, [t, A]), `branch` ('demo', 'policy' or
+  'perturbed'), `action` (the branch's actions from t on, [hold, A]: the demo's a_t .. a_{t+hold-1},
+  or those plus one noise vector, the same at each of the `hold` steps, a consistent change; None for
+  'policy': the policy's own), `point` (the index of its (demo, t)) and `stored` (the demo's image
+  at t, to check the replay)."""
   rng = np.random.default_rng(seed)
   jobs, point = [], 0
   for reset_seed, ep in demos:
     actions = np.asarray(ep['action'], np.float32)  # action i led to image i; a_t is actions[t + 1]
-    for t in range(0, len(actions) - 1 - margin, every):
+    for t in range(0, len(actions) - 1 - max(margin, hold), every):
       base = dict(seed=reset_seed, t=t, prefix=actions[1 : t + 1], point=point, stored=ep['image'][t])
-      a_t = actions[t + 1]
+      a_t = actions[t + 1 : t + 1 + hold]
       for _ in range(repeats):
         jobs.append(dict(base, branch='demo', action=a_t))
       jobs.append(dict(base, branch='policy', action=None))
       for _ in range(draws):
-        pert = np.clip(a_t + noise * rng.standard_normal(a_t.shape), -1.0, 1.0).astype(np.float32)
+        pert = np.clip(a_t + noise * rng.standard_normal(a_t.shape[1:]), -1.0, 1.0).astype(np.float32)
         jobs.append(dict(base, branch='perturbed', action=pert))
       point += 1
   return jobs
@@ -104,9 +117,9 @@ def run_jobs(envs: list, parts, params, jobs: list[dict], *, gamma: float, key: 
       for k, j in enumerate(rows):
         if step < j['t']:
           executed[k] = j['prefix'][step]
-        elif step == j['t']:
-          if j['action'] is not None:
-            executed[k] = j['action']
+        elif j['action'] is not None and step - j['t'] < len(j['action']):
+          executed[k] = j['action'][step - j['t']]
+        if step == j['t']:
           res[k]['replay_ok'] = bool(np.array_equal(images[k], j['stored']))
       at_branch = np.array([step == j['t'] for j in rows])
       if at_branch.any():
@@ -217,6 +230,7 @@ def action_values(
   noise: float = 0.3,
   draws: int = 2,
   repeats: int = 2,
+  hold: int = 1,
   margin: int = 50,
   max_demos: int = 10,
   envs: int = 16,
@@ -224,7 +238,8 @@ def action_values(
   log=print,
 ) -> dict:
   """The probe of the module docstring on checkpoint `step` (default: the latest) of `workdir`.
-  Writes `<workdir>/action_values_<step>.json` and returns that record."""
+  Writes `<workdir>/action_values_<step>.json` (`action_values_hold<k>_<step>.json` for hold k > 1)
+  and returns that record."""
   config = restore.load_config(workdir)
   parts = agent.build(config, suites.action_dim(config))
   data_dir = data_dir or offline_data.resolve(config, log=log)
@@ -234,7 +249,7 @@ def action_values(
   _, state, counters, step, _ = restore.load_run(workdir, step, parts)
   params = agent.acting_params(state)
   jobs = branch_jobs(
-    demos, every=every, noise=noise, draws=draws, margin=margin, repeats=repeats, seed=int(config.seed)
+    demos, every=every, noise=noise, draws=draws, margin=margin, repeats=repeats, hold=hold, seed=int(config.seed)
   )
   log(f'Checkpoint {step}: {len(jobs)} rollouts from {len(demos)} demos ({envs} environments in lock step)')
   env_list = [suites.make_env(config) for _ in range(min(envs, len(jobs)))]
@@ -252,6 +267,7 @@ def action_values(
     noise=noise,
     draws=draws,
     repeats=repeats,
+    hold=hold,
     margin=margin,
     seconds=round(time.perf_counter() - start, 1),
     **summarize(jobs, results),
@@ -263,7 +279,8 @@ def action_values(
   if record['replay_ok'] < 1.0:
     log(f'  warning: {1 - record["replay_ok"]:.0%} of the replays did not reproduce the stored image at t')
   log(
-    f'Checkpoint {step}: the environment prefers the demo action to a perturbed one (std {noise}) in '
+    f'Checkpoint {step}: the environment prefers the demo action to a perturbed one (std {noise}'
+    f'{f", held {hold} steps" if hold > 1 else ""}) in '
     f'{record["true_prefers_demo"]:.2f} of {record["pairs"]} pairs, the perturbed in '
     f'{record["true_prefers_perturbed"]:.2f}, ties {record["true_tie"]:.2f} (mean dG {record["true_mean_diff"]:+.2f} '
     f'+- {record["true_mean_diff_se"]:.2f}, mean |dG| {record["true_abs_diff"]:.2f}, '
@@ -274,6 +291,7 @@ def action_values(
     f'{record["policy_beats_demo"]:.2f}, loses in {record["policy_loses_to_demo"]:.2f} (mean dG '
     f'{record["policy_mean_diff"]:+.2f} +- {record["policy_mean_diff_se"]:.2f})'
   )
-  with open(os.path.join(workdir, f'action_values_{step}.json'), 'w') as f:
+  name = f'action_values_{step}.json' if hold == 1 else f'action_values_hold{hold}_{step}.json'
+  with open(os.path.join(workdir, name), 'w') as f:
     json.dump(record, f, indent=2)
   return record
