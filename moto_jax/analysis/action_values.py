@@ -202,7 +202,7 @@ def summarize(jobs: list[dict], results: list[dict]) -> dict:
   }
 
 
-def demo_seeds(data_dir: str, config) -> list[tuple[int, dict]]:
+def demo_seeds(data_dir: str) -> list[tuple[int, dict]]:
   """(reset seed, episode) of each episode in `data_dir` that carries the behaviour prior. The seed is
   `episode_seed(collector seed, i)` for episode_<i>, as `Suite.collect` wrote it."""
   manifest = manifest_lib.read_manifest(data_dir) or {}
@@ -218,7 +218,6 @@ def demo_seeds(data_dir: str, config) -> list[tuple[int, dict]]:
     if m is None:
       raise ValueError(f'{f}: no episode index in the name, so its reset seed is unknown')
     out.append((episode_seed(int(collector_seed), int(m.group(1))), ep))
-  del config
   return out
 
 
@@ -243,7 +242,7 @@ def action_values(
   config = restore.load_config(workdir)
   parts = agent.build(config, suites.action_dim(config))
   data_dir = data_dir or offline_data.resolve(config, log=log)
-  demos = demo_seeds(data_dir, config)[:max_demos]
+  demos = demo_seeds(data_dir)[:max_demos]
   if not demos:
     raise ValueError(f'{data_dir} holds no episode that carries the behaviour prior: no demos to replay')
   _, state, counters, step, _ = restore.load_run(workdir, step, parts)
