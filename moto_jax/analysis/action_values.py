@@ -11,7 +11,8 @@ against the stored ones), where the environment takes one of the branch actions
   * `perturbed`: a_t plus Gaussian noise of std `noise`, clipped to [-1, 1], `draws` times;
 
 (with `hold` = k > 1 the branch lasts k steps: the demo's next k actions, or those plus one noise
-vector held for all k, a consistent change as a policy update would make, not k independent ones)
+vector held for all k, a consistent change as a policy update would make, not k independent ones;
+the critic's Q then still reads the first of the k actions only)
 
 and from t + 1 on the acting policy (its mode) to the episode's end. The discounted return from t,
 G(a) = sum_k gamma^k r_{t+1+k}, is the true Q^pi(s_t, a) of that deterministic policy, up to the
