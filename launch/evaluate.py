@@ -72,8 +72,7 @@ def main(argv):
   if _ACTION_VALUES.value:
     from moto_jax.analysis import action_values
 
-    for step in steps:
-      action_values.action_values(_WORKDIR.value, step, envs=_ENVS.value, hold=_ACTION_HOLD.value, log=log)
+    action_values.action_values(_WORKDIR.value, steps, envs=_ENVS.value, hold=_ACTION_HOLD.value, log=log)
 
 
 if __name__ == '__main__':

@@ -3,6 +3,7 @@ environment gets the demo's prefix, then the branch action, then the policy, tha
 a plain sum over what the environment paid, and its pairwise statistics on hand-made returns."""
 
 from conftest import ACTION_DIM, constant_critic, debug_config
+import gymnasium
 import jax
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ class LoggingEnv:
   def __init__(self, image_shape, length: int):
     self.image = np.zeros(image_shape, np.uint8)
     self.length = length
+    self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (ACTION_DIM,))
 
   def reset(self, *, seed=None):
     self.seed, self.actions, self.rewards = seed, [], []

@@ -282,12 +282,13 @@ def test_action_values_replay_the_demos_exactly(finished_run, tmp_path):
   with pytest.raises(ValueError, match='no collector seed'):
     action_values.action_values(workdir, data_dir=str(tmp_path), log=lambda s: None)
   shutil.copy(os.path.join(data_dir, manifest_lib.MANIFEST), tmp_path)
-  rec = action_values.action_values(
+  (rec,) = action_values.action_values(
     workdir, every=4, margin=2, draws=1, repeats=2, max_demos=2, envs=5, data_dir=str(tmp_path), log=lambda s: None
   )
   assert rec['replay_ok'] == 1.0  # the seed and the actions give the stored episode, step for step
   assert (rec['demos'], rec['points'], rec['pairs']) == (2, 4, 4)  # t = 0 and 4 of each 10-step demo
-  assert rec['true_tie'] + rec['true_prefers_demo'] + rec['true_prefers_perturbed'] == pytest.approx(1.0)
+  # No debug episode succeeds and the reward is success: every return is 0, every pair a tie.
+  assert rec['demo_return'] == 0.0 and rec['true_tie'] == 1.0 and rec['repeat_differ'] == 0.0
   with open(os.path.join(workdir, f'action_values_{rec["step"]}.json')) as f:
     assert json.load(f)['pairs'] == 4
 

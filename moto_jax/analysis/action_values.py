@@ -41,7 +41,7 @@ from moto_jax import agent, suites
 from moto_jax.agent import policy as policy_lib
 from moto_jax.data import episodes as ep_lib
 from moto_jax.data import manifest as manifest_lib
-from moto_jax.data.rollout import episode_seed
+from moto_jax.data import rollout as rollout_lib
 from moto_jax.networks import rssm as rssm_lib
 from moto_jax.training import offline_data, restore
 
@@ -83,8 +83,27 @@ def branch_jobs(
   return jobs
 
 
+class _StepSuccess:
+  """`env` whose episodes also record each step's `info['success']` as `step_success` (the rollout
+  records the `STEP_INFO` an environment names), 0 where the environment gives none."""
+
+  STEP_INFO = {'step_success': 'success'}
+
+  def __init__(self, env):
+    self.env, self.action_space = env, env.action_space
+
+  def reset(self, **kwargs):
+    obs, info = self.env.reset(**kwargs)
+    return obs, {**info, 'success': float(info.get('success', 0.0))}
+
+  def step(self, action):
+    obs, reward, terminated, truncated, info = self.env.step(action)
+    return obs, reward, terminated, truncated, {**info, 'success': float(info.get('success', 0.0))}
+
+
 def run_jobs(envs: list, parts, params, jobs: list[dict], *, gamma: float, key: jax.Array, log=None) -> list[dict]:
-  """Runs `jobs` (`branch_jobs`) in lock step, len(envs) at a time, one batched policy call per step.
+  """Runs `jobs` (`branch_jobs`) len(envs) at a time through `rollout_lib.rollout_batch` (lock step,
+  one batched policy call per step).
 
   Returns per job {'ret': G, 'success': any success after t, 'q': min_j Q_j(z_t, executed a_t),
   'replay_ok': the image at t equals the stored one}. The posterior step always gets the action the
@@ -98,47 +117,43 @@ def run_jobs(envs: list, parts, params, jobs: list[dict], *, gamma: float, key: 
     feat = rssm_lib.feature({'deter': deter, 'stoch': stoch})
     return jnp.min(nets.q_values(critic_params, feat, action), axis=0)
 
-  n, out = len(envs), []
-  start = time.perf_counter()
-  for c in range(0, len(jobs), n):
-    chunk = jobs[c : c + n]
-    rows = chunk + [chunk[-1]] * (n - len(chunk))  # padding rows repeat the last job; discarded
-    images = np.stack([env.reset(seed=j['seed'])[0]['image'] for env, j in zip(envs, rows)])
-    carry = policy_lib.init_carry(parts.config, n, parts.action_dim)
-    first = np.ones(n, bool)
-    res = [dict(ret=0.0, success=False, q=float('nan'), replay_ok=False) for _ in rows]
-    done = np.zeros(n, bool)
+  envs = [_StepSuccess(env) for env in envs]
+  out, start = [], time.perf_counter()
+  for c in range(0, len(jobs), len(envs)):
+    chunk = jobs[c : c + len(envs)]
+    carry = policy_lib.init_carry(parts.config, len(envs), parts.action_dim)
+    q = np.full(len(envs), np.nan)
     step = 0
-    while not done.all():
+
+    def policy_fn(images, is_first):
+      nonlocal carry, key, step
       key, sub = jax.random.split(key)
-      carry, policy_action = act(params, carry, images, first, sub, explore=False)
-      policy_action = np.asarray(policy_action)
-      first[:] = False
-      executed = policy_action.copy()
-      for k, j in enumerate(rows):
+      carry, action = act(params, carry, images, is_first, sub, explore=False)
+      executed = np.array(action)
+      for k, j in enumerate(chunk):
         if step < j['t']:
           executed[k] = j['prefix'][step]
         elif j['action'] is not None and step - j['t'] < len(j['action']):
           executed[k] = j['action'][step - j['t']]
-        if step == j['t']:
-          res[k]['replay_ok'] = bool(np.array_equal(images[k], j['stored']))
-      at_branch = np.array([step == j['t'] for j in rows])
-      if at_branch.any():
-        q = np.asarray(q_min(params['critic'], carry['deter'], carry['stoch'], jnp.asarray(executed)))
-        for k in np.flatnonzero(at_branch):
-          res[k]['q'] = float(q[k])
+      at = [k for k, j in enumerate(chunk) if j['t'] == step]
+      if at:
+        q[at] = np.asarray(q_min(params['critic'], carry['deter'], carry['stoch'], jnp.asarray(executed)))[at]
       carry = {**carry, 'action': jnp.asarray(executed)}
-      for k, (env, j) in enumerate(zip(envs, rows)):
-        if done[k]:
-          continue
-        obs, reward, terminated, truncated, info = env.step(executed[k])
-        images[k] = obs['image']
-        if step >= j['t']:
-          res[k]['ret'] += gamma ** (step - j['t']) * float(reward)
-          res[k]['success'] |= bool(info.get('success', 0.0))
-        done[k] = terminated or truncated
       step += 1
-    out += res[: len(chunk)]
+      return executed
+
+    episodes = rollout_lib.rollout_batch(envs, policy_fn, [j['seed'] for j in chunk])
+    for k, (j, ep) in enumerate(zip(chunk, episodes)):
+      t = j['t']
+      rewards = np.asarray(ep['reward'][t + 1 :], np.float64)  # reward i came with image i
+      out.append(
+        dict(
+          ret=float(np.sum(gamma ** np.arange(len(rewards)) * rewards)),
+          success=bool(ep['step_success'][t + 1 :].any()),
+          q=float(q[k]),
+          replay_ok=bool(np.array_equal(ep['image'][t], j['stored'])),
+        )
+      )
     if log:
       log(f'  {len(out)}/{len(jobs)} rollouts, {time.perf_counter() - start:.0f} s')
   return out
@@ -181,8 +196,7 @@ def summarize(jobs: list[dict], results: list[dict]) -> dict:
     'true_abs_diff': float(np.mean(np.abs(true_d))),
     # E[G(demo) - G(perturbed)] over the pairs and its standard error (the pairs of one point share
     # the demo's rollout; the error treats them as independent).
-    'true_mean_diff': mean_se(true_d)[0],
-    'true_mean_diff_se': mean_se(true_d)[1],
+    **dict(zip(('true_mean_diff', 'true_mean_diff_se'), mean_se(true_d))),
     # The same action twice: how often and by how much the returns differ by the policy's own chance.
     'repeat_differ': float(np.mean(np.abs(floor) > TIE)) if floor.size else float('nan'),
     'repeat_abs_diff': float(np.mean(np.abs(floor))) if floor.size else float('nan'),
@@ -195,8 +209,7 @@ def summarize(jobs: list[dict], results: list[dict]) -> dict:
     # The policy's own action against the demo's (improvement beyond the data, as the world sees it).
     'policy_beats_demo': float(np.mean(pol_d > TIE)),
     'policy_loses_to_demo': float(np.mean(pol_d < -TIE)),
-    'policy_mean_diff': mean_se(pol_d)[0],
-    'policy_mean_diff_se': mean_se(pol_d)[1],
+    **dict(zip(('policy_mean_diff', 'policy_mean_diff_se'), mean_se(pol_d))),
     'policy_q_agrees': float(np.mean(np.sign(pol_q[pol_differ]) == np.sign(pol_d[pol_differ])))
     if pol_differ.any()
     else float('nan'),
@@ -218,13 +231,13 @@ def demo_seeds(data_dir: str) -> list[tuple[int, dict]]:
     m = re.search(r'(\d+)\.npz$', os.path.basename(f))
     if m is None:
       raise ValueError(f'{f}: no episode index in the name, so its reset seed is unknown')
-    out.append((episode_seed(int(collector_seed), int(m.group(1))), ep))
+    out.append((rollout_lib.episode_seed(int(collector_seed), int(m.group(1))), ep))
   return out
 
 
 def action_values(
   workdir: str,
-  step: int | None = None,
+  steps: list[int | None] = (None,),
   *,
   every: int = 20,
   noise: float = 0.3,
@@ -236,39 +249,39 @@ def action_values(
   envs: int = 16,
   data_dir: str | None = None,
   log=print,
-) -> dict:
-  """The probe of the module docstring on checkpoint `step` (default: the latest) of `workdir`.
-  Writes `<workdir>/action_values_<step>.json` (`action_values_hold<k>_<step>.json` for hold k > 1)
-  and returns that record."""
+) -> list[dict]:
+  """The probe of the module docstring on each checkpoint of `steps` (None: the latest) of `workdir`,
+  with one set of demos, rollouts and environments for all. Writes `<workdir>/action_values_<step>.json`
+  (`action_values_hold<k>_<step>.json` for hold k > 1) and returns those records."""
   config = restore.load_config(workdir)
   parts = agent.build(config, suites.action_dim(config))
   data_dir = data_dir or offline_data.resolve(config, log=log)
   demos = demo_seeds(data_dir)[:max_demos]
   if not demos:
     raise ValueError(f'{data_dir} holds no episode that carries the behaviour prior: no demos to replay')
-  _, state, counters, step, _ = restore.load_run(workdir, step, parts)
-  params = agent.acting_params(state)
   jobs = branch_jobs(
     demos, every=every, noise=noise, draws=draws, margin=margin, repeats=repeats, hold=hold, seed=int(config.seed)
   )
-  log(f'Checkpoint {step}: {len(jobs)} rollouts from {len(demos)} demos ({envs} environments in lock step)')
+  settings = dict(demos=len(demos), every=every, noise=noise, draws=draws, repeats=repeats, hold=hold, margin=margin)
   env_list = [suites.make_env(config) for _ in range(min(envs, len(jobs)))]
-  start = time.perf_counter()
   try:
-    results = run_jobs(env_list, parts, params, jobs, gamma=config.agent.gamma, key=jax.random.PRNGKey(0), log=log)
+    return [_probe_one(workdir, parts, env_list, jobs, step, config.agent.gamma, settings, log) for step in steps]
   finally:
     for env in env_list:
       env.close()
+
+
+def _probe_one(workdir, parts, envs, jobs, step, gamma: float, settings: dict, log) -> dict:
+  """`jobs` on checkpoint `step`: one record, printed and written (`action_values`)."""
+  hold = settings['hold']
+  _, state, counters, step, _ = restore.load_run(workdir, step, parts)
+  log(f'Checkpoint {step}: {len(jobs)} rollouts from {settings["demos"]} demos ({len(envs)} environments in lock step)')
+  start = time.perf_counter()
+  results = run_jobs(envs, parts, agent.acting_params(state), jobs, gamma=gamma, key=jax.random.PRNGKey(0), log=log)
   record = dict(
     step=step,
     counters=counters.to_json(),
-    demos=len(demos),
-    every=every,
-    noise=noise,
-    draws=draws,
-    repeats=repeats,
-    hold=hold,
-    margin=margin,
+    **settings,
     seconds=round(time.perf_counter() - start, 1),
     **summarize(jobs, results),
     rows=[
@@ -279,7 +292,7 @@ def action_values(
   if record['replay_ok'] < 1.0:
     log(f'  warning: {1 - record["replay_ok"]:.0%} of the replays did not reproduce the stored image at t')
   log(
-    f'Checkpoint {step}: the environment prefers the demo action to a perturbed one (std {noise}'
+    f'Checkpoint {step}: the environment prefers the demo action to a perturbed one (std {settings["noise"]}'
     f'{f", held {hold} steps" if hold > 1 else ""}) in '
     f'{record["true_prefers_demo"]:.2f} of {record["pairs"]} pairs, the perturbed in '
     f'{record["true_prefers_perturbed"]:.2f}, ties {record["true_tie"]:.2f} (mean dG {record["true_mean_diff"]:+.2f} '
