@@ -211,9 +211,13 @@ def agent_config() -> ml_collections.ConfigDict:
   c.value_share = 0.5
   # How the cloning term weighs real pairs (mode 'moto'): 'none' (Eq. 10: every pair of a successful
   # episode alike), 'q' (only where the critics rate the data's action at least as high as the
-  # policy's: the Q-filter) or 'advantage' (by the data action's advantage, standardised within the
-  # batch, mean weight 1); agent/cloning.py.
+  # policy's: the Q-filter), 'advantage' (by the data action's advantage, standardised within the
+  # batch, mean weight 1) or 'snippets' (below); agent/cloning.py.
   c.bc_filter = 'none'
+  # bc_filter 'snippets' (beyond the paper's success filter, within its Eq. 10 after ABM): also clone
+  # every real pair whose advantage over this many real steps, bootstrapped with the critics' value
+  # of the state reached, is positive (agent/cloning.snippet_advantage); cut at the window's end.
+  c.snippet_steps = 10
   c.data_critic_loss = True  # L_data (Eq. 8); False = ablation
   # Beyond the paper: > 0 also trains the critics on one world-model step from every imagined state
   # under the policy's action plus Gaussian noise of this std (clipped to [-1, 1]), so that Q learns

@@ -282,3 +282,15 @@ def test_full_update_reports_the_balance(config, batch):
   assert 0.0 <= float(metrics['actor/bc_filter_keep']) <= 1.0  # the update's cloning term is the filtered one
   # The critics also trained on the perturbed actions' model transitions.
   assert float(metrics['critic/perturbed_loss']) > 0.0 and float(metrics['critic/action_gap']) > 0.0
+
+
+def test_full_update_with_snippets(batch):
+  """bc_filter 'snippets' through the jitted update: the cloned set is widened (the share of the
+  other pairs it clones is logged) and the step stays finite."""
+  parts = agent.build(debug_config(bc_filter='snippets', snippet_steps=3), ACTION_DIM)
+  state = agent.create_train_state(parts, jax.random.key(0))
+  update = agent.make_update_fn(parts)
+  assert batch['bc_weight'].min() == 0 and batch['bc_weight'].max() == 1  # some pairs only the snippets clone
+  state, metrics = update(state, agent.shard_batch(batch, agent.default_mesh()), jax.random.key(1))
+  assert 0.0 <= float(metrics['actor/snippet_share']) <= 1.0
+  assert np.isfinite(float(metrics['actor/loss']))

@@ -3,7 +3,7 @@
 Imagination's penalised rewards (Eqs. 2-4) row by row, value expansion (Eqs. 5, 7) by a brute-force
 double loop at H = 1..7, the critic targets with twin critics that differ and depend on the action
 (Eqs. 7-9), Eq. 10 by value with an episode start inside the window and mixed weights, and the total
-actor loss; the Q-filter of cloning (`agent.bc_filter='q'`) likewise.
+actor loss; the Q-filter, advantage weights and n-step snippets of cloning (`agent.bc_filter`) likewise.
 """
 
 from conftest import debug_config, synthetic_batch
@@ -289,6 +289,97 @@ def test_advantage_weights_by_value(nets, params, setup):
   w = want[cloned]  # how many pairs the weights effectively clone, as a share
   np.testing.assert_allclose(metrics['actor/bc_filter_ess'], w.sum() ** 2 / (w.size * (w**2).sum()), rtol=1e-4)
   assert 0.1 < float(metrics['actor/bc_filter_ess']) < 1.0
+
+
+def plain_snippet_advantage(v_here, v_next, reward, discount, mask, gamma, steps):
+  """A_i = sum_{k<n} gamma^k D r_{i+1+k} + gamma^n D V(z_{i+n}) - V(z_i), n the most steps up to `steps`
+  with a transition at every one (the episode or the window ends first), D the discounts' product;
+  written as a loop over rows, pairs and steps."""
+  b, length = reward.shape
+  out = np.zeros((b, length))
+  for row in range(b):
+    for i in range(length):
+      ret, scale, boot = 0.0, 1.0, 0.0
+      for k in range(steps):
+        j = i + k
+        if j >= length or mask[row, j] == 0:
+          break
+        ret += scale * reward[row, j]
+        scale *= gamma * discount[row, j]
+        boot = scale * v_next[row, j]  # V(z_{j+1}), the state the k+1 steps reach
+      out[row, i] = ret + boot - v_here[row, i]
+  return out
+
+
+@pytest.mark.parametrize('steps', [1, 3, 10])
+def test_snippet_advantage_by_value_and_the_widened_cloning_loss(nets, params, setup, steps):
+  """bc_filter 'snippets': the n-step advantage against a plain loop (rewards and discounts that
+  differ per step, an episode start inside a window, the window's end); the cloning loss then clones
+  the successful pairs and the others whose advantage is positive, and says how many of those."""
+  start, pairs, critic, _ = setup
+  gamma = 0.9
+  rng = np.random.default_rng(0)
+  pairs = {
+    **pairs,
+    'reward': jnp.asarray(rng.uniform(0, 1, pairs['reward'].shape), jnp.float32),
+    'discount': jnp.asarray(rng.choice([1.0, 0.5], pairs['reward'].shape), jnp.float32),
+  }
+  v = lambda z: np.min(np.asarray(nets.q_values(critic, z, nets.policy(params['actor'], z).mode()), np.float64), axis=0)
+  want = plain_snippet_advantage(
+    v(pairs['feat']),
+    v(pairs['next_feat']),
+    *(np.asarray(pairs[k], np.float64) for k in ('reward', 'discount', 'mask')),
+    gamma,
+    steps,
+  )
+  got = np.asarray(cloning.snippet_advantage(params['actor'], nets, critic, pairs, gamma=gamma, steps=steps))
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  if steps == 1:  # the one-step form by hand: r_{i+1} + gamma d_{i+1} V(z_{i+1}) - V(z_i)
+    one = np.asarray(pairs['reward']) + gamma * np.asarray(pairs['discount']) * v(pairs['next_feat']) - v(pairs['feat'])
+    mask = np.asarray(pairs['mask']) > 0
+    np.testing.assert_allclose(got[mask], one[mask], rtol=1e-4, atol=1e-4)
+
+  widened, keep = cloning.cloning_inputs(
+    params['actor'], nets, critic, pairs, 'snippets', gamma=gamma, snippet_steps=steps
+  )
+  assert keep is None
+  mask, success = np.asarray(pairs['mask']), np.asarray(pairs['bc_weight'])
+  weight = np.maximum(success, (want > 0) * mask)
+  np.testing.assert_array_equal(np.asarray(widened['bc_weight']), weight)
+  rest = (mask * (1 - success)) > 0
+  assert rest.sum() == 3  # row 1's first pairs before the episode start: not cloned by Eq. 10
+  logp = plain_logp(nets, params['actor'], pairs, 1e-2)
+  bc, metrics = cloning.cloning_loss(params['actor'], nets, widened, bc_eps=1e-2)
+  np.testing.assert_allclose(bc, np.sum(mask * -weight * logp) / np.sum(mask), rtol=1e-4)
+  np.testing.assert_allclose(metrics['actor/snippet_share'], (want[rest] > 0).mean(), rtol=1e-6)
+  cfg = debug_config(horizon=2, bc_scale=7.0, bc_eps=1e-2, bc_filter='snippets', snippet_steps=steps, gamma=gamma)
+  loss, (metrics, _) = ac_loss.actor_loss(
+    params['actor'], nets, params['wm'], critic, start, pairs, jax.random.key(7), **agent.loss_settings(cfg.agent).actor
+  )
+  np.testing.assert_allclose(
+    loss, metrics['actor/mb_loss'] + 7.0 * np.sum(mask * -weight * logp) / np.sum(mask), rtol=1e-4
+  )
+
+
+def test_snippets_clone_progress_and_not_standing_still(nets, params, setup):
+  """With critics that value every state alike (V = c > 0) and no reward, n steps score
+  (gamma^n - 1) c < 0: nothing beyond Eq. 10's pairs is cloned. A reward on the way makes the
+  snippets that reach it positive, and only those within n steps of it."""
+  from conftest import constant_critic
+
+  _, pairs, critic, _ = setup
+  flat = constant_critic(critic, 2.0)
+  zero = {**pairs, 'reward': jnp.zeros_like(pairs['reward']), 'discount': jnp.ones_like(pairs['discount'])}
+  adv = np.asarray(cloning.snippet_advantage(params['actor'], nets, flat, zero, gamma=0.9, steps=3))
+  mask = np.asarray(pairs['mask']) > 0
+  np.testing.assert_allclose(adv[0], (0.9 ** np.minimum(3, 7 - np.arange(7)) - 1) * 2.0, rtol=1e-5)
+  assert (adv[mask] < 0).all()
+  paid = np.zeros(zero['reward'].shape, np.float32)
+  paid[0, 5] = 1.0  # r_6 on row 0: the transition out of z_5
+  paid_pairs = {**zero, 'reward': jnp.asarray(paid)}
+  adv = np.asarray(cloning.snippet_advantage(params['actor'], nets, flat, paid_pairs, gamma=0.9, steps=3))
+  np.testing.assert_array_equal(adv[0] > 0, [False, False, False, True, True, True, False])
+  assert (adv[1][mask[1]] < 0).all()
 
 
 def test_perturbed_transitions_and_their_critic_loss_by_value(nets, params, setup):

@@ -35,6 +35,14 @@ def test_bad_config_fails_before_compile(tmp_path):
   with pytest.raises(config_check.ConfigError, match=r'agent\.bc_final=0\.0: expected a value in \(0, 1\]'):
     config_check.validate(c)
   c.agent.bc_final = 1.0
+  c.agent.snippet_steps = 0
+  with pytest.raises(config_check.ConfigError, match=r'agent\.snippet_steps=0: expected an integer >= 1'):
+    config_check.validate(c)
+  c.agent.snippet_steps = 10
+  c.agent.bc_filter = 'snippet'
+  with pytest.raises(config_check.ConfigError, match=r"agent\.bc_filter='snippet': expected .*\"snippets\""):
+    config_check.validate(c)
+  c.agent.bc_filter = 'none'
   c.env.reward = 'shaped'
   with pytest.raises(config_check.ConfigError, match=r"env\.reward='shaped': expected one of 'sparse', 'dense'"):
     config_check.validate(c)

@@ -21,7 +21,7 @@ import ml_collections
 import optax
 
 from moto_jax.agent import returns
-from moto_jax.agent.cloning import cloning_keep, cloning_loss, is_unit, masked_mean
+from moto_jax.agent.cloning import cloning_inputs, cloning_loss, is_unit, masked_mean
 from moto_jax.networks import layers
 from moto_jax.networks import rssm as rssm_lib
 from moto_jax.networks.world_model import Networks
@@ -66,6 +66,8 @@ def loss_settings(cfg: ml_collections.ConfigDict) -> LossSettings:
       balance=cfg.balance,
       value_share=cfg.value_share,
       bc_filter=cfg.bc_filter if value_scale and cfg.mode == 'moto' else 'none',
+      snippet_steps=cfg.snippet_steps,
+      gamma=cfg.gamma,
       critic_action_noise=cfg.critic_action_noise,
     ),
     critic=dict(targets=targets, gamma=cfg.gamma, data_critic_loss=data_critic_loss),
@@ -158,6 +160,8 @@ def actor_loss(
   balance: str = 'fixed',
   value_share: float = 0.5,
   bc_filter: str = 'none',
+  snippet_steps: int = 10,
+  gamma: float = 0.99,
   critic_action_noise: float = 0.0,
 ):
   """L_pi = value_scale * L_pi_MB + beta_bc * L_BC (Eqs. 6 and 10), as one scalar.
@@ -171,8 +175,9 @@ def actor_loss(
     penalty_scale lambda_u (Eq. 3); bc_scale beta_bc (Eq. 10); bc_eps (the BC log-density's clip
     of saturated actions, `TanhGaussian.log_prob`); entropy_scale (a regulariser, 0 by default);
     value_scale: 1 (MOTO), 0 (mode 'bc'). `balance` and `value_share` act on gradients only.
-    bc_filter: 'none' (Eq. 10), 'q' (cloning weighted by `cloning.q_filter`) or 'advantage'
-      (`cloning.advantage_weights`), both from `critic_params`.
+    bc_filter: 'none' (Eq. 10), 'q' (cloning weighted by `cloning.q_filter`), 'advantage'
+      (`cloning.advantage_weights`) or 'snippets' (`cloning.snippet_advantage` over `snippet_steps`
+      steps at discount `gamma` widens what is cloned), all from `critic_params`.
     critic_action_noise: > 0 adds `perturbed_transitions` to the rollout (the critics' only).
   Returns (loss, (metrics, rollout)) where rollout holds the stopped 'feat' [H+1, N, F],
     'action' [H+1, N, A] and penalised 'reward' [H, N] for the critics.
@@ -191,8 +196,10 @@ def actor_loss(
     entropy_scale=entropy_scale,
     critic_action_noise=critic_action_noise,
   )
-  keep = cloning_keep(actor_params, nets, critic_params, pairs, bc_filter)
-  bc_loss, bc_metrics = cloning_loss(actor_params, nets, pairs, bc_eps=bc_eps, keep=keep)
+  bc_pairs, keep = cloning_inputs(
+    actor_params, nets, critic_params, pairs, bc_filter, gamma=gamma, snippet_steps=snippet_steps
+  )
+  bc_loss, bc_metrics = cloning_loss(actor_params, nets, bc_pairs, bc_eps=bc_eps, keep=keep)
   loss = value_scale * value + bc_scale * bc_loss
   return loss, ({'actor/loss': loss, **metrics, **bc_metrics}, rollout)
 
@@ -245,6 +252,8 @@ def actor_grads(
   balance: str = 'fixed',
   value_share: float = 0.5,
   bc_filter: str = 'none',
+  snippet_steps: int = 10,
+  gamma: float = 0.99,
   critic_action_noise: float = 0.0,
   bc_weight=1.0,
 ):
@@ -254,7 +263,7 @@ def actor_grads(
   * 'share': value_share * g_MB / |g_MB| + (1 - value_share) * g_BC / |g_BC|: the value term's
     share of the gradient's direction is `value_share`, whatever the scale of rewards, Q or the
     policy's sigma (mode 'bc' keeps value_scale 0: cloning alone).
-  With bc_filter 'q', g_BC is the gradient of the Q-filtered cloning loss (`cloning.q_filter`). The cloning
+  With a bc_filter, g_BC is the gradient of the filtered cloning loss (`cloning.cloning_inputs`). The cloning
   summand is then scaled by `bc_weight` (a traced scalar from `cloning.cloning_weight`, or 1.0).
 
   Returns (grads, metrics, rollout, terms) with terms = (value part, cloning part) of `grads`, the
@@ -279,9 +288,11 @@ def actor_grads(
   else:  # mode 'bc': the rollout feeds the critics; no gradient through imagination
     value, (metrics, rollout) = value_fn(actor_params)
     g_value = zeros
-  keep = cloning_keep(actor_params, nets, critic_params, pairs, bc_filter)
+  bc_pairs, keep = cloning_inputs(
+    actor_params, nets, critic_params, pairs, bc_filter, gamma=gamma, snippet_steps=snippet_steps
+  )
   (bc_loss, bc_metrics), g_bc = jax.value_and_grad(cloning_loss, has_aux=True)(
-    actor_params, nets, pairs, bc_eps=bc_eps, keep=keep
+    actor_params, nets, bc_pairs, bc_eps=bc_eps, keep=keep
   )
   n_value, n_bc = optax.global_norm(g_value), optax.global_norm(g_bc)
   terms = balance_terms(

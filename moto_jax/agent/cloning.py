@@ -1,5 +1,7 @@
 """The real-data pairs and the cloning term of the actor (Eq. 10), with what goes beyond the paper:
 the critic-led filters of cloning (`agent.bc_filter`) and the decaying cloning weight (`agent.bc_final`).
+The 'snippets' filter is the general form of the paper's prior (its Sec. 4 after ABM, ref. [47]):
+besides the successful episodes, the snippets of any episode whose n-step advantage is positive.
 
 Real-data pairing: in the stored convention the transition out of z_i is (a_{i+1}, r_{i+1},
 z_{i+1}), so Eqs. 8 and 10 use pairs i = 0..T-2, masked where step i+1 starts an episode.
@@ -86,6 +88,9 @@ def cloning_loss(actor_params, nets: Networks, pairs: dict, *, bc_eps: float, ke
     'actor/bc_loglik': masked_mean(logp, bc_mask),
     'data/bc_share': jnp.mean(pairs['bc_weight']),
   }
+  if 'success_weight' in pairs:  # 'snippets': how much of the rest of the data the filter clones
+    rest = pairs['mask'] * (1.0 - pairs['success_weight'])
+    metrics['actor/snippet_share'] = masked_mean(pairs['bc_weight'] - pairs['success_weight'], rest)
   if keep is not None:  # the share of the cloned pairs the filter keeps (the mean weight)
     metrics['actor/bc_filter_keep'] = masked_mean(keep, bc_mask)
     # Effective share of the cloned pairs, (sum w)^2 / (n sum w^2): 1 for equal weights, 1/n for one pair.
@@ -95,15 +100,59 @@ def cloning_loss(actor_params, nets: Networks, pairs: dict, *, bc_eps: float, ke
   return bc_loss, metrics
 
 
-def cloning_keep(actor_params, nets: Networks, critic_params, pairs: dict, bc_filter: str) -> jax.Array | None:
-  """The per-pair weight `bc_filter` puts on cloning: None for 'none', `q_filter` for 'q',
-  `advantage_weights` for 'advantage'."""
+def snippet_advantage(actor_params, nets: Networks, critic_params, pairs: dict, *, gamma: float, steps: int):
+  """The n-step advantage of every real pair, from real rewards and the critics' state values:
+
+    A_i = sum_{k<n_i} gamma^k D_{i,k} r_{i+1+k} + gamma^{n_i} D_{i,n_i} V(z_{i+n_i}) - V(z_i),
+
+  V(z) = min_j Q_j(z, tanh(mean(z))), D the product of the stored discounts along the way, and
+  n_i = `steps`, cut short where the episode or the window ends first (n_i >= 1 wherever pair i has
+  a transition). It asks whether the next n real steps reached a state the critics value more than
+  they valued z_i, net of the discount: steps that stand still score (gamma^n - 1) V < 0. It reads
+  the critics' ranking of states, not of actions at one state. [B, T-1], stopped."""
+  reward, discount, mask = pairs['reward'], pairs['discount'], pairs['mask']
+  length = reward.shape[1]
+  value = lambda z: jnp.min(nets.q_values(critic_params, z, nets.policy(actor_params, z).mode()), axis=0)
+  v_here, v_next = value(sg(pairs['feat'])), value(sg(pairs['next_feat']))  # V(z_i), V(z_{i+1})
+  pad = lambda x: jnp.pad(x, ((0, 0), (0, steps)))  # past the window: no transition
+  reward, discount, mask, v_next = map(pad, (reward, discount, mask, v_next))
+  alive = jnp.ones_like(v_here)  # pairs i..i+k all have a transition
+  scale = jnp.ones_like(v_here)  # gamma^k D_{i,k}
+  ret, boot = jnp.zeros_like(v_here), jnp.zeros_like(v_here)
+  for k in range(steps):
+    alive = alive * mask[:, k : k + length]
+    ret = ret + alive * scale * reward[:, k : k + length]
+    scale = scale * gamma * discount[:, k : k + length]
+    boot = jnp.where(alive > 0, scale * v_next[:, k : k + length], boot)  # the last step still alive
+  return sg(ret + boot - v_here)
+
+
+def cloning_inputs(
+  actor_params,
+  nets: Networks,
+  critic_params,
+  pairs: dict,
+  bc_filter: str,
+  *,
+  gamma: float = 0.99,
+  snippet_steps: int = 10,
+):
+  """The pairs and per-pair weight (`keep`) that `cloning_loss` takes under `bc_filter`:
+  'none' (Eq. 10), 'q' (`q_filter`), 'advantage' (`advantage_weights`): the pairs as given, `keep`
+  on the cloned ones; 'snippets': the cloned set widened to every pair whose `snippet_advantage`
+  over `snippet_steps` steps is positive (bc_weight max(bc_weight, [A_i > 0])), no `keep`.
+  Returns (pairs, keep or None)."""
   if bc_filter == 'none':
-    return None
+    return pairs, None
   if bc_filter == 'q':
-    return q_filter(actor_params, nets, critic_params, pairs)
+    return pairs, q_filter(actor_params, nets, critic_params, pairs)
   if bc_filter == 'advantage':
-    return advantage_weights(actor_params, nets, critic_params, pairs)
+    return pairs, advantage_weights(actor_params, nets, critic_params, pairs)
+  if bc_filter == 'snippets':
+    adv = snippet_advantage(actor_params, nets, critic_params, pairs, gamma=gamma, steps=snippet_steps)
+    positive = (adv > 0).astype(jnp.float32) * pairs['mask']
+    widened = {**pairs, 'bc_weight': jnp.maximum(pairs['bc_weight'], positive), 'success_weight': pairs['bc_weight']}
+    return widened, None
   raise ValueError(f'Unknown agent.bc_filter {bc_filter!r}')
 
 

@@ -97,10 +97,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(0.0 < agent.bc_final <= 1.0, 'agent.bc_final', agent.bc_final, 'expected a value in (0, 1]')
   _require(agent.bc_decay_updates >= 1, 'agent.bc_decay_updates', agent.bc_decay_updates, 'expected an integer >= 1')
   _require(
-    agent.bc_filter in ('none', 'q', 'advantage'),
+    agent.bc_filter in ('none', 'q', 'advantage', 'snippets'),
     'agent.bc_filter',
     agent.bc_filter,
-    'expected "none", "q" or "advantage"',
+    'expected "none", "q", "advantage" or "snippets"',
+  )
+  _require(
+    agent.snippet_steps >= 1,
+    'agent.snippet_steps',
+    agent.snippet_steps,
+    'expected an integer >= 1',
   )
   _require(
     agent.bc_filter == 'none' or agent.mode == 'moto',
@@ -234,6 +240,7 @@ ADDED_FIELDS = {
   'agent.bc_decay_updates': 1000,
   'data.task_order': 'random',
   'env.reward': 'sparse',
+  'agent.snippet_steps': 10,
 }
 
 # Added fields that only some domains' configs have (a recorded config of another domain stays without them).
@@ -330,6 +337,7 @@ ADDED_AFTER_RECORDS = (
   'agent.bc_final',
   'agent.bc_decay_updates',
   'env.reward',
+  'agent.snippet_steps',
 )
 
 # Fields that change where files go or how often a run logs, not what it learns.

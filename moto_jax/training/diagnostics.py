@@ -248,8 +248,18 @@ class Diagnostics:
       entropy_scale=kw['entropy_scale'],
     )[0]
     g_value = jax.grad(value)(params['actor'])
-    keep = cloning.cloning_keep(params['actor'], nets, params['critic'], pairs, kw['bc_filter'])
-    g_bc = jax.grad(lambda a: cloning.cloning_loss(a, nets, pairs, bc_eps=kw['bc_eps'], keep=keep)[0])(params['actor'])
+    bc_pairs, keep = cloning.cloning_inputs(
+      params['actor'],
+      nets,
+      params['critic'],
+      pairs,
+      kw['bc_filter'],
+      gamma=kw['gamma'],
+      snippet_steps=kw['snippet_steps'],
+    )
+    g_bc = jax.grad(lambda a: cloning.cloning_loss(a, nets, bc_pairs, bc_eps=kw['bc_eps'], keep=keep)[0])(
+      params['actor']
+    )
     dot = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g_value), jax.tree.leaves(g_bc)))
     norms = optax.global_norm(g_value) * optax.global_norm(g_bc)
     terms = ac_loss.balance_terms(
