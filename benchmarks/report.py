@@ -9,7 +9,8 @@ and judging staleness: `benchmarks/records.py`. Stale rows stay in the table, ma
 
 The README holds blocks between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` lines:
 `quickstart` (the Quickstart's `Done:` line and time), `learning` (the table), `final` (final
-checkpoints on many start states, `results/final_eval.jsonl` from `benchmarks.final_eval`), `speed`,
+checkpoints on many start states, `results/final_eval.jsonl` from `benchmarks.final_eval`: medians
+over seeds; docs/RESULTS.md has every seed with its interval), `speed`,
 `convert` (from `results/convert.jsonl`, written by `benchmarks.convert_speed --record`). The
 README's tables and figure show the paper's arms (`PAPER_ARMS`); docs/RESULTS.md, generated whole,
 shows every arm.
@@ -256,6 +257,33 @@ def final_table(records: list[dict]) -> str:
   return '\n'.join(out)
 
 
+def final_summary(records: list[dict]) -> str:
+  """The README's short form of `final_table`: a row per domain, preset and task, a column per arm;
+  a cell is the arm's median rate over its seeds (their number beside it). The per-seed table with
+  intervals is on docs/RESULTS.md."""
+  if not records:
+    return '_No final-checkpoint evaluations yet: `python -m benchmarks.final_eval` writes them._'
+  arms = sorted({r['arm'] for r in records}, key=arm_key)
+  out = ['| task | preset | start states | ' + ' | '.join(arms) + ' |', '|---|---|---|' + '---|' * len(arms)]
+  for domain, preset, n in sorted({(r['domain'], r['preset'], r['episodes']) for r in records}, key=table_key):
+    rs = [r for r in records if (r['domain'], r['preset'], r['episodes']) == (domain, preset, n)]
+    for task in sorted({r['task'] for r in rs}):
+      cells = []
+      for arm in arms:
+        rates = [r['success'] for r in rs if (r['task'], r['arm']) == (task, arm)]
+        seeds = f' ({len(rates)} seeds)' if len(rates) > 1 else ' (1 seed)'
+        cells.append(f'**{fmt(median(rates))}**{seeds}' if rates else '-')
+      name = task if domain == 'metaworld' else f'{domain} {task}'
+      out.append(f'| {name} | `{preset}` | {n} | ' + ' | '.join(cells) + ' |')
+  out += [
+    '',
+    "Median over seeds of the final checkpoints' success rates on the same new start states "
+    '(`python -m benchmarks.final_eval`); each seed with its 95 % interval: '
+    '[`docs/RESULTS.md`](docs/RESULTS.md#the-papers-arms-final-checkpoints-on-new-start-states).',
+  ]
+  return '\n'.join(out)
+
+
 def convert_line(records: list[dict]) -> str:
   if not records:
     return '_No conversion speed records yet: `python -m benchmarks.convert_speed --record=results/convert.jsonl`._'
@@ -325,7 +353,7 @@ def blocks(results: str = RESULTS) -> dict[str, str]:
     learning=learning_table(paper_arms(learning), golden) + other_arms_line(learning + finals),
     speed=speed_table(read_jsonl(os.path.join(results, 'speed.jsonl'))),
     convert=convert_line(read_jsonl(os.path.join(results, 'convert.jsonl'))),
-    final=final_table(paper_arms(finals)),
+    final=final_summary(paper_arms(finals)),
   )
 
 

@@ -236,6 +236,24 @@ def test_final_evaluations_table_and_interval():
   )
 
 
+def test_final_summary_gives_each_arms_median_over_its_seeds():
+  """The README's short form: a row per preset and task, each arm's median over its seeds and their number."""
+  row = dict(domain='metaworld', task='coffee-push', episodes=100)
+  records = [dict(row, preset='long', arm='moto', seed=s, success=v) for s, v in ((0, 0.29), (1, 0.54), (2, 0.47))]
+  records += [dict(row, preset='long', arm='bc', seed=0, success=0.36)]
+  records += [dict(row, preset='small', arm='bc', seed=s, success=v) for s, v in ((0, 0.2), (1, 0.1))]
+  records += [dict(row, domain='kitchen', task='mixed', preset='small', arm='moto', seed=0, success=0.05)]
+  rows = report.final_summary(records).split('\n')
+  assert rows[0] == '| task | preset | start states | moto | bc |'
+  # MetaWorld before Kitchen, small before long; medians 0.47 (of 3) and 0.15 (of 2).
+  assert rows[2:5] == [
+    '| coffee-push | `small` | 100 | - | **0.15** (2 seeds) |',
+    '| coffee-push | `long` | 100 | **0.47** (3 seeds) | **0.36** (1 seed) |',
+    '| kitchen mixed | `small` | 100 | **0.05** (1 seed) | - |',
+  ]
+  assert 'docs/RESULTS.md' in rows[-1]
+
+
 def test_kitchen_records_carry_target_tasks_per_episode(tmp_path):
   """A Kitchen run's record holds its target tasks per evaluation episode; the table and the curves show them."""
   evals = [
