@@ -212,7 +212,8 @@ def agent_config() -> ml_collections.ConfigDict:
   # How the cloning term weighs real pairs (mode 'moto'): 'none' (Eq. 10: every pair of a successful
   # episode alike), 'q' (only where the critics rate the data's action at least as high as the
   # policy's: the Q-filter), 'advantage' (by the data action's advantage, standardised within the
-  # batch, mean weight 1) or 'snippets' (below); agent/cloning.py.
+  # batch, mean weight 1), 'snippets' (below) or 'all' (every real pair, successful or not, with or
+  # without the value term: the control for 'snippets'); agent/cloning.py.
   c.bc_filter = 'none'
   # bc_filter 'snippets' (beyond the paper's success filter, within its Eq. 10 after ABM): also clone
   # every real pair whose advantage over this many real steps, bootstrapped with the critics' value

@@ -361,6 +361,26 @@ def test_snippet_advantage_by_value_and_the_widened_cloning_loss(nets, params, s
   )
 
 
+def test_cloning_all_pairs_is_the_control_without_a_critic(nets, params, setup):
+  """bc_filter 'all': every pair with a transition is cloned alike, successful or not, in mode 'bc'
+  as in 'moto'; the critic-led filters stay refused in mode 'bc'."""
+  from moto_jax.training import config_check
+
+  _, pairs, critic, _ = setup
+  every, keep = cloning.cloning_inputs(params['actor'], nets, critic, pairs, 'all')
+  assert keep is None
+  mask = np.asarray(pairs['mask'])
+  np.testing.assert_array_equal(np.asarray(every['bc_weight']), mask)
+  logp = plain_logp(nets, params['actor'], pairs, 1e-2)
+  bc, metrics = cloning.cloning_loss(params['actor'], nets, every, bc_eps=1e-2)
+  np.testing.assert_allclose(bc, np.sum(mask * -logp) / np.sum(mask), rtol=1e-4)
+  np.testing.assert_allclose(metrics['actor/snippet_share'], 1.0)
+  assert agent.loss_settings(debug_config(mode='bc', bc_filter='all').agent).actor['bc_filter'] == 'all'
+  config_check.validate(debug_config(mode='bc', bc_filter='all'))
+  with pytest.raises(config_check.ConfigError, match=r"agent\.bc_filter='snippets'.*agent\.mode=moto"):
+    config_check.validate(debug_config(mode='bc', bc_filter='snippets'))
+
+
 def test_snippets_clone_progress_and_not_standing_still(nets, params, setup):
   """With critics that value every state alike (V = c > 0) and no reward, n steps score
   (gamma^n - 1) c < 0: nothing beyond Eq. 10's pairs is cloned. A reward on the way makes the

@@ -40,7 +40,7 @@ def test_bad_config_fails_before_compile(tmp_path):
     config_check.validate(c)
   c.agent.snippet_steps = 10
   c.agent.bc_filter = 'snippet'
-  with pytest.raises(config_check.ConfigError, match=r"agent\.bc_filter='snippet': expected .*\"snippets\""):
+  with pytest.raises(config_check.ConfigError, match=r"agent\.bc_filter='snippet': expected .*\"snippets\" or \"all\""):
     config_check.validate(c)
   c.agent.bc_filter = 'none'
   c.env.reward = 'shaped'

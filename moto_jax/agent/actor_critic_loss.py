@@ -65,7 +65,8 @@ def loss_settings(cfg: ml_collections.ConfigDict) -> LossSettings:
       value_scale=value_scale,
       balance=cfg.balance,
       value_share=cfg.value_share,
-      bc_filter=cfg.bc_filter if value_scale and cfg.mode == 'moto' else 'none',
+      # The critic-led filters need the value term; 'all' chooses nothing and holds in mode 'bc' too.
+      bc_filter=cfg.bc_filter if (value_scale and cfg.mode == 'moto') or cfg.bc_filter == 'all' else 'none',
       snippet_steps=cfg.snippet_steps,
       gamma=cfg.gamma,
       critic_action_noise=cfg.critic_action_noise,

@@ -140,8 +140,9 @@ def cloning_inputs(
   """The pairs and per-pair weight (`keep`) that `cloning_loss` takes under `bc_filter`:
   'none' (Eq. 10), 'q' (`q_filter`), 'advantage' (`advantage_weights`): the pairs as given, `keep`
   on the cloned ones; 'snippets': the cloned set widened to every pair whose `snippet_advantage`
-  over `snippet_steps` steps is positive (bc_weight max(bc_weight, [A_i > 0])), no `keep`.
-  Returns (pairs, keep or None)."""
+  over `snippet_steps` steps is positive (bc_weight max(bc_weight, [A_i > 0])), no `keep`;
+  'all': every pair with a transition cloned alike, successful or not (no critic: the control for
+  'snippets', cloning as much data without choosing it). Returns (pairs, keep or None)."""
   if bc_filter == 'none':
     return pairs, None
   if bc_filter == 'q':
@@ -153,6 +154,8 @@ def cloning_inputs(
     positive = (adv > 0).astype(jnp.float32) * pairs['mask']
     widened = {**pairs, 'bc_weight': jnp.maximum(pairs['bc_weight'], positive), 'success_weight': pairs['bc_weight']}
     return widened, None
+  if bc_filter == 'all':
+    return {**pairs, 'bc_weight': pairs['mask'], 'success_weight': pairs['bc_weight']}, None
   raise ValueError(f'Unknown agent.bc_filter {bc_filter!r}')
 
 

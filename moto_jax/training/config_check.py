@@ -97,10 +97,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(0.0 < agent.bc_final <= 1.0, 'agent.bc_final', agent.bc_final, 'expected a value in (0, 1]')
   _require(agent.bc_decay_updates >= 1, 'agent.bc_decay_updates', agent.bc_decay_updates, 'expected an integer >= 1')
   _require(
-    agent.bc_filter in ('none', 'q', 'advantage', 'snippets'),
+    agent.bc_filter in ('none', 'q', 'advantage', 'snippets', 'all'),
     'agent.bc_filter',
     agent.bc_filter,
-    'expected "none", "q", "advantage" or "snippets"',
+    'expected "none", "q", "advantage", "snippets" or "all"',
   )
   _require(
     agent.snippet_steps >= 1,
@@ -109,7 +109,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     'expected an integer >= 1',
   )
   _require(
-    agent.bc_filter == 'none' or agent.mode == 'moto',
+    agent.bc_filter in ('none', 'all') or agent.mode == 'moto',
     'agent.bc_filter',
     agent.bc_filter,
     f'a critic-weighted cloning term needs a critic-led actor (agent.mode=moto, not {agent.mode!r})',
