@@ -49,12 +49,16 @@ def q_filter(actor_params, nets: Networks, critic_params, pairs: dict) -> jax.Ar
   return sg((q_data >= q_policy).astype(jnp.float32))
 
 
+def _state_value(actor_params, nets: Networks, critic_params, z: jax.Array) -> jax.Array:
+  """V(z) = min_j Q_j(z, tanh(mean(z))): the critics at the policy's own action."""
+  return jnp.min(nets.q_values(critic_params, z, nets.policy(actor_params, z).mode()), axis=0)
+
+
 def _q_data_and_policy(actor_params, nets: Networks, critic_params, pairs: dict):
-  """min_j Q_j(z_i, a_{i+1}) and min_j Q_j(z_i, tanh(mean(z_i))) over the real pairs, [B, T-1] each."""
+  """min_j Q_j(z_i, a_{i+1}) and V(z_i) (`_state_value`) over the real pairs, [B, T-1] each."""
   z = sg(pairs['feat'])
   q_data = jnp.min(nets.q_values(critic_params, z, pairs['action']), axis=0)
-  q_policy = jnp.min(nets.q_values(critic_params, z, nets.policy(actor_params, z).mode()), axis=0)
-  return q_data, q_policy
+  return q_data, _state_value(actor_params, nets, critic_params, z)
 
 
 ADVANTAGE_CLIP = 2.0  # standardised advantages are clipped to +-this before exp (weights within e^+-2)
@@ -112,8 +116,7 @@ def snippet_advantage(actor_params, nets: Networks, critic_params, pairs: dict, 
   the critics' ranking of states, not of actions at one state. [B, T-1], stopped."""
   reward, discount, mask = pairs['reward'], pairs['discount'], pairs['mask']
   length = reward.shape[1]
-  value = lambda z: jnp.min(nets.q_values(critic_params, z, nets.policy(actor_params, z).mode()), axis=0)
-  v_here, v_next = value(sg(pairs['feat'])), value(sg(pairs['next_feat']))  # V(z_i), V(z_{i+1})
+  v_here, v_next = (_state_value(actor_params, nets, critic_params, sg(pairs[k])) for k in ('feat', 'next_feat'))
   pad = lambda x: jnp.pad(x, ((0, 0), (0, steps)))  # past the window: no transition
   reward, discount, mask, v_next = map(pad, (reward, discount, mask, v_next))
   alive = jnp.ones_like(v_here)  # pairs i..i+k all have a transition
