@@ -8,6 +8,7 @@ import tempfile
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 os.environ.setdefault('MUJOCO_GL', 'egl')  # headless rendering, also when a test runs alone
@@ -116,3 +117,26 @@ def run_with_cpu_devices(script: str, devices: int) -> dict:
   out = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, timeout=600, cwd=root)
   assert out.returncode == 0, out.stderr[-4000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+LOSS_STARTS = 5  # imagination starts of `loss_setup`
+
+
+@pytest.fixture(scope='module')
+def loss_setup(nets, params):
+  """The loss tests' inputs (tests/test_equations.py, tests/test_cloning_filters.py): a start state
+  of LOSS_STARTS rows, real pairs with an episode start inside a window, and mixed BC weights, and
+  critics scaled up so that the twins differ clearly and depend on the action."""
+  r = nets.rssm
+  start = {
+    'deter': jax.random.normal(jax.random.key(2), (LOSS_STARTS, r.deter)),
+    'stoch': jax.nn.one_hot(jax.random.randint(jax.random.key(1), (LOSS_STARTS, r.groups), 0, r.classes), r.classes),
+  }
+  batch = synthetic_batch(0, 2, 8)
+  batch['is_first'][1, 4] = True  # row 1: an episode starts at step 4 (pair 3 has no transition)
+  batch['bc_weight'] = np.array([[1.0] * 8, [0.0] * 4 + [1.0] * 4], np.float32)
+  feat = jax.random.normal(jax.random.key(3), (2, 8, nets.feat_dim))
+  pairs = agent.real_pairs(feat, batch)
+  critic = jax.tree.map(lambda x: 3.0 * x, params['critic'])
+  target_critic = jax.tree.map(lambda x: 2.0 * x, params['critic'])
+  return start, pairs, critic, target_critic
